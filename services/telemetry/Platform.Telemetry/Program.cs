@@ -1,0 +1,3 @@
+using Platform.Hosting;
+
+return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("telemetry"));

@@ -1,0 +1,31 @@
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Platform.EventSourcing;
+
+namespace Platform.Hosting;
+
+/// <summary>What a service host is: its name, what it depends on and what it adds to the defaults.</summary>
+public sealed record PlatformServiceDefinition(string Name)
+{
+    /// <summary>The service keeps event streams (and its inbox and sagas) in PostgreSQL, in a schema named after it.</summary>
+    public bool UsesPostgres { get; init; } = true;
+
+    /// <summary>The service sends and receives messages on RabbitMQ and relays its integration events there.</summary>
+    public bool UsesRabbitMq { get; init; } = true;
+
+    public string Schema => Name.Replace('-', '_');
+
+    /// <summary>Maps the service's own (domain) event types; the contracts are mapped already.</summary>
+    public Action<EventTypeRegistry>? MapEvents { get; init; }
+
+    /// <summary>Extra schema migrations (read models) applied at start with the event store's.</summary>
+    public IReadOnlyList<SchemaMigration> Migrations { get; init; } = [];
+
+    /// <summary>Consumers, sagas and their endpoints.</summary>
+    public Action<IBusRegistrationConfigurator>? ConfigureMessaging { get; init; }
+
+    public Action<WebApplicationBuilder>? ConfigureServices { get; init; }
+
+    public Action<WebApplication>? MapEndpoints { get; init; }
+}

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace Platform.Hosting.Telemetry;
+
+/// <summary>
+/// Traces and metrics of a service: ASP.NET Core, MassTransit, Npgsql, HttpClient and the platform's own
+/// sources, exported over OTLP (HTTP/protobuf) when an endpoint is configured; otherwise nothing is collected.
+/// </summary>
+public static class PlatformTelemetry
+{
+    public const string SourceName = "Platform";
+
+    public static readonly ActivitySource ActivitySource = new(SourceName);
+
+    public static readonly Meter Meter = new(SourceName);
+
+    private static readonly string[] ActivitySources = ["Microsoft.AspNetCore", "MassTransit", "Npgsql", "System.Net.Http", "Yarp.ReverseProxy", SourceName];
+
+    private static readonly string[] Meters = ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "MassTransit", "Npgsql", "System.Net.Http", SourceName];
+
+    internal static void AddPlatformTelemetry(this IServiceCollection services, string serviceName, string version, Uri? otlpEndpoint)
+    {
+        if (otlpEndpoint is null)
+        {
+            return;
+        }
+
+        var resource = ResourceBuilder.CreateDefault().AddService(serviceName, serviceNamespace: "platform", serviceVersion: version, serviceInstanceId: Environment.MachineName + "-" + Environment.ProcessId);
+        services.AddSingleton(_ => Sdk.CreateTracerProviderBuilder()
+            .SetResourceBuilder(resource)
+            .AddSource(ActivitySources)
+            .AddOtlpExporter(options =>
+            {
+                options.Protocol = OtlpExportProtocol.HttpProtobuf;
+                options.Endpoint = new Uri(otlpEndpoint, "v1/traces");
+            })
+            .Build());
+        services.AddSingleton(_ => Sdk.CreateMeterProviderBuilder()
+            .SetResourceBuilder(resource)
+            .AddMeter(Meters)
+            .AddOtlpExporter(options =>
+            {
+                options.Protocol = OtlpExportProtocol.HttpProtobuf;
+                options.Endpoint = new Uri(otlpEndpoint, "v1/metrics");
+            })
+            .Build());
+    }
+
+    /// <summary>Builds the providers now, so that listeners exist before the first request.</summary>
+    internal static void StartPlatformTelemetry(this IServiceProvider services)
+    {
+        services.GetService<TracerProvider>();
+        services.GetService<MeterProvider>();
+    }
+}

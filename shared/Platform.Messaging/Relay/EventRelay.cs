@@ -1,0 +1,60 @@
+using MassTransit;
+using Platform.Contracts;
+using Platform.EventSourcing;
+using Platform.EventSourcing.Subscriptions;
+
+namespace Platform.Messaging.Relay;
+
+/// <summary>
+/// Publishes a service's integration events from its event store (the store is the outbox). The message
+/// id is the event id, so consumers' inboxes drop the repeats that at-least-once delivery brings; the
+/// checkpoint moves only after the broker has confirmed every publish of the batch.
+/// </summary>
+public sealed class EventRelay(IBus bus) : IEventSubscriber
+{
+    public const string SubscriptionName = "relay";
+
+    public string Name => SubscriptionName;
+
+    public async Task HandleAsync(IReadOnlyList<StoredEvent> events, CancellationToken cancellationToken)
+    {
+        foreach (var stored in events)
+        {
+            var type = stored.Data.GetType();
+            if (!ContractsAssembly.Contains(type))
+            {
+                continue;
+            }
+
+            await bus.Publish(stored.Data, type, Pipe.Execute<PublishContext>(context =>
+            {
+                context.MessageId = stored.EventId;
+                context.CorrelationId = stored.Metadata.CorrelationId;
+                context.Headers.Set(RelayHeaders.Position, stored.Position);
+                context.Headers.Set(RelayHeaders.StreamId, stored.StreamId);
+                context.Headers.Set(RelayHeaders.EventType, stored.EventType);
+                context.Headers.Set(RelayHeaders.RecordedAt, stored.RecordedAt.ToString("O"));
+                if (stored.Metadata.TenantId is { } tenant)
+                {
+                    context.Headers.Set(RelayHeaders.TenantId, tenant);
+                }
+
+                if (stored.Metadata.Actor is { } actor)
+                {
+                    context.Headers.Set(RelayHeaders.Actor, actor);
+                }
+            }), cancellationToken);
+        }
+    }
+}
+
+/// <summary>Headers the relay adds to every published event, for consumers outside .NET too.</summary>
+public static class RelayHeaders
+{
+    public const string Position = "Platform-Position";
+    public const string StreamId = "Platform-Stream";
+    public const string EventType = "Platform-Event-Type";
+    public const string RecordedAt = "Platform-Recorded-At";
+    public const string TenantId = "Platform-Tenant";
+    public const string Actor = "Platform-Actor";
+}
