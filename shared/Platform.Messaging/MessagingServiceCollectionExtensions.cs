@@ -36,6 +36,7 @@ public static class MessagingServiceCollectionExtensions
                     return options;
                 });
                 rabbit.UseMessageRetry(RetryPolicy.Configure);
+                rabbit.UseMessageRetry(RetryPolicy.ConfigureConcurrency);
                 rabbit.UseInMemoryOutbox(context);
                 rabbit.ConfigureEndpoints(context);
             });

@@ -21,4 +21,15 @@ public static class RetryPolicy
         retry.Ignore<ArgumentException>();
         retry.Ignore<FormatException>();
     }
+
+    /// <summary>
+    /// Inside the general policy: a lost optimistic-concurrency race (a saga or stream changed since it was
+    /// read) is retried at once on fresh state, many times, so racing messages for one saga all land.
+    /// </summary>
+    public static void ConfigureConcurrency(IRetryConfigurator retry)
+    {
+        retry.Handle<ConcurrencyException>();
+        retry.Handle<Platform.EventSourcing.WrongExpectedVersionException>();
+        retry.Incremental(20, TimeSpan.Zero, TimeSpan.FromMilliseconds(5));
+    }
 }

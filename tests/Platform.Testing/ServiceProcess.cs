@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Platform.Testing;
+
+/// <summary>
+/// A real service host started as its own OS process from the build output, as <c>./platform up</c> starts
+/// it: tests can kill it with SIGKILL mid-flow and start it again. It listens on a port the OS picks.
+/// </summary>
+public sealed partial class ServiceProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly TaskCompletionSource<Uri> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private ServiceProcess(string service, Process process)
+    {
+        Service = service;
+        _process = process;
+    }
+
+    public string Service { get; }
+
+    public int ProcessId => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Everything the process wrote to stdout and stderr so far, a line each.</summary>
+    public IReadOnlyList<string> Output => _output.ToArray();
+
+    /// <summary>The address it listens on, once Kestrel has said so.</summary>
+    public Task<Uri> Address => _listening.Task;
+
+    public static ServiceProcess Start(string service, IReadOnlyDictionary<string, string> environment)
+    {
+        var name = "Platform." + char.ToUpperInvariant(service[0]) + service[1..];
+        var directory = System.IO.Path.Combine(RepositoryRoot.Path, "services", service, name);
+        var dll = System.IO.Path.Combine(directory, "bin", RepositoryRoot.Configuration, "net10.0", name + ".dll");
+        if (!File.Exists(dll))
+        {
+            throw new FileNotFoundException($"{dll} is not built: build Platform.sln in {RepositoryRoot.Configuration} first.");
+        }
+
+        var start = new ProcessStartInfo("dotnet", [dll])
+        {
+            WorkingDirectory = directory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
+        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        foreach (var (key, value) in environment)
+        {
+            start.Environment[key] = value;
+        }
+
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        var started = new ServiceProcess(service, process);
+        process.OutputDataReceived += (_, line) => started.Receive(line.Data);
+        process.ErrorDataReceived += (_, line) => started.Receive(line.Data);
+        process.Exited += (_, _) => started._listening.TrySetException(new InvalidOperationException($"{service} exited with {process.ExitCode} before listening:\n{string.Join('\n', started.Output.TakeLast(20))}"));
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return started;
+    }
+
+    public async Task<Uri> WaitUntilListeningAsync(TimeSpan? timeout = null) =>
+        await Address.WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+
+    /// <summary>Waits until <c>/health/ready</c> answers 200.</summary>
+    public async Task<Uri> WaitUntilReadyAsync(TimeSpan? timeout = null)
+    {
+        var patience = timeout ?? TimeSpan.FromSeconds(60);
+        var address = await WaitUntilListeningAsync(patience);
+        using var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(5) };
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                return (await client.GetAsync("/health/ready")).IsSuccessStatusCode;
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, patience, $"{Service} becomes ready");
+        return address;
+    }
+
+    /// <summary>SIGKILL: no shutdown hooks, no flushing; what a crash looks like.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+
+        await _process.WaitForExitAsync();
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cancel.Token);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _process.Dispose();
+    }
+
+    private void Receive(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        _output.Enqueue(line);
+        if (ListeningOn().Match(line) is { Success: true } match)
+        {
+            _listening.TrySetResult(new Uri(match.Groups[1].Value));
+        }
+    }
+
+    [GeneratedRegex("Now listening on: (http://[0-9.:]+)")]
+    private static partial Regex ListeningOn();
+}
