@@ -80,6 +80,8 @@ public static class PlatformHost
         if (settings.RabbitMq is { } broker)
         {
             services.AddPlatformMessaging(definition.Name, broker, definition.ConfigureMessaging);
+            services.AddSingleton(new RabbitMqHealthCheck(broker));
+            health.AddCheck<RabbitMqHealthCheck>("rabbitmq", tags: [HealthEndpoints.ReadyTag]);
             services.Configure<MassTransitHostOptions>(options => options.StartTimeout = settings.StartupTimeout);
             if (settings.PostgresConnectionString is not null)
             {
@@ -137,7 +139,8 @@ public static class PlatformHost
         {
             options.UseUtcTimestamp = true;
             options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-            options.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false };
+            // Log lines are read by people and parsers, not embedded in HTML: keep quotes and accents as they are.
+            options.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         });
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Microsoft.AspNetCore.Diagnostics.ExceptionHandlerMiddleware", LogLevel.None);

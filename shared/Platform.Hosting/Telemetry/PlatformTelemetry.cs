@@ -32,6 +32,9 @@ public static class PlatformTelemetry
             return;
         }
 
+        // Without the OpenTelemetry instrumentation packages (absent here), ASP.NET Core adds the semantic-convention
+        // tags (method, route, path, status) to its request activity itself when asked to.
+        AppContext.SetSwitch("Microsoft.AspNetCore.Hosting.SuppressActivityOpenTelemetryData", false);
         var resource = ResourceBuilder.CreateDefault().AddService(serviceName, serviceNamespace: "platform", serviceVersion: version, serviceInstanceId: Environment.MachineName + "-" + Environment.ProcessId);
         services.AddSingleton(_ => Sdk.CreateTracerProviderBuilder()
             .SetResourceBuilder(resource)
