@@ -3,13 +3,17 @@ using Npgsql;
 using NpgsqlTypes;
 using Platform.Contracts;
 
-using Platform.EventSourcing.Subscriptions;
-
 namespace Platform.EventSourcing;
 
 public sealed partial class EventStore
 {
-    /// <summary>Appends <paramref name="events"/> to one stream in a transaction of its own.</summary>
+    private const string WrongExpectedVersionState = "PW409";
+
+    /// <summary>
+    /// Appends <paramref name="events"/> to one stream in a transaction of its own. Without inline projections
+    /// this is one round trip: the version check, the insert and the commit travel as one implicit transaction,
+    /// so the global order is held only while PostgreSQL inserts and commits.
+    /// </summary>
     public async Task<AppendResult> AppendAsync(
         string streamId,
         ExpectedVersion expected,
@@ -17,10 +21,62 @@ public sealed partial class EventStore
         EventMetadata? metadata = null,
         CancellationToken cancellationToken = default)
     {
-        await using var session = await BeginSessionAsync(cancellationToken);
-        session.Append(streamId, expected, events, metadata);
-        var results = await session.CommitAsync(cancellationToken);
-        return results[0];
+        if (_options.InlineProjections.Count > 0)
+        {
+            await using var session = await BeginSessionAsync(cancellationToken);
+            session.Append(streamId, expected, events, metadata);
+            return (await session.CommitAsync(cancellationToken))[0];
+        }
+
+        var append = new PendingAppend(streamId, expected, events, metadata ?? EventMetadata.None);
+        EventStoreSession.Validate(append);
+        var now = _time.GetUtcNow();
+        var encoded = Encode([append], now);
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection);
+        batch.BatchCommands.Add(VersionCommand(append, now));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(
+            $"""
+            WITH current AS (
+                SELECT version FROM {Schema}.streams WHERE stream_id = $1
+            ), reserved AS (
+                UPDATE {Schema}.global_position SET last = last + $2 WHERE id = 1 RETURNING last
+            ), inserted AS (
+                INSERT INTO {Schema}.events (position, stream_id, stream_version, event_id, event_type, data, metadata, recorded_at)
+                SELECT reserved.last - $2 + e.n, $1, current.version - $2 + e.n, e.i, e.t, e.d::jsonb, e.m::jsonb, $6
+                FROM reserved, current, unnest($3::uuid[], $4::text[], $5::text[], $7::text[]) WITH ORDINALITY AS e(i, t, d, m, n)
+            )
+            SELECT reserved.last, pg_notify($8, reserved.last::text) FROM reserved
+            """)
+        {
+            Parameters =
+            {
+                new() { Value = streamId },
+                new() { Value = (long)events.Count },
+                new() { Value = encoded.EventIds },
+                new() { Value = encoded.Types },
+                new() { Value = encoded.Data },
+                new() { Value = now, NpgsqlDbType = NpgsqlDbType.TimestampTz },
+                new() { Value = encoded.Metadata },
+                new() { Value = NotificationChannel },
+            },
+        });
+
+        try
+        {
+            // Prepared once per physical connection (Npgsql keeps it across pool rentals): no parse or plan per append.
+            await batch.PrepareAsync(cancellationToken);
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            var version = reader.GetInt64(0);
+            await reader.NextResultAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            return new AppendResult(streamId, version, reader.GetInt64(0));
+        }
+        catch (PostgresException exception) when (exception.SqlState == WrongExpectedVersionState)
+        {
+            throw new WrongExpectedVersionException(streamId, expected, await ReadStreamVersionAsync(streamId, CancellationToken.None));
+        }
     }
 
     /// <summary>Opens a transaction for a handler's own writes and appends; commit it with <see cref="EventStoreSession.CommitAsync"/>.</summary>
@@ -49,72 +105,96 @@ public sealed partial class EventStore
         var ordered = pending.OrderBy(p => p.StreamId, StringComparer.Ordinal).ToArray();
         var total = ordered.Sum(p => p.Events.Count);
         var now = _time.GetUtcNow();
+        var encoded = Encode(ordered, now);
 
-        var (newVersions, lastPosition, refused) = await ReserveAsync(connection, transaction, ordered, total, now, cancellationToken);
-        if (refused is { } index)
+        // Round trip 1: check and bump every stream's version (row locks on those streams only).
+        var newVersions = new long[ordered.Length];
+        await using (var check = new NpgsqlBatch(connection, transaction))
         {
-            var actual = await ReadStreamVersionAsync(connection, transaction, ordered[index].StreamId, cancellationToken);
-            throw new WrongExpectedVersionException(ordered[index].StreamId, ordered[index].Expected, actual);
+            foreach (var append in ordered)
+            {
+                check.BatchCommands.Add(VersionCommand(append, now));
+            }
+
+            // Statements run in order and the first refusal aborts the rest: the refused stream is the first unread one.
+            var read = 0;
+            try
+            {
+                await check.PrepareAsync(cancellationToken);
+                await using var reader = await check.ExecuteReaderAsync(cancellationToken);
+                for (read = 0; read < ordered.Length; read++)
+                {
+                    if (read > 0)
+                    {
+                        await reader.NextResultAsync(cancellationToken);
+                    }
+
+                    await reader.ReadAsync(cancellationToken);
+                    newVersions[read] = reader.GetInt64(0);
+                }
+            }
+            catch (PostgresException exception) when (exception.SqlState == WrongExpectedVersionState)
+            {
+                var refused = ordered[read];
+                throw new WrongExpectedVersionException(refused.StreamId, refused.Expected, await ReadStreamVersionAsync(refused.StreamId, CancellationToken.None));
+            }
         }
 
-        var stored = new StoredEvent[total];
-        var positions = new long[total];
-        var streamIds = new string[total];
         var versions = new long[total];
-        var eventIds = new Guid[total];
-        var types = new string[total];
-        var data = new string[total];
-        var metadata = new string[total];
-        var results = new Dictionary<string, AppendResult>(StringComparer.Ordinal);
-        var i = 0;
-        var position = lastPosition - total;
-        for (var s = 0; s < ordered.Length; s++)
+        for (int s = 0, i = 0; s < ordered.Length; s++)
         {
-            var append = ordered[s];
-            var version = newVersions[s] - append.Events.Count;
-            var metadataJson = JsonSerializer.Serialize(append.Metadata, PlatformJson.Options);
-            foreach (var @event in append.Events)
+            for (var k = ordered[s].Events.Count - 1; k >= 0; k--)
             {
-                positions[i] = ++position;
-                streamIds[i] = append.StreamId;
-                versions[i] = ++version;
-                eventIds[i] = Guid.CreateVersion7(now);
-                types[i] = Types.NameOf(@event.GetType());
-                data[i] = JsonSerializer.Serialize(@event, @event.GetType(), PlatformJson.Options);
-                metadata[i] = metadataJson;
-                stored[i] = new StoredEvent(positions[i], append.StreamId, versions[i], eventIds[i], types[i], @event, append.Metadata, now);
+                versions[i + k] = newVersions[s] - (ordered[s].Events.Count - 1 - k);
+            }
+
+            i += ordered[s].Events.Count;
+        }
+
+        // Round trip 2: take the global position row, insert and notify in one statement. The row stays
+        // locked until commit, so the ordered section is this statement's tail and the commit.
+        await using var insert = new NpgsqlCommand(
+            $"""
+            WITH reserved AS (
+                UPDATE {Schema}.global_position SET last = last + $9 WHERE id = 1 RETURNING last
+            ), inserted AS (
+                INSERT INTO {Schema}.events (position, stream_id, stream_version, event_id, event_type, data, metadata, recorded_at)
+                SELECT reserved.last - $9 + e.n, e.s, e.v, e.i, e.t, e.d::jsonb, e.m::jsonb, $7
+                FROM reserved, unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS e(s, v, i, t, d, m, n)
+            )
+            SELECT last, pg_notify($8, last::text) FROM reserved
+            """,
+            connection,
+            transaction)
+        {
+            Parameters =
+            {
+                new() { Value = encoded.StreamIds },
+                new() { Value = versions },
+                new() { Value = encoded.EventIds },
+                new() { Value = encoded.Types },
+                new() { Value = encoded.Data },
+                new() { Value = encoded.Metadata },
+                new() { Value = now, NpgsqlDbType = NpgsqlDbType.TimestampTz },
+                new() { Value = NotificationChannel },
+                new() { Value = (long)total },
+            },
+        };
+        await insert.PrepareAsync(cancellationToken);
+        var lastPosition = (long)(await insert.ExecuteScalarAsync(cancellationToken))!;
+
+        var results = new Dictionary<string, AppendResult>(StringComparer.Ordinal);
+        var stored = new StoredEvent[total];
+        var position = lastPosition - total;
+        for (int s = 0, i = 0; s < ordered.Length; s++)
+        {
+            foreach (var @event in ordered[s].Events)
+            {
+                stored[i] = new StoredEvent(++position, ordered[s].StreamId, versions[i], encoded.EventIds[i], encoded.Types[i], @event, ordered[s].Metadata, now);
                 i++;
             }
 
-            results[append.StreamId] = new AppendResult(append.StreamId, newVersions[s], position);
-        }
-
-        await using (var insert = new NpgsqlBatch(connection, transaction))
-        {
-            insert.BatchCommands.Add(new NpgsqlBatchCommand(
-                $"""
-                INSERT INTO {Schema}.events (position, stream_id, stream_version, event_id, event_type, data, metadata, recorded_at)
-                SELECT p, s, v, i, t, d::jsonb, m::jsonb, $8
-                FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::text[], $7::text[]) AS e(p, s, v, i, t, d, m)
-                """)
-            {
-                Parameters =
-                {
-                    new() { Value = positions },
-                    new() { Value = streamIds },
-                    new() { Value = versions },
-                    new() { Value = eventIds },
-                    new() { Value = types },
-                    new() { Value = data },
-                    new() { Value = metadata },
-                    new() { Value = now, NpgsqlDbType = NpgsqlDbType.TimestampTz },
-                },
-            });
-            insert.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_notify($1, $2)")
-            {
-                Parameters = { new() { Value = NotificationChannel }, new() { Value = lastPosition.ToString(System.Globalization.CultureInfo.InvariantCulture) } },
-            });
-            await insert.ExecuteNonQueryAsync(cancellationToken);
+            results[ordered[s].StreamId] = new AppendResult(ordered[s].StreamId, newVersions[s], position);
         }
 
         foreach (var projection in _options.InlineProjections)
@@ -125,70 +205,49 @@ public sealed partial class EventStore
         return pending.Select(p => results[p.StreamId]).ToArray();
     }
 
-    /// <summary>One round trip: check and bump every stream's version, then take the global position row (held until commit).</summary>
-    private async Task<(long[] NewVersions, long LastPosition, int? Refused)> ReserveAsync(
-        NpgsqlConnection connection,
-        NpgsqlTransaction transaction,
-        PendingAppend[] ordered,
-        int total,
-        DateTimeOffset now,
-        CancellationToken cancellationToken)
+    /// <summary>Serialises every event before anything is written, so an unmapped type fails without touching the store.</summary>
+    private EncodedEvents Encode(IReadOnlyList<PendingAppend> appends, DateTimeOffset now)
     {
-        await using var batch = new NpgsqlBatch(connection, transaction);
-        foreach (var append in ordered)
+        var total = appends.Sum(a => a.Events.Count);
+        var encoded = new EncodedEvents(new string[total], new Guid[total], new string[total], new string[total], new string[total]);
+        var i = 0;
+        foreach (var append in appends)
         {
-            batch.BatchCommands.Add(VersionCommand(append, now));
+            var metadata = JsonSerializer.Serialize(append.Metadata, PlatformJson.Options);
+            foreach (var @event in append.Events)
+            {
+                encoded.StreamIds[i] = append.StreamId;
+                encoded.EventIds[i] = Guid.CreateVersion7(now);
+                encoded.Types[i] = Types.NameOf(@event.GetType());
+                encoded.Data[i] = JsonSerializer.Serialize(@event, @event.GetType(), PlatformJson.Options);
+                encoded.Metadata[i] = metadata;
+                i++;
+            }
         }
 
-        batch.BatchCommands.Add(new NpgsqlBatchCommand($"UPDATE {Schema}.global_position SET last = last + $1 WHERE id = 1 RETURNING last")
-        {
-            Parameters = { new() { Value = (long)total } },
-        });
-
-        var newVersions = new long[ordered.Length];
-        int? refused = null;
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
-        for (var s = 0; s < ordered.Length; s++)
-        {
-            if (await reader.ReadAsync(cancellationToken))
-            {
-                newVersions[s] = reader.GetInt64(0);
-            }
-            else
-            {
-                refused ??= s;
-            }
-
-            await reader.NextResultAsync(cancellationToken);
-        }
-
-        await reader.ReadAsync(cancellationToken);
-        var lastPosition = reader.GetInt64(0);
-        return (newVersions, lastPosition, refused);
+        return encoded;
     }
 
+    /// <summary>Bumps the stream's version and returns the new one, or fails with <c>PW409</c> when the expectation does not hold.</summary>
     private NpgsqlBatchCommand VersionCommand(PendingAppend append, DateTimeOffset now)
     {
-        long count = append.Events.Count;
-        var command = append.Expected switch
+        var change = append.Expected switch
         {
-            { IsAny: true } => new NpgsqlBatchCommand(
-                $"""
+            { IsAny: true } => $"""
                 INSERT INTO {Schema}.streams AS s (stream_id, version, created_at, updated_at) VALUES ($1, $2, $3, $3)
                 ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.version, updated_at = EXCLUDED.updated_at
                 RETURNING version
-                """),
-            { IsNoStream: true } => new NpgsqlBatchCommand(
-                $"""
+                """,
+            { IsNoStream: true } => $"""
                 INSERT INTO {Schema}.streams (stream_id, version, created_at, updated_at) VALUES ($1, $2, $3, $3)
                 ON CONFLICT (stream_id) DO NOTHING
                 RETURNING version
-                """),
-            _ => new NpgsqlBatchCommand(
-                $"UPDATE {Schema}.streams SET version = version + $2, updated_at = $3 WHERE stream_id = $1 AND version = $4 RETURNING version"),
+                """,
+            _ => $"UPDATE {Schema}.streams SET version = version + $2, updated_at = $3 WHERE stream_id = $1 AND version = $4 RETURNING version",
         };
+        var command = new NpgsqlBatchCommand($"WITH changed AS ({change}) SELECT {Schema}.require_stream_version($1, (SELECT version FROM changed))");
         command.Parameters.Add(new() { Value = append.StreamId });
-        command.Parameters.Add(new() { Value = count });
+        command.Parameters.Add(new() { Value = (long)append.Events.Count });
         command.Parameters.Add(new() { Value = now, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         if (append.Expected is { IsAny: false, IsNoStream: false })
         {
@@ -197,4 +256,6 @@ public sealed partial class EventStore
 
         return command;
     }
+
+    private sealed record EncodedEvents(string[] StreamIds, Guid[] EventIds, string[] Types, string[] Data, string[] Metadata);
 }

@@ -37,5 +37,18 @@ internal static class EventStoreSchema
                 updated_at timestamptz NOT NULL
             );
             """),
+        new(Component, 2, """
+            -- Fails an append whose expected version does not hold, so the whole append can travel as one
+            -- implicit transaction and abort in the database instead of after a round trip.
+            CREATE FUNCTION {schema}.require_stream_version(stream text, new_version bigint) RETURNS bigint
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF new_version IS NULL THEN
+                    RAISE EXCEPTION 'stream % is not at the expected version', stream USING ERRCODE = 'PW409';
+                END IF;
+                RETURN new_version;
+            END
+            $$;
+            """),
     ];
 }

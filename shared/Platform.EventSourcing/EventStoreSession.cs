@@ -26,18 +26,23 @@ public sealed class EventStoreSession : IAsyncDisposable
     /// <summary>Queues events for <paramref name="streamId"/>; the version check and the write happen at commit.</summary>
     public void Append(string streamId, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata? metadata = null)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(streamId);
-        if (events.Count == 0)
-        {
-            throw new ArgumentException("An append needs at least one event.", nameof(events));
-        }
-
+        var append = new PendingAppend(streamId, expected, events, metadata ?? EventMetadata.None);
+        Validate(append);
         if (_pending.Any(p => p.StreamId == streamId))
         {
             throw new InvalidOperationException($"Stream '{streamId}' already has an append in this session; append its events together.");
         }
 
-        _pending.Add(new PendingAppend(streamId, expected, events, metadata ?? EventMetadata.None));
+        _pending.Add(append);
+    }
+
+    internal static void Validate(PendingAppend append)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(append.StreamId, "streamId");
+        if (append.Events.Count == 0)
+        {
+            throw new ArgumentException("An append needs at least one event.", "events");
+        }
     }
 
     /// <summary>Checks every expected version, writes the events and commits; throws <see cref="WrongExpectedVersionException"/> and writes nothing on a lost race.</summary>
