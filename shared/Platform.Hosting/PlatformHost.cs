@@ -11,6 +11,7 @@ using Platform.EventSourcing;
 using Platform.EventSourcing.Subscriptions;
 using Platform.Hosting.Health;
 using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
 using Platform.Hosting.Startup;
 using Platform.Hosting.Telemetry;
 using Platform.Messaging;
@@ -69,7 +70,7 @@ public static class PlatformHost
             {
                 var types = new EventTypeRegistry().MapAll(ContractsAssembly.Assembly, "Platform.Contracts.");
                 definition.MapEvents?.Invoke(types);
-                return new EventStore(provider.GetRequiredService<NpgsqlDataSource>(), new EventStoreOptions { Schema = definition.Schema, Types = types }, provider.GetRequiredService<TimeProvider>());
+                return new EventStore(provider.GetRequiredService<NpgsqlDataSource>(), new EventStoreOptions { Schema = definition.Schema, Types = types, InlineProjections = definition.InlineProjections }, provider.GetRequiredService<TimeProvider>());
             });
             services.AddSingleton<Inbox>();
             services.AddSingleton(provider => new SagaStore(provider.GetRequiredService<NpgsqlDataSource>(), definition.Schema));
@@ -100,6 +101,11 @@ public static class PlatformHost
         app.Services.StartPlatformTelemetry();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        if (definition.AnswersOnlyTheGateway)
+        {
+            app.UseMiddleware<GatewayOnlyMiddleware>();
+        }
+
         app.MapPlatformHealth();
         app.MapGet($"/api/v1/{definition.Name}/info", (ServiceIdentity identity, TimeProvider time) => identity.Describe(time.GetUtcNow()));
         definition.MapEndpoints?.Invoke(app);

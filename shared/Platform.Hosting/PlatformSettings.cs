@@ -10,12 +10,14 @@ public sealed record PlatformSettings(
     string? PostgresConnectionString,
     RabbitMqAddress? RabbitMq,
     Uri? OtlpEndpoint,
-    TimeSpan StartupTimeout)
+    TimeSpan StartupTimeout,
+    string? InternalToken)
 {
     public const string PostgresKey = "ConnectionStrings:Postgres";
     public const string RabbitMqKey = "ConnectionStrings:RabbitMq";
     public const string OtlpEndpointKey = "Platform:Telemetry:OtlpEndpoint";
     public const string StartupTimeoutKey = "Platform:StartupTimeoutSeconds";
+    public const string InternalTokenKey = "Platform:InternalToken";
 
     public static PlatformSettings Read(IConfiguration configuration, PlatformServiceDefinition definition)
     {
@@ -66,7 +68,13 @@ public sealed record PlatformSettings(
             throw new StartupException($"{StartupTimeoutKey} must be between 0 and 600 seconds.");
         }
 
-        return new PlatformSettings(postgres, rabbit, otlp, TimeSpan.FromSeconds(timeout));
+        var internalToken = Required(configuration, InternalTokenKey);
+        if (internalToken.Length < 32)
+        {
+            throw new StartupException($"{InternalTokenKey} must be at least 32 characters: it is the credential that lets the gateway call the services.");
+        }
+
+        return new PlatformSettings(postgres, rabbit, otlp, TimeSpan.FromSeconds(timeout), internalToken);
     }
 
     private static string Required(IConfiguration configuration, string key) =>

@@ -26,7 +26,8 @@ public sealed class DocumentationTests
     {
         await using var environment = await ServiceEnvironment.CreateAsync();
         await using var service = ServiceProcess.Start("provisioning", environment.For());
-        using var client = new HttpClient { BaseAddress = await service.WaitUntilReadyAsync() };
+        await service.WaitUntilReadyAsync();
+        using var client = await service.CreateGatewayLikeClientAsync();
 
         AssertSameShape(Example("operations.md", "info"), await client.GetFromJsonAsync<JsonElement>("/api/v1/provisioning/info"));
         AssertSameShape(Example("operations.md", "health-ready"), await client.GetFromJsonAsync<JsonElement>("/health/ready"));

@@ -14,34 +14,25 @@ public sealed class GatewayTests
     {
         await using var environment = await ServiceEnvironment.CreateAsync();
         var services = Services.Select(name => ServiceProcess.Start(name, environment.For())).ToArray();
-        try
-        {
-            var addresses = await Task.WhenAll(services.Select(s => s.WaitUntilReadyAsync()));
-            await using var gateway = StartGateway(Services.Zip(addresses));
-            using var client = new HttpClient { BaseAddress = await gateway.WaitUntilReadyAsync() };
+        await using var _ = new DisposeAll(services);
+        var addresses = await Task.WhenAll(services.Select(s => s.WaitUntilReadyAsync()));
+        await using var gateway = StartGateway(Services.Zip(addresses));
+        using var client = new HttpClient { BaseAddress = await gateway.WaitUntilReadyAsync() };
 
-            foreach (var name in Services)
-            {
-                var response = await client.GetAsync($"/api/v1/{name}/info");
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                var info = await response.Content.ReadFromJsonAsync<JsonElement>();
-                Assert.Equal(name, info.GetProperty("name").GetString());
-                Assert.Equal("0.1.0", info.GetProperty("version").GetString());
-                Assert.True(info.GetProperty("uptimeSeconds").GetDouble() >= 0);
-                Assert.Equal(1L, await environment.Database.ScalarAsync<long>($"SELECT count(*) FROM {name}.events WHERE event_type = 'ServiceStarted'"));
-            }
-        }
-        finally
+        foreach (var name in Services)
         {
-            foreach (var service in services)
-            {
-                await service.DisposeAsync();
-            }
+            var response = await client.GetAsync($"/api/v1/{name}/info");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var info = await response.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.Equal(name, info.GetProperty("name").GetString());
+            Assert.Equal("0.1.0", info.GetProperty("version").GetString());
+            Assert.True(info.GetProperty("uptimeSeconds").GetDouble() >= 0);
+            Assert.Equal(1L, await environment.Database.ScalarAsync<long>($"SELECT count(*) FROM {name}.events WHERE event_type = 'ServiceStarted'"));
         }
     }
 
     [Fact]
-    public async Task Unknown_routes_and_a_stopped_service_answer_problem_details_through_the_gateway()
+    public async Task Anonymous_requests_and_a_stopped_service_answer_problem_details_through_the_gateway()
     {
         await using var environment = await ServiceEnvironment.CreateAsync();
         await using var provisioning = ServiceProcess.Start("provisioning", environment.For());
@@ -51,12 +42,12 @@ public sealed class GatewayTests
         await using var gateway = StartGateway(Services.Select(name => (name, name == "provisioning" ? provisioningAddress : nowhere)));
         using var client = new HttpClient { BaseAddress = await gateway.WaitUntilReadyAsync() };
 
-        var unknownInService = await client.GetAsync("/api/v1/provisioning/no-such-thing");
-        var unknownService = await client.GetAsync("/api/v1/no-such-service/info");
+        // Without a token nothing but the public routes answers: which routes exist is not revealed either.
+        var anonymous = await client.GetAsync("/api/v1/provisioning/no-such-thing");
         var stopped = await client.GetAsync("/api/v1/tenancy/info");
 
-        await AssertProblemAsync(unknownInService, HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await AssertProblemAsync(unknownService, HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await AssertProblemAsync(anonymous, HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
+        Assert.Equal("Bearer", anonymous.Headers.WwwAuthenticate.ToString());
         await AssertProblemAsync(stopped, HttpStatusCode.BadGateway, "urn:platform:problem:bad-gateway");
     }
 
@@ -76,7 +67,7 @@ public sealed class GatewayTests
     internal static ServiceProcess StartGateway(IEnumerable<(string Name, Uri Address)> services) =>
         ServiceProcess.Start("gateway", services.ToDictionary(s => $"Platform__Gateway__Services__{s.Name}", s => s.Address.ToString()));
 
-    internal static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string type)
+    internal static async Task<JsonElement> AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string type)
     {
         Assert.Equal(status, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
@@ -84,5 +75,6 @@ public sealed class GatewayTests
         Assert.Equal(type, problem.GetProperty("type").GetString());
         Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
         Assert.False(string.IsNullOrEmpty(problem.GetProperty("traceId").GetString()));
+        return problem;
     }
 }

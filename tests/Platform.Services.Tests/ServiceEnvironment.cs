@@ -3,7 +3,7 @@ using Platform.Testing;
 namespace Platform.Services.Tests;
 
 /// <summary>A database and a virtual host of their own, and the environment a service process needs to use them.</summary>
-internal sealed class ServiceEnvironment : IAsyncDisposable
+public sealed class ServiceEnvironment : IAsyncDisposable
 {
     private ServiceEnvironment(PostgresDatabase database, RabbitVirtualHost virtualHost)
     {

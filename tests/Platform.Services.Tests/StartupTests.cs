@@ -51,6 +51,7 @@ public sealed class StartupTests
     [InlineData("ConnectionStrings__Postgres", "Host=127.0.0.1;Nonsense Key=1", "ConnectionStrings:Postgres is not a valid PostgreSQL connection string")]
     [InlineData("ConnectionStrings__Postgres", "", "ConnectionStrings:Postgres is not set (environment variable ConnectionStrings__Postgres)")]
     [InlineData("Platform__Telemetry__OtlpEndpoint", "ftp://collector", "Platform:Telemetry:OtlpEndpoint must be an http(s) URL")]
+    [InlineData("Platform__InternalToken", "short", "Platform:InternalToken must be at least 32 characters")]
     public async Task A_malformed_setting_stops_the_service_with_one_line_naming_the_setting(string key, string value, string expected)
     {
         await using var environment = await ServiceEnvironment.CreateAsync();

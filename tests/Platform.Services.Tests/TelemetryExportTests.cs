@@ -33,7 +33,8 @@ public sealed class TelemetryExportTests
             ("Platform__Telemetry__OtlpEndpoint", collectorAddress),
             ("OTEL_BSP_SCHEDULE_DELAY", "500"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "1000")));
-        using var client = new HttpClient { BaseAddress = await service.WaitUntilReadyAsync() };
+        await service.WaitUntilReadyAsync();
+        using var client = await service.CreateGatewayLikeClientAsync();
 
         await client.GetAsync("/api/v1/provisioning/info");
 

@@ -20,6 +20,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         _process = process;
     }
 
+    /// <summary>The credential the test's gateway and services share (what <c>./platform up</c> generates per instance).</summary>
+    public static string InternalToken { get; } = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+
     public string Service { get; }
 
     public int ProcessId => _process.Id;
@@ -54,6 +57,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         start.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        start.Environment["Platform__InternalToken"] = InternalToken;
         foreach (var (key, value) in environment)
         {
             start.Environment[key] = value;
@@ -91,6 +95,14 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             }
         }, patience, $"{Service} becomes ready");
         return address;
+    }
+
+    /// <summary>A client that calls the service directly, as the gateway does: with the internal credential and no caller.</summary>
+    public async Task<HttpClient> CreateGatewayLikeClientAsync()
+    {
+        var client = new HttpClient { BaseAddress = await WaitUntilListeningAsync() };
+        client.DefaultRequestHeaders.Add("X-Platform-Internal-Token", InternalToken);
+        return client;
     }
 
     /// <summary>SIGKILL: no shutdown hooks, no flushing; what a crash looks like.</summary>

@@ -1,24 +1,29 @@
-using Microsoft.Extensions.Configuration;
 using Platform.Hosting.Startup;
 using Yarp.ReverseProxy.Configuration;
 
 namespace Platform.Gateway;
 
 /// <summary>
-/// The gateway's route table: <c>/api/v1/{service}/…</c> goes to that service, at the address configured
-/// under <c>Platform:Gateway:Services:{service}</c>. The one public entry point; the services listen on loopback.
+/// The gateway's route table: <c>/api/v1/{service}/…</c> and each service's public resources go to that
+/// service, at the address configured under <c>Platform:Gateway:Services:{service}</c>.
 /// </summary>
 public static class ServiceRoutes
 {
     public const string ConfigurationSection = "Platform:Gateway:Services";
 
-    public static readonly IReadOnlyList<string> Services = ["provisioning", "networking", "tenancy", "telemetry"];
-
-    public static (IReadOnlyList<RouteConfig> Routes, IReadOnlyList<ClusterConfig> Clusters) Read(IConfiguration configuration)
+    /// <summary>Every service, with the top-level resources of the public API it owns.</summary>
+    public static readonly IReadOnlyDictionary<string, string[]> Services = new Dictionary<string, string[]>
     {
-        var routes = new List<RouteConfig>();
-        var clusters = new List<ClusterConfig>();
-        foreach (var service in Services)
+        ["provisioning"] = [],
+        ["networking"] = [],
+        ["tenancy"] = ["auth", "tenants", "users"],
+        ["telemetry"] = [],
+    };
+
+    public static IReadOnlyDictionary<string, Uri> Addresses(IConfiguration configuration)
+    {
+        var addresses = new Dictionary<string, Uri>();
+        foreach (var service in Services.Keys)
         {
             var key = $"{ConfigurationSection}:{service}";
             var address = configuration[key];
@@ -32,16 +37,32 @@ public static class ServiceRoutes
                 throw new StartupException($"{key} must be an http(s) URL, not '{address}'.");
             }
 
-            routes.Add(new RouteConfig
+            addresses[service] = uri;
+        }
+
+        return addresses;
+    }
+
+    public static (IReadOnlyList<RouteConfig> Routes, IReadOnlyList<ClusterConfig> Clusters) Build(IReadOnlyDictionary<string, Uri> addresses)
+    {
+        var routes = new List<RouteConfig>();
+        var clusters = new List<ClusterConfig>();
+        foreach (var (service, resources) in Services)
+        {
+            foreach (var prefix in resources.Prepend(service))
             {
-                RouteId = service,
-                ClusterId = service,
-                Match = new RouteMatch { Path = $"/api/v1/{service}/{{**rest}}" },
-            });
+                routes.Add(new RouteConfig
+                {
+                    RouteId = $"{service}-{prefix}",
+                    ClusterId = service,
+                    Match = new RouteMatch { Path = $"/api/v1/{prefix}/{{**rest}}" },
+                });
+            }
+
             clusters.Add(new ClusterConfig
             {
                 ClusterId = service,
-                Destinations = new Dictionary<string, DestinationConfig> { [service] = new() { Address = uri.ToString() } },
+                Destinations = new Dictionary<string, DestinationConfig> { [service] = new() { Address = addresses[service].ToString() } },
                 HttpRequest = new Yarp.ReverseProxy.Forwarder.ForwarderRequestConfig { ActivityTimeout = TimeSpan.FromSeconds(100) },
             });
         }

@@ -1,3 +1,27 @@
 using Platform.Hosting;
+using Platform.Tenancy;
+using Platform.Tenancy.Auth;
+using Platform.Tenancy.Bootstrap;
+using Platform.Tenancy.Directory;
+using Platform.Tenancy.Tenants;
+using Platform.Tenancy.Users;
 
-return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("tenancy"));
+return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancyService.Name)
+{
+    MapEvents = types => types.Map<UserPasswordHashSet>(nameof(UserPasswordHashSet)),
+    InlineProjections = [new TenancyDirectory(TenancyService.Schema)],
+    Migrations = [TenancyDirectory.Migration, SigningKeys.Migration],
+    ConfigureServices = builder =>
+    {
+        builder.Services.AddSingleton<TenancyEvents>();
+        builder.Services.AddSingleton<Passwords>();
+        builder.Services.AddSingleton<SigningKeys>();
+        builder.Services.AddHostedService<FirstAdmin>();
+    },
+    MapEndpoints = app =>
+    {
+        app.MapAuth();
+        app.MapTenants();
+        app.MapUsers();
+    },
+});

@@ -17,6 +17,7 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Problem(413, ProblemTypes.PayloadTooLarge, "The request body is too large.", exception.Message),
             BadHttpRequestException { StatusCode: StatusCodes.Status415UnsupportedMediaType } => Problem(415, ProblemTypes.UnsupportedMediaType, "The request body must be JSON.", exception.Message),
             BadHttpRequestException bad => Problem(bad.StatusCode, ProblemTypes.ForStatus(bad.StatusCode), "The request could not be read.", bad.Message),
+            Security.UnauthenticatedException => Problem(401, ProblemTypes.Unauthorized, "Authentication is required.", "Send a bearer token or an API key."),
             WrongExpectedVersionException conflict => Problem(409, ProblemTypes.ConcurrencyConflict, "The resource changed since it was read.", conflict.Message),
             OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested => null,
             _ => Problem(500, ProblemTypes.InternalError, "An unexpected error occurred.", "The error was logged; quote the traceId when reporting it."),
@@ -32,6 +33,11 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
         }
 
         httpContext.Response.StatusCode = problem.Status!.Value;
+        if (problem.Status == StatusCodes.Status401Unauthorized)
+        {
+            httpContext.Response.Headers.WWWAuthenticate = "Bearer";
+        }
+
         return await problems.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
     }
 

@@ -1,0 +1,74 @@
+using Npgsql;
+using Platform.Contracts.Tenancy;
+using Platform.EventSourcing;
+using Platform.EventSourcing.Subscriptions;
+using Platform.Tenancy.Users;
+
+namespace Platform.Tenancy.Directory;
+
+/// <summary>
+/// Tenants and users as tables, kept in the appending transaction: their unique slug and username refuse a
+/// duplicate before its events commit, and login and listings read them.
+/// </summary>
+public sealed class TenancyDirectory(string schema) : IProjection
+{
+    public const string UniqueViolation = PostgresErrorCodes.UniqueViolation;
+
+    public string Name => "tenancy-directory";
+
+    public static SchemaMigration Migration { get; } = new("tenancy-directory", 1, """
+        CREATE TABLE {schema}.tenants (
+            id uuid PRIMARY KEY,
+            slug text NOT NULL UNIQUE,
+            name text NOT NULL,
+            created_at timestamptz NOT NULL
+        );
+        CREATE TABLE {schema}.users (
+            id uuid PRIMARY KEY,
+            tenant_id uuid REFERENCES {schema}.tenants (id),
+            username text NOT NULL UNIQUE,
+            role text NOT NULL,
+            password_hash text,
+            created_at timestamptz NOT NULL
+        );
+        CREATE INDEX ON {schema}.users (tenant_id, id);
+        """);
+
+    public async Task ApplyAsync(IReadOnlyList<StoredEvent> events, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        foreach (var stored in events)
+        {
+            await using var command = stored.Data switch
+            {
+                TenantCreated tenant => Command(transaction, $"INSERT INTO {schema}.tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
+                    tenant.TenantId, tenant.Slug, tenant.Name, tenant.CreatedAt),
+                UserCreated user => Command(transaction, $"INSERT INTO {schema}.users (id, tenant_id, username, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    user.UserId, (object?)user.TenantId ?? DBNull.Value, user.Username, user.Role, user.CreatedAt),
+                UserPasswordHashSet password => Command(transaction, $"UPDATE {schema}.users SET password_hash = $2 WHERE id = $1",
+                    password.UserId, password.PasswordHash),
+                _ => null,
+            };
+            if (command is not null)
+            {
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+    }
+
+    public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"TRUNCATE {schema}.users, {schema}.tenants", transaction.Connection, transaction);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static NpgsqlCommand Command(NpgsqlTransaction transaction, string sql, params object[] values)
+    {
+        var command = new NpgsqlCommand(sql, transaction.Connection, transaction);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+        }
+
+        return command;
+    }
+}

@@ -1,0 +1,23 @@
+using Npgsql;
+using Platform.EventSourcing;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+using Platform.Tenancy.Directory;
+
+namespace Platform.Tenancy;
+
+/// <summary>Appends on behalf of a caller: the caller becomes the events' actor and a duplicate name a 409.</summary>
+public sealed class TenancyEvents(EventStore store)
+{
+    public async Task AppendAsync(string streamId, IReadOnlyList<object> events, Caller? caller, Guid? tenantId, string duplicate, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await store.AppendAsync(streamId, ExpectedVersion.Any, events, new EventMetadata(TenantId: tenantId?.ToString(), Actor: caller?.Subject ?? "system:tenancy"), cancellationToken);
+        }
+        catch (PostgresException exception) when (exception.SqlState == TenancyDirectory.UniqueViolation)
+        {
+            throw Problems.Conflict(duplicate);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+using Microsoft.AspNetCore.Http;
+
+namespace Platform.Hosting.Problems;
+
+/// <summary>The refusals endpoints throw, one factory each, so every service words them the same way.</summary>
+public static class Problems
+{
+    public static ProblemException NotFound(string what) =>
+        new(ProblemTypes.NotFound, StatusCodes.Status404NotFound, "Not Found", $"No {what} with that id is visible to you.");
+
+    public static ProblemException Forbidden(string detail) =>
+        new(ProblemTypes.Forbidden, StatusCodes.Status403Forbidden, "Forbidden", detail);
+
+    public static ProblemException Conflict(string detail) =>
+        new(ProblemTypes.Conflict, StatusCodes.Status409Conflict, "Conflict", detail);
+
+    public static ProblemException Unauthorized(string detail) =>
+        new(ProblemTypes.Unauthorized, StatusCodes.Status401Unauthorized, "Unauthorized", detail);
+
+    /// <summary>A well-formed request with unacceptable values: <c>errors</c> maps each field (camelCase) to its messages.</summary>
+    public static ProblemException Validation(IReadOnlyDictionary<string, string[]> errors) =>
+        new(ProblemTypes.ValidationFailed, StatusCodes.Status422UnprocessableEntity, "The request has invalid values.",
+            string.Join(" ", errors.SelectMany(e => e.Value.Select(m => $"{e.Key}: {m}"))),
+            new Dictionary<string, object?> { ["errors"] = errors });
+}

@@ -1,0 +1,80 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>
+/// Every service and the gateway as real processes on a database and virtual host of their own, as
+/// <c>./platform up</c> runs them, with the first platform-admin bootstrapped. Shared by a test class.
+/// </summary>
+public sealed class PlatformStack : IAsyncLifetime
+{
+    private readonly List<ServiceProcess> _services = [];
+    private ServiceEnvironment? _environment;
+
+    public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
+
+    public string AdminCredentialsFile { get; } = Path.Combine(Path.GetTempPath(), $"platform-admin-{Guid.NewGuid():N}.json");
+
+    public ServiceEnvironment Environment => _environment!;
+
+    public ServiceProcess Gateway { get; private set; } = null!;
+
+    public ServiceProcess Service(string name) => _services.Single(s => s.Service == name);
+
+    /// <summary>Every line every process of the stack wrote so far.</summary>
+    public IEnumerable<string> Output => _services.SelectMany(s => s.Output);
+
+    public async Task InitializeAsync()
+    {
+        _environment = await ServiceEnvironment.CreateAsync();
+        foreach (var name in Services)
+        {
+            _services.Add(ServiceProcess.Start(name, name == "tenancy"
+                ? _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile))
+                : _environment.For()));
+        }
+
+        var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
+        Gateway = GatewayTests.StartGateway(Services.Zip(addresses));
+        _services.Add(Gateway);
+        await Gateway.WaitUntilReadyAsync();
+        await Eventually.TrueAsync(() => File.Exists(AdminCredentialsFile), TimeSpan.FromSeconds(30), "tenancy writes the first admin's credentials");
+    }
+
+    public async Task<HttpClient> AnonymousAsync() => new() { BaseAddress = await Gateway.Address };
+
+    public async Task<HttpClient> LoginAsync(string username, string password)
+    {
+        using var anonymous = await AnonymousAsync();
+        var response = await anonymous.PostAsJsonAsync("/api/v1/auth/token", new { username, password });
+        response.EnsureSuccessStatusCode();
+        var token = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("accessToken").GetString()!;
+        return WithToken(await AnonymousAsync(), token);
+    }
+
+    public async Task<HttpClient> AdminAsync()
+    {
+        var credentials = JsonDocument.Parse(await File.ReadAllTextAsync(AdminCredentialsFile)).RootElement;
+        return await LoginAsync(credentials.GetProperty("username").GetString()!, credentials.GetProperty("password").GetString()!);
+    }
+
+    public static HttpClient WithToken(HttpClient client, string token)
+    {
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return client;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await new DisposeAll(_services).DisposeAsync();
+        if (_environment is not null)
+        {
+            await _environment.DisposeAsync();
+        }
+
+        File.Delete(AdminCredentialsFile);
+    }
+}
