@@ -99,6 +99,7 @@ public static class PlatformHost
 
         var app = builder.Build();
         app.Services.StartPlatformTelemetry();
+        app.UseMiddleware<CorrelationMiddleware>();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         if (definition.AnswersOnlyTheGateway)

@@ -64,8 +64,11 @@ public sealed class GatewayTests
         Assert.Contains("Platform:Gateway:Services:networking is not set", critical, StringComparison.Ordinal);
     }
 
-    internal static ServiceProcess StartGateway(IEnumerable<(string Name, Uri Address)> services) =>
-        ServiceProcess.Start("gateway", services.ToDictionary(s => $"Platform__Gateway__Services__{s.Name}", s => s.Address.ToString()));
+    internal static ServiceProcess StartGateway(IEnumerable<(string Name, Uri Address)> services, params (string Key, string Value)[] settings) =>
+        ServiceProcess.Start("gateway", services
+            .Select(s => ($"Platform__Gateway__Services__{s.Name}", s.Address.ToString()))
+            .Concat(settings)
+            .ToDictionary(s => s.Item1, s => s.Item2));
 
     internal static async Task<JsonElement> AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string type)
     {

@@ -5,6 +5,13 @@ using Platform.Testing;
 
 namespace Platform.Services.Tests;
 
+/// <summary>The test classes that share one <see cref="PlatformStack"/> (they run one after another).</summary>
+[CollectionDefinition(Name)]
+public sealed class StackCollection : ICollectionFixture<PlatformStack>
+{
+    public const string Name = "platform stack";
+}
+
 /// <summary>
 /// Every service and the gateway as real processes on a database and virtual host of their own, as
 /// <c>./platform up</c> runs them, with the first platform-admin bootstrapped. Shared by a test class.
@@ -22,6 +29,9 @@ public sealed class PlatformStack : IAsyncLifetime
 
     public ServiceProcess Gateway { get; private set; } = null!;
 
+    /// <summary>Where each service listens, for starting another gateway in front of them.</summary>
+    public IReadOnlyList<(string Name, Uri Address)> Addresses { get; private set; } = [];
+
     public ServiceProcess Service(string name) => _services.Single(s => s.Service == name);
 
     /// <summary>Every line every process of the stack wrote so far.</summary>
@@ -38,7 +48,8 @@ public sealed class PlatformStack : IAsyncLifetime
         }
 
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
-        Gateway = GatewayTests.StartGateway(Services.Zip(addresses));
+        Addresses = Services.Zip(addresses).ToArray();
+        Gateway = GatewayTests.StartGateway(Addresses);
         _services.Add(Gateway);
         await Gateway.WaitUntilReadyAsync();
         await Eventually.TrueAsync(() => File.Exists(AdminCredentialsFile), TimeSpan.FromSeconds(30), "tenancy writes the first admin's credentials");

@@ -9,7 +9,8 @@ using Platform.Testing;
 namespace Platform.Services.Tests;
 
 /// <summary>Tenancy's users, tokens and tenant isolation, through the gateway as a client meets them.</summary>
-public sealed class TenancySecurityTests(PlatformStack stack) : IClassFixture<PlatformStack>
+[Collection(StackCollection.Name)]
+public sealed class TenancySecurityTests(PlatformStack stack)
 {
     private const string Password = "correct horse battery staple";
 

@@ -9,7 +9,7 @@ namespace Platform.Gateway;
 /// set). The caller it proves is what the gateway forwards; whatever identity a client claims in headers is
 /// removed before that (<see cref="IdentityForwarding"/>).
 /// </summary>
-public sealed class GatewayAuthentication(RequestDelegate next, TenancyKeys keys, TimeProvider time)
+public sealed class GatewayAuthentication(RequestDelegate next, TenancyKeys keys, TenancyApiKeys apiKeys, TimeProvider time)
 {
     public async Task InvokeAsync(HttpContext context)
     {
@@ -20,15 +20,26 @@ public sealed class GatewayAuthentication(RequestDelegate next, TenancyKeys keys
         }
         else if (!IsPublic(context.Request))
         {
-            throw Problems.Unauthorized("Send 'Authorization: Bearer <token>' with a token from POST /api/v1/auth/token.");
+            throw Problems.Unauthorized("Send 'Authorization: Bearer <token>' with a token from POST /api/v1/auth/token, or 'Authorization: ApiKey <key>'.");
         }
 
         await next(context);
     }
 
+    public const string ApiKeyHeader = "X-Api-Key";
+
     private async Task<Caller?> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var authorization = request.Headers.Authorization.ToString();
+        var apiKey = authorization.StartsWith("ApiKey ", StringComparison.OrdinalIgnoreCase)
+            ? authorization["ApiKey ".Length..].Trim()
+            : request.Headers[ApiKeyHeader].ToString();
+        if (apiKey.Length > 0)
+        {
+            return await apiKeys.ResolveAsync(apiKey, cancellationToken)
+                ?? throw Problems.Unauthorized("The API key is unknown, revoked or expired.");
+        }
+
         if (!authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
             return null;

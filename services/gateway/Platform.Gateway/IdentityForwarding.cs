@@ -21,6 +21,10 @@ public static class IdentityForwarding
                 headers.Remove(name);
             }
 
+            // The gateway has checked the credentials; services never see them.
+            headers.Authorization = null;
+            headers.Remove(GatewayAuthentication.ApiKeyHeader);
+
             headers.Add(IdentityHeaders.InternalToken, settings.InternalToken);
             if (context.HttpContext.Features.Get<Caller>() is { } caller)
             {

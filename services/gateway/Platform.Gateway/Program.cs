@@ -10,7 +10,15 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("gateway"
     {
         var addresses = ServiceRoutes.Addresses(builder.Configuration);
         var (routes, clusters) = ServiceRoutes.Build(addresses);
-        builder.Services.AddHttpClient<TenancyKeys>(client => client.BaseAddress = addresses["tenancy"]);
+        // One client for the gateway's own calls to tenancy; the caches that use it live as long as the gateway.
+        var tenancy = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+        {
+            BaseAddress = addresses["tenancy"],
+            Timeout = TimeSpan.FromSeconds(5),
+        };
+        builder.Services.AddSingleton(provider => ActivatorUtilities.CreateInstance<TenancyKeys>(provider, tenancy));
+        builder.Services.AddSingleton(provider => ActivatorUtilities.CreateInstance<TenancyApiKeys>(provider, tenancy));
+        GatewayLimits.Add(builder);
         builder.Services.AddReverseProxy()
             .LoadFromMemory(routes, clusters)
             .AddTransforms(transforms => IdentityForwarding.Apply(transforms, transforms.Services.GetRequiredService<PlatformSettings>()));
@@ -18,6 +26,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("gateway"
     MapEndpoints = app =>
     {
         app.UseMiddleware<GatewayAuthentication>();
+        GatewayLimits.Use(app);
         app.MapReverseProxy();
     },
 });

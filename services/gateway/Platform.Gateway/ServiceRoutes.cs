@@ -16,7 +16,7 @@ public static class ServiceRoutes
     {
         ["provisioning"] = [],
         ["networking"] = [],
-        ["tenancy"] = ["auth", "tenants", "users"],
+        ["tenancy"] = ["auth", "tenants", "users", "api-keys"],
         ["telemetry"] = [],
     };
 

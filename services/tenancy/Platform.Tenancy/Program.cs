@@ -1,5 +1,6 @@
 using Platform.Hosting;
 using Platform.Tenancy;
+using Platform.Tenancy.ApiKeys;
 using Platform.Tenancy.Auth;
 using Platform.Tenancy.Bootstrap;
 using Platform.Tenancy.Directory;
@@ -8,9 +9,11 @@ using Platform.Tenancy.Users;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancyService.Name)
 {
-    MapEvents = types => types.Map<UserPasswordHashSet>(nameof(UserPasswordHashSet)),
+    MapEvents = types => types
+        .Map<UserPasswordHashSet>(nameof(UserPasswordHashSet))
+        .Map<ApiKeyHashSet>(nameof(ApiKeyHashSet)),
     InlineProjections = [new TenancyDirectory(TenancyService.Schema)],
-    Migrations = [TenancyDirectory.Migration, SigningKeys.Migration],
+    Migrations = [TenancyDirectory.Migration, TenancyDirectory.ApiKeysMigration, SigningKeys.Migration],
     ConfigureServices = builder =>
     {
         builder.Services.AddSingleton<TenancyEvents>();
@@ -23,5 +26,6 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancySe
         app.MapAuth();
         app.MapTenants();
         app.MapUsers();
+        app.MapApiKeys();
     },
 });

@@ -2,6 +2,7 @@ using Npgsql;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
 using Platform.EventSourcing.Subscriptions;
+using Platform.Tenancy.ApiKeys;
 using Platform.Tenancy.Users;
 
 namespace Platform.Tenancy.Directory;
@@ -34,6 +35,21 @@ public sealed class TenancyDirectory(string schema) : IProjection
         CREATE INDEX ON {schema}.users (tenant_id, id);
         """);
 
+    public static SchemaMigration ApiKeysMigration { get; } = new("tenancy-directory", 2, """
+        CREATE TABLE {schema}.api_keys (
+            id uuid PRIMARY KEY,
+            tenant_id uuid REFERENCES {schema}.tenants (id),
+            name text NOT NULL,
+            role text NOT NULL,
+            prefix text NOT NULL UNIQUE,
+            key_hash text,
+            expires_at timestamptz,
+            created_at timestamptz NOT NULL,
+            revoked_at timestamptz
+        );
+        CREATE INDEX ON {schema}.api_keys (tenant_id, id);
+        """);
+
     public async Task ApplyAsync(IReadOnlyList<StoredEvent> events, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         foreach (var stored in events)
@@ -46,6 +62,10 @@ public sealed class TenancyDirectory(string schema) : IProjection
                     user.UserId, (object?)user.TenantId ?? DBNull.Value, user.Username, user.Role, user.CreatedAt),
                 UserPasswordHashSet password => Command(transaction, $"UPDATE {schema}.users SET password_hash = $2 WHERE id = $1",
                     password.UserId, password.PasswordHash),
+                ApiKeyCreated key => Command(transaction, $"INSERT INTO {schema}.api_keys (id, tenant_id, name, role, prefix, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    key.KeyId, (object?)key.TenantId ?? DBNull.Value, key.Name, key.Role, key.Prefix, (object?)key.ExpiresAt ?? DBNull.Value, key.CreatedAt),
+                ApiKeyHashSet hash => Command(transaction, $"UPDATE {schema}.api_keys SET key_hash = $2 WHERE id = $1", hash.KeyId, hash.KeyHash),
+                ApiKeyRevoked revoked => Command(transaction, $"UPDATE {schema}.api_keys SET revoked_at = $2 WHERE id = $1", revoked.KeyId, revoked.RevokedAt),
                 _ => null,
             };
             if (command is not null)
@@ -57,7 +77,7 @@ public sealed class TenancyDirectory(string schema) : IProjection
 
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand($"TRUNCATE {schema}.users, {schema}.tenants", transaction.Connection, transaction);
+        await using var command = new NpgsqlCommand($"TRUNCATE {schema}.api_keys, {schema}.users, {schema}.tenants", transaction.Connection, transaction);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
