@@ -1,9 +1,11 @@
+using MassTransit;
 using Platform.Hosting;
 using Platform.Tenancy;
 using Platform.Tenancy.ApiKeys;
 using Platform.Tenancy.Auth;
 using Platform.Tenancy.Bootstrap;
 using Platform.Tenancy.Directory;
+using Platform.Tenancy.Quotas;
 using Platform.Tenancy.Tenants;
 using Platform.Tenancy.Users;
 
@@ -14,11 +16,17 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancySe
         .Map<ApiKeyHashSet>(nameof(ApiKeyHashSet)),
     InlineProjections = [new TenancyDirectory(TenancyService.Schema)],
     Migrations = [TenancyDirectory.Migration, TenancyDirectory.ApiKeysMigration, SigningKeys.Migration],
+    ConfigureMessaging = bus =>
+    {
+        bus.AddConsumer<ReserveQuotaConsumer, ReserveQuotaConsumerDefinition>();
+        bus.AddConsumer<ReleaseQuotaConsumer, ReleaseQuotaConsumerDefinition>();
+    },
     ConfigureServices = builder =>
     {
         builder.Services.AddSingleton<TenancyEvents>();
         builder.Services.AddSingleton<Passwords>();
         builder.Services.AddSingleton<SigningKeys>();
+        builder.Services.AddSingleton<QuotaStore>();
         builder.Services.AddHostedService<FirstAdmin>();
     },
     MapEndpoints = app =>
@@ -27,5 +35,6 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancySe
         app.MapTenants();
         app.MapUsers();
         app.MapApiKeys();
+        app.MapQuotas();
     },
 });

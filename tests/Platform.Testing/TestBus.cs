@@ -1,11 +1,11 @@
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
-using Platform.Testing;
+using Platform.Messaging;
 
-namespace Platform.Messaging.Tests;
+namespace Platform.Testing;
 
 /// <summary>A bus configured exactly as a service's (AddPlatformMessaging), on a test's own virtual host.</summary>
-internal sealed class TestBus : IAsyncDisposable
+public sealed class TestBus : IAsyncDisposable
 {
     private readonly ServiceProvider _provider;
 

@@ -1,0 +1,46 @@
+using System.Collections.Immutable;
+using Platform.Contracts.Tenancy;
+
+namespace Platform.Tenancy.Quotas;
+
+/// <summary>A tenant's quota, folded from its stream <c>quota-{tenantId}</c>: limits and what each machine holds.</summary>
+public sealed record TenantQuota(QuotaResources Limits, ImmutableDictionary<Guid, QuotaResources> Reservations)
+{
+    public static string StreamOf(Guid tenantId) => $"quota-{tenantId}";
+
+    public QuotaResources Used => Reservations.Values.Aggregate(QuotaResources.None, (sum, r) => sum.Plus(r));
+
+    public static TenantQuota Initial(QuotaResources defaults) => new(defaults, ImmutableDictionary<Guid, QuotaResources>.Empty);
+
+    public TenantQuota Apply(object @event) => @event switch
+    {
+        QuotaLimitsSet set => this with { Limits = set.Limits },
+        QuotaReserved reserved => this with { Reservations = Reservations.SetItem(reserved.MachineId, reserved.Reserved) },
+        QuotaReleased released => this with { Reservations = Reservations.Remove(released.MachineId) },
+        _ => this,
+    };
+
+    /// <summary>
+    /// What a reservation decides: nothing new when the machine holds its share already (the command came
+    /// again), otherwise reserved, or rejected naming the first limit it would break.
+    /// </summary>
+    public object? Decide(ReserveQuota command)
+    {
+        if (Reservations.ContainsKey(command.MachineId))
+        {
+            return null;
+        }
+
+        var used = Used.Named().ToDictionary(u => u.Name, u => u.Amount);
+        var limits = Limits.Named().ToDictionary(l => l.Name, l => l.Amount);
+        foreach (var (name, requested) in command.Requested.Named())
+        {
+            if (requested > 0 && used[name] + requested > limits[name])
+            {
+                return new QuotaRejected(command.MachineId, command.TenantId, name, used[name], requested, limits[name]);
+            }
+        }
+
+        return new QuotaReserved(command.MachineId, command.TenantId, command.Requested);
+    }
+}

@@ -1,0 +1,37 @@
+namespace Platform.Contracts.Tenancy;
+
+/// <summary>An amount of each resource a tenant's quota counts.</summary>
+public sealed record QuotaResources(int Machines, int Vcpus, int MemoryMiB, int DiskMiB, int Tunnels, int PortForwards)
+{
+    public static QuotaResources None { get; } = new(0, 0, 0, 0, 0, 0);
+
+    public QuotaResources Plus(QuotaResources other) =>
+        new(Machines + other.Machines, Vcpus + other.Vcpus, MemoryMiB + other.MemoryMiB, DiskMiB + other.DiskMiB, Tunnels + other.Tunnels, PortForwards + other.PortForwards);
+
+    /// <summary>Each resource by its name in the API (camelCase).</summary>
+    public IEnumerable<(string Name, long Amount)> Named()
+    {
+        yield return ("machines", Machines);
+        yield return ("vcpus", Vcpus);
+        yield return ("memoryMiB", MemoryMiB);
+        yield return ("diskMiB", DiskMiB);
+        yield return ("tunnels", Tunnels);
+        yield return ("portForwards", PortForwards);
+    }
+}
+
+/// <summary>Command: hold <paramref name="Requested"/> of the tenant's quota for one machine. Idempotent by machine id.</summary>
+public sealed record ReserveQuota(Guid MachineId, Guid TenantId, QuotaResources Requested);
+
+/// <summary>Command: give back what the machine holds. Idempotent by machine id.</summary>
+public sealed record ReleaseQuota(Guid MachineId, Guid TenantId);
+
+public sealed record QuotaReserved(Guid MachineId, Guid TenantId, QuotaResources Reserved);
+
+/// <summary>The reservation would break <paramref name="Limit"/>: <paramref name="Used"/> + <paramref name="Requested"/> &gt; <paramref name="Max"/>. Nothing was held.</summary>
+public sealed record QuotaRejected(Guid MachineId, Guid TenantId, string Limit, long Used, long Requested, long Max);
+
+public sealed record QuotaReleased(Guid MachineId, Guid TenantId, QuotaResources Released);
+
+/// <summary>A platform-admin set the tenant's limits.</summary>
+public sealed record QuotaLimitsSet(Guid TenantId, QuotaResources Limits, DateTimeOffset SetAt);
