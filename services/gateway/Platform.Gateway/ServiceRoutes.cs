@@ -16,7 +16,7 @@ public static class ServiceRoutes
     {
         ["provisioning"] = [],
         ["networking"] = [],
-        ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas"],
+        ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
         ["telemetry"] = [],
     };
 

@@ -5,6 +5,8 @@ using Platform.Tenancy.ApiKeys;
 using Platform.Tenancy.Auth;
 using Platform.Tenancy.Bootstrap;
 using Platform.Tenancy.Directory;
+using Platform.Tenancy.Guardrails;
+using Platform.Tenancy.Inventory;
 using Platform.Tenancy.Quotas;
 using Platform.Tenancy.Tenants;
 using Platform.Tenancy.Users;
@@ -14,12 +16,14 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancySe
     MapEvents = types => types
         .Map<UserPasswordHashSet>(nameof(UserPasswordHashSet))
         .Map<ApiKeyHashSet>(nameof(ApiKeyHashSet)),
-    InlineProjections = [new TenancyDirectory(TenancyService.Schema)],
-    Migrations = [TenancyDirectory.Migration, TenancyDirectory.ApiKeysMigration, SigningKeys.Migration],
+    InlineProjections = [new TenancyDirectory(TenancyService.Schema), new MachineInventory(TenancyService.Schema)],
+    Migrations = [TenancyDirectory.Migration, TenancyDirectory.ApiKeysMigration, SigningKeys.Migration, MachineInventory.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<ReserveQuotaConsumer, ReserveQuotaConsumerDefinition>();
         bus.AddConsumer<ReleaseQuotaConsumer, ReleaseQuotaConsumerDefinition>();
+        bus.AddConsumer<RegisterMachineConsumer>();
+        bus.AddConsumer<UnregisterMachineConsumer>();
     },
     ConfigureServices = builder =>
     {
@@ -36,5 +40,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancySe
         app.MapUsers();
         app.MapApiKeys();
         app.MapQuotas();
+        app.MapGuardrails();
+        MachineInventory.MapInventory(app);
     },
 });
