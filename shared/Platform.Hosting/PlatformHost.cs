@@ -60,6 +60,12 @@ public static class PlatformHost
         services.AddSingleton(new ServiceIdentity(definition.Name, version, Guid.CreateVersion7(), DateTimeOffset.UtcNow));
         services.ConfigureHttpJsonOptions(options => PlatformJson.Apply(options.SerializerOptions));
         services.AddPlatformProblemDetails();
+        services.AddOpenApi(options => options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = $"Platform {definition.Name} API";
+            document.Info.Version = version;
+            return Task.CompletedTask;
+        }));
         services.AddPlatformTelemetry(definition.Name, version, settings.OtlpEndpoint);
         var health = services.AddHealthChecks();
 
@@ -109,6 +115,7 @@ public static class PlatformHost
 
         app.MapPlatformHealth();
         app.MapGet($"/api/v1/{definition.Name}/info", (ServiceIdentity identity, TimeProvider time) => identity.Describe(time.GetUtcNow()));
+        app.MapOpenApi($"/api/v1/{definition.Name}/openapi.json");
         definition.MapEndpoints?.Invoke(app);
         return app;
     }

@@ -160,7 +160,7 @@ public sealed class TenancySecurityTests(PlatformStack stack)
     }
 
     [Fact]
-    public async Task A_changed_password_replaces_the_old_one_and_no_password_or_token_is_ever_stored_or_logged()
+    public async Task A_changed_password_replaces_the_old_one_and_no_password_token_or_key_is_ever_stored_or_logged()
     {
         using var admin = await stack.AdminAsync();
         var tenant = await CreateTenantAsync(admin);
@@ -174,8 +174,13 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         using var anonymous = await stack.AnonymousAsync();
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsJsonAsync("/api/v1/auth/token", new { username, password = Password })).StatusCode);
         using var again = await stack.LoginAsync(username, newPassword);
+        var keyResponse = await admin.PostAsJsonAsync("/api/v1/api-keys", new { name = "scanned", role = Roles.PlatformAdmin });
+        var apiKey = (await keyResponse.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
+        using var byKey = await stack.AnonymousAsync();
+        byKey.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        Assert.Equal(HttpStatusCode.OK, (await byKey.GetAsync("/api/v1/governance/guardrails")).StatusCode);
         var adminPassword = JsonDocument.Parse(await File.ReadAllTextAsync(stack.AdminCredentialsFile)).RootElement.GetProperty("password").GetString()!;
-        var secrets = new[] { Password, newPassword, adminPassword, member.DefaultRequestHeaders.Authorization!.Parameter!, again.DefaultRequestHeaders.Authorization!.Parameter!, ServiceProcess.InternalToken };
+        var secrets = new[] { Password, newPassword, adminPassword, member.DefaultRequestHeaders.Authorization!.Parameter!, again.DefaultRequestHeaders.Authorization!.Parameter!, ServiceProcess.InternalToken, apiKey };
         await using var events = stack.Environment.Database.DataSource.CreateCommand("SELECT data::text || metadata::text FROM tenancy.events");
         var stored = new List<string>();
         await using (var reader = await events.ExecuteReaderAsync())

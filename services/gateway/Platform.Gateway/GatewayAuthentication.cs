@@ -5,8 +5,8 @@ using Platform.Hosting.Security;
 namespace Platform.Gateway;
 
 /// <summary>
-/// Every route needs a valid bearer token but the few that cannot (logging in, service info, the public key
-/// set). The caller it proves is what the gateway forwards; whatever identity a client claims in headers is
+/// Every route needs a valid bearer token or API key but the few that cannot: logging in, each service's
+/// info and OpenAPI document, the public key set. The caller it proves is what the gateway forwards; whatever identity a client claims in headers is
 /// removed before that (<see cref="IdentityForwarding"/>).
 /// </summary>
 public sealed class GatewayAuthentication(RequestDelegate next, TenancyKeys keys, TenancyApiKeys apiKeys, TimeProvider time)
@@ -66,6 +66,7 @@ public sealed class GatewayAuthentication(RequestDelegate next, TenancyKeys keys
         return request.Path.StartsWithSegments("/health")
             || (HttpMethods.IsPost(request.Method) && path.Equals("/api/v1/auth/token", StringComparison.OrdinalIgnoreCase))
             || (HttpMethods.IsGet(request.Method) && path.Equals("/api/v1/tenancy/jwks", StringComparison.OrdinalIgnoreCase))
-            || (HttpMethods.IsGet(request.Method) && path.StartsWith("/api/v1/", StringComparison.OrdinalIgnoreCase) && path.EndsWith("/info", StringComparison.OrdinalIgnoreCase) && path.Count(c => c == '/') == 4);
+            || (HttpMethods.IsGet(request.Method) && path.StartsWith("/api/v1/", StringComparison.OrdinalIgnoreCase) && path.Count(c => c == '/') == 4
+                && (path.EndsWith("/info", StringComparison.OrdinalIgnoreCase) || path.EndsWith("/openapi.json", StringComparison.OrdinalIgnoreCase)));
     }
 }

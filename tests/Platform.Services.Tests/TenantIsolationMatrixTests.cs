@@ -1,0 +1,186 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Platform.Hosting.Security;
+
+namespace Platform.Services.Tests;
+
+/// <summary>
+/// Every route of the public API, taken from the services' OpenAPI documents, against tenant isolation:
+/// tenant A's token and API key on tenant B's resources find nothing (404, not 403), a viewer changes
+/// nothing, and a bad, revoked or missing credential gets 401. A route the matrix does not classify fails
+/// the test, so a new route cannot go unchecked.
+/// </summary>
+[Collection(StackCollection.Name)]
+public sealed class TenantIsolationMatrixTests(PlatformStack stack)
+{
+    private enum Kind
+    {
+        /// <summary>Reachable without credentials.</summary>
+        Public,
+
+        /// <summary>Names a tenant's resource in its path: another tenant's caller gets 404.</summary>
+        TenantResource,
+
+        /// <summary>Works on the caller's own tenant or self only (no id in the path to point elsewhere).</summary>
+        OwnScope,
+
+        /// <summary>Platform-admin only: a tenant's caller gets 403.</summary>
+        PlatformAdmin,
+    }
+
+    private sealed record Route(Kind Kind, bool Mutates, object? Body = null);
+
+    private const string Password = "correct horse battery staple";
+
+    private static readonly Dictionary<string, Route> Matrix = new()
+    {
+        ["POST /api/v1/auth/token"] = new(Kind.Public, false),
+        ["GET /api/v1/provisioning/info"] = new(Kind.Public, false),
+        ["GET /api/v1/networking/info"] = new(Kind.Public, false),
+        ["GET /api/v1/tenancy/info"] = new(Kind.Public, false),
+        ["GET /api/v1/telemetry/info"] = new(Kind.Public, false),
+        ["GET /api/v1/tenancy/jwks"] = new(Kind.Public, false),
+        ["POST /api/v1/auth/signing-keys/rotate"] = new(Kind.PlatformAdmin, true),
+        ["GET /api/v1/tenants"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/tenants"] = new(Kind.PlatformAdmin, true, new { slug = "matrix", name = "Matrix" }),
+        ["GET /api/v1/tenants/{tenantId}"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/tenants/{tenantId}/users"] = new(Kind.TenantResource, false),
+        ["POST /api/v1/tenants/{tenantId}/users"] = new(Kind.TenantResource, true, new { username = "matrix-user", password = Password, role = Roles.Member }),
+        ["GET /api/v1/tenants/{tenantId}/quotas"] = new(Kind.TenantResource, false),
+        ["PUT /api/v1/tenants/{tenantId}/quotas"] = new(Kind.TenantResource, true, new { machines = 1, vcpus = 1, memoryMiB = 1, diskMiB = 1, tunnels = 1, portForwards = 1 }),
+        ["GET /api/v1/tenants/{tenantId}/inventory"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/users/me"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/users/me/password"] = new(Kind.OwnScope, false, new { currentPassword = Password, newPassword = Password }),
+        ["GET /api/v1/api-keys"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/api-keys"] = new(Kind.OwnScope, true, new { name = "matrix", role = Roles.Viewer }),
+        ["DELETE /api/v1/api-keys/{keyId}"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/quotas"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, false),
+        ["PUT /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, true, new { reservedHostMemoryMiB = 1024, maxMachinesPerHost = 10, maxVcpuOvercommit = 2.0 }),
+    };
+
+    [Fact]
+    public async Task Every_route_keeps_tenants_apart_refuses_viewers_changes_and_bad_credentials()
+    {
+        using var admin = await stack.AdminAsync();
+        var routes = await PublicRoutesAsync();
+        var unclassified = routes.Where(r => !Matrix.ContainsKey(r)).ToArray();
+        Assert.True(unclassified.Length == 0, $"routes missing from the isolation matrix: {string.Join(", ", unclassified)}");
+
+        var (tenantA, adminOfA) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantB, adminOfB) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var keyOfA = await CreateKeyAsync(adminOfA, Roles.TenantAdmin);
+        var keyOfB = await CreateKeyAsync(adminOfB, Roles.Member);
+        var viewerName = $"viewer-{Guid.NewGuid():N}"[..20];
+        Assert.Equal(HttpStatusCode.Created, (await adminOfA.PostAsJsonAsync($"/api/v1/tenants/{tenantA}/users", new { username = viewerName, password = Password, role = Roles.Viewer })).StatusCode);
+        using var viewerOfA = await stack.LoginAsync(viewerName, Password);
+        var revoked = await CreateKeyAsync(adminOfA, Roles.Member);
+        Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
+        await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
+
+        var callersOfA = new[] { ("token", adminOfA), ("api key", WithKey(await stack.AnonymousAsync(), keyOfA.Key)) };
+        var badCallers = new[]
+        {
+            ("no credentials", await stack.AnonymousAsync()),
+            ("a revoked key", WithKey(await stack.AnonymousAsync(), revoked.Key)),
+            ("a token with a bad signature", PlatformStack.WithToken(await stack.AnonymousAsync(), Tampered(adminOfA.DefaultRequestHeaders.Authorization!.Parameter!))),
+        };
+        var failures = new List<string>();
+        foreach (var route in routes)
+        {
+            var entry = Matrix[route];
+            var (method, template) = Split(route);
+            var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal);
+            var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal);
+
+            foreach (var (how, caller) in callersOfA)
+            {
+                var expected = entry.Kind switch
+                {
+                    Kind.TenantResource => HttpStatusCode.NotFound,
+                    Kind.PlatformAdmin => HttpStatusCode.Forbidden,
+                    _ => (HttpStatusCode?)null,
+                };
+                if (expected is { } status)
+                {
+                    await ExpectAsync(failures, $"{route} by tenant A's {how} on B", caller, method, onB, entry.Body, status);
+                }
+            }
+
+            if (entry.Mutates && entry.Kind != Kind.Public)
+            {
+                await ExpectAsync(failures, $"{route} by a viewer of A", viewerOfA, method, onA, entry.Body, HttpStatusCode.Forbidden);
+            }
+
+            if (entry.Kind != Kind.Public)
+            {
+                foreach (var (how, caller) in badCallers)
+                {
+                    await ExpectAsync(failures, $"{route} with {how}", caller, method, onA, entry.Body, HttpStatusCode.Unauthorized);
+                }
+            }
+        }
+
+        var visibleToA = await adminOfA.GetFromJsonAsync<JsonElement>("/api/v1/tenants");
+        Assert.Equal([tenantA], visibleToA.GetProperty("items").EnumerateArray().Select(t => t.GetProperty("id").GetGuid()));
+        Assert.DoesNotContain(keyOfB.Id.ToString(), await adminOfA.GetStringAsync("/api/v1/api-keys"), StringComparison.Ordinal);
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    private async Task<IReadOnlyList<string>> PublicRoutesAsync()
+    {
+        using var anonymous = await stack.AnonymousAsync();
+        var routes = new List<string>();
+        foreach (var service in PlatformStack.Services)
+        {
+            var document = await anonymous.GetFromJsonAsync<JsonElement>($"/api/v1/{service}/openapi.json");
+            foreach (var path in document.GetProperty("paths").EnumerateObject())
+            {
+                // /internal/… is not routed by the gateway; /openapi.json is the document itself.
+                if (!path.Name.StartsWith("/api/v1/", StringComparison.Ordinal) || path.Name.EndsWith("/openapi.json", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                routes.AddRange(path.Value.EnumerateObject().Select(operation => $"{operation.Name.ToUpperInvariant()} {path.Name}"));
+            }
+        }
+
+        return routes;
+    }
+
+    private static async Task ExpectAsync(List<string> failures, string what, HttpClient client, string method, string path, object? body, HttpStatusCode expected)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), path);
+        if (body is not null)
+        {
+            request.Content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+        }
+
+        using var response = await client.SendAsync(request);
+        if (response.StatusCode != expected)
+        {
+            failures.Add($"{what}: expected {(int)expected}, got {(int)response.StatusCode}");
+        }
+    }
+
+    private static (string Method, string Path) Split(string route) => (route[..route.IndexOf(' ')], route[(route.IndexOf(' ') + 1)..]);
+
+    private static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, string role)
+    {
+        var response = await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", new { name = "matrix", role });
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return (body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
+    }
+
+    private static HttpClient WithKey(HttpClient client, string key)
+    {
+        client.DefaultRequestHeaders.Add("X-Api-Key", key);
+        return client;
+    }
+
+    private static string Tampered(string token) => token[..^6] + (token[^6] == 'A' ? "BBBBBB" : "AAAAAA");
+}
