@@ -34,7 +34,7 @@ public sealed class DocumentationTests
         AssertSameShape(Example(Path.Combine("api", "problems.md"), "problem"), await (await client.GetAsync("/api/v1/provisioning/nothing")).Content.ReadFromJsonAsync<JsonElement>());
     }
 
-    private static JsonElement Example(string document, string name)
+    internal static JsonElement Example(string document, string name)
     {
         var text = File.ReadAllText(Path.Combine(RepositoryRoot.Path, "docs", document));
         var match = Regex.Match(text, $"<!-- example: {Regex.Escape(name)} -->\\s*```json\\n(.*?)```", RegexOptions.Singleline);
@@ -43,7 +43,7 @@ public sealed class DocumentationTests
     }
 
     /// <summary>Same property names at every level and the same kinds of values; the values themselves differ by run.</summary>
-    private static void AssertSameShape(JsonElement documented, JsonElement actual, string path = "$")
+    internal static void AssertSameShape(JsonElement documented, JsonElement actual, string path = "$")
     {
         Assert.True(Kind(documented) == Kind(actual), $"{path}: documented as {documented.ValueKind}, answered as {actual.ValueKind}");
         if (documented.ValueKind != JsonValueKind.Object)
