@@ -1,6 +1,6 @@
 namespace Platform.Tenancy.Directory;
 
-/// <summary>One page of a listing; pass <see cref="NextCursor"/> back as <c>cursor</c> for the next, until it is null.</summary>
+/// <summary>One page of a listing; pass <see cref="NextCursor"/> back as <c>cursor</c> for the next; the last page has none.</summary>
 public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
 
 public static class Paging
