@@ -106,7 +106,7 @@ public sealed class ApiKeyTests(PlatformStack stack)
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
     }
 
-    private static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, object request)
+    internal static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, object request)
     {
         var response = await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", request);
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
@@ -114,7 +114,7 @@ public sealed class ApiKeyTests(PlatformStack stack)
         return (body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
     }
 
-    private static HttpClient WithKey(HttpClient client, string key)
+    internal static HttpClient WithKey(HttpClient client, string key)
     {
         client.DefaultRequestHeaders.Add("X-Api-Key", key);
         return client;

@@ -80,11 +80,11 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
 
-        var callersOfA = new[] { ("token", adminOfA), ("api key", WithKey(await stack.AnonymousAsync(), keyOfA.Key)) };
+        var callersOfA = new[] { ("token", adminOfA), ("api key", ApiKeyTests.WithKey(await stack.AnonymousAsync(), keyOfA.Key)) };
         var badCallers = new[]
         {
             ("no credentials", await stack.AnonymousAsync()),
-            ("a revoked key", WithKey(await stack.AnonymousAsync(), revoked.Key)),
+            ("a revoked key", ApiKeyTests.WithKey(await stack.AnonymousAsync(), revoked.Key)),
             ("a token with a bad signature", PlatformStack.WithToken(await stack.AnonymousAsync(), Tampered(adminOfA.DefaultRequestHeaders.Authorization!.Parameter!))),
         };
         var failures = new List<string>();
@@ -168,19 +168,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
 
     private static (string Method, string Path) Split(string route) => (route[..route.IndexOf(' ')], route[(route.IndexOf(' ') + 1)..]);
 
-    private static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, string role)
-    {
-        var response = await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", new { name = "matrix", role });
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return (body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
-    }
-
-    private static HttpClient WithKey(HttpClient client, string key)
-    {
-        client.DefaultRequestHeaders.Add("X-Api-Key", key);
-        return client;
-    }
+    private static Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, string role) =>
+        ApiKeyTests.CreateKeyAsync(tenantAdmin, new { name = "matrix", role });
 
     private static string Tampered(string token) => token[..^6] + (token[^6] == 'A' ? "BBBBBB" : "AAAAAA");
 }
