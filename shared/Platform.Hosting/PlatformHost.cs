@@ -94,7 +94,7 @@ public static class PlatformHost
             {
                 services.AddSingleton(provider => CatchUpSubscription.ForSubscriber(
                     provider.GetRequiredService<EventStore>(),
-                    new EventRelay(provider.GetRequiredService<IBus>()),
+                    new EventRelay(provider.GetRequiredService<IBus>(), definition.Name),
                     logger: provider.GetRequiredService<ILoggerFactory>().CreateLogger<EventRelay>()));
             }
         }

@@ -58,6 +58,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["DELETE /api/v1/api-keys/{keyId}"] = new(Kind.TenantResource, true),
         ["GET /api/v1/quotas"] = new(Kind.OwnScope, false),
         ["GET /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, false),
+        ["GET /api/v1/audit"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/events"] = new(Kind.OwnScope, false),
         ["PUT /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, true, new { reservedHostMemoryMiB = 1024, maxMachinesPerHost = 10, maxVcpuOvercommit = 2.0 }),
     };
 

@@ -17,7 +17,7 @@ public static class ServiceRoutes
         ["provisioning"] = [],
         ["networking"] = [],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
-        ["telemetry"] = [],
+        ["telemetry"] = ["audit", "events"],
     };
 
     public static IReadOnlyDictionary<string, Uri> Addresses(IConfiguration configuration)

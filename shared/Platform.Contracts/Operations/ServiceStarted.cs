@@ -6,4 +6,4 @@ public sealed record ServiceStarted(
     string Version,
     Guid InstanceId,
     string HostName,
-    DateTimeOffset StartedAt);
+    DateTimeOffset StartedAt) : IIntegrationEvent;

@@ -1,3 +1,3 @@
 namespace Platform.Contracts.Tenancy;
 
-public sealed record ApiKeyRevoked(Guid KeyId, Guid? TenantId, DateTimeOffset RevokedAt);
+public sealed record ApiKeyRevoked(Guid KeyId, Guid? TenantId, DateTimeOffset RevokedAt) : IIntegrationEvent;

@@ -7,4 +7,4 @@ namespace Platform.Contracts.Tenancy;
 /// </summary>
 public sealed record HostGuardrails(int ReservedHostMemoryMiB, int MaxMachinesPerHost, double MaxVcpuOvercommit);
 
-public sealed record HostGuardrailsSet(HostGuardrails Guardrails, DateTimeOffset SetAt);
+public sealed record HostGuardrailsSet(HostGuardrails Guardrails, DateTimeOffset SetAt) : IIntegrationEvent;

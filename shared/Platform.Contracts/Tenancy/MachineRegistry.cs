@@ -6,6 +6,6 @@ public sealed record RegisterMachine(Guid MachineId, Guid TenantId, string Name,
 /// <summary>Command, the destroy flow's last step. Idempotent by machine id.</summary>
 public sealed record UnregisterMachine(Guid MachineId, Guid TenantId);
 
-public sealed record MachineRegistered(Guid MachineId, Guid TenantId, string Name, string Kind, string Owner, DateTimeOffset RegisteredAt);
+public sealed record MachineRegistered(Guid MachineId, Guid TenantId, string Name, string Kind, string Owner, DateTimeOffset RegisteredAt) : IIntegrationEvent;
 
-public sealed record MachineUnregistered(Guid MachineId, Guid TenantId, DateTimeOffset UnregisteredAt);
+public sealed record MachineUnregistered(Guid MachineId, Guid TenantId, DateTimeOffset UnregisteredAt) : IIntegrationEvent;

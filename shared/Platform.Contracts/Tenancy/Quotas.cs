@@ -26,12 +26,12 @@ public sealed record ReserveQuota(Guid MachineId, Guid TenantId, QuotaResources 
 /// <summary>Command: give back what the machine holds. Idempotent by machine id.</summary>
 public sealed record ReleaseQuota(Guid MachineId, Guid TenantId);
 
-public sealed record QuotaReserved(Guid MachineId, Guid TenantId, QuotaResources Reserved);
+public sealed record QuotaReserved(Guid MachineId, Guid TenantId, QuotaResources Reserved) : IIntegrationEvent;
 
 /// <summary>The reservation would break <paramref name="Limit"/>: <paramref name="Used"/> + <paramref name="Requested"/> &gt; <paramref name="Max"/>. Nothing was held.</summary>
-public sealed record QuotaRejected(Guid MachineId, Guid TenantId, string Limit, long Used, long Requested, long Max);
+public sealed record QuotaRejected(Guid MachineId, Guid TenantId, string Limit, long Used, long Requested, long Max) : IIntegrationEvent;
 
-public sealed record QuotaReleased(Guid MachineId, Guid TenantId, QuotaResources Released);
+public sealed record QuotaReleased(Guid MachineId, Guid TenantId, QuotaResources Released) : IIntegrationEvent;
 
 /// <summary>A platform-admin set the tenant's limits.</summary>
-public sealed record QuotaLimitsSet(Guid TenantId, QuotaResources Limits, DateTimeOffset SetAt);
+public sealed record QuotaLimitsSet(Guid TenantId, QuotaResources Limits, DateTimeOffset SetAt) : IIntegrationEvent;

@@ -1,3 +1,3 @@
 namespace Platform.Contracts.Tenancy;
 
-public sealed record UserPasswordChanged(Guid UserId, Guid? TenantId, DateTimeOffset ChangedAt);
+public sealed record UserPasswordChanged(Guid UserId, Guid? TenantId, DateTimeOffset ChangedAt) : IIntegrationEvent;

@@ -10,7 +10,7 @@ namespace Platform.Hosting.Startup;
 
 /// <summary>
 /// Before a service takes traffic: PostgreSQL answers and the schema is migrated, RabbitMQ accepts the
-/// credentials. Unreachable is retried until the startup timeout; a refusal (bad password, missing
+/// credentials and holds the platform's shared topology (<see cref="PlatformTopology"/>). Unreachable is retried until the startup timeout; a refusal (bad password, missing
 /// database) fails at once. Either way the failure is one line naming the dependency.
 /// </summary>
 internal static class DependencyChecks
@@ -40,6 +40,7 @@ internal static class DependencyChecks
         await RetryUntilAsync(timeout, $"RabbitMQ at {address}", logger, async () =>
         {
             await using var connection = await factory.CreateConnectionAsync(cancellationToken);
+            await PlatformTopology.DeclareAsync(connection, cancellationToken);
         }, exception => Innermost(exception) switch
         {
             AuthenticationFailureException => $"RabbitMQ at {address} refused the credentials of user '{address.Username}'",

@@ -10,7 +10,7 @@ namespace Platform.Messaging.Relay;
 /// id is the event id, so consumers' inboxes drop the repeats that at-least-once delivery brings; the
 /// checkpoint moves only after the broker has confirmed every publish of the batch.
 /// </summary>
-public sealed class EventRelay(IBus bus) : IEventSubscriber
+public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
 {
     public const string SubscriptionName = "relay";
 
@@ -30,6 +30,7 @@ public sealed class EventRelay(IBus bus) : IEventSubscriber
             {
                 context.MessageId = stored.EventId;
                 context.CorrelationId = stored.Metadata.CorrelationId;
+                context.Headers.Set(RelayHeaders.Source, source);
                 context.Headers.Set(RelayHeaders.Position, stored.Position);
                 context.Headers.Set(RelayHeaders.StreamId, stored.StreamId);
                 context.Headers.Set(RelayHeaders.EventType, stored.EventType);
@@ -51,6 +52,10 @@ public sealed class EventRelay(IBus bus) : IEventSubscriber
 /// <summary>Headers the relay adds to every published event, for consumers outside .NET too.</summary>
 public static class RelayHeaders
 {
+    /// <summary>The service whose store the event comes from.</summary>
+    public const string Source = "Platform-Source";
+
+    /// <summary>The event's position in its source service's store (not a global order across services).</summary>
     public const string Position = "Platform-Position";
     public const string StreamId = "Platform-Stream";
     public const string EventType = "Platform-Event-Type";

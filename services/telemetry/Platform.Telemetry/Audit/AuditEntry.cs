@@ -1,0 +1,32 @@
+using System.Text.Json;
+
+namespace Platform.Telemetry.Audit;
+
+/// <summary>
+/// One event as the audit log keeps it. <see cref="Position"/> is the audit log's global order across
+/// every service; <see cref="Source"/>, <see cref="StreamId"/> and <see cref="EventId"/> say where it came from.
+/// </summary>
+public sealed record AuditEntry(
+    long Position,
+    Guid EventId,
+    string Type,
+    string Source,
+    string? StreamId,
+    Guid? TenantId,
+    string? Actor,
+    Guid? CorrelationId,
+    DateTimeOffset OccurredAt,
+    DateTimeOffset RecordedAt,
+    JsonElement Data);
+
+/// <summary>What to read from the audit log: all of it in order after <see cref="After"/>, narrowed by each filter that is set.</summary>
+public sealed record AuditQuery(
+    long After = 0,
+    Guid? TenantId = null,
+    bool AllTenants = false,
+    IReadOnlyList<string>? Types = null,
+    string? StreamId = null,
+    string? Actor = null,
+    DateTimeOffset? From = null,
+    DateTimeOffset? Until = null,
+    int Limit = 100);

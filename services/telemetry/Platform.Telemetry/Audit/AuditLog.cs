@@ -1,0 +1,120 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+using Platform.EventSourcing;
+
+namespace Platform.Telemetry.Audit;
+
+/// <summary>
+/// Every integration event of every service, stored once (by event id) in one global order. Positions are
+/// taken from one row held until commit, so a reader tailing the log (the live stream) never skips an entry
+/// that commits late; each insert notifies <see cref="Channel"/>.
+/// </summary>
+public sealed class AuditLog(NpgsqlDataSource dataSource)
+{
+    public const string Channel = "telemetry_audit";
+
+    public static SchemaMigration Migration { get; } = new("audit-log", 1, """
+        CREATE TABLE {schema}.audit_position (id int PRIMARY KEY CHECK (id = 1), last bigint NOT NULL);
+        INSERT INTO {schema}.audit_position VALUES (1, 0);
+        CREATE TABLE {schema}.audit_events (
+            position bigint PRIMARY KEY,
+            event_id uuid NOT NULL UNIQUE,
+            event_type text NOT NULL,
+            source text NOT NULL,
+            stream_id text,
+            tenant_id uuid,
+            actor text,
+            correlation_id uuid,
+            occurred_at timestamptz NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            data jsonb NOT NULL
+        );
+        CREATE INDEX ON {schema}.audit_events (tenant_id, position);
+        CREATE INDEX ON {schema}.audit_events (event_type, position);
+        CREATE INDEX ON {schema}.audit_events (occurred_at);
+        """);
+
+    /// <summary>Records the event unless it is there already; returns its new position, or null for a repeat.</summary>
+    public async Task<long?> RecordAsync(AuditEntry entry, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            WITH reserved AS (
+                UPDATE {TelemetryService.Schema}.audit_position SET last = last + 1
+                WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM {TelemetryService.Schema}.audit_events WHERE event_id = $1)
+                RETURNING last
+            ), inserted AS (
+                INSERT INTO {TelemetryService.Schema}.audit_events
+                    (position, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, recorded_at, data)
+                SELECT reserved.last, $1, $2, $3, $4, $5, $6, $7, $8, now(), $9::jsonb FROM reserved
+                ON CONFLICT (event_id) DO NOTHING
+                RETURNING position
+            )
+            SELECT position, pg_notify('{Channel}', position::text) FROM inserted
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = entry.EventId });
+        command.Parameters.Add(new NpgsqlParameter { Value = entry.Type });
+        command.Parameters.Add(new NpgsqlParameter { Value = entry.Source });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.StreamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.TenantId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.Actor ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.CorrelationId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid });
+        command.Parameters.Add(new NpgsqlParameter { Value = entry.OccurredAt, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter { Value = entry.Data.GetRawText() });
+        return await command.ExecuteScalarAsync(cancellationToken) is long position ? position : null;
+    }
+
+    public async Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT position, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, recorded_at, data::text
+            FROM {TelemetryService.Schema}.audit_events
+            WHERE position > $1
+              AND ($2 OR tenant_id = $3)
+              AND ($4::text[] IS NULL OR event_type = ANY($4))
+              AND ($5::text IS NULL OR stream_id = $5)
+              AND ($6::text IS NULL OR actor = $6)
+              AND ($7::timestamptz IS NULL OR occurred_at >= $7)
+              AND ($8::timestamptz IS NULL OR occurred_at < $8)
+            ORDER BY position
+            LIMIT $9
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = query.After });
+        command.Parameters.Add(new NpgsqlParameter { Value = query.AllTenants });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)query.TenantId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)query.Types?.ToArray() ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)query.StreamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)query.Actor ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)query.From ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)query.Until ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter { Value = query.Limit });
+        var entries = new List<AuditEntry>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            entries.Add(new AuditEntry(
+                reader.GetInt64(0),
+                reader.GetGuid(1),
+                reader.GetString(2),
+                reader.GetString(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.IsDBNull(5) ? null : reader.GetGuid(5),
+                reader.IsDBNull(6) ? null : reader.GetString(6),
+                reader.IsDBNull(7) ? null : reader.GetGuid(7),
+                reader.GetFieldValue<DateTimeOffset>(8),
+                reader.GetFieldValue<DateTimeOffset>(9),
+                JsonDocument.Parse(reader.GetString(10)).RootElement.Clone()));
+        }
+
+        return entries;
+    }
+
+    /// <summary>A connection listening on <see cref="Channel"/>, for a reader that waits for new entries.</summary>
+    public async Task<NpgsqlConnection> ListenAsync(CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var listen = new NpgsqlCommand($"LISTEN {Channel}", connection);
+        await listen.ExecuteNonQueryAsync(cancellationToken);
+        return connection;
+    }
+}
