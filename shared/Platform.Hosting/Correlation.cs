@@ -19,6 +19,7 @@ internal sealed partial class CorrelationMiddleware(RequestDelegate next, ILogge
         var presented = context.Request.Headers[Header].ToString();
         var id = Acceptable().IsMatch(presented) ? presented : Guid.CreateVersion7().ToString("N");
         context.Request.Headers[Header] = id;
+        context.Features.Set(new RequestCorrelation(id));
         context.Response.OnStarting(() =>
         {
             context.Response.Headers[Header] = id;
@@ -33,4 +34,12 @@ internal sealed partial class CorrelationMiddleware(RequestDelegate next, ILogge
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex Acceptable();
+}
+
+/// <summary>The request's correlation id; events a request causes carry it (when it is a GUID, as generated ones are).</summary>
+public sealed record RequestCorrelation(string Id)
+{
+    public Guid? AsGuid => Guid.TryParse(Id, out var id) ? id : null;
+
+    public static Guid? Of(HttpContext? context) => context?.Features.Get<RequestCorrelation>()?.AsGuid;
 }

@@ -57,6 +57,7 @@ public static class PlatformHost
 
         ConfigureLogging(builder.Logging);
         services.AddSingleton(TimeProvider.System);
+        services.AddHttpContextAccessor();
         services.AddSingleton(new ServiceIdentity(definition.Name, version, Guid.CreateVersion7(), DateTimeOffset.UtcNow));
         services.ConfigureHttpJsonOptions(options => PlatformJson.Apply(options.SerializerOptions));
         services.AddPlatformProblemDetails();

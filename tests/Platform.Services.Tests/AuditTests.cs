@@ -56,6 +56,22 @@ public sealed class AuditTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task The_correlation_id_of_a_request_follows_its_events_into_the_audit_log()
+    {
+        using var admin = await stack.AdminAsync();
+        var correlation = Guid.CreateVersion7();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/tenants") { Content = JsonContent.Create(new { slug = $"corr-{Guid.NewGuid():N}"[..20], name = "Correlated" }) };
+        request.Headers.Add("X-Correlation-Id", correlation.ToString("N"));
+
+        var created = await admin.SendAsync(request);
+        var tenant = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+
+        var entry = Assert.Single(await EventuallyAsync(admin, $"/api/v1/audit?type=TenantCreated&stream=tenant-{tenant}", 1));
+        Assert.Equal(correlation, entry.GetProperty("correlationId").GetGuid());
+        Assert.Equal(correlation.ToString("N"), created.Headers.GetValues("X-Correlation-Id").Single());
+    }
+
+    [Fact]
     public async Task Malformed_audit_queries_are_refused_with_the_field_named()
     {
         using var admin = await stack.AdminAsync();

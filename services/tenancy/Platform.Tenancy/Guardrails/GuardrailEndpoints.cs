@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
+using Platform.Hosting;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 
@@ -27,7 +28,7 @@ public static class GuardrailEndpoints
         return TypedResults.Ok(await CurrentAsync(store, configuration, cancellationToken));
     }
 
-    private static async Task<Ok<HostGuardrails>> SetAsync(HostGuardrails? guardrails, Caller caller, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<Ok<HostGuardrails>> SetAsync(HostGuardrails? guardrails, Caller caller, HttpContext http, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         RequirePlatformAdmin(caller);
         var errors = new Dictionary<string, string[]>();
@@ -56,7 +57,7 @@ public static class GuardrailEndpoints
             throw Problems.Validation(errors);
         }
 
-        await store.AppendAsync(Stream, ExpectedVersion.Any, [new HostGuardrailsSet(guardrails, time.GetUtcNow())], new EventMetadata(Actor: caller.Subject), cancellationToken);
+        await store.AppendAsync(Stream, ExpectedVersion.Any, [new HostGuardrailsSet(guardrails, time.GetUtcNow())], new EventMetadata(RequestCorrelation.Of(http), Actor: caller.Subject), cancellationToken);
         return TypedResults.Ok(guardrails);
     }
 

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
+using Platform.Hosting;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 using Platform.Tenancy.Tenants;
@@ -32,7 +33,7 @@ public static class QuotaEndpoints
     }
 
     private static async Task<Ok<QuotaView>> SetAsync(
-        Guid tenantId, QuotaResources? limits, Caller caller, NpgsqlDataSource dataSource, QuotaStore quotas, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+        Guid tenantId, QuotaResources? limits, Caller caller, HttpContext http, NpgsqlDataSource dataSource, QuotaStore quotas, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         await TenantEndpoints.FindVisibleAsync(dataSource, caller, tenantId, cancellationToken);
         if (!caller.IsPlatformAdmin)
@@ -52,7 +53,7 @@ public static class QuotaEndpoints
         }
 
         await store.AppendAsync(TenantQuota.StreamOf(tenantId), ExpectedVersion.Any, [new QuotaLimitsSet(tenantId, limits, time.GetUtcNow())],
-            new EventMetadata(TenantId: tenantId.ToString(), Actor: caller.Subject), cancellationToken);
+            new EventMetadata(RequestCorrelation.Of(http), TenantId: tenantId.ToString(), Actor: caller.Subject), cancellationToken);
         var quota = (await quotas.LoadAsync(tenantId, cancellationToken)).State;
         return TypedResults.Ok(new QuotaView(tenantId, quota.Limits, quota.Used));
     }
