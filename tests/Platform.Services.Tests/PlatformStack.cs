@@ -42,9 +42,18 @@ public sealed class PlatformStack : IAsyncLifetime
         _environment = await ServiceEnvironment.CreateAsync();
         foreach (var name in Services)
         {
-            _services.Add(ServiceProcess.Start(name, name == "tenancy"
-                ? _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile))
-                : _environment.For()));
+            _services.Add(ServiceProcess.Start(name, name switch
+            {
+                "tenancy" => _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile)),
+                // Test receivers listen on loopback over plain http; retries are quick so failures show fast.
+                "telemetry" => _environment.For(
+                    ("Platform__Telemetry__Webhooks__RequireHttps", "false"),
+                    ("Platform__Telemetry__Webhooks__AllowPrivateAddresses", "true"),
+                    ("Platform__Telemetry__Webhooks__MaxAttempts", "6"),
+                    ("Platform__Telemetry__Webhooks__InitialBackoff", "00:00:00.100"),
+                    ("Platform__Telemetry__Webhooks__MaxBackoff", "00:00:00.500")),
+                _ => _environment.For(),
+            }));
         }
 
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Platform.Hosting.Security;
+using Platform.Testing;
 
 namespace Platform.Services.Tests;
 
@@ -59,6 +60,13 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/quotas"] = new(Kind.OwnScope, false),
         ["GET /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, false),
         ["GET /api/v1/audit"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/subscriptions"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/subscriptions"] = new(Kind.OwnScope, true, new { url = "http://127.0.0.1:1/hook" }),
+        ["GET /api/v1/subscriptions/{subscriptionId}"] = new(Kind.TenantResource, false),
+        ["DELETE /api/v1/subscriptions/{subscriptionId}"] = new(Kind.TenantResource, true),
+        ["POST /api/v1/subscriptions/{subscriptionId}/replay"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/subscriptions/{subscriptionId}/dead-letters"] = new(Kind.TenantResource, false),
+        ["POST /api/v1/subscriptions/{subscriptionId}/dead-letters/redeliver"] = new(Kind.TenantResource, true),
         ["GET /api/v1/events"] = new(Kind.OwnScope, false),
         ["PUT /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, true, new { reservedHostMemoryMiB = 1024, maxMachinesPerHost = 10, maxVcpuOvercommit = 2.0 }),
     };
@@ -79,6 +87,9 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.Created, (await adminOfA.PostAsJsonAsync($"/api/v1/tenants/{tenantA}/users", new { username = viewerName, password = Password, role = Roles.Viewer })).StatusCode);
         using var viewerOfA = await stack.LoginAsync(viewerName, Password);
         var revoked = await CreateKeyAsync(adminOfA, Roles.Member);
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (subscriptionOfA, _) = await WebhookTests.SubscribeAsync(adminOfA, receiver, null);
+        var (subscriptionOfB, _) = await WebhookTests.SubscribeAsync(adminOfB, receiver, null);
         Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
 
@@ -94,8 +105,10 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         {
             var entry = Matrix[route];
             var (method, template) = Split(route);
-            var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal);
-            var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal);
+            var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal)
+                .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal);
+            var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
+                .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {

@@ -17,7 +17,7 @@ public static class ServiceRoutes
         ["provisioning"] = [],
         ["networking"] = [],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
-        ["telemetry"] = ["audit", "events"],
+        ["telemetry"] = ["audit", "events", "subscriptions"],
     };
 
     public static IReadOnlyDictionary<string, Uri> Addresses(IConfiguration configuration)

@@ -2,11 +2,22 @@ using MassTransit;
 using Platform.Hosting;
 using Platform.Telemetry;
 using Platform.Telemetry.Audit;
+using Platform.Telemetry.Webhooks;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TelemetryService.Name)
 {
-    Migrations = [AuditLog.Migration],
+    Migrations = [AuditLog.Migration, WebhookStore.Migration],
     ConfigureMessaging = bus => bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>(),
-    ConfigureServices = builder => builder.Services.AddSingleton<AuditLog>(),
-    MapEndpoints = app => app.MapAudit(),
+    ConfigureServices = builder =>
+    {
+        builder.Services.AddSingleton<AuditLog>();
+        builder.Services.AddSingleton<WebhookStore>();
+        builder.Services.Configure<WebhookOptions>(builder.Configuration.GetSection(WebhookOptions.Section));
+        builder.Services.AddHostedService<WebhookDispatcher>();
+    },
+    MapEndpoints = app =>
+    {
+        app.MapAudit();
+        app.MapWebhooks();
+    },
 });

@@ -109,6 +109,13 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
         return entries;
     }
 
+    /// <summary>The last position handed out (0 for an empty log).</summary>
+    public async Task<long> HeadAsync(CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT last FROM {TelemetryService.Schema}.audit_position WHERE id = 1");
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
     /// <summary>A connection listening on <see cref="Channel"/>, for a reader that waits for new entries.</summary>
     public async Task<NpgsqlConnection> ListenAsync(CancellationToken cancellationToken)
     {
