@@ -36,6 +36,8 @@ public sealed class WebhookTests(PlatformStack stack)
         Assert.Equal(expected, accepted.Select(p => p.Payload.GetProperty("data").GetProperty("username").GetString()));
         Assert.All(accepted, p => Assert.Equal(tenant, p.Payload.GetProperty("tenantId").GetGuid()));
         Assert.All(receiver.Deliveries, d => Assert.Equal(Sign(secret, d.Timestamp, d.Body), d.Signature));
+        Assert.True(await DocumentedVerificationAcceptsAsync(secret, receiver.Accepted[0]), "the documented verification accepts a real delivery");
+        Assert.False(await DocumentedVerificationAcceptsAsync("not-the-secret-at-all", receiver.Accepted[0]), "and refuses it with another secret");
         Assert.All(accepted, p => Assert.Equal(p.Delivery.EventId, p.Payload.GetProperty("eventId").GetString()));
         var status = await tenantAdmin.GetFromJsonAsync<JsonElement>($"/api/v1/subscriptions/{subscription}");
         Assert.Equal(accepted[^1].Payload.GetProperty("position").GetInt64(), status.GetProperty("deliveredThrough").GetInt64());
@@ -133,6 +135,27 @@ public sealed class WebhookTests(PlatformStack stack)
 
     private static (WebhookReceiver.Delivery Delivery, JsonElement Payload) Parse(WebhookReceiver.Delivery delivery) =>
         (delivery, JsonDocument.Parse(delivery.Body).RootElement);
+
+    /// <summary>Runs the Python verification from docs/api/webhooks.md on a delivery, as a receiver would.</summary>
+    private static async Task<bool> DocumentedVerificationAcceptsAsync(string secret, WebhookReceiver.Delivery delivery)
+    {
+        var text = await File.ReadAllTextAsync(Path.Combine(RepositoryRoot.Path, "docs", "api", "webhooks.md"));
+        var function = System.Text.RegularExpressions.Regex.Match(text, "<!-- example: verify-signature -->\\s*```python\\n(.*?)```", System.Text.RegularExpressions.RegexOptions.Singleline).Groups[1].Value;
+        Assert.False(string.IsNullOrEmpty(function), "docs/api/webhooks.md has the verification example");
+        var script = function + "\nimport os, sys\nprint(verify(os.environ['SECRET'], os.environ['TIMESTAMP'], sys.stdin.buffer.read(), os.environ['SIGNATURE']))\n";
+        var start = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", ["-c", script])
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            Environment = { ["SECRET"] = secret, ["TIMESTAMP"] = delivery.Timestamp, ["SIGNATURE"] = delivery.Signature },
+        };
+        using var python = System.Diagnostics.Process.Start(start)!;
+        await python.StandardInput.BaseStream.WriteAsync(delivery.Body);
+        python.StandardInput.Close();
+        var output = (await python.StandardOutput.ReadToEndAsync()).Trim();
+        await python.WaitForExitAsync();
+        return output == "True";
+    }
 
     /// <summary>The verification a receiver does (docs/api/webhooks.md), written independently of the platform's code.</summary>
     private static string Sign(string secret, string timestamp, byte[] body)
