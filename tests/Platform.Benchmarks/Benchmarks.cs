@@ -5,6 +5,7 @@ internal static class Benchmarks
     public static IReadOnlyDictionary<string, Func<string[], Task>> All { get; } = new Dictionary<string, Func<string[], Task>>
     {
         ["eventstore"] = EventStoreBenchmark.RunAsync,
+        ["audit"] = AuditBenchmark.RunAsync,
     };
 
     public static string Required(string variable) =>

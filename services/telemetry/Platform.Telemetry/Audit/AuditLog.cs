@@ -35,33 +35,46 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
         CREATE INDEX ON {schema}.audit_events (occurred_at);
         """);
 
-    /// <summary>Records the event unless it is there already; returns its new position, or null for a repeat.</summary>
-    public async Task<long?> RecordAsync(AuditEntry entry, CancellationToken cancellationToken)
+    /// <summary>
+    /// Records the events that are not there yet, in the order given, in one statement: the new ones take
+    /// consecutive positions. Returns how many were new.
+    /// </summary>
+    public async Task<int> RecordAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"""
-            WITH reserved AS (
-                UPDATE {TelemetryService.Schema}.audit_position SET last = last + 1
-                WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM {TelemetryService.Schema}.audit_events WHERE event_id = $1)
+            WITH incoming AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::uuid[], $8::timestamptz[], $9::text[])
+                    WITH ORDINALITY AS e(event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, data, n)
+            ), fresh AS (
+                SELECT DISTINCT ON (event_id) * FROM incoming
+                WHERE NOT EXISTS (SELECT 1 FROM {TelemetryService.Schema}.audit_events a WHERE a.event_id = incoming.event_id)
+                ORDER BY event_id, n
+            ), numbered AS (
+                SELECT fresh.*, row_number() OVER (ORDER BY n) AS k, count(*) OVER () AS total FROM fresh
+            ), reserved AS (
+                UPDATE {TelemetryService.Schema}.audit_position SET last = last + (SELECT count(*) FROM numbered)
+                WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered)
                 RETURNING last
             ), inserted AS (
                 INSERT INTO {TelemetryService.Schema}.audit_events
                     (position, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, recorded_at, data)
-                SELECT reserved.last, $1, $2, $3, $4, $5, $6, $7, $8, now(), $9::jsonb FROM reserved
+                SELECT reserved.last - numbered.total + numbered.k, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, now(), data::jsonb
+                FROM numbered, reserved
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING position
             )
-            SELECT position, pg_notify('{Channel}', position::text) FROM inserted
+            SELECT count(*), pg_notify('{Channel}', max(position)::text) FROM inserted HAVING count(*) > 0
             """);
-        command.Parameters.Add(new NpgsqlParameter { Value = entry.EventId });
-        command.Parameters.Add(new NpgsqlParameter { Value = entry.Type });
-        command.Parameters.Add(new NpgsqlParameter { Value = entry.Source });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.StreamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.TenantId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.Actor ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)entry.CorrelationId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid });
-        command.Parameters.Add(new NpgsqlParameter { Value = entry.OccurredAt, NpgsqlDbType = NpgsqlDbType.TimestampTz });
-        command.Parameters.Add(new NpgsqlParameter { Value = entry.Data.GetRawText() });
-        return await command.ExecuteScalarAsync(cancellationToken) is long position ? position : null;
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.EventId).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.Type).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.Source).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.StreamId).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.TenantId).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.Actor).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.CorrelationId).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.OccurredAt).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.Data.GetRawText()).ToArray() });
+        return await command.ExecuteScalarAsync(cancellationToken) is long count ? (int)count : 0;
     }
 
     public async Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken)
