@@ -3,6 +3,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Platform.Contracts;
@@ -69,6 +70,13 @@ public static class PlatformHost
         }));
         services.AddPlatformTelemetry(definition.Name, version, settings.OtlpEndpoint);
         var health = services.AddHealthChecks();
+        services.AddSingleton<IHealthCheckPublisher, HealthTransitions>();
+        services.Configure<HealthCheckPublisherOptions>(options =>
+        {
+            options.Delay = TimeSpan.FromSeconds(2);
+            options.Period = TimeSpan.FromSeconds(5);
+            options.Predicate = check => check.Tags.Contains(HealthEndpoints.ReadyTag);
+        });
 
         if (settings.PostgresConnectionString is { } postgres)
         {
@@ -158,6 +166,10 @@ public static class PlatformHost
             options.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
         });
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Dependency outages are logged once per change by HealthTransitions; the bus's reconnect warnings
+        // (each with a stack trace) and every failing readiness probe would otherwise repeat for as long as it lasts.
+        logging.AddFilter("MassTransit", LogLevel.Error);
+        logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None);
         logging.AddFilter("Microsoft.AspNetCore.Diagnostics.ExceptionHandlerMiddleware", LogLevel.None);
     }
 }

@@ -14,7 +14,8 @@ public sealed class HealthTests
         var broker = new Uri(environment.VirtualHost.ConnectionString);
         await using var relay = TcpRelay.Start(broker.Host, broker.Port);
         var throughRelay = new UriBuilder(broker) { Port = relay.Port }.Uri.ToString();
-        await using var service = ServiceProcess.Start("provisioning", environment.For(("ConnectionStrings__RabbitMq", throughRelay)));
+        // Tenancy has consumers, so the bus holds receive endpoints that must reconnect too.
+        await using var service = ServiceProcess.Start("tenancy", environment.For(("ConnectionStrings__RabbitMq", throughRelay)));
         using var client = new HttpClient { BaseAddress = await service.WaitUntilReadyAsync() };
 
         var ready = await client.GetFromJsonAsync<JsonElement>("/health/ready");
@@ -33,9 +34,16 @@ public sealed class HealthTests
         Assert.Equal("healthy", notReady.GetProperty("checks").GetProperty("postgres").GetProperty("status").GetString());
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
         Assert.False(service.HasExited);
+        var linesBeforeOutageEnds = service.Output.Count;
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        var outageLines = service.Output.Skip(linesBeforeOutageEnds).ToArray();
+        Assert.DoesNotContain(service.Output, line => line.Contains("   at ", StringComparison.Ordinal));
+        Assert.True(outageLines.Length <= 3, $"a broker outage is reported, not looped on: {outageLines.Length} lines in 10 s");
+        Assert.Contains(service.Output, line => line.Contains("\"Warning\"", StringComparison.Ordinal) && line.Contains("rabbitmq is unhealthy: RabbitMQ at amqp://127.0.0.1:", StringComparison.Ordinal));
 
         relay.Restore();
 
         await Eventually.TrueAsync(async () => (await client.GetAsync("/health/ready")).IsSuccessStatusCode, TimeSpan.FromSeconds(60), "readiness recovers with the broker");
+        await Eventually.TrueAsync(() => service.Output.Any(line => line.Contains("rabbitmq is healthy again", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), "the recovery is logged once");
     }
 }
