@@ -1,0 +1,140 @@
+namespace Platform.Provisioning.Drivers.Sandbox;
+
+/// <summary>
+/// The cgroups that hold one sandbox's limits, under <c>platform/</c>: the v2 unified hierarchy where the host
+/// has it (most current hosts), else the v1 memory, pids and cpu controllers (as on these build machines).
+/// </summary>
+public abstract class Cgroups
+{
+    public const string Parent = "platform";
+    protected const string Root = "/sys/fs/cgroup";
+
+    public static Cgroups Detect() =>
+        File.Exists(Path.Combine(Root, "cgroup.controllers")) ? new CgroupsV2() : new CgroupsV1();
+
+    public abstract string Version { get; }
+
+    /// <summary>Creates the sandbox's cgroups with its limits; returns the <c>cgroup.procs</c> files a process joins them through.</summary>
+    public abstract IReadOnlyList<string> Create(string id, SandboxLimits limits);
+
+    /// <summary>Kills whatever is still in the sandbox's cgroups and removes them.</summary>
+    public abstract Task RemoveAsync(string id);
+
+    /// <summary>Whether anything of the sandbox is left on the host.</summary>
+    public abstract bool Exists(string id);
+
+    /// <summary>Whether the kernel killed a process of the sandbox for exceeding its memory.</summary>
+    public abstract bool WasOutOfMemory(string id);
+
+    /// <summary>Whether the sandbox tried to start more processes than its limit allows (the kernel refused the fork).</summary>
+    public abstract bool HitProcessLimit(string id);
+
+    protected static bool CounterAboveZero(string file, string counter) =>
+        File.Exists(file) && File.ReadAllLines(file).Any(l => l.StartsWith(counter + " ", StringComparison.Ordinal) && l != counter + " 0");
+
+    protected static void Write(string directory, string file, string value) => File.WriteAllText(Path.Combine(directory, file), value);
+
+    protected static async Task EmptyAndRemoveAsync(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            return;
+        }
+
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            var pids = File.ReadAllLines(Path.Combine(directory, "cgroup.procs")).Where(l => l.Length > 0).Select(int.Parse).ToArray();
+            if (pids.Length == 0)
+            {
+                try
+                {
+                    Directory.Delete(directory);
+                    return;
+                }
+                catch (IOException)
+                {
+                    // The last process is still leaving; try again shortly.
+                }
+            }
+
+            foreach (var pid in pids)
+            {
+                try
+                {
+                    System.Diagnostics.Process.GetProcessById(pid).Kill();
+                }
+                catch (Exception exception) when (exception is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                {
+                    // Gone already.
+                }
+            }
+
+            await Task.Delay(20);
+        }
+
+        throw new IOException($"Cannot remove {directory}: processes keep running in it.");
+    }
+}
+
+internal sealed class CgroupsV1 : Cgroups
+{
+    private static readonly string[] Controllers = ["memory", "pids", "cpu"];
+
+    public override string Version => "v1";
+
+    public override IReadOnlyList<string> Create(string id, SandboxLimits limits)
+    {
+        var directories = Controllers.ToDictionary(c => c, c => Directory.CreateDirectory(Path.Combine(Root, c, Parent, id)).FullName);
+        var memory = ((long)limits.MemoryMiB * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Write(directories["memory"], "memory.limit_in_bytes", memory);
+        if (File.Exists(Path.Combine(directories["memory"], "memory.memsw.limit_in_bytes")))
+        {
+            Write(directories["memory"], "memory.memsw.limit_in_bytes", memory);
+        }
+
+        Write(directories["pids"], "pids.max", limits.MaxProcesses.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Write(directories["cpu"], "cpu.cfs_period_us", "100000");
+        Write(directories["cpu"], "cpu.cfs_quota_us", ((long)(limits.Cpus * 100_000)).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return directories.Values.Select(d => Path.Combine(d, "cgroup.procs")).ToArray();
+    }
+
+    public override async Task RemoveAsync(string id)
+    {
+        foreach (var controller in Controllers)
+        {
+            await EmptyAndRemoveAsync(Path.Combine(Root, controller, Parent, id));
+        }
+    }
+
+    public override bool Exists(string id) => Controllers.Any(c => Directory.Exists(Path.Combine(Root, c, Parent, id)));
+
+    public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, "memory", Parent, id, "memory.oom_control"), "oom_kill");
+
+    public override bool HitProcessLimit(string id) => CounterAboveZero(Path.Combine(Root, "pids", Parent, id, "pids.events"), "max");
+}
+
+internal sealed class CgroupsV2 : Cgroups
+{
+    public override string Version => "v2";
+
+    public override IReadOnlyList<string> Create(string id, SandboxLimits limits)
+    {
+        var parent = Directory.CreateDirectory(Path.Combine(Root, Parent)).FullName;
+        Write(Root, "cgroup.subtree_control", "+memory +pids +cpu");
+        Write(parent, "cgroup.subtree_control", "+memory +pids +cpu");
+        var directory = Directory.CreateDirectory(Path.Combine(parent, id)).FullName;
+        Write(directory, "memory.max", ((long)limits.MemoryMiB * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Write(directory, "memory.swap.max", "0");
+        Write(directory, "pids.max", limits.MaxProcesses.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Write(directory, "cpu.max", $"{(long)(limits.Cpus * 100_000)} 100000");
+        return [Path.Combine(directory, "cgroup.procs")];
+    }
+
+    public override Task RemoveAsync(string id) => EmptyAndRemoveAsync(Path.Combine(Root, Parent, id));
+
+    public override bool Exists(string id) => Directory.Exists(Path.Combine(Root, Parent, id));
+
+    public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, Parent, id, "memory.events"), "oom_kill");
+
+    public override bool HitProcessLimit(string id) => CounterAboveZero(Path.Combine(Root, Parent, id, "pids.events"), "max");
+}

@@ -1,0 +1,33 @@
+namespace Platform.Provisioning.Drivers.Sandbox;
+
+/// <summary>What a sandbox may use: memory (MiB, swap included), processes and threads, and CPUs (1.5 = one and a half cores).</summary>
+public sealed record SandboxLimits(int MemoryMiB, int MaxProcesses, double Cpus)
+{
+    public void Validate()
+    {
+        if (MemoryMiB is < 16 or > 1024 * 1024)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MemoryMiB), MemoryMiB, "A sandbox needs 16 MiB to 1 TiB of memory.");
+        }
+
+        if (MaxProcesses is < 1 or > 1_000_000)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxProcesses), MaxProcesses, "A sandbox runs 1 to 1,000,000 processes.");
+        }
+
+        if (Cpus is < 0.01 or > 1024 || double.IsNaN(Cpus))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Cpus), Cpus, "A sandbox uses 0.01 to 1024 CPUs.");
+        }
+    }
+}
+
+/// <summary>
+/// One sandbox: <paramref name="Command"/> runs as its first process in new pid, network, uts, ipc and mount
+/// namespaces, on the host's /usr read-only, with a private /tmp and a writable /scratch (both in memory,
+/// charged to its memory limit).
+/// </summary>
+public sealed record SandboxSpec(string Id, IReadOnlyList<string> Command, SandboxLimits Limits, string Hostname)
+{
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+}

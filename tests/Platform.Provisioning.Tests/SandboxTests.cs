@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using Platform.Provisioning.Drivers.Sandbox;
+
+namespace Platform.Provisioning.Tests;
+
+/// <summary>Real sandboxes: bubblewrap and the host's cgroups, as root.</summary>
+public sealed class SandboxTests
+{
+    private static readonly SandboxLimits Small = new(MemoryMiB: 64, MaxProcesses: 32, Cpus: 0.5);
+    private readonly SandboxRunner _runner = new(Cgroups.Detect());
+
+    [Fact]
+    public async Task A_sandbox_runs_its_command_with_its_own_hostname_and_output()
+    {
+        await using var sandbox = Start(["/bin/sh", "-c", "hostname; echo to-stderr >&2; exit 3"]);
+
+        var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(3, exit.ExitCode);
+        Assert.Equal(sandbox.Spec.Hostname, exit.Output.Trim());
+        Assert.Equal("to-stderr", exit.Errors.Trim());
+        Assert.False(exit.OutOfMemory);
+    }
+
+    [Fact]
+    public async Task A_sandbox_cannot_see_the_hosts_processes_or_network()
+    {
+        using var marker = Process.Start("/usr/bin/sleep", "31.4159")!;
+        try
+        {
+            await using var sandbox = Start(["/bin/sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '; echo; echo INTER\"\"FACES; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"]);
+
+            var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(30));
+
+            Assert.Equal(0, exit.ExitCode);
+            Assert.DoesNotContain("31.4159", exit.Output, StringComparison.Ordinal);
+            Assert.Equal(["lo"], exit.Output.Split("INTERFACES")[1].Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
+        finally
+        {
+            marker.Kill();
+        }
+    }
+
+    [Fact]
+    public async Task A_memory_hog_is_killed_at_the_memory_limit_and_a_modest_program_is_not()
+    {
+        await using var hog = Start(["/usr/bin/python3", "-c", "x = bytearray(256 * 1024 * 1024); print('allocated')"]);
+        await using var modest = Start(["/usr/bin/python3", "-c", "x = bytearray(8 * 1024 * 1024); print('allocated')"]);
+
+        var hogExit = await hog.WaitAsync(TimeSpan.FromSeconds(60));
+        var modestExit = await modest.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.NotEqual(0, hogExit.ExitCode);
+        Assert.DoesNotContain("allocated", hogExit.Output, StringComparison.Ordinal);
+        Assert.True(hogExit.OutOfMemory, "the kernel killed it for its memory limit");
+        Assert.Equal("allocated", modestExit.Output.Trim());
+    }
+
+    [Fact]
+    public async Task A_fork_bomb_stops_at_the_process_limit()
+    {
+        await using var sandbox = Start(["/bin/sh", "-c", "for i in $(seq 1 200); do sleep 2 & done; wait"]);
+
+        var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.True(exit.ProcessLimitReached, "the kernel refused forks past the limit");
+        Assert.Contains("fork", exit.Errors, StringComparison.OrdinalIgnoreCase);
+        Assert.False(exit.OutOfMemory);
+    }
+
+    [Fact]
+    public async Task The_root_is_read_only_and_scratch_is_writable()
+    {
+        await using var sandbox = Start(["/bin/sh", "-c", "touch /usr/written 2>/dev/null && echo usr-writable; echo kept > /scratch/file && cat /scratch/file; pwd"]);
+
+        var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(["kept", "/scratch"], exit.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.False(File.Exists("/usr/written"));
+    }
+
+    [Fact]
+    public async Task Disposing_a_running_sandbox_leaves_no_process_and_no_cgroup()
+    {
+        var sandbox = Start(["/bin/sh", "-c", "sleep 60 & sleep 60"]);
+        await Task.Delay(300);
+        var pid = sandbox.ProcessId;
+
+        await sandbox.DisposeAsync();
+
+        Assert.False(_runner.Cgroups.Exists(sandbox.Spec.Id));
+        Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
+    }
+
+    [Fact]
+    public void Nonsense_limits_and_ids_are_refused_before_anything_is_created()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => _runner.Start(new SandboxSpec(NewId(), ["/bin/true"], Small with { MemoryMiB = -1 }, "x")));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _runner.Start(new SandboxSpec(NewId(), ["/bin/true"], Small with { MaxProcesses = 0 }, "x")));
+        Assert.Throws<ArgumentException>(() => _runner.Start(new SandboxSpec("../escape", ["/bin/true"], Small, "x")));
+        Assert.Throws<ArgumentException>(() => _runner.Start(new SandboxSpec(NewId(), [], Small, "x")));
+    }
+
+    private SandboxProcess Start(IReadOnlyList<string> command)
+    {
+        var id = NewId();
+        return _runner.Start(new SandboxSpec(id, command, Small, "sbx-" + id[..8]));
+    }
+
+    private static string NewId() => "test-" + Guid.NewGuid().ToString("N")[..12];
+}
