@@ -6,6 +6,7 @@ internal static class Benchmarks
     {
         ["eventstore"] = EventStoreBenchmark.RunAsync,
         ["audit"] = AuditBenchmark.RunAsync,
+        ["sandbox"] = SandboxBenchmark.RunAsync,
     };
 
     public static string Required(string variable) =>
