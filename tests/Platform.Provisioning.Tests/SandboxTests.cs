@@ -60,11 +60,12 @@ public sealed class SandboxTests
     [Fact]
     public async Task A_fork_bomb_stops_at_the_process_limit()
     {
-        await using var sandbox = Start(["/bin/sh", "-c", "for i in $(seq 1 200); do sleep 2 & done; wait"]);
+        // Memory to spare, so that only the process limit can stop it.
+        await using var sandbox = Start(["/bin/sh", "-c", "for i in $(seq 1 200); do sleep 2 & done; wait"], Small with { MemoryMiB = 512, MaxProcesses = 16 });
 
         var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(60));
 
-        Assert.True(exit.ProcessLimitReached, "the kernel refused forks past the limit");
+        Assert.True(exit.ProcessLimitReached, $"the kernel refused forks past the limit (exit {exit.ExitCode}, output '{exit.Output}', errors '{exit.Errors}')");
         Assert.Contains("fork", exit.Errors, StringComparison.OrdinalIgnoreCase);
         Assert.False(exit.OutOfMemory);
     }
@@ -102,10 +103,10 @@ public sealed class SandboxTests
         Assert.Throws<ArgumentException>(() => _runner.Start(new SandboxSpec(NewId(), [], Small, "x")));
     }
 
-    private SandboxProcess Start(IReadOnlyList<string> command)
+    private SandboxProcess Start(IReadOnlyList<string> command, SandboxLimits? limits = null)
     {
         var id = NewId();
-        return _runner.Start(new SandboxSpec(id, command, Small, "sbx-" + id[..8]));
+        return _runner.Start(new SandboxSpec(id, command, limits ?? Small, "sbx-" + id[..8]));
     }
 
     private static string NewId() => "test-" + Guid.NewGuid().ToString("N")[..12];

@@ -60,7 +60,10 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string bubblewrap = "
         yield return bubblewrap;
         foreach (var argument in new[]
         {
-            "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-ipc", "--die-with-parent", "--new-session",
+            // No --die-with-parent: it ties the sandbox to the *thread* that started it (PR_SET_PDEATHSIG), and .NET
+            // starts processes from pool threads that come and go, so sandboxes died at random under load. A sandbox
+            // lives until it is disposed; its cgroups are how everything in it is found and killed.
+            "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-ipc", "--new-session",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
