@@ -2,6 +2,7 @@ using System.Reflection;
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
@@ -101,6 +102,8 @@ public static class PlatformHost
             services.Configure<MassTransitHostOptions>(options => options.StartTimeout = settings.StartupTimeout);
             if (settings.PostgresConnectionString is not null)
             {
+                var retention = TimeSpan.FromDays(builder.Configuration.GetValue("Platform:Messaging:InboxRetentionDays", 7.0));
+                services.AddHostedService(provider => ActivatorUtilities.CreateInstance<InboxCleanup>(provider, retention));
                 services.AddSingleton(provider => CatchUpSubscription.ForSubscriber(
                     provider.GetRequiredService<EventStore>(),
                     new EventRelay(provider.GetRequiredService<IBus>(), definition.Name),

@@ -50,5 +50,27 @@ public sealed class InboxTests
         Assert.Single(await store.ReadStreamAsync("handled"));
     }
 
+    [Fact]
+    public async Task Inbox_entries_older_than_the_retention_are_forgotten_and_newer_ones_kept()
+    {
+        await using var schema = PostgresSchema.Create("inbox");
+        var store = new EventStore(schema.DataSource, new EventStoreOptions { Schema = schema.Name });
+        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, [.. EventStore.Migrations, .. Inbox.Inbox.Migrations]);
+        await schema.ScalarAsync<int>("""
+            WITH rows AS (
+                INSERT INTO {schema}.inbox (consumer, message_id, received_at)
+                SELECT 'c', gen_random_uuid(), now() - make_interval(days => d) - interval '1 hour' FROM generate_series(1, 12) AS d
+                RETURNING 1
+            ) SELECT count(*)::int FROM rows
+            """);
+        var cleanup = new Inbox.InboxCleanup(store, TimeProvider.System, TimeSpan.FromDays(7), Microsoft.Extensions.Logging.Abstractions.NullLogger<Inbox.InboxCleanup>.Instance);
+
+        var forgotten = await cleanup.CleanOnceAsync(CancellationToken.None);
+
+        Assert.Equal(6, forgotten);
+        Assert.Equal(6L, await schema.ScalarAsync<long>("SELECT count(*) FROM {schema}.inbox"));
+        Assert.Equal(0L, await schema.ScalarAsync<long>("SELECT count(*) FROM {schema}.inbox WHERE received_at < now() - interval '7 days'"));
+    }
+
     public sealed record Handled(Guid MessageId);
 }
