@@ -119,30 +119,12 @@ public sealed class CatchUpSubscription
         }
         finally
         {
-            // A pooled connection keeps session state until its next use: give the lease back now.
-            if (listener.State == System.Data.ConnectionState.Open)
-            {
-                await using var release = new NpgsqlCommand("UNLISTEN *; SELECT pg_advisory_unlock_all()", listener);
-                try
-                {
-                    await release.ExecuteNonQueryAsync(CancellationToken.None);
-                }
-                catch (NpgsqlException)
-                {
-                    NpgsqlConnection.ClearPool(listener);
-                }
-            }
+            await SessionLease.ReleaseAllAsync(listener);
         }
     }
 
-    private async Task<bool> TryTakeLeaseAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", connection)
-        {
-            Parameters = { new() { Value = $"platform-subscription:{_store.Schema}:{Name}" } },
-        };
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
-    }
+    private Task<bool> TryTakeLeaseAsync(NpgsqlConnection connection, CancellationToken cancellationToken) =>
+        SessionLease.TryTakeAsync(connection, $"platform-subscription:{_store.Schema}:{Name}", cancellationToken);
 
     private async Task<int> ProjectBatchAsync(IProjection projection, CancellationToken cancellationToken)
     {

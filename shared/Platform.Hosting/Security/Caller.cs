@@ -11,6 +11,9 @@ public sealed record Caller(string Subject, string Role, Guid? TenantId)
 {
     public bool IsPlatformAdmin => Role == Roles.PlatformAdmin;
 
+    /// <summary>A platform-admin of no tenant: sees every tenant's resources and the platform's own.</summary>
+    public bool SeesAllTenants => IsPlatformAdmin && TenantId is null;
+
     /// <summary>Whether the caller may act on <paramref name="tenantId"/>'s resources at all (platform-admins may act on every tenant).</summary>
     public bool CanSee(Guid tenantId) => IsPlatformAdmin || TenantId == tenantId;
 

@@ -39,21 +39,20 @@ public static class PlatformTelemetry
         services.AddSingleton(_ => Sdk.CreateTracerProviderBuilder()
             .SetResourceBuilder(resource)
             .AddSource(ActivitySources)
-            .AddOtlpExporter(options =>
-            {
-                options.Protocol = OtlpExportProtocol.HttpProtobuf;
-                options.Endpoint = new Uri(otlpEndpoint, "v1/traces");
-            })
+            .AddOtlpExporter(options => Export(options, otlpEndpoint, "v1/traces"))
             .Build());
         services.AddSingleton(_ => Sdk.CreateMeterProviderBuilder()
             .SetResourceBuilder(resource)
             .AddMeter(Meters)
-            .AddOtlpExporter(options =>
-            {
-                options.Protocol = OtlpExportProtocol.HttpProtobuf;
-                options.Endpoint = new Uri(otlpEndpoint, "v1/metrics");
-            })
+            .AddOtlpExporter(options => Export(options, otlpEndpoint, "v1/metrics"))
             .Build());
+    }
+
+    /// <summary>OTLP over HTTP/protobuf: the signal's path under the collector's base URL.</summary>
+    private static void Export(OtlpExporterOptions options, Uri collector, string signalPath)
+    {
+        options.Protocol = OtlpExportProtocol.HttpProtobuf;
+        options.Endpoint = new Uri(collector, signalPath);
     }
 
     /// <summary>Builds the providers now, so that listeners exist before the first request.</summary>

@@ -106,7 +106,7 @@ public static class AuditEndpoints
     }
 
     private static AuditQuery Scope(Caller caller, AuditQuery query) =>
-        caller.IsPlatformAdmin && caller.TenantId is null
+        caller.SeesAllTenants
             ? query with { AllTenants = true }
             : query with { TenantId = caller.TenantId ?? Guid.Empty };
 

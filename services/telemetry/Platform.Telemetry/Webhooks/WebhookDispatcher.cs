@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Platform.Contracts;
+using Platform.EventSourcing;
 using Platform.Telemetry.Audit;
 
 namespace Platform.Telemetry.Webhooks;
@@ -29,7 +30,7 @@ public sealed class WebhookDispatcher(
                 await using var lease = await audit.ListenAsync(stoppingToken);
                 try
                 {
-                    while (!await TryLockAsync(lease, stoppingToken))
+                    while (!await SessionLease.TryTakeAsync(lease, "platform-webhook-dispatcher", stoppingToken))
                     {
                         await Task.Delay(TimeSpan.FromSeconds(2), stoppingToken);
                     }
@@ -43,7 +44,7 @@ public sealed class WebhookDispatcher(
                 }
                 finally
                 {
-                    await ReleaseAsync(lease);
+                    await SessionLease.ReleaseAllAsync(lease);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -125,31 +126,6 @@ public sealed class WebhookDispatcher(
 
     private static AuditQuery Scope(WebhookSubscription subscription, AuditQuery query) =>
         subscription.TenantId is { } tenant ? query with { TenantId = tenant } : query with { AllTenants = true };
-
-    /// <summary>A pooled connection keeps its session state until reused: give the lock back now.</summary>
-    private static async Task ReleaseAsync(NpgsqlConnection connection)
-    {
-        if (connection.State != System.Data.ConnectionState.Open)
-        {
-            return;
-        }
-
-        try
-        {
-            await using var release = new NpgsqlCommand("UNLISTEN *; SELECT pg_advisory_unlock_all()", connection);
-            await release.ExecuteNonQueryAsync(CancellationToken.None);
-        }
-        catch (NpgsqlException)
-        {
-            NpgsqlConnection.ClearPool(connection);
-        }
-    }
-
-    private static async Task<bool> TryLockAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended('platform-webhook-dispatcher', 0))", connection);
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
-    }
 }
 
 /// <summary>What a webhook receives: the event and where it sits in the audit log.</summary>

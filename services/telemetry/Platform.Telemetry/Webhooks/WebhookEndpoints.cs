@@ -83,7 +83,7 @@ public static class WebhookEndpoints
     private static async Task<Ok<IReadOnlyList<SubscriptionView>>> ListAsync(Caller caller, WebhookStore store, CancellationToken cancellationToken)
     {
         var views = new List<SubscriptionView>();
-        foreach (var subscription in await store.ListAsync(caller.TenantId, caller.IsPlatformAdmin && caller.TenantId is null, cancellationToken))
+        foreach (var subscription in await store.ListAsync(caller.TenantId, caller.SeesAllTenants, cancellationToken))
         {
             views.Add(await ViewAsync(store, subscription, cancellationToken));
         }
@@ -141,7 +141,7 @@ public static class WebhookEndpoints
     private static async Task<WebhookSubscription> FindVisibleAsync(WebhookStore store, Caller caller, Guid id, CancellationToken cancellationToken)
     {
         var subscription = await store.FindAsync(id, cancellationToken);
-        return subscription is not null && (caller.TenantId == subscription.TenantId || (caller.IsPlatformAdmin && caller.TenantId is null))
+        return subscription is not null && (caller.TenantId == subscription.TenantId || caller.SeesAllTenants)
             ? subscription
             : throw Problems.NotFound("subscription");
     }

@@ -40,7 +40,7 @@ public static class ApiKeyEndpoints
         }
 
         var now = time.GetUtcNow();
-        var allowed = caller.IsPlatformAdmin && caller.TenantId is null ? [Roles.PlatformAdmin] : Roles.TenantRoles;
+        var allowed = caller.SeesAllTenants ? [Roles.PlatformAdmin] : Roles.TenantRoles;
         var errors = new Dictionary<string, string[]>();
         if (request?.Name is not { } name || name.Trim().Length is 0 or > 100)
         {
