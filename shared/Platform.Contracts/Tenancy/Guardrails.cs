@@ -5,6 +5,10 @@ namespace Platform.Contracts.Tenancy;
 /// machines one host runs, and how far vCPUs may be overcommitted (2.0 = twice the host's cores).
 /// Edited in tenancy, enforced by provisioning's placement.
 /// </summary>
-public sealed record HostGuardrails(int ReservedHostMemoryMiB, int MaxMachinesPerHost, double MaxVcpuOvercommit);
+public sealed record HostGuardrails(int ReservedHostMemoryMiB, int MaxMachinesPerHost, double MaxVcpuOvercommit)
+{
+    /// <summary>What holds until a platform-admin sets them (and a deployment's configuration does not say otherwise).</summary>
+    public static HostGuardrails Default { get; } = new(ReservedHostMemoryMiB: 1024, MaxMachinesPerHost: 64, MaxVcpuOvercommit: 4.0);
+}
 
 public sealed record HostGuardrailsSet(HostGuardrails Guardrails, DateTimeOffset SetAt) : IIntegrationEvent;

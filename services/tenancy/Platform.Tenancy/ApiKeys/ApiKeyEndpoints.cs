@@ -3,6 +3,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 using Platform.Contracts.Tenancy;
+using Platform.Hosting;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 using Platform.Tenancy.Directory;

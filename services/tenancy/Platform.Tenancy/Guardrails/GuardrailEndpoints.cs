@@ -20,7 +20,7 @@ public static class GuardrailEndpoints
 
     public static HostGuardrails Defaults(IConfiguration configuration) =>
         configuration.GetSection("Platform:Tenancy:DefaultGuardrails").Get<HostGuardrails>()
-            ?? new HostGuardrails(ReservedHostMemoryMiB: 1024, MaxMachinesPerHost: 64, MaxVcpuOvercommit: 4.0);
+            ?? HostGuardrails.Default;
 
     private static async Task<Ok<HostGuardrails>> GetAsync(Caller caller, EventStore store, IConfiguration configuration, CancellationToken cancellationToken)
     {

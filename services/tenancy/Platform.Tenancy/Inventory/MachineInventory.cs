@@ -4,6 +4,7 @@ using Npgsql;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
 using Platform.EventSourcing.Subscriptions;
+using Platform.Hosting;
 using Platform.Hosting.Security;
 using Platform.Messaging.Inbox;
 using Platform.Tenancy.Directory;

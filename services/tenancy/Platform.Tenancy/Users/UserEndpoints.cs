@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 using Platform.Contracts.Tenancy;
+using Platform.Hosting;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 using Platform.Tenancy.Directory;

@@ -1,4 +1,4 @@
-namespace Platform.Tenancy.Directory;
+namespace Platform.Hosting;
 
 /// <summary>One page of a listing; pass <see cref="NextCursor"/> back as <c>cursor</c> for the next; the last page has none.</summary>
 public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
@@ -25,7 +25,7 @@ public static class Paging
 
         if (errors.Count > 0)
         {
-            throw Platform.Hosting.Problems.Problems.Validation(errors);
+            throw Problems.Problems.Validation(errors);
         }
 
         return (limit ?? DefaultLimit, after);

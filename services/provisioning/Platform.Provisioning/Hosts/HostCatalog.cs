@@ -1,0 +1,87 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+using Platform.Contracts;
+using Platform.Contracts.Provisioning;
+using Platform.EventSourcing;
+using Platform.EventSourcing.Subscriptions;
+
+namespace Platform.Provisioning.Hosts;
+
+/// <summary>Hosts (with what is placed on them) and template versions as tables, kept in the appending transaction.</summary>
+public sealed class HostCatalog(string schema) : IProjection
+{
+    public string Name => "host-catalog";
+
+    public static SchemaMigration Migration { get; } = new("host-catalog", 1, """
+        CREATE TABLE {schema}.hosts (
+            id uuid PRIMARY KEY,
+            name text NOT NULL,
+            host jsonb NOT NULL,
+            machines int NOT NULL DEFAULT 0,
+            memory_mib int NOT NULL DEFAULT 0,
+            vcpus int NOT NULL DEFAULT 0,
+            registered_at timestamptz NOT NULL
+        );
+        CREATE TABLE {schema}.templates (
+            name text NOT NULL,
+            version text NOT NULL,
+            kind text NOT NULL,
+            sha256 text NOT NULL,
+            registered_at timestamptz NOT NULL,
+            PRIMARY KEY (name, version)
+        );
+        CREATE TABLE {schema}.host_guardrails (
+            id int PRIMARY KEY CHECK (id = 1),
+            guardrails jsonb NOT NULL,
+            set_at timestamptz NOT NULL
+        );
+        """);
+
+    public async Task ApplyAsync(IReadOnlyList<StoredEvent> events, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        foreach (var stored in events)
+        {
+            await using var command = stored.Data switch
+            {
+                HostRegistered host => Command(transaction, $"""
+                    INSERT INTO {schema}.hosts (id, name, host, registered_at) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, registered_at = excluded.registered_at
+                    """, host.HostId, host.Name, Json(host), host.RegisteredAt),
+                MachinePlaced placed => Command(transaction,
+                    $"UPDATE {schema}.hosts SET machines = machines + 1, memory_mib = memory_mib + $2, vcpus = vcpus + $3 WHERE id = $1",
+                    placed.HostId, placed.Shape.MemoryMiB, placed.Shape.Vcpus),
+                MachineUnplaced unplaced => Command(transaction,
+                    $"UPDATE {schema}.hosts SET machines = machines - 1, memory_mib = memory_mib - $2, vcpus = vcpus - $3 WHERE id = $1",
+                    unplaced.HostId, unplaced.Shape.MemoryMiB, unplaced.Shape.Vcpus),
+                TemplateRegistered template => Command(transaction,
+                    $"INSERT INTO {schema}.templates (name, version, kind, sha256, registered_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    template.Name, template.Version, template.Kind, template.Sha256, template.RegisteredAt),
+                _ => null,
+            };
+            if (command is not null)
+            {
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+    }
+
+    public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        await using var command = Command(transaction, $"TRUNCATE {schema}.hosts, {schema}.templates");
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static NpgsqlParameter Json(object value) => new() { NpgsqlDbType = NpgsqlDbType.Jsonb, Value = JsonSerializer.Serialize(value, PlatformJson.Options) };
+
+    private static NpgsqlCommand Command(NpgsqlTransaction transaction, string sql, params object[] values)
+    {
+        var command = new NpgsqlCommand(sql, transaction.Connection, transaction);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(value as NpgsqlParameter ?? new NpgsqlParameter { Value = value });
+        }
+
+        return command;
+    }
+}

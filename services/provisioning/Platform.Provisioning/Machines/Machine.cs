@@ -1,0 +1,110 @@
+using System.Collections.Immutable;
+using Platform.Contracts.Provisioning;
+
+namespace Platform.Provisioning.Machines;
+
+public static class MachineStates
+{
+    public const string Creating = "creating";
+    public const string Starting = "starting";
+    public const string Running = "running";
+    public const string Stopping = "stopping";
+    public const string Stopped = "stopped";
+    public const string Restarting = "restarting";
+    public const string Destroying = "destroying";
+    public const string Destroyed = "destroyed";
+    public const string Failed = "failed";
+
+    public static IReadOnlyList<string> All { get; } = [Creating, Starting, Running, Stopping, Stopped, Restarting, Destroying, Destroyed, Failed];
+}
+
+/// <summary>An operation in flight on a machine: what was asked (create, start, stop, restart, destroy) and when.</summary>
+public sealed record PendingOperation(Guid Id, string Type, DateTimeOffset RequestedAt)
+{
+    /// <summary>The state that means this operation succeeded.</summary>
+    public string Goal => Type switch
+    {
+        "stop" => MachineStates.Stopped,
+        "destroy" => MachineStates.Destroyed,
+        _ => MachineStates.Running,
+    };
+}
+
+/// <summary>
+/// A machine, folded from its stream <c>machine-{id}</c>. Users change it only through <see cref="Decide"/>:
+/// a request the current state does not allow is refused, never ignored; reports from the host are folded
+/// in only when they still mean something (a late report about a machine being destroyed changes nothing).
+/// </summary>
+public sealed record Machine(
+    Guid Id,
+    Guid TenantId,
+    string Name,
+    string Kind,
+    string Driver,
+    Guid HostId,
+    TemplateRef Template,
+    MachineShape Shape,
+    ImmutableSortedDictionary<string, string> Labels,
+    IReadOnlyList<string>? Command,
+    string Boot,
+    string State,
+    PendingOperation? Pending,
+    NetworkAttachment? Network,
+    string? Accelerator,
+    string? BootedFrom,
+    string? LastError,
+    int? ExitCode,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt)
+{
+    public static string StreamOf(Guid machineId) => $"machine-{machineId}";
+
+    public static Machine Create(MachineRequested requested) => new(
+        requested.MachineId, requested.TenantId, requested.Name, requested.Kind, requested.Driver, requested.HostId, requested.Template,
+        requested.Shape, requested.Labels.ToImmutableSortedDictionary(), requested.Command, requested.Boot, MachineStates.Creating,
+        new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt);
+
+    public static Machine Evolve(Machine? machine, object @event) =>
+        machine is null ? Create((MachineRequested)@event) : machine.Apply(@event);
+
+    public Machine Apply(object @event) => @event switch
+    {
+        MachineStartRequested e => Begin(MachineStates.Starting, new PendingOperation(e.OperationId, "start", e.RequestedAt)),
+        MachineStopRequested e => Begin(MachineStates.Stopping, new PendingOperation(e.OperationId, "stop", e.RequestedAt)),
+        MachineRestartRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "restart", e.RequestedAt)),
+        MachineDestroyRequested e => Begin(MachineStates.Destroying, new PendingOperation(e.OperationId, "destroy", e.RequestedAt)),
+        MachineRunning e => this with
+        {
+            State = MachineStates.Running, Pending = null, Network = e.Network ?? Network, Accelerator = e.Accelerator, BootedFrom = e.BootedFrom,
+            LastError = null, ExitCode = null, UpdatedAt = e.RunningAt,
+        },
+        MachineStopped e => this with { State = MachineStates.Stopped, Pending = null, ExitCode = e.ExitCode, UpdatedAt = e.StoppedAt },
+        MachineFailed e => this with { State = MachineStates.Failed, Pending = null, LastError = e.Reason, ExitCode = e.ExitCode, UpdatedAt = e.FailedAt },
+        MachineDestroyed e => this with { State = MachineStates.Destroyed, Pending = null, UpdatedAt = e.DestroyedAt },
+        _ => this,
+    };
+
+    private Machine Begin(string state, PendingOperation operation) => this with { State = state, Pending = operation, UpdatedAt = operation.RequestedAt };
+
+    /// <summary>What a user's request on this machine records, or a refusal naming the state it is in.</summary>
+    public object Decide(string action, Guid operationId, DateTimeOffset now) => (action, State) switch
+    {
+        ("start", MachineStates.Stopped or MachineStates.Failed) => new MachineStartRequested(Id, TenantId, operationId, now),
+        ("stop", MachineStates.Running) => new MachineStopRequested(Id, TenantId, operationId, now),
+        ("restart", MachineStates.Running) => new MachineRestartRequested(Id, TenantId, operationId, now),
+        ("destroy", not (MachineStates.Destroying or MachineStates.Destroyed)) => new MachineDestroyRequested(Id, TenantId, operationId, now),
+        _ => throw new IllegalTransitionException(action, State),
+    };
+
+    /// <summary>The operation a host's report ends, when the machine still waits for it.</summary>
+    public bool Awaits(Guid operationId) => Pending?.Id == operationId;
+}
+
+/// <summary>A user asked for something the machine's state does not allow (stop a stopped machine).</summary>
+public sealed class IllegalTransitionException(string action, string state)
+    : Exception($"A machine that is {state} cannot {action}.")
+{
+    public string Action { get; } = action;
+
+    public string State { get; } = state;
+}

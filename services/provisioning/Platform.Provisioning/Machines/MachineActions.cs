@@ -1,0 +1,86 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Platform.EventSourcing;
+using Platform.Hosting;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>
+/// A user's request on a machine (start, stop, restart, destroy): decided on the machine's stream and
+/// appended with its expected version. With <c>If-Match</c> that version is the caller's (a stale one is 412);
+/// without, a lost race is decided again on fresh state.
+/// </summary>
+public sealed class MachineActions(EventStore store, TimeProvider time)
+{
+    private const int Attempts = 5;
+
+    public async Task<Accepted<MachineAccepted>> RequestAsync(Guid machineId, string action, Caller caller, HttpContext http, CancellationToken cancellationToken)
+    {
+        MachineEndpoints.RequireMutate(caller);
+        var ifMatch = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
+        var operationId = Guid.CreateVersion7();
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken);
+            if (loaded.State is not { } machine || !(caller.SeesAllTenants || caller.TenantId == machine.TenantId))
+            {
+                throw Problems.NotFound("machine");
+            }
+
+            if (ifMatch is { } expected && expected != loaded.Version)
+            {
+                throw Precondition(loaded.Version);
+            }
+
+            object decision;
+            try
+            {
+                decision = machine.Decide(action, operationId, time.GetUtcNow());
+            }
+            catch (IllegalTransitionException illegal)
+            {
+                throw new ProblemException(ProvisioningProblems.IllegalTransition, StatusCodes.Status409Conflict, "The machine's state does not allow that.", illegal.Message,
+                    new Dictionary<string, object?> { ["state"] = illegal.State, ["action"] = illegal.Action });
+            }
+
+            try
+            {
+                await store.AppendAsync(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision],
+                    new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject), cancellationToken);
+                return TypedResults.Accepted($"/api/v1/operations/{operationId}", new MachineAccepted(machineId, operationId));
+            }
+            catch (WrongExpectedVersionException) when (ifMatch is null && attempt < Attempts)
+            {
+                // Something else changed the machine meanwhile: decide again on what it is now.
+            }
+            catch (WrongExpectedVersionException) when (ifMatch is not null)
+            {
+                throw Precondition(await store.ReadStreamVersionAsync(Machine.StreamOf(machineId), cancellationToken));
+            }
+        }
+    }
+
+    private static long? ParseIfMatch(string header)
+    {
+        if (header.Length == 0 || header == "*")
+        {
+            return null;
+        }
+
+        var text = header.Trim();
+        if (text.StartsWith("W/", StringComparison.Ordinal))
+        {
+            text = text[2..];
+        }
+
+        return long.TryParse(text.Trim('"'), out var version) && version > 0
+            ? version
+            : throw new ProblemException(ProblemTypes.PreconditionFailed, StatusCodes.Status412PreconditionFailed, "The If-Match header is not an ETag this API gave.",
+                "If-Match takes the ETag of GET /api/v1/machines/{id}, such as \"3\".");
+    }
+
+    private static ProblemException Precondition(long current) =>
+        new(ProblemTypes.PreconditionFailed, StatusCodes.Status412PreconditionFailed, "The machine changed since you read it.",
+            $"The machine is at version {current}; read it again and retry with If-Match: \"{current}\".", new Dictionary<string, object?> { ["currentVersion"] = current });
+}

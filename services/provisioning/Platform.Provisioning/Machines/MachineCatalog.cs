@@ -1,0 +1,150 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+using Platform.Contracts;
+using Platform.Contracts.Provisioning;
+using Platform.EventSourcing;
+using Platform.EventSourcing.Subscriptions;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>
+/// Machines and their operations as tables, kept in the appending transaction: reads and listings come from
+/// here, and the unique live name per tenant refuses a duplicate before its events commit. Each row holds
+/// the machine folded by <see cref="Machine.Apply"/>, so the table and the stream cannot disagree.
+/// </summary>
+public sealed class MachineCatalog(string schema) : IProjection
+{
+    public const string LiveNameIndex = "machines_live_name";
+    public const string IdempotencyKeyIndex = "idempotency_keys_pkey";
+
+    public string Name => "machine-catalog";
+
+    public static SchemaMigration Migration { get; } = new("machine-catalog", 1, """
+        CREATE TABLE {schema}.machines (
+            id uuid PRIMARY KEY,
+            tenant_id uuid NOT NULL,
+            name text NOT NULL,
+            state text NOT NULL,
+            host_id uuid NOT NULL,
+            labels jsonb NOT NULL,
+            version bigint NOT NULL,
+            machine jsonb NOT NULL
+        );
+        CREATE UNIQUE INDEX machines_live_name ON {schema}.machines (tenant_id, name) WHERE state <> 'destroyed';
+        CREATE INDEX ON {schema}.machines (tenant_id, id);
+        CREATE INDEX ON {schema}.machines USING gin (labels jsonb_path_ops);
+        CREATE TABLE {schema}.operations (
+            id uuid PRIMARY KEY,
+            tenant_id uuid NOT NULL,
+            machine_id uuid NOT NULL,
+            type text NOT NULL,
+            status text NOT NULL,
+            error text,
+            created_at timestamptz NOT NULL,
+            completed_at timestamptz
+        );
+        CREATE TABLE {schema}.idempotency_keys (
+            tenant_id uuid NOT NULL,
+            key text NOT NULL,
+            request_hash text NOT NULL,
+            machine_id uuid NOT NULL,
+            operation_id uuid NOT NULL,
+            created_at timestamptz NOT NULL,
+            CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, key)
+        );
+        """);
+
+    public async Task ApplyAsync(IReadOnlyList<StoredEvent> events, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        foreach (var stored in events)
+        {
+            if (stored.Data is IdempotencyKeyRecorded keyed)
+            {
+                await ExecuteAsync(transaction, cancellationToken,
+                    $"INSERT INTO {schema}.idempotency_keys (tenant_id, key, request_hash, machine_id, operation_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    keyed.TenantId, keyed.Key, keyed.RequestHash, keyed.MachineId, keyed.OperationId, stored.RecordedAt);
+                continue;
+            }
+
+            if (!stored.StreamId.StartsWith("machine-", StringComparison.Ordinal) || !IsMachineEvent(stored.Data))
+            {
+                continue;
+            }
+
+            var before = stored.Data is MachineRequested ? null : await LoadAsync(transaction, stored.StreamId, cancellationToken);
+            var after = Machine.Evolve(before, stored.Data);
+            await SaveAsync(transaction, after, stored.StreamVersion, cancellationToken);
+            await RecordOperationsAsync(transaction, before, after, stored.RecordedAt, cancellationToken);
+        }
+    }
+
+    public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken) =>
+        await ExecuteAsync(transaction, cancellationToken, $"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys");
+
+    private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
+        or MachineRestartRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed;
+
+    private async Task<Machine?> LoadAsync(NpgsqlTransaction transaction, string streamId, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"SELECT machine FROM {schema}.machines WHERE id = $1 FOR UPDATE", transaction.Connection, transaction);
+        command.Parameters.AddWithValue(Guid.Parse(streamId["machine-".Length..]));
+        var json = await command.ExecuteScalarAsync(cancellationToken) as string;
+        return json is null ? null : JsonSerializer.Deserialize<Machine>(json, PlatformJson.Options);
+    }
+
+    private async Task SaveAsync(NpgsqlTransaction transaction, Machine machine, long version, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"""
+            INSERT INTO {schema}.machines (id, tenant_id, name, state, host_id, labels, version, machine) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (id) DO UPDATE SET state = excluded.state, version = excluded.version, machine = excluded.machine
+            """, transaction.Connection, transaction);
+        command.Parameters.AddWithValue(machine.Id);
+        command.Parameters.AddWithValue(machine.TenantId);
+        command.Parameters.AddWithValue(machine.Name);
+        command.Parameters.AddWithValue(machine.State);
+        command.Parameters.AddWithValue(machine.HostId);
+        command.Parameters.AddWithValue(NpgsqlDbType.Jsonb, JsonSerializer.Serialize(machine.Labels, PlatformJson.Options));
+        command.Parameters.AddWithValue(version);
+        command.Parameters.AddWithValue(NpgsqlDbType.Jsonb, JsonSerializer.Serialize(machine, PlatformJson.Options));
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>A new pending operation is inserted; the one it replaces ends, succeeded when the machine reached its goal.</summary>
+    private async Task RecordOperationsAsync(NpgsqlTransaction transaction, Machine? before, Machine after, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        if (before?.Pending is { } ended && ended.Id != after.Pending?.Id)
+        {
+            var succeeded = after.State == ended.Goal;
+            var error = succeeded ? null : after.State == MachineStates.Failed ? after.LastError : $"Superseded: the machine is {after.State}.";
+            await ExecuteAsync(transaction, cancellationToken,
+                $"UPDATE {schema}.operations SET status = $2, error = $3, completed_at = $4 WHERE id = $1",
+                ended.Id, succeeded ? "succeeded" : "failed", (object?)error ?? DBNull.Value, at);
+        }
+
+        if (after.Pending is { } started && started.Id != before?.Pending?.Id)
+        {
+            await ExecuteAsync(transaction, cancellationToken,
+                $"INSERT INTO {schema}.operations (id, tenant_id, machine_id, type, status, created_at) VALUES ($1, $2, $3, $4, 'pending', $5)",
+                started.Id, after.TenantId, after.Id, started.Type, started.RequestedAt);
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken, string sql, params object[] values)
+    {
+        await using var command = new NpgsqlCommand(sql, transaction.Connection, transaction);
+        foreach (var value in values)
+        {
+            command.Parameters.AddWithValue(value);
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
+
+/// <summary>
+/// Provisioning's own event, beside a machine's first: the request came with an Idempotency-Key, so a repeat
+/// of it answers with this machine instead of creating another. <paramref name="RequestHash"/> tells a repeat
+/// from a different request reusing the key.
+/// </summary>
+public sealed record IdempotencyKeyRecorded(Guid TenantId, string Key, string RequestHash, Guid MachineId, Guid OperationId);

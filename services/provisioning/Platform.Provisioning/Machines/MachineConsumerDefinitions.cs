@@ -1,0 +1,33 @@
+using MassTransit;
+using Platform.Contracts.Provisioning;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>One machine's messages are handled one at a time per instance, in order; different machines in parallel.</summary>
+public sealed class MachineLifecycleDefinition : ConsumerDefinition<MachineLifecycle>
+{
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<MachineLifecycle> consumer, IRegistrationContext context)
+    {
+        endpoint.PrefetchCount = 64;
+        var partitioner = endpoint.CreatePartitioner(32);
+        consumer.Message<MachineRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineStartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineStopRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineRestartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineDestroyRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+    }
+}
+
+public sealed class HostReportsDefinition : ConsumerDefinition<HostReports>
+{
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<HostReports> consumer, IRegistrationContext context)
+    {
+        endpoint.PrefetchCount = 64;
+        var partitioner = endpoint.CreatePartitioner(32);
+        consumer.Message<MachineLaunched>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineLaunchFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineHalted>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineExited>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineTornDown>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+    }
+}

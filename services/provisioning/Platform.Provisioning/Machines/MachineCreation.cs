@@ -1,0 +1,181 @@
+using Npgsql;
+using Platform.Contracts.Provisioning;
+using Platform.EventSourcing;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+using Platform.Provisioning.Hosts;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>
+/// Creates a machine: resolves its template and driver, places it on a host within the host guardrails, and
+/// records the placement and the request in one transaction. A lost race for a host's last room is retried
+/// on fresh state; an Idempotency-Key makes a repeated request answer with the machine it created.
+/// </summary>
+public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, TimeProvider time)
+{
+    private const int PlacementAttempts = 8;
+
+    public async Task<MachineAccepted> CreateAsync(CreateMachineRequest request, Caller caller, string? idempotencyKey, Guid? correlationId, CancellationToken cancellationToken)
+    {
+        var tenantId = caller.TenantId ?? throw Problems.Forbidden("Machines belong to a tenant: create them as one of its users or API keys.");
+        var errors = MachineRequestRules.Check(request);
+        if (idempotencyKey is { Length: 0 or > 255 })
+        {
+            errors["Idempotency-Key"] = ["must be 1 to 255 characters"];
+        }
+
+        if (errors.Count > 0)
+        {
+            throw Problems.Validation(errors);
+        }
+
+        var requestHash = MachineRequestRules.Hash(request);
+        if (idempotencyKey is not null && await machines.FindByIdempotencyKeyAsync(tenantId, idempotencyKey, requestHash, cancellationToken) is { } repeated)
+        {
+            return repeated;
+        }
+
+        var kind = request.Kind!;
+        var driver = request.Driver ?? MachineKinds.DefaultDriver(kind)!;
+        var shape = MachineRequestRules.ShapeOf(request);
+        var template = await ResolveTemplateAsync(request.Template ?? MachineKinds.DefaultTemplate(kind), kind, cancellationToken);
+        var machineId = Guid.CreateVersion7();
+        var operationId = Guid.CreateVersion7();
+        var name = request.Name ?? $"{kind}-{machineId.ToString("N")[^8..]}";
+        var metadata = new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: caller.Subject);
+
+        for (var attempt = 1; ; attempt++)
+        {
+            var host = await PlaceAsync(driver, template, shape, cancellationToken);
+            var now = time.GetUtcNow();
+            try
+            {
+                await using var session = await store.BeginSessionAsync(cancellationToken);
+                session.Append(HostLedger.StreamOf(host.Ledger.Host.HostId), host.Expected, [new MachinePlaced(host.Ledger.Host.HostId, machineId, tenantId, shape, now)], metadata);
+                var events = new List<object>
+                {
+                    new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Ledger.Host.HostId, template, shape,
+                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now),
+                };
+                if (idempotencyKey is not null)
+                {
+                    events.Add(new IdempotencyKeyRecorded(tenantId, idempotencyKey, requestHash, machineId, operationId));
+                }
+
+                session.Append(Machine.StreamOf(machineId), ExpectedVersion.NoStream, events, metadata);
+                await session.CommitAsync(cancellationToken);
+                return new MachineAccepted(machineId, operationId);
+            }
+            catch (WrongExpectedVersionException) when (attempt < PlacementAttempts)
+            {
+                // Another request took room on that host first: place again on what is left.
+            }
+            catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.LiveNameIndex)
+            {
+                throw Problems.Conflict($"A machine named '{name}' exists already in this tenant; destroy it or choose another name.");
+            }
+            catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.IdempotencyKeyIndex)
+            {
+                return await machines.FindByIdempotencyKeyAsync(tenantId, idempotencyKey!, requestHash, cancellationToken)
+                    ?? throw new InvalidOperationException("The Idempotency-Key is taken, but by no request found.");
+            }
+        }
+    }
+
+    private async Task<TemplateRef> ResolveTemplateAsync(string? reference, string kind, CancellationToken cancellationToken)
+    {
+        if (reference is null)
+        {
+            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"is required for a {kind} machine"] });
+        }
+
+        var (name, version) = reference.Split('@', 2) is [var n, var v] ? (n, (string?)v) : (reference, null);
+        var known = (await hosts.TemplatesAsync(cancellationToken)).Where(t => t.Name == name && (version is null || t.Version == version)).ToList();
+        if (known.Count == 0)
+        {
+            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"no template '{reference}' is registered; GET /api/v1/templates lists them"] });
+        }
+
+        if (known[0].Kind != kind)
+        {
+            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"'{reference}' is a {known[0].Kind} template; a {kind} machine needs a {kind} template"] });
+        }
+
+        return new TemplateRef(known[0].Name, known[0].Version);
+    }
+
+    private async Task<(HostLedger Ledger, ExpectedVersion Expected)> PlaceAsync(string driver, TemplateRef template, MachineShape shape, CancellationToken cancellationToken)
+    {
+        var offering = (await hosts.HostsAsync(cancellationToken)).Where(h => h.Drivers.Any(d => d.Name == driver)).ToList();
+        if (offering.Count == 0)
+        {
+            throw Problems.Validation(new Dictionary<string, string[]> { ["driver"] = [$"no host offers the {driver} driver"] });
+        }
+
+        var fitting = offering.Where(h => Fits(h.Drivers.First(d => d.Name == driver), shape) is null).ToList();
+        if (fitting.Count == 0)
+        {
+            var limits = offering.Select(h => h.Drivers.First(d => d.Name == driver)).First();
+            var (field, message) = Fits(limits, shape)!.Value;
+            throw Problems.Validation(new Dictionary<string, string[]> { [field] = [message] });
+        }
+
+        var withTemplate = fitting.Where(h => h.Templates.Any(t => t.Name == template.Name && t.Version == template.Version)).ToList();
+        if (withTemplate.Count == 0)
+        {
+            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"no host offering the {driver} driver holds {template.Name}@{template.Version}"] });
+        }
+
+        var guardrails = await hosts.GuardrailsAsync(cancellationToken);
+        var refusals = new List<string>();
+        (HostLedger Ledger, ExpectedVersion Expected)? best = null;
+        foreach (var candidate in withTemplate)
+        {
+            var loaded = await store.LoadAsync<HostLedger>(HostLedger.StreamOf(candidate.Id), HostLedger.Evolve, cancellationToken);
+            if (loaded.State is not { } ledger)
+            {
+                continue;
+            }
+
+            if (ledger.Refusal(shape, guardrails) is { } refusal)
+            {
+                refusals.Add(refusal);
+            }
+            else if (best is null || ledger.UsedMemoryMiB - ledger.Host.MemoryMiB < best.Value.Ledger.UsedMemoryMiB - best.Value.Ledger.Host.MemoryMiB)
+            {
+                best = (ledger, loaded.ExpectedVersion);
+            }
+        }
+
+        return best ?? throw new ProblemException(ProvisioningProblems.PlacementRefused, StatusCodes.Status409Conflict,
+            "No host can take this machine within the host guardrails.", string.Join("; ", refusals) + ".");
+    }
+
+    private static (string Field, string Message)? Fits(DriverCapacity driver, MachineShape shape)
+    {
+        if (shape.Vcpus > driver.MaxVcpus)
+        {
+            return ("vcpus", $"the {driver.Name} driver runs at most {driver.MaxVcpus} vCPUs");
+        }
+
+        if (shape.MemoryMiB < driver.MinMemoryMiB || shape.MemoryMiB > driver.MaxMemoryMiB)
+        {
+            return ("memoryMiB", $"the {driver.Name} driver takes {driver.MinMemoryMiB} to {driver.MaxMemoryMiB} MiB");
+        }
+
+        if (shape.DiskMiB > driver.MaxDiskMiB)
+        {
+            return ("diskMiB", driver.MaxDiskMiB == 0 ? $"the {driver.Name} driver attaches no disk" : $"the {driver.Name} driver attaches at most {driver.MaxDiskMiB} MiB");
+        }
+
+        return null;
+    }
+}
+
+public static class ProvisioningProblems
+{
+    public const string PlacementRefused = ProblemTypes.Prefix + "placement-refused";
+    public const string IllegalTransition = ProblemTypes.Prefix + "illegal-transition";
+    public const string MachineFailed = ProblemTypes.Prefix + "machine-failed";
+}

@@ -1,0 +1,138 @@
+using MassTransit;
+using Platform.Contracts.Provisioning;
+using Platform.EventSourcing;
+using Platform.Provisioning.Hosts;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>
+/// Turns a machine's recorded requests into commands for the host agent that runs it. Every command is
+/// idempotent on the agent's side, so a request delivered twice does no harm.
+/// </summary>
+public sealed class MachineLifecycle(EventStore store) :
+    IConsumer<MachineRequested>,
+    IConsumer<MachineStartRequested>,
+    IConsumer<MachineStopRequested>,
+    IConsumer<MachineRestartRequested>,
+    IConsumer<MachineDestroyRequested>
+{
+    public static Uri AgentQueue(Guid hostId) => new($"queue:host-agent-{hostId}");
+
+    public async Task Consume(ConsumeContext<MachineRequested> context)
+    {
+        var machine = Machine.Create(context.Message);
+        await SendAsync(context, machine.HostId, Launch(machine, context.Message.OperationId));
+    }
+
+    public Task Consume(ConsumeContext<MachineStartRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => Launch(machine, context.Message.OperationId));
+
+    public Task Consume(ConsumeContext<MachineStopRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
+
+    public Task Consume(ConsumeContext<MachineRestartRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
+
+    public Task Consume(ConsumeContext<MachineDestroyRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new TearDownMachine(machine.Id, machine.TenantId, context.Message.OperationId));
+
+    public static LaunchMachine Launch(Machine machine, Guid operationId) => new(
+        machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network);
+
+    /// <summary>Sends the command only while the machine still waits for that operation (a stale redelivery sends nothing).</summary>
+    private async Task WhenAwaitedAsync<T>(ConsumeContext context, Guid machineId, Guid operationId, Func<Machine, T> command) where T : class
+    {
+        var machine = (await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, context.CancellationToken)).State;
+        if (machine is not null && machine.Awaits(operationId))
+        {
+            await SendAsync(context, machine.HostId, command(machine));
+        }
+    }
+
+    private static async Task SendAsync<T>(ConsumeContext context, Guid hostId, T command) where T : class
+    {
+        var endpoint = await context.GetSendEndpoint(AgentQueue(hostId));
+        await endpoint.Send(command, context.CancellationToken);
+    }
+}
+
+/// <summary>
+/// Folds what host agents report into the machines' streams. A report changes a machine only while it
+/// still means something: the launch a machine waits for, the exit of a machine that was running.
+/// </summary>
+public sealed class HostReports(EventStore store, TimeProvider time) :
+    IConsumer<MachineLaunched>,
+    IConsumer<MachineLaunchFailed>,
+    IConsumer<MachineHalted>,
+    IConsumer<MachineExited>,
+    IConsumer<MachineTornDown>
+{
+    public Task Consume(ConsumeContext<MachineLaunched> context) => DecideAsync(context, context.Message.MachineId, machine =>
+        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Creating or MachineStates.Starting or MachineStates.Restarting
+            ? [new MachineRunning(machine.Id, machine.TenantId, context.Message.OperationId, context.Message.HostId, context.Message.Network,
+                context.Message.Accelerator, context.Message.BootedFrom, context.Message.LaunchMilliseconds, time.GetUtcNow())]
+            : []);
+
+    public Task Consume(ConsumeContext<MachineLaunchFailed> context) => DecideAsync(context, context.Message.MachineId, machine =>
+        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Creating or MachineStates.Starting or MachineStates.Restarting
+            ? [new MachineFailed(machine.Id, machine.TenantId, context.Message.OperationId, context.Message.Reason, null, time.GetUtcNow())]
+            : []);
+
+    public async Task Consume(ConsumeContext<MachineHalted> context)
+    {
+        var halted = context.Message;
+        var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(halted.MachineId), Machine.Evolve, context.CancellationToken);
+        if (loaded.State is { } machine && machine.Awaits(halted.OperationId) && machine.State == MachineStates.Restarting)
+        {
+            // The first half of a restart: launch it again under the same operation.
+            var endpoint = await context.GetSendEndpoint(MachineLifecycle.AgentQueue(machine.HostId));
+            await endpoint.Send(MachineLifecycle.Launch(machine, halted.OperationId), context.CancellationToken);
+            return;
+        }
+
+        await DecideAsync(context, halted.MachineId, machine =>
+            machine.Awaits(halted.OperationId) && machine.State == MachineStates.Stopping
+                ? [new MachineStopped(machine.Id, machine.TenantId, halted.OperationId, null, time.GetUtcNow())]
+                : []);
+    }
+
+    public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, machine =>
+        machine.State != MachineStates.Running ? []
+        : context.Message.ExitCode == 0 ? [new MachineStopped(machine.Id, machine.TenantId, null, 0, time.GetUtcNow())]
+        : [new MachineFailed(machine.Id, machine.TenantId, null, context.Message.Reason, context.Message.ExitCode, time.GetUtcNow())]);
+
+    public async Task Consume(ConsumeContext<MachineTornDown> context)
+    {
+        var torn = context.Message;
+        var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(torn.MachineId), Machine.Evolve, context.CancellationToken);
+        if (loaded.State is not { } machine || !machine.Awaits(torn.OperationId) || machine.State != MachineStates.Destroying)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        var metadata = Metadata(context, machine);
+        await using var session = await store.BeginSessionAsync(context.CancellationToken);
+        session.Append(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [new MachineDestroyed(machine.Id, machine.TenantId, torn.OperationId, machine.HostId, now)], metadata);
+        session.Append(HostLedger.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)], metadata);
+        await session.CommitAsync(context.CancellationToken);
+    }
+
+    private async Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide)
+    {
+        var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, context.CancellationToken);
+        if (loaded.State is not { } machine)
+        {
+            return;
+        }
+
+        var events = decide(machine);
+        if (events.Count > 0)
+        {
+            await store.AppendAsync(Machine.StreamOf(machineId), loaded.ExpectedVersion, events, Metadata(context, machine), context.CancellationToken);
+        }
+    }
+
+    private static EventMetadata Metadata(ConsumeContext context, Machine machine) =>
+        new(context.CorrelationId, context.MessageId, machine.TenantId.ToString(), $"host:{machine.HostId}");
+}

@@ -1,0 +1,129 @@
+using System.Text.Json;
+using Npgsql;
+using Platform.Contracts;
+using Platform.Contracts.Provisioning;
+using Platform.EventSourcing;
+using Platform.Hosting;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>A machine as the API shows it; <see cref="Version"/> is its stream version, also its ETag.</summary>
+public sealed record MachineView(
+    Guid Id,
+    string Name,
+    string Kind,
+    string Driver,
+    string State,
+    TemplateRef Template,
+    int Vcpus,
+    int MemoryMiB,
+    int DiskMiB,
+    IReadOnlyDictionary<string, string> Labels,
+    Guid HostId,
+    string? Accelerator,
+    string? BootedFrom,
+    MachineNetworkView? Network,
+    IReadOnlyList<string>? Command,
+    string? LastError,
+    int? ExitCode,
+    PendingOperationView? PendingOperation,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    long Version)
+{
+    public static MachineView Of(Machine m, long version) => new(
+        m.Id, m.Name, m.Kind, m.Driver, m.State, m.Template, m.Shape.Vcpus, m.Shape.MemoryMiB, m.Shape.DiskMiB, m.Labels, m.HostId, m.Accelerator,
+        m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac) : null, m.Command, m.LastError,
+        m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version);
+
+    public string ETag => $"\"{Version}\"";
+}
+
+public sealed record MachineNetworkView(string Ip, int PrefixLength, string Gateway, string Mac);
+
+public sealed record PendingOperationView(Guid Id, string Type);
+
+public sealed record OperationView(Guid Id, Guid MachineId, string Type, string Status, string? Error, DateTimeOffset CreatedAt, DateTimeOffset? CompletedAt);
+
+/// <summary>Reads machines and operations from the catalog, only those the caller may see.</summary>
+public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
+{
+    private string Schema => store.Schema;
+
+    public async Task<MachineView> GetAsync(Guid machineId, Caller caller, CancellationToken cancellationToken) =>
+        await FindAsync(machineId, caller, cancellationToken) ?? throw Problems.NotFound("machine");
+
+    public async Task<MachineView?> FindAsync(Guid machineId, Caller caller, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT machine, version FROM {Schema}.machines WHERE id = $1 AND ($2 OR tenant_id = $3)");
+        command.Parameters.AddWithValue(machineId);
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? Read(reader) : null;
+    }
+
+    public async Task<Page<MachineView>> ListAsync(Caller caller, string? state, IReadOnlyDictionary<string, string> labels, int limit, Guid after, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT machine, version FROM {Schema}.machines
+            WHERE ($1 OR tenant_id = $2) AND id > $3 AND ($4::text IS NULL OR state = $4) AND labels @> $5::jsonb
+              AND ($4::text = 'destroyed' OR state <> 'destroyed')
+            ORDER BY id LIMIT $6
+            """);
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        command.Parameters.AddWithValue(after);
+        command.Parameters.AddWithValue((object?)state ?? DBNull.Value);
+        command.Parameters.AddWithValue(JsonSerializer.Serialize(labels, PlatformJson.Options));
+        command.Parameters.AddWithValue(limit + 1);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var rows = new List<MachineView>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(Read(reader));
+        }
+
+        return Paging.Of(rows, limit, m => m.Id);
+    }
+
+    public async Task<OperationView> GetOperationAsync(Guid operationId, Caller caller, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT id, machine_id, type, status, error, created_at, completed_at FROM {Schema}.operations WHERE id = $1 AND ($2 OR tenant_id = $3)
+            """);
+        command.Parameters.AddWithValue(operationId);
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            throw Problems.NotFound("operation");
+        }
+
+        return new OperationView(reader.GetGuid(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4),
+            reader.GetFieldValue<DateTimeOffset>(5), reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6));
+    }
+
+    /// <summary>The machine an earlier request with this key created; a different request reusing the key is refused.</summary>
+    public async Task<MachineAccepted?> FindByIdempotencyKeyAsync(Guid tenantId, string key, string requestHash, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT request_hash, machine_id, operation_id FROM {Schema}.idempotency_keys WHERE tenant_id = $1 AND key = $2");
+        command.Parameters.AddWithValue(tenantId);
+        command.Parameters.AddWithValue(key);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        return reader.GetString(0) == requestHash
+            ? new MachineAccepted(reader.GetGuid(1), reader.GetGuid(2))
+            : throw Problems.Validation(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["was used already for a different request"] });
+    }
+
+    private static MachineView Read(NpgsqlDataReader reader) =>
+        MachineView.Of(JsonSerializer.Deserialize<Machine>(reader.GetString(0), PlatformJson.Options)!, reader.GetInt64(1));
+}

@@ -1,0 +1,152 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Platform.Contracts;
+using Platform.Contracts.Provisioning;
+
+namespace Platform.Provisioning.Machines;
+
+/// <summary>The body of <c>POST /api/v1/machines</c>.</summary>
+public sealed record CreateMachineRequest(
+    string? Name,
+    string? Kind,
+    string? Template,
+    string? Driver,
+    int? Vcpus,
+    int? MemoryMiB,
+    int? DiskMiB,
+    Dictionary<string, string>? Labels,
+    string? ExitNodeId,
+    List<string>? Command,
+    string? Boot);
+
+public sealed record MachineAccepted(Guid Id, Guid OperationId);
+
+public static class MachineKinds
+{
+    public const string MicroVm = "microvm";
+    public const string Sandbox = "sandbox";
+    public const string Container = "container";
+    public const string Cloud = "cloud";
+
+    public static IReadOnlyList<string> All { get; } = [MicroVm, Sandbox, Container, Cloud];
+
+    /// <summary>The driver a kind gets when the request names none; a cloud machine must name its cloud.</summary>
+    public static string? DefaultDriver(string kind) => kind is Cloud ? null : kind;
+
+    public static string? DefaultTemplate(string kind) => kind switch
+    {
+        MicroVm => "microvm-default",
+        Sandbox => "sandbox-host",
+        _ => null,
+    };
+}
+
+/// <summary>
+/// The checks a request passes before anything is placed: what every machine must be, whatever host takes
+/// it. What a driver accepts (its sizes) is checked against the capacity hosts report, in placement.
+/// </summary>
+public static partial class MachineRequestRules
+{
+    public const int MaxVcpus = 64;
+    public const int MaxMemoryMiB = 1024 * 1024;
+    public const int MaxDiskMiB = 2 * 1024 * 1024;
+    public const int MaxLabels = 32;
+    public const int MaxCommandArguments = 64;
+
+    public static IReadOnlyList<string> Drivers { get; } = ["microvm", "sandbox", "container", "aws", "gcp", "azure", "simulated"];
+
+    public static IReadOnlyList<string> BootModes { get; } = ["auto", "cold"];
+
+    public static Dictionary<string, string[]> Check(CreateMachineRequest request)
+    {
+        var errors = new Dictionary<string, string[]>();
+        void Refuse(string field, string message) => errors[field] = [message];
+
+        if (request.Name is not null && !DnsLabel().IsMatch(request.Name))
+        {
+            Refuse("name", "must be a DNS label: 1–63 lowercase letters, digits and hyphens, not starting or ending with a hyphen");
+        }
+
+        if (request.Kind is null)
+        {
+            Refuse("kind", $"is required: one of {string.Join(", ", MachineKinds.All)}");
+        }
+        else if (!MachineKinds.All.Contains(request.Kind))
+        {
+            Refuse("kind", $"must be one of {string.Join(", ", MachineKinds.All)}");
+        }
+
+        if (request.Driver is not null && !Drivers.Contains(request.Driver))
+        {
+            Refuse("driver", $"must be one of {string.Join(", ", Drivers)}");
+        }
+        else if (request.Driver is null && request.Kind == MachineKinds.Cloud)
+        {
+            Refuse("driver", "is required for a cloud machine: aws, gcp or azure");
+        }
+
+        if (request.Vcpus is not { } vcpus || vcpus is < 1 or > MaxVcpus)
+        {
+            Refuse("vcpus", $"is required, between 1 and {MaxVcpus}");
+        }
+
+        if (request.MemoryMiB is not { } memory || memory is < 16 or > MaxMemoryMiB)
+        {
+            Refuse("memoryMiB", $"is required, between 16 and {MaxMemoryMiB}");
+        }
+
+        if (request.DiskMiB is < 0 or > MaxDiskMiB)
+        {
+            Refuse("diskMiB", $"must be between 0 and {MaxDiskMiB}");
+        }
+
+        if (request.Labels is { } labels)
+        {
+            if (labels.Count > MaxLabels)
+            {
+                Refuse("labels", $"may hold at most {MaxLabels} labels");
+            }
+            else if (labels.FirstOrDefault(l => !LabelKey().IsMatch(l.Key) || l.Value is null || l.Value.Length > 256) is { Key: not null } bad)
+            {
+                Refuse("labels", $"'{bad.Key}': keys are 1–63 lowercase letters, digits, '.', '_', '/' or '-' starting with a letter or digit; values at most 256 characters");
+            }
+        }
+
+        if (request.ExitNodeId is not null)
+        {
+            Refuse("exitNodeId", "no exit node with that id exists");
+        }
+
+        if (request.Command is { } command && (command.Count is 0 or > MaxCommandArguments || command.Any(a => a is null || a.Length > 4096 || a.Contains('\0'))))
+        {
+            Refuse("command", $"must hold 1 to {MaxCommandArguments} arguments of at most 4096 characters each");
+        }
+        else if (request.Command is not null && request.Kind == MachineKinds.MicroVm)
+        {
+            Refuse("command", "a micro-VM runs its template's init; command is for sandboxes and containers");
+        }
+
+        if (request.Boot is not null && !BootModes.Contains(request.Boot))
+        {
+            Refuse("boot", $"must be one of {string.Join(", ", BootModes)}");
+        }
+
+        return errors;
+    }
+
+    /// <summary>Two requests are the same request when this hash is: it keys the Idempotency-Key check.</summary>
+    public static string Hash(CreateMachineRequest request) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(
+            request with { Labels = request.Labels is null ? null : new Dictionary<string, string>(request.Labels.OrderBy(l => l.Key, StringComparer.Ordinal)) },
+            PlatformJson.Options))));
+
+    public static MachineShape ShapeOf(CreateMachineRequest request) => new(request.Vcpus!.Value, request.MemoryMiB!.Value, request.DiskMiB ?? 0);
+
+    [GeneratedRegex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    private static partial Regex DnsLabel();
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._/-]{0,62}$")]
+    private static partial Regex LabelKey();
+}

@@ -1,0 +1,43 @@
+namespace Platform.Contracts.Provisioning;
+
+/// <summary>
+/// Command to one host agent (its own queue, <c>host-agent-{hostId}</c>): run the machine, cold or from a
+/// ready snapshot. Idempotent by machine id: a machine that runs already is reported running again.
+/// </summary>
+public sealed record LaunchMachine(
+    Guid MachineId,
+    Guid TenantId,
+    Guid OperationId,
+    string Name,
+    string Driver,
+    TemplateRef Template,
+    MachineShape Shape,
+    IReadOnlyList<string>? Command,
+    string Boot,
+    NetworkAttachment? Network);
+
+/// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
+public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);
+
+/// <summary>Command to a host agent: remove every trace of the machine from the host. Idempotent.</summary>
+public sealed record TearDownMachine(Guid MachineId, Guid TenantId, Guid OperationId);
+
+/// <summary>An agent's report: the machine runs and answers.</summary>
+public sealed record MachineLaunched(
+    Guid MachineId,
+    Guid TenantId,
+    Guid OperationId,
+    Guid HostId,
+    NetworkAttachment? Network,
+    string? Accelerator,
+    string BootedFrom,
+    double LaunchMilliseconds);
+
+public sealed record MachineLaunchFailed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, string Reason);
+
+public sealed record MachineHalted(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId);
+
+/// <summary>An agent's report: the machine's main process ended without being asked to.</summary>
+public sealed record MachineExited(Guid MachineId, Guid TenantId, Guid HostId, int? ExitCode, string Reason);
+
+public sealed record MachineTornDown(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId);

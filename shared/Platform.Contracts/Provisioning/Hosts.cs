@@ -1,0 +1,40 @@
+namespace Platform.Contracts.Provisioning;
+
+/// <summary>What one driver on a host accepts; placement and validation check requests against it.</summary>
+public sealed record DriverCapacity(string Name, string Kind, int MaxVcpus, int MinMemoryMiB, int MaxMemoryMiB, int MaxDiskMiB);
+
+/// <summary>A template a host can run machines from; <paramref name="Sha256"/> is the hash its version abbreviates.</summary>
+public sealed record TemplateOnHost(string Name, string Version, string Kind, string Sha256, IReadOnlyList<MachineShape> Snapshots);
+
+/// <summary>A host agent started (or restarted) and offers this capacity, these drivers and these templates.</summary>
+public sealed record HostRegistered(
+    Guid HostId,
+    string Name,
+    int Vcpus,
+    int MemoryMiB,
+    int DiskMiB,
+    string Accelerator,
+    IReadOnlyList<DriverCapacity> Drivers,
+    IReadOnlyList<TemplateOnHost> Templates,
+    DateTimeOffset RegisteredAt) : IIntegrationEvent;
+
+/// <summary>A host's placement ledger took the machine: its shape now counts against the host.</summary>
+public sealed record MachinePlaced(Guid HostId, Guid MachineId, Guid TenantId, MachineShape Shape, DateTimeOffset PlacedAt) : IIntegrationEvent;
+
+/// <summary>The machine is gone from the host; its shape no longer counts.</summary>
+public sealed record MachineUnplaced(Guid HostId, Guid MachineId, Guid TenantId, MachineShape Shape, DateTimeOffset UnplacedAt) : IIntegrationEvent;
+
+/// <summary>A template version became available for machines (first seen on some host).</summary>
+public sealed record TemplateRegistered(string Name, string Version, string Kind, string Sha256, DateTimeOffset RegisteredAt) : IIntegrationEvent;
+
+/// <summary>A host agent's report at start: what its host offers. Provisioning records it as <see cref="HostRegistered"/>.</summary>
+public sealed record HostAgentStarted(
+    Guid HostId,
+    string Name,
+    int Vcpus,
+    int MemoryMiB,
+    int DiskMiB,
+    string Accelerator,
+    IReadOnlyList<DriverCapacity> Drivers,
+    IReadOnlyList<TemplateOnHost> Templates,
+    DateTimeOffset StartedAt);

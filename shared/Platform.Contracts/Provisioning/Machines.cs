@@ -1,0 +1,62 @@
+namespace Platform.Contracts.Provisioning;
+
+/// <summary>What a machine is made of, as its creator asked for it (sizes in MiB).</summary>
+public sealed record MachineShape(int Vcpus, int MemoryMiB, int DiskMiB);
+
+/// <summary>A template at one content-addressed version: <c>microvm-default</c> at <c>3f2a…</c>.</summary>
+public sealed record TemplateRef(string Name, string Version);
+
+/// <summary>
+/// Where a machine is on the network: its address inside its network namespace and the host side of it.
+/// The driver plugs the machine into it; until the networking service hands these out, the host agent
+/// makes a host-local one.
+/// </summary>
+public sealed record NetworkAttachment(string Namespace, string Address, int PrefixLength, string Gateway, string Mac);
+
+/// <summary>A tenant asked for a machine; it is placed on <paramref name="HostId"/> and is now <c>creating</c>.</summary>
+public sealed record MachineRequested(
+    Guid MachineId,
+    Guid TenantId,
+    Guid OperationId,
+    string Name,
+    string Kind,
+    string Driver,
+    Guid HostId,
+    TemplateRef Template,
+    MachineShape Shape,
+    IReadOnlyDictionary<string, string> Labels,
+    IReadOnlyList<string>? Command,
+    string Boot,
+    DateTimeOffset RequestedAt) : IIntegrationEvent;
+
+public sealed record MachineStartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
+public sealed record MachineStopRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
+public sealed record MachineRestartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
+public sealed record MachineDestroyRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
+/// <summary>
+/// The machine is up and its guest answers. <paramref name="BootedFrom"/> is <c>cold</c> or <c>snapshot</c>;
+/// <paramref name="Accelerator"/> (<c>kvm</c>, <c>tcg</c>) only for virtual machines.
+/// </summary>
+public sealed record MachineRunning(
+    Guid MachineId,
+    Guid TenantId,
+    Guid OperationId,
+    Guid HostId,
+    NetworkAttachment? Network,
+    string? Accelerator,
+    string BootedFrom,
+    double LaunchMilliseconds,
+    DateTimeOffset RunningAt) : IIntegrationEvent;
+
+/// <summary>Stopped on request, or its main process ended with success (<paramref name="ExitCode"/> 0).</summary>
+public sealed record MachineStopped(Guid MachineId, Guid TenantId, Guid? OperationId, int? ExitCode, DateTimeOffset StoppedAt) : IIntegrationEvent;
+
+/// <summary>The machine could not be launched, or died; <paramref name="Reason"/> says why in words a user can act on.</summary>
+public sealed record MachineFailed(Guid MachineId, Guid TenantId, Guid? OperationId, string Reason, int? ExitCode, DateTimeOffset FailedAt) : IIntegrationEvent;
+
+/// <summary>Gone from its host: no process, namespace or file of it remains.</summary>
+public sealed record MachineDestroyed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, DateTimeOffset DestroyedAt) : IIntegrationEvent;
