@@ -29,6 +29,11 @@ public sealed class PlatformStack : IAsyncLifetime
 
     public ServiceProcess Gateway { get; private set; } = null!;
 
+    /// <summary>The host agent of the stack's one host: sandboxes, and the simulated driver for control-plane tests.</summary>
+    public ServiceProcess HostAgent { get; private set; } = null!;
+
+    public string AgentStatePath { get; } = Path.Combine(Path.GetTempPath(), $"platform-agent-{Guid.NewGuid():N}");
+
     /// <summary>Where each service listens, for starting another gateway in front of them.</summary>
     public IReadOnlyList<(string Name, Uri Address)> Addresses { get; private set; } = [];
 
@@ -58,6 +63,15 @@ public sealed class PlatformStack : IAsyncLifetime
 
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
         Addresses = Services.Zip(addresses).ToArray();
+        HostAgent = ServiceProcess.Start("host-agent", _environment.For(
+            ("Platform__Agent__StatePath", AgentStatePath),
+            ("Platform__Agent__TemplatesPath", TestEnvironment.MicroVmTemplates),
+            ("Platform__Agent__Drivers__0", "sandbox"),
+            ("Platform__Agent__Drivers__1", "simulated"),
+            ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
+            ("Platform__Agent__ReportInterval", "00:00:02")));
+        _services.Add(HostAgent);
+        await HostAgent.WaitUntilReadyAsync();
         Gateway = GatewayTests.StartGateway(Addresses);
         _services.Add(Gateway);
         await Gateway.WaitUntilReadyAsync();
@@ -96,5 +110,9 @@ public sealed class PlatformStack : IAsyncLifetime
         }
 
         File.Delete(AdminCredentialsFile);
+        if (Directory.Exists(AgentStatePath))
+        {
+            Directory.Delete(AgentStatePath, recursive: true);
+        }
     }
 }

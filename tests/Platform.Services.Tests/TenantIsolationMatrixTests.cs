@@ -35,6 +35,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
 
     private const string Password = "correct horse battery staple";
 
+    private static readonly object SimulatedMachine = new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 };
+
     private static readonly Dictionary<string, Route> Matrix = new()
     {
         ["POST /api/v1/auth/token"] = new(Kind.Public, false),
@@ -68,6 +70,18 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/subscriptions/{subscriptionId}/dead-letters"] = new(Kind.TenantResource, false),
         ["POST /api/v1/subscriptions/{subscriptionId}/dead-letters/redeliver"] = new(Kind.TenantResource, true),
         ["GET /api/v1/events"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/machines"] = new(Kind.OwnScope, true, SimulatedMachine),
+        ["GET /api/v1/machines"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/machines/{machineId}"] = new(Kind.TenantResource, false),
+        ["POST /api/v1/machines/{machineId}/start"] = new(Kind.TenantResource, true),
+        ["POST /api/v1/machines/{machineId}/stop"] = new(Kind.TenantResource, true),
+        ["POST /api/v1/machines/{machineId}/restart"] = new(Kind.TenantResource, true),
+        ["DELETE /api/v1/machines/{machineId}"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/machines/{machineId}/wait"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/machines/{machineId}/events"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/operations/{operationId}"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/hosts"] = new(Kind.PlatformAdmin, false),
+        ["GET /api/v1/templates"] = new(Kind.OwnScope, false),
         ["PUT /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, true, new { reservedHostMemoryMiB = 1024, maxMachinesPerHost = 10, maxVcpuOvercommit = 2.0 }),
     };
 
@@ -90,6 +104,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         await using var receiver = await WebhookReceiver.StartAsync();
         var (subscriptionOfA, _) = await WebhookTests.SubscribeAsync(adminOfA, receiver, null);
         var (subscriptionOfB, _) = await WebhookTests.SubscribeAsync(adminOfB, receiver, null);
+        var (machineOfA, _) = await CreateMachineAsync(adminOfA);
+        var (machineOfB, operationOfB) = await CreateMachineAsync(adminOfB);
         Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
 
@@ -106,9 +122,11 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
             var entry = Matrix[route];
             var (method, template) = Split(route);
             var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal)
-                .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal);
+                .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal)
+                .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal);
             var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
-                .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal);
+                .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal)
+                .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {
@@ -141,6 +159,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var visibleToA = await adminOfA.GetFromJsonAsync<JsonElement>("/api/v1/tenants");
         Assert.Equal([tenantA], visibleToA.GetProperty("items").EnumerateArray().Select(t => t.GetProperty("id").GetGuid()));
         Assert.DoesNotContain(keyOfB.Id.ToString(), await adminOfA.GetStringAsync("/api/v1/api-keys"), StringComparison.Ordinal);
+        Assert.DoesNotContain(machineOfB.ToString(), await adminOfA.GetStringAsync("/api/v1/machines"), StringComparison.Ordinal);
+        Assert.Equal("running", (await adminOfB.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machineOfB}")).GetProperty("state").GetString());
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
@@ -179,6 +199,16 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         {
             failures.Add($"{what}: expected {(int)expected}, got {(int)response.StatusCode}");
         }
+    }
+
+    private static async Task<(Guid Machine, Guid Operation)> CreateMachineAsync(HttpClient tenantAdmin)
+    {
+        var created = await tenantAdmin.PostAsJsonAsync("/api/v1/machines", SimulatedMachine);
+        Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
+        var body = await created.Content.ReadFromJsonAsync<JsonElement>();
+        var machine = body.GetProperty("id").GetGuid();
+        await MachineTests.WaitAsync(tenantAdmin, machine, "running");
+        return (machine, body.GetProperty("operationId").GetGuid());
     }
 
     private static (string Method, string Path) Split(string route) => (route[..route.IndexOf(' ')], route[(route.IndexOf(' ') + 1)..]);

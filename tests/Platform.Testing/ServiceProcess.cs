@@ -39,8 +39,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
 
     public static ServiceProcess Start(string service, IReadOnlyDictionary<string, string> environment)
     {
-        var name = "Platform." + char.ToUpperInvariant(service[0]) + service[1..];
-        var directory = System.IO.Path.Combine(RepositoryRoot.Path, "services", service, name);
+        // The host agent lives with provisioning, whose driver it runs; every other service has its own folder.
+        var (folder, name) = service == "host-agent" ? ("provisioning", "Platform.HostAgent") : (service, "Platform." + char.ToUpperInvariant(service[0]) + service[1..]);
+        var directory = System.IO.Path.Combine(RepositoryRoot.Path, "services", folder, name);
         var dll = System.IO.Path.Combine(directory, "bin", RepositoryRoot.Configuration, "net10.0", name + ".dll");
         if (!File.Exists(dll))
         {

@@ -9,6 +9,9 @@ public static class TestEnvironment
 
     public static string RabbitMqManagement => Required("PLATFORM_TEST_RABBITMQ_MANAGEMENT");
 
+    /// <summary>Where <c>./platform</c> builds micro-VM templates (<c>{dir}/microvm-default/current</c>).</summary>
+    public static string MicroVmTemplates => Required("PLATFORM_MICROVM_TEMPLATES");
+
     private static string Required(string name) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
             ? value

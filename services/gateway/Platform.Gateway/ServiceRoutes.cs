@@ -14,7 +14,7 @@ public static class ServiceRoutes
     /// <summary>Every service, with the top-level resources of the public API it owns.</summary>
     public static readonly IReadOnlyDictionary<string, string[]> Services = new Dictionary<string, string[]>
     {
-        ["provisioning"] = [],
+        ["provisioning"] = ["machines", "operations", "hosts", "templates"],
         ["networking"] = [],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
         ["telemetry"] = ["audit", "events", "subscriptions"],

@@ -12,7 +12,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
     {
         bus.AddConsumer<MachineLifecycle, MachineLifecycleDefinition>();
         bus.AddConsumer<HostReports, HostReportsDefinition>();
-        bus.AddConsumer<HostAgentStartedConsumer>();
+        bus.AddConsumer<HostCapacityReportedConsumer>();
         bus.AddConsumer<HostGuardrailsSetConsumer>();
     },
     ConfigureServices = builder =>

@@ -27,8 +27,8 @@ public sealed record MachineUnplaced(Guid HostId, Guid MachineId, Guid TenantId,
 /// <summary>A template version became available for machines (first seen on some host).</summary>
 public sealed record TemplateRegistered(string Name, string Version, string Kind, string Sha256, DateTimeOffset RegisteredAt) : IIntegrationEvent;
 
-/// <summary>A host agent's report at start: what its host offers. Provisioning records it as <see cref="HostRegistered"/>.</summary>
-public sealed record HostAgentStarted(
+/// <summary>A host agent's report, at start and then periodically: what its host offers. Provisioning records a change as <see cref="HostRegistered"/>.</summary>
+public sealed record HostCapacityReported(
     Guid HostId,
     string Name,
     int Vcpus,
@@ -37,4 +37,4 @@ public sealed record HostAgentStarted(
     string Accelerator,
     IReadOnlyList<DriverCapacity> Drivers,
     IReadOnlyList<TemplateOnHost> Templates,
-    DateTimeOffset StartedAt);
+    DateTimeOffset ReportedAt);

@@ -9,12 +9,21 @@ using Platform.EventSourcing;
 
 namespace Platform.Provisioning.Hosts;
 
-/// <summary>Records a host agent's report as the host's registration, and every template version it brings that is new.</summary>
-public sealed class HostAgentStartedConsumer(EventStore store, HostDirectory directory, TimeProvider time) : IConsumer<HostAgentStarted>
+/// <summary>
+/// Records a host agent's report as the host's registration when it says something new (agents repeat it
+/// periodically), and every template version it brings that is new.
+/// </summary>
+public sealed class HostCapacityReportedConsumer(EventStore store, HostDirectory directory, TimeProvider time) : IConsumer<HostCapacityReported>
 {
-    public async Task Consume(ConsumeContext<HostAgentStarted> context)
+    public async Task Consume(ConsumeContext<HostCapacityReported> context)
     {
         var report = context.Message;
+        var current = await store.LoadAsync<HostLedger>(HostLedger.StreamOf(report.HostId), HostLedger.Evolve, context.CancellationToken);
+        if (current.State is { } ledger && SameOffer(ledger.Host, report))
+        {
+            return;
+        }
+
         var now = time.GetUtcNow();
         var known = (await directory.TemplatesAsync(context.CancellationToken)).Select(t => (t.Name, t.Version)).ToHashSet();
         var metadata = new EventMetadata(context.CorrelationId, context.MessageId, Actor: $"host:{report.HostId}");
@@ -30,6 +39,10 @@ public sealed class HostAgentStartedConsumer(EventStore store, HostDirectory dir
 
         await session.CommitAsync(context.CancellationToken);
     }
+
+    private static bool SameOffer(HostRegistered registered, HostCapacityReported report) =>
+        JsonSerializer.Serialize(registered with { RegisteredAt = default }, PlatformJson.Options) ==
+        JsonSerializer.Serialize(new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, default), PlatformJson.Options);
 }
 
 /// <summary>Keeps provisioning's copy of the host guardrails tenancy owns; an older change never overwrites a newer one.</summary>

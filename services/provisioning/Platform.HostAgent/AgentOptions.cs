@@ -1,0 +1,29 @@
+using Platform.HostAgent.Drivers;
+
+namespace Platform.HostAgent;
+
+/// <summary>The host agent's settings, section <c>Platform:Agent</c>.</summary>
+public sealed class AgentOptions
+{
+    public const string Section = "Platform:Agent";
+
+    /// <summary>Where the agent keeps its host id and its record of the machines it runs.</summary>
+    public string StatePath { get; set; } = "/var/lib/platform/agent";
+
+    /// <summary>Where templates are built (<c>{TemplatesPath}/{name}/current/template.json</c>).</summary>
+    public string TemplatesPath { get; set; } = "/var/lib/platform/templates";
+
+    /// <summary>This host's name in the API; the machine's name when unset.</summary>
+    public string? HostName { get; set; }
+
+    /// <summary>The drivers this host offers. <c>simulated</c> only when named here.</summary>
+    public List<string> Drivers { get; set; } = ["microvm", "sandbox"];
+
+    /// <summary>How many processes and threads one sandbox may run.</summary>
+    public int SandboxMaxProcesses { get; set; } = 512;
+
+    public SimulatedOptions Simulated { get; set; } = new();
+
+    /// <summary>How often the agent repeats its capacity report.</summary>
+    public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(30);
+}

@@ -1,0 +1,45 @@
+using Platform.Contracts.Provisioning;
+
+namespace Platform.HostAgent.Drivers;
+
+/// <summary>
+/// One way of running machines on this host. The agent calls it one machine at a time (per machine), and
+/// keeps what it launches until it is halted or torn down.
+/// </summary>
+public interface IMachineDriver
+{
+    DriverCapacity Capacity { get; }
+
+    /// <summary>How this driver's machines are accelerated on this host (<c>kvm</c>, <c>tcg</c>); null when nothing is emulated.</summary>
+    string? Accelerator { get; }
+
+    /// <summary>The templates this driver can run machines from on this host.</summary>
+    IReadOnlyList<TemplateOnHost> Templates { get; }
+
+    /// <summary>Runs the machine and returns once it is ready (its guest answers); throws <see cref="LaunchFailedException"/> with a reason a user can act on.</summary>
+    Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken);
+
+    /// <summary>Removes whatever the machine kept on the host between runs (its network namespace, its files). Idempotent.</summary>
+    Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken);
+}
+
+public interface IRunningMachine : IAsyncDisposable
+{
+    NetworkAttachment? Network { get; }
+
+    string? Accelerator { get; }
+
+    /// <summary><c>cold</c> or <c>snapshot</c>.</summary>
+    string BootedFrom { get; }
+
+    /// <summary>Completes when the machine's main process ends, asked to or not.</summary>
+    Task<MachineExit> Exited { get; }
+
+    /// <summary>Stops it, gracefully where the driver can; disposing after is still required.</summary>
+    Task StopAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>How a machine's main process ended: its exit code when it had one, and why in words.</summary>
+public sealed record MachineExit(int? ExitCode, string Reason);
+
+public sealed class LaunchFailedException(string reason, Exception? inner = null) : Exception(reason, inner);

@@ -1,0 +1,80 @@
+using System.Security.Cryptography;
+using System.Text;
+using Platform.Contracts.Provisioning;
+using Platform.Provisioning.Drivers.Sandbox;
+
+namespace Platform.HostAgent.Drivers;
+
+/// <summary>
+/// Sandboxes: the machine's command (or an idle shell) under bubblewrap, on the host's /usr read-only, in
+/// cgroups sized from its shape. Its one template, <c>sandbox-host</c>, is this host's /usr, versioned by
+/// the host's OS release and bubblewrap build.
+/// </summary>
+public sealed class SandboxDriver : IMachineDriver
+{
+    public const string TemplateName = "sandbox-host";
+    private static readonly IReadOnlyList<string> IdleCommand = ["/bin/sh", "-c", "exec sleep infinity"];
+    private readonly SandboxRunner _runner;
+    private readonly int _maxProcesses;
+
+    public SandboxDriver(SandboxRunner runner, int maxProcesses)
+    {
+        _runner = runner;
+        _maxProcesses = maxProcesses;
+        var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+            $"{ReadOrEmpty("/etc/os-release")}\n{runner.Cgroups.Version}\n{new FileInfo("/usr/bin/bwrap").Length}")));
+        Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, [])];
+    }
+
+    public DriverCapacity Capacity { get; } = new("sandbox", "sandbox", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024, MaxDiskMiB: 0);
+
+    public string? Accelerator => null;
+
+    public IReadOnlyList<TemplateOnHost> Templates { get; }
+
+    public static string SandboxId(Guid machineId) => $"m-{machineId:N}";
+
+    public Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    {
+        var spec = new SandboxSpec(SandboxId(launch.MachineId), launch.Command ?? IdleCommand,
+            new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name);
+        try
+        {
+            return Task.FromResult<IRunningMachine>(new RunningSandbox(_runner.Start(spec), launch.Shape.MemoryMiB));
+        }
+        catch (Exception exception) when (exception is ArgumentException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        {
+            throw new LaunchFailedException($"The sandbox could not start: {exception.Message}", exception);
+        }
+    }
+
+    public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => await _runner.Cgroups.RemoveAsync(SandboxId(machineId));
+
+    private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
+
+    private sealed class RunningSandbox(SandboxProcess process, int memoryMiB) : IRunningMachine
+    {
+        public NetworkAttachment? Network => null;
+
+        public string? Accelerator => null;
+
+        public string BootedFrom => "cold";
+
+        public Task<MachineExit> Exited { get; } = WatchAsync(process, memoryMiB);
+
+        public async Task StopAsync(CancellationToken cancellationToken) => await process.DisposeAsync();
+
+        public ValueTask DisposeAsync() => process.DisposeAsync();
+
+        private static async Task<MachineExit> WatchAsync(SandboxProcess process, int memoryMiB)
+        {
+            var exit = await process.WaitAsync(Timeout.InfiniteTimeSpan);
+            var tail = exit.Errors.Length > 500 ? exit.Errors[^500..] : exit.Errors;
+            var reason = exit.OutOfMemory ? $"killed for going over its memory limit ({memoryMiB} MiB)"
+                : exit.ProcessLimitReached && exit.ExitCode != 0 ? $"exited with code {exit.ExitCode} after reaching its process limit"
+                : exit.ExitCode == 0 ? "its command finished"
+                : $"its command exited with code {exit.ExitCode}";
+            return new MachineExit(exit.ExitCode, tail.Trim().Length > 0 && exit.ExitCode != 0 ? $"{reason}: {tail.Trim()}" : reason);
+        }
+    }
+}

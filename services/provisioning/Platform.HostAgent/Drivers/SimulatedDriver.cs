@@ -1,0 +1,62 @@
+using Platform.Contracts.Provisioning;
+
+namespace Platform.HostAgent.Drivers;
+
+/// <summary>
+/// Machines that run nothing: a launch takes <see cref="SimulatedOptions.LaunchLatencyMs"/> and fails at
+/// <see cref="SimulatedOptions.FailureRate"/>. For load and chaos tests of the control plane; a host offers
+/// it only when configured to, and no request gets it without naming it.
+/// </summary>
+public sealed class SimulatedDriver(SimulatedOptions options, IReadOnlyList<TemplateOnHost> templates) : IMachineDriver
+{
+    public DriverCapacity Capacity { get; } = new("simulated", "any", MaxVcpus: 64, MinMemoryMiB: 16, MaxMemoryMiB: 1024 * 1024, MaxDiskMiB: 1024 * 1024);
+
+    public string? Accelerator => null;
+
+    public IReadOnlyList<TemplateOnHost> Templates => templates;
+
+    public async Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    {
+        await Task.Delay(TimeSpan.FromMilliseconds(options.LaunchLatencyMs), cancellationToken);
+        if (Random.Shared.NextDouble() < options.FailureRate)
+        {
+            throw new LaunchFailedException($"simulated launch failure (the simulated driver fails {options.FailureRate:P0} of launches)");
+        }
+
+        return new SimulatedMachine();
+    }
+
+    public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private sealed class SimulatedMachine : IRunningMachine
+    {
+        private readonly TaskCompletionSource<MachineExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public NetworkAttachment? Network => null;
+
+        public string? Accelerator => null;
+
+        public string BootedFrom => "cold";
+
+        public Task<MachineExit> Exited => _exited.Task;
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            _exited.TrySetResult(new MachineExit(0, "stopped"));
+            return Task.CompletedTask;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _exited.TrySetResult(new MachineExit(0, "stopped"));
+            return ValueTask.CompletedTask;
+        }
+    }
+}
+
+public sealed class SimulatedOptions
+{
+    public double LaunchLatencyMs { get; set; } = 50;
+
+    public double FailureRate { get; set; }
+}

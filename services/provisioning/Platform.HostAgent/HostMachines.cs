@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using MassTransit;
+using Platform.Contracts.Provisioning;
+using Platform.HostAgent.Drivers;
+
+namespace Platform.HostAgent;
+
+/// <summary>
+/// The machines running on this host, and the one place that launches, halts and tears them down. Each
+/// command is idempotent (a repeat reports the current fact again) and one machine's commands arrive one
+/// at a time. A machine that ends without being asked to is reported as exited.
+/// </summary>
+public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRecords records, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
+{
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
+    private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
+    private readonly ConcurrentDictionary<Guid, Running> _running = new();
+
+    public IReadOnlyCollection<IMachineDriver> Drivers => _drivers.Values;
+
+    public async Task LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    {
+        if (_running.TryGetValue(launch.MachineId, out var already))
+        {
+            await PublishAsync(Launched(launch, already, 0));
+            return;
+        }
+
+        if (!_drivers.TryGetValue(launch.Driver, out var driver))
+        {
+            await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId, $"host {host.Name} has no {launch.Driver} driver"));
+            return;
+        }
+
+        records.Save(new MachineRecord(launch, Running: true));
+        var clock = Stopwatch.StartNew();
+        IRunningMachine machine;
+        try
+        {
+            machine = await driver.LaunchAsync(launch, cancellationToken);
+        }
+        catch (LaunchFailedException failed)
+        {
+            records.Save(new MachineRecord(launch, Running: false));
+            await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId, failed.Message));
+            return;
+        }
+
+        var running = new Running(launch, machine);
+        _running[launch.MachineId] = running;
+        _ = SuperviseAsync(running);
+        logger.LogInformation("Machine {MachineId} ({Driver}) running after {Milliseconds:0.0} ms", launch.MachineId, launch.Driver, clock.Elapsed.TotalMilliseconds);
+        await PublishAsync(Launched(launch, running, clock.Elapsed.TotalMilliseconds));
+    }
+
+    public async Task HaltAsync(HaltMachine halt, CancellationToken cancellationToken)
+    {
+        await StopAsync(halt.MachineId, cancellationToken);
+        if (records.Find(halt.MachineId) is { } record)
+        {
+            records.Save(record with { Running = false });
+        }
+
+        await PublishAsync(new MachineHalted(halt.MachineId, halt.TenantId, halt.OperationId, host.HostId));
+    }
+
+    public async Task TearDownAsync(TearDownMachine tearDown, CancellationToken cancellationToken)
+    {
+        await StopAsync(tearDown.MachineId, cancellationToken);
+        if (records.Find(tearDown.MachineId) is { } record && _drivers.TryGetValue(record.Launch.Driver, out var driver))
+        {
+            await driver.CleanUpAsync(tearDown.MachineId, cancellationToken);
+        }
+
+        records.Forget(tearDown.MachineId);
+        await PublishAsync(new MachineTornDown(tearDown.MachineId, tearDown.TenantId, tearDown.OperationId, host.HostId));
+    }
+
+    /// <summary>
+    /// After the agent restarted: whatever a previous run left of a machine that should be running is
+    /// stopped and reported as exited, so its owner sees it failed and can start it again.
+    /// </summary>
+    public async Task ReconcileAsync(CancellationToken cancellationToken)
+    {
+        foreach (var record in records.All().Where(r => r.Running && !_running.ContainsKey(r.Launch.MachineId)))
+        {
+            if (_drivers.TryGetValue(record.Launch.Driver, out var driver))
+            {
+                await driver.CleanUpAsync(record.Launch.MachineId, cancellationToken);
+            }
+
+            records.Save(record with { Running = false });
+            await PublishAsync(new MachineExited(record.Launch.MachineId, record.Launch.TenantId, host.HostId, null, "the host agent restarted; the machine was stopped"));
+        }
+    }
+
+    /// <summary>Stops every machine (the agent is shutting down); their records stay for the next start.</summary>
+    public async Task StopAllAsync()
+    {
+        foreach (var machineId in _running.Keys)
+        {
+            await StopAsync(machineId, CancellationToken.None);
+        }
+    }
+
+    private async Task StopAsync(Guid machineId, CancellationToken cancellationToken)
+    {
+        if (!_running.TryRemove(machineId, out var running))
+        {
+            return;
+        }
+
+        using var grace = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        grace.CancelAfter(StopGrace);
+        try
+        {
+            await running.Machine.StopAsync(grace.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("Machine {MachineId} did not stop within {Grace}; killing it", machineId, StopGrace);
+        }
+
+        await running.Machine.DisposeAsync();
+    }
+
+    private async Task SuperviseAsync(Running running)
+    {
+        var exit = await running.Machine.Exited;
+        // Removed already when it was asked to stop: that is a halt, not an exit.
+        if (!_running.TryRemove(new KeyValuePair<Guid, Running>(running.Launch.MachineId, running)))
+        {
+            return;
+        }
+
+        await running.Machine.DisposeAsync();
+        if (records.Find(running.Launch.MachineId) is { } record)
+        {
+            records.Save(record with { Running = false });
+        }
+
+        logger.LogWarning("Machine {MachineId} exited by itself: {Reason}", running.Launch.MachineId, exit.Reason);
+        await PublishAsync(new MachineExited(running.Launch.MachineId, running.Launch.TenantId, host.HostId, exit.ExitCode, exit.Reason));
+    }
+
+    private MachineLaunched Launched(LaunchMachine launch, Running running, double milliseconds) => new(
+        launch.MachineId, launch.TenantId, launch.OperationId, host.HostId, running.Machine.Network, running.Machine.Accelerator, running.Machine.BootedFrom, milliseconds);
+
+    private Task PublishAsync<T>(T report) where T : class => bus.Publish(report);
+
+    private sealed record Running(LaunchMachine Launch, IRunningMachine Machine);
+}

@@ -1,0 +1,236 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>Machines through the gateway, run by the stack's real host agent: sandboxes, and the simulated driver.</summary>
+[Collection(StackCollection.Name)]
+public sealed class MachineTests(PlatformStack stack)
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task A_sandbox_machine_goes_through_its_whole_life_and_every_step_is_an_event_and_an_operation()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+
+        var created = await tenant.PostAsJsonAsync("/api/v1/machines", new { name = "life", kind = "sandbox", vcpus = 1, memoryMiB = 64, labels = new { app = "web" } });
+        Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
+        var accepted = await created.Content.ReadFromJsonAsync<JsonElement>();
+        var id = accepted.GetProperty("id").GetGuid();
+        Assert.Equal($"/api/v1/operations/{accepted.GetProperty("operationId").GetGuid()}", created.Headers.Location!.OriginalString);
+
+        var running = await WaitAsync(tenant, id, "running");
+        Assert.Equal("sandbox", running.GetProperty("driver").GetString());
+        Assert.Equal("sandbox-host", running.GetProperty("template").GetProperty("name").GetString());
+        Assert.Equal("web", running.GetProperty("labels").GetProperty("app").GetString());
+        var operation = await tenant.GetFromJsonAsync<JsonElement>(created.Headers.Location);
+        Assert.Equal(("create", "succeeded"), (operation.GetProperty("type").GetString(), operation.GetProperty("status").GetString()));
+
+        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await WaitAsync(tenant, id, "stopped");
+        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await WaitAsync(tenant, id, "running");
+        var restart = await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/restart");
+        await Eventually.TrueAsync(async () => (await tenant.GetFromJsonAsync<JsonElement>(restart)).GetProperty("status").GetString() == "succeeded",
+            Patience, "the restart completes");
+        var destroy = await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await WaitAsync(tenant, id, "destroyed");
+        Assert.Equal("succeeded", (await tenant.GetFromJsonAsync<JsonElement>(destroy)).GetProperty("status").GetString());
+
+        var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
+        Assert.Equal(
+            ["MachineRequested", "MachineRunning", "MachineStopRequested", "MachineStopped", "MachineStartRequested", "MachineRunning",
+             "MachineRestartRequested", "MachineRunning", "MachineDestroyRequested", "MachineDestroyed"],
+            history.EnumerateArray().Select(e => e.GetProperty("type").GetString()));
+        Assert.Equal(Enumerable.Range(1, 10).Select(v => (long)v), history.EnumerateArray().Select(e => e.GetProperty("version").GetInt64()));
+        Assert.DoesNotContain(id.ToString(), await tenant.GetStringAsync("/api/v1/machines"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_request_the_state_does_not_allow_is_a_409_and_a_stale_etag_is_a_412()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var id = await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await WaitAsync(tenant, id, "running");
+
+        var start = await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/start", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        Assert.Equal("running", start.GetProperty("state").GetString());
+
+        var read = await tenant.GetAsync($"/api/v1/machines/{id}");
+        var etag = read.Headers.ETag!.Tag;
+        using var stale = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        stale.Headers.TryAddWithoutValidation("If-Match", "\"1\"");
+        Assert.NotEqual("\"1\"", etag);
+        await GatewayTests.AssertProblemAsync(await tenant.SendAsync(stale), HttpStatusCode.PreconditionFailed, "urn:platform:problem:precondition-failed");
+        using var current = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        current.Headers.TryAddWithoutValidation("If-Match", etag);
+        Assert.Equal(HttpStatusCode.Accepted, (await tenant.SendAsync(current)).StatusCode);
+        await WaitAsync(tenant, id, "stopped");
+        await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/stop", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+    }
+
+    [Theory]
+    [InlineData("""{"kind":"sandbox","vcpus":1,"memoryMiB":-64}""", 422, "memoryMiB")]
+    [InlineData("""{"kind":"sandbox","vcpus":1,"memoryMiB":64,"diskMiB":10485760}""", 422, "diskMiB")]
+    [InlineData("""{"kind":"mainframe","vcpus":1,"memoryMiB":64}""", 422, "kind")]
+    [InlineData("""{"kind":"sandbox","vcpus":1,"memoryMiB":64,"template":"no-such-template"}""", 422, "template")]
+    [InlineData("""{"kind":"sandbox","vcpus":1,"memoryMiB":64,"name":"Not_A_DNS_Name"}""", 422, "name")]
+    [InlineData("""{"kind":"sandbox","vcpus":1000,"memoryMiB":64}""", 422, "vcpus")]
+    [InlineData("""{"kind":"sandbox","vcpus":1,"memoryMiB":64,"boot":"sideways"}""", 422, "boot")]
+    [InlineData("""{"kind":"sandbox","vcpus":1,"memoryMiB":""", 400, null)]
+    [InlineData("""{"kind":"sandbox","vcpus":"one","memoryMiB":64}""", 400, null)]
+    public async Task Bad_input_is_a_problem_naming_the_field_and_creates_nothing(string body, int status, string? field)
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+
+        var response = await tenant.PostAsync("/api/v1/machines", new StringContent(body, Encoding.UTF8, "application/json"));
+
+        var problem = await GatewayTests.AssertProblemAsync(response, (HttpStatusCode)status, status == 400 ? "urn:platform:problem:malformed-request" : "urn:platform:problem:validation-failed");
+        if (field is not null)
+        {
+            Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"the problem names {field}: {problem}");
+        }
+
+        var list = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines");
+        Assert.Empty(list.GetProperty("items").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task A_repeated_request_with_the_same_idempotency_key_creates_one_machine()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var body = new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 };
+
+        var first = await PostWithKeyAsync(tenant, "key-1", body);
+        var again = await PostWithKeyAsync(tenant, "key-1", body);
+        var different = await PostWithKeyAsync(tenant, "key-1", body with { memoryMiB = 128 });
+
+        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
+        Assert.Equal((await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid(), (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
+        await GatewayTests.AssertProblemAsync(different, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        Assert.Single((await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines")).GetProperty("items").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task A_sandbox_whose_command_fails_or_outgrows_its_memory_is_failed_with_the_reason()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var failing = await CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo broken >&2; exit 7" } });
+        var hog = await CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 32, command = new[] { "/usr/bin/python3", "-c", "x = bytearray(256 * 1024 * 1024)" } });
+        var finishing = await CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/true" } });
+
+        var failed = await WaitAsync(tenant, failing, "failed");
+        Assert.Equal(7, failed.GetProperty("exitCode").GetInt32());
+        Assert.Contains("broken", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.Contains("memory limit", (await WaitAsync(tenant, hog, "failed")).GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, (await WaitAsync(tenant, finishing, "stopped")).GetProperty("exitCode").GetInt32());
+
+        var waitingInVain = await tenant.GetAsync($"/api/v1/machines/{failing}/wait?state=running&timeout=5s");
+        await GatewayTests.AssertProblemAsync(waitingInVain, HttpStatusCode.Conflict, "urn:platform:problem:machine-failed");
+        foreach (var id in new[] { failing, hog, finishing })
+        {
+            await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+            await WaitAsync(tenant, id, "destroyed");
+        }
+    }
+
+    [Fact]
+    public async Task Waiting_past_the_timeout_is_a_408_and_listing_filters_by_state_and_label_in_pages()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add(await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, labels = new Dictionary<string, string> { ["tier"] = i % 2 == 0 ? "even" : "odd" } }));
+        }
+
+        foreach (var id in ids)
+        {
+            await WaitAsync(tenant, id, "running");
+        }
+
+        await GatewayTests.AssertProblemAsync(await tenant.GetAsync($"/api/v1/machines/{ids[0]}/wait?state=stopped&timeout=300ms"), HttpStatusCode.RequestTimeout, "urn:platform:problem:request-timeout");
+        await GatewayTests.AssertProblemAsync(await tenant.GetAsync($"/api/v1/machines/{ids[0]}/wait?timeout=forever"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+
+        var even = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines?label=tier=even&state=running");
+        Assert.Equal(3, even.GetProperty("items").GetArrayLength());
+        var first = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines?limit=2");
+        var second = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines?limit=2&cursor={first.GetProperty("nextCursor").GetString()}");
+        var third = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines?limit=2&cursor={second.GetProperty("nextCursor").GetString()}");
+        Assert.Equal(ids, new[] { first, second, third }.SelectMany(p => p.GetProperty("items").EnumerateArray()).Select(m => m.GetProperty("id").GetGuid()));
+        Assert.False(third.TryGetProperty("nextCursor", out _));
+    }
+
+    [Fact]
+    public async Task The_host_reports_its_capacity_and_templates_and_placement_refuses_past_the_host_guardrails()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var host = (await admin.GetFromJsonAsync<JsonElement>("/api/v1/hosts")).EnumerateArray().Single();
+        Assert.Contains("sandbox", host.GetProperty("drivers").EnumerateArray().Select(d => d.GetProperty("name").GetString()));
+        Assert.Contains("sandbox-host", (await tenant.GetStringAsync("/api/v1/templates")));
+        await GatewayTests.AssertProblemAsync(await tenant.GetAsync("/api/v1/hosts"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+
+        var memory = host.GetProperty("memoryMiB").GetInt32();
+        var guardrails = await admin.GetFromJsonAsync<JsonElement>("/api/v1/governance/guardrails");
+        try
+        {
+            await admin.PutAsJsonAsync("/api/v1/governance/guardrails", new { reservedHostMemoryMiB = memory - 100, maxMachinesPerHost = 64, maxVcpuOvercommit = 4.0 });
+            await Eventually.TrueAsync(async () =>
+            {
+                var refused = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 4096 });
+                if (refused.StatusCode == HttpStatusCode.Accepted)
+                {
+                    await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{(await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid()}");
+                    return false;
+                }
+
+                var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.Conflict, "urn:platform:problem:placement-refused");
+                return problem.GetProperty("detail").GetString()!.Contains("reserved for the host", StringComparison.Ordinal);
+            }, Patience, "placement applies the new guardrails");
+        }
+        finally
+        {
+            await admin.PutAsJsonAsync("/api/v1/governance/guardrails", guardrails);
+        }
+    }
+
+    internal static async Task<Guid> CreateAsync(HttpClient tenant, object body)
+    {
+        var created = await tenant.PostAsJsonAsync("/api/v1/machines", body);
+        Assert.True(created.StatusCode == HttpStatusCode.Accepted, await created.Content.ReadAsStringAsync());
+        return (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+    }
+
+    internal static async Task<JsonElement> WaitAsync(HttpClient tenant, Guid id, string state)
+    {
+        var response = await tenant.GetAsync($"/api/v1/machines/{id}/wait?state={state}&timeout=30s");
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"machine {id} did not become {state}: {await response.Content.ReadAsStringAsync()}");
+        return await response.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
+    internal static async Task<Uri> ActAsync(HttpClient tenant, HttpMethod method, string path)
+    {
+        var response = await tenant.SendAsync(new HttpRequestMessage(method, path));
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, $"{method} {path}: {await response.Content.ReadAsStringAsync()}");
+        return response.Headers.Location!;
+    }
+
+    private static async Task<HttpResponseMessage> PostWithKeyAsync(HttpClient tenant, string key, object body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machines") { Content = JsonContent.Create(body) };
+        request.Headers.Add("Idempotency-Key", key);
+        return await tenant.SendAsync(request);
+    }
+}
