@@ -18,6 +18,9 @@ public static class ProblemTypes
     public const string Conflict = Prefix + "conflict";
     public const string ConcurrencyConflict = Prefix + "concurrency-conflict";
     public const string PreconditionFailed = Prefix + "precondition-failed";
+    public const string IllegalTransition = Prefix + "illegal-transition";
+    public const string PlacementRefused = Prefix + "placement-refused";
+    public const string MachineFailed = Prefix + "machine-failed";
     public const string PayloadTooLarge = Prefix + "payload-too-large";
     public const string UnsupportedMediaType = Prefix + "unsupported-media-type";
     public const string RateLimited = Prefix + "rate-limited";

@@ -40,7 +40,7 @@ public sealed class MachineActions(EventStore store, TimeProvider time)
             }
             catch (IllegalTransitionException illegal)
             {
-                throw new ProblemException(ProvisioningProblems.IllegalTransition, StatusCodes.Status409Conflict, "The machine's state does not allow that.", illegal.Message,
+                throw new ProblemException(ProblemTypes.IllegalTransition, StatusCodes.Status409Conflict, "The machine's state does not allow that.", illegal.Message,
                     new Dictionary<string, object?> { ["state"] = illegal.State, ["action"] = illegal.Action });
             }
 

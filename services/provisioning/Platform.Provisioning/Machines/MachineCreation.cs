@@ -148,7 +148,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             }
         }
 
-        return best ?? throw new ProblemException(ProvisioningProblems.PlacementRefused, StatusCodes.Status409Conflict,
+        return best ?? throw new ProblemException(ProblemTypes.PlacementRefused, StatusCodes.Status409Conflict,
             "No host can take this machine within the host guardrails.", string.Join("; ", refusals) + ".");
     }
 
@@ -171,11 +171,4 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
 
         return null;
     }
-}
-
-public static class ProvisioningProblems
-{
-    public const string PlacementRefused = ProblemTypes.Prefix + "placement-refused";
-    public const string IllegalTransition = ProblemTypes.Prefix + "illegal-transition";
-    public const string MachineFailed = ProblemTypes.Prefix + "machine-failed";
 }

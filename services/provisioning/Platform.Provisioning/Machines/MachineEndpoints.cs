@@ -118,7 +118,7 @@ public static class MachineEndpoints
 
             if (machine.State is MachineStates.Destroyed or MachineStates.Failed && machine.PendingOperation is null)
             {
-                throw new ProblemException(ProvisioningProblems.MachineFailed, StatusCodes.Status409Conflict, $"The machine is {machine.State} and will not become {target} by itself.",
+                throw new ProblemException(ProblemTypes.MachineFailed, StatusCodes.Status409Conflict, $"The machine is {machine.State} and will not become {target} by itself.",
                     machine.LastError is { } reason ? $"The machine is {machine.State}: {reason}" : $"The machine is {machine.State}.");
             }
 
