@@ -78,7 +78,7 @@ public sealed partial class MicroVmRunner
             UseShellExecute = false,
         };
         foreach (var argument in (string[])[
-            "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on",
+            "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on",
             "-accel", "kvm", "-cpu", "host", "-m", "128M", "-smp", "1",
             "-kernel", template.KernelPath, "-initrd", template.InitramfsPath,
             "-append", template.CommandLine + " platform.id=kvm-probe platform.hostname=kvm-probe platform.ip=192.0.2.2/24",
