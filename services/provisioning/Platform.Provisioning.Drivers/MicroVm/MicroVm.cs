@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Platform.Provisioning.Drivers.MicroVm;
+
+/// <summary>
+/// A running micro-VM: one QEMU process. Disposing it kills QEMU if it still runs and removes its work directory and
+/// guest memory, whatever state it is in; the network namespace belongs to the caller and stays.
+/// </summary>
+public sealed class MicroVm : IAsyncDisposable
+{
+    private const int MaxErrorChars = 4096;
+
+    private readonly Process _process;
+    private readonly string? _memoryFile;
+    private readonly StringBuilder _errors = new();
+    private QmpClient? _qmp;
+    private volatile string? _endedBy;
+    private int _disposed;
+
+    internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile)
+    {
+        Spec = spec;
+        Accelerator = accelerator;
+        _process = process;
+        _memoryFile = memoryFile;
+        ProcessId = process.Id;
+        var reading = Task.WhenAll(DrainAsync(process.StandardOutput, null), DrainAsync(process.StandardError, _errors));
+        Exited = WatchAsync(reading);
+    }
+
+    public MicroVmSpec Spec { get; }
+
+    public string Id => Spec.Id;
+
+    public int ProcessId { get; }
+
+    /// <summary>"kvm" or "tcg": how the guest's CPUs run.</summary>
+    public string Accelerator { get; }
+
+    public string SerialLogPath => Path.Combine(Spec.WorkDirectory, "serial.log");
+
+    /// <summary>Completes when QEMU has exited, on its own, stopped or killed.</summary>
+    public Task<MicroVmExit> Exited { get; }
+
+    internal string QmpSocketPath => Path.Combine(Spec.WorkDirectory, "qmp.sock");
+
+    internal string SerialSocketPath => Path.Combine(Spec.WorkDirectory, "serial.sock");
+
+    internal async Task<QmpClient> QmpAsync(CancellationToken cancellationToken) =>
+        _qmp ??= await QmpClient.ConnectAsync(QmpSocketPath, Exited, cancellationToken);
+
+    internal string Errors
+    {
+        get
+        {
+            lock (_errors)
+            {
+                return _errors.ToString().Trim();
+            }
+        }
+    }
+
+    /// <summary>Asks QEMU to quit and waits up to <paramref name="grace"/> for it; kills it after that.</summary>
+    public async Task StopAsync(TimeSpan grace, CancellationToken cancellationToken)
+    {
+        if (Exited.IsCompleted)
+        {
+            return;
+        }
+
+        _endedBy ??= "stopped on request";
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(grace);
+        try
+        {
+            // The guest keeps nothing on a disk, so there is nothing to flush: QEMU may simply quit.
+            var qmp = await QmpAsync(timeout.Token);
+            await qmp.ExecuteAsync("quit", null, timeout.Token);
+            await Exited.WaitAsync(timeout.Token);
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or IOException or InvalidOperationException or System.Net.Sockets.SocketException)
+        {
+            // No answer in time, or QEMU went away while we asked: make sure of it.
+            Kill();
+            await Exited;
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        if (!Exited.IsCompleted)
+        {
+            _endedBy ??= "killed when disposed";
+            Kill();
+        }
+
+        await Exited;
+        if (_qmp is not null)
+        {
+            await _qmp.DisposeAsync();
+        }
+
+        _process.Dispose();
+        if (Directory.Exists(Spec.WorkDirectory))
+        {
+            Directory.Delete(Spec.WorkDirectory, recursive: true);
+        }
+
+        if (_memoryFile is not null)
+        {
+            File.Delete(_memoryFile);
+        }
+    }
+
+    internal void Kill()
+    {
+        try
+        {
+            _process.Kill();
+        }
+        catch (InvalidOperationException)
+        {
+            // Exited already.
+        }
+    }
+
+    private async Task<MicroVmExit> WatchAsync(Task reading)
+    {
+        await _process.WaitForExitAsync();
+        await reading;
+        var code = _process.ExitCode;
+        // .NET reports a process ended by a signal as 128 + the signal; QEMU itself exits with 0 or 1.
+        int? signal = code > 128 ? code - 128 : null;
+        var reason = (_endedBy, signal, code) switch
+        {
+            ({ } endedBy, _, _) => endedBy,
+            (null, { } s, _) => $"QEMU was killed by signal {s}{(s == 9 ? " (SIGKILL)" : s == 15 ? " (SIGTERM)" : "")}",
+            (null, null, 0) => "the guest powered off or rebooted (its init ended or its kernel panicked)",
+            _ => $"QEMU failed with exit code {code}: {Errors}",
+        };
+        return new MicroVmExit(signal is null ? code : null, signal, reason, SerialConsole.Tail(SerialLogPath));
+    }
+
+    private static async Task DrainAsync(StreamReader reader, StringBuilder? into)
+    {
+        var buffer = new char[4096];
+        int read;
+        while ((read = await reader.ReadAsync(buffer)) > 0)
+        {
+            if (into is null)
+            {
+                continue;
+            }
+
+            lock (into)
+            {
+                if (into.Length < MaxErrorChars)
+                {
+                    into.Append(buffer, 0, Math.Min(read, MaxErrorChars - into.Length));
+                }
+            }
+        }
+    }
+}
+
+/// <summary>
+/// How a micro-VM's QEMU ended: its exit code, or the signal that killed it; a short reason for people; and the
+/// last of what the guest printed on its serial console.
+/// </summary>
+public sealed record MicroVmExit(int? ExitCode, int? Signal, string Reason, string SerialTail);

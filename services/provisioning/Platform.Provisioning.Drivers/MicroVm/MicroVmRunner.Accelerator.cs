@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Platform.Provisioning.Drivers.MicroVm;
+
+public sealed partial class MicroVmRunner
+{
+    private readonly Dictionary<string, Task<string>> _accelerators = [];
+
+    /// <summary>
+    /// "kvm" if a trial boot of <paramref name="template"/> under KVM reaches ready in time, else "tcg". A /dev/kvm is
+    /// not proof: paravirtual backends (PVM) offer one on which stock kernels abort or hang. Tried once per QEMU
+    /// binary and kernel, and remembered in the cache file.
+    /// </summary>
+    public Task<string> DetectAcceleratorAsync(MicroVmTemplate template, CancellationToken cancellationToken)
+    {
+        if (!File.Exists("/dev/kvm"))
+        {
+            return Task.FromResult("tcg");
+        }
+
+        var binary = new FileInfo(qemu);
+        var key = $"{binary.FullName}|{binary.Length}|{binary.LastWriteTimeUtc.Ticks}|{template.Sha256}";
+        Task<string> detection;
+        lock (_accelerators)
+        {
+            if (!_accelerators.TryGetValue(key, out detection!) || detection.IsFaulted)
+            {
+                // Shared by every caller, so no single caller's cancellation may stop it; it is bounded by its own timeout.
+                detection = Task.Run(() => RememberedOrProbedAsync(template, key));
+                _accelerators[key] = detection;
+            }
+        }
+
+        return detection.WaitAsync(cancellationToken);
+    }
+
+    private async Task<string> RememberedOrProbedAsync(MicroVmTemplate template, string key)
+    {
+        var remembered = ReadAcceleratorCache();
+        if (remembered.TryGetValue(key, out var accelerator) && accelerator is "kvm" or "tcg")
+        {
+            return accelerator;
+        }
+
+        accelerator = await BootsUnderKvmAsync(template) ? "kvm" : "tcg";
+        remembered = ReadAcceleratorCache();
+        remembered[key] = accelerator;
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(acceleratorCacheFile))!);
+        var written = acceleratorCacheFile + "." + Environment.ProcessId + ".tmp";
+        await File.WriteAllTextAsync(written, JsonSerializer.Serialize(remembered, new JsonSerializerOptions { WriteIndented = true }));
+        File.Move(written, acceleratorCacheFile, overwrite: true);
+        return accelerator;
+    }
+
+    private Dictionary<string, string> ReadAcceleratorCache()
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(acceleratorCacheFile)) ?? [];
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException or JsonException)
+        {
+            return [];
+        }
+    }
+
+    /// <summary>A real boot, without network: only reaching ready counts.</summary>
+    private async Task<bool> BootsUnderKvmAsync(MicroVmTemplate template)
+    {
+        var work = Path.Combine(Path.GetTempPath(), "platform-kvm-probe-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(work);
+        var start = new ProcessStartInfo(qemu)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in (string[])[
+            "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on",
+            "-accel", "kvm", "-cpu", "host", "-m", "128M", "-smp", "1",
+            "-kernel", template.KernelPath, "-initrd", template.InitramfsPath,
+            "-append", template.CommandLine + " platform.id=kvm-probe platform.hostname=kvm-probe platform.ip=192.0.2.2/24",
+            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-chardev", $"socket,id=serial0,path={Path.Combine(work, "serial.sock")},server=on,wait=off,logfile={Path.Combine(work, "serial.log")}",
+            "-serial", "chardev:serial0"])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var timeout = new CancellationTokenSource(AcceleratorProbeTimeout);
+        using var process = Process.Start(start)!;
+        process.StandardInput.Close();
+        var drained = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+        var exited = process.WaitForExitAsync();
+        try
+        {
+            using var serial = await SerialConsole.ConnectAsync(Path.Combine(work, "serial.sock"), Path.Combine(work, "serial.log"), exited, timeout.Token);
+            var ready = serial.WaitForLineAsync(ReadyPrefix + "kvm-probe", timeout.Token);
+            return await Task.WhenAny(ready, exited) == ready && ready.IsCompletedSuccessfully;
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or InvalidOperationException or IOException)
+        {
+            return false;
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+
+            await exited;
+            await drained;
+            Directory.Delete(work, recursive: true);
+        }
+    }
+}

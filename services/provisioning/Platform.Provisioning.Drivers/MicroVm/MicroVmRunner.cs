@@ -1,0 +1,299 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Platform.Provisioning.Drivers.Networking;
+
+namespace Platform.Provisioning.Drivers.MicroVm;
+
+/// <summary>
+/// Runs micro-VMs: QEMU's <c>microvm</c> machine inside the VM's network namespace, plugged into its tap, with the
+/// guest's memory in a file (so that it can be snapshotted) and a QMP and a serial socket in its work directory.
+/// A VM is handed over only once its guest said it is ready and its guest agent answered from inside the namespace.
+/// </summary>
+/// <param name="acceleratorCacheFile">Where the accelerator found for a QEMU and kernel is remembered across runs.</param>
+/// <param name="qemu">The QEMU binary.</param>
+/// <param name="memoryDirectory">
+/// Where booted guests' memory files live. A tmpfs: a shared file mapping on a disk would have the kernel write the
+/// guests' memory back to that disk all the time.
+/// </param>
+public sealed partial class MicroVmRunner(
+    string acceleratorCacheFile,
+    string qemu = "/usr/bin/qemu-system-x86_64",
+    string memoryDirectory = "/dev/shm/platform-microvm")
+{
+    private const string ReadyPrefix = "PLATFORM-READY ";
+    private const string AwaitingIdentity = "PLATFORM-AWAITING-IDENTITY";
+    // sun_path holds 108 bytes with its terminator.
+    private const int MaxSocketPath = 107;
+
+    /// <summary>How long a guest may take from QEMU's start to answering its probe.</summary>
+    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long a trial boot under KVM may take before KVM is judged unusable on this host.</summary>
+    public TimeSpan AcceleratorProbeTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Boots the template's kernel with the guest's identity on its command line.</summary>
+    public async Task<MicroVm> BootAsync(MicroVmSpec spec, CancellationToken cancellationToken)
+    {
+        Validate(spec);
+        var accelerator = await DetectAcceleratorAsync(spec.Template, cancellationToken);
+        var memoryFile = Path.Combine(memoryDirectory, spec.Id + ".ram");
+        Directory.CreateDirectory(memoryDirectory);
+        if (File.Exists(memoryFile))
+        {
+            throw new InvalidOperationException($"A micro-VM {spec.Id} runs already (its memory file {memoryFile} exists).");
+        }
+
+        CreateWorkDirectory(spec.WorkDirectory);
+        var vm = Start(spec, accelerator, memoryFile, new QemuLaunch(
+            spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments(),
+            MemoryFile: memoryFile,
+            SharedMemory: true,
+            Incoming: false));
+        return await ReadyOrGoneAsync(vm, async token =>
+        {
+            using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);
+            await vm.QmpAsync(token);
+            await WaitUntilReadyAsync(vm, serial, token);
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="spec"/> from a snapshot: QEMU takes the saved device state, the guest resumes where it
+    /// waited for its identity, reads this one from the serial console and configures itself with it.
+    /// </summary>
+    public async Task<MicroVm> RestoreAsync(MicroVmSnapshot snapshot, MicroVmSpec spec, CancellationToken cancellationToken)
+    {
+        Validate(spec);
+        if (snapshot.TemplateVersion != spec.Template.Version || snapshot.Vcpus != spec.Vcpus || snapshot.MemoryMiB != spec.MemoryMiB)
+        {
+            throw new ArgumentException(
+                $"The snapshot is of template {snapshot.TemplateVersion} with {snapshot.Vcpus} vCPUs and {snapshot.MemoryMiB} MiB; "
+                + $"{spec.Id} asks for {spec.Template.Version} with {spec.Vcpus} vCPUs and {spec.MemoryMiB} MiB.", nameof(spec));
+        }
+
+        CreateWorkDirectory(spec.WorkDirectory);
+        // The snapshot's memory file mapped privately (share=off): the guest's writes are copied on write into this QEMU
+        // alone, so any number of VMs start from one file without copying it, and none can change it for the others.
+        var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(
+            snapshot.CommandLine,
+            MemoryFile: snapshot.MemoryPath,
+            SharedMemory: false,
+            Incoming: true));
+        return await ReadyOrGoneAsync(vm, async token =>
+        {
+            var qmp = await vm.QmpAsync(token);
+            using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);
+            await IgnoreSharedMemoryAsync(qmp, token);
+            await qmp.ExecuteAsync("migrate-incoming", new { uri = "exec:cat " + ShellQuote(snapshot.StatePath) }, token);
+            await WaitForRunStateAsync(qmp, "paused", token);
+            await qmp.ExecuteAsync("cont", null, token);
+            await serial.WriteLineAsync(spec.Identity.ToKernelArguments(), token);
+            await WaitUntilReadyAsync(vm, serial, token);
+        }, cancellationToken);
+    }
+
+    private MicroVm Start(MicroVmSpec spec, string accelerator, string? memoryFileToDelete, QemuLaunch launch)
+    {
+        var start = new ProcessStartInfo("ip")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        // ip netns exec becomes QEMU (exec), so the process we hold is QEMU itself, already inside the namespace.
+        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, qemu, .. QemuArguments(spec, accelerator, launch)])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        Process process;
+        try
+        {
+            process = Process.Start(start)!;
+        }
+        catch
+        {
+            Directory.Delete(spec.WorkDirectory, recursive: true);
+            throw;
+        }
+
+        process.StandardInput.Close();
+        return new MicroVm(spec, accelerator, process, memoryFileToDelete);
+    }
+
+    private static IEnumerable<string> QemuArguments(MicroVmSpec spec, string accelerator, QemuLaunch launch)
+    {
+        // No PIT, PIC or option ROMs: fewer devices start faster, and the kernel's command line tells it to trust the TSC.
+        // The RTC stays: without one the kernel waits for it twice, about two seconds of an emulated boot.
+        string[] machine =
+        [
+            "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on,memory-backend=ram",
+            "-accel", accelerator,
+            // KVM runs the host's CPU model; TCG emulates the richest it can.
+            "-cpu", accelerator == "kvm" ? "host" : "max",
+            "-m", $"{spec.MemoryMiB}M",
+            "-smp", spec.Vcpus.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "-object", $"memory-backend-file,id=ram,size={spec.MemoryMiB}M,mem-path={launch.MemoryFile},share={(launch.SharedMemory ? "on" : "off")}",
+            "-kernel", spec.Template.KernelPath,
+            "-initrd", spec.Template.InitramfsPath,
+            "-append", launch.CommandLine,
+            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-netdev", $"tap,id=net0,ifname={spec.Network.Tap},script=no,downscript=no",
+            "-device", $"virtio-net-device,netdev=net0,mac={spec.Identity.Mac}",
+            "-chardev", $"socket,id=serial0,path={Path.Combine(spec.WorkDirectory, "serial.sock")},server=on,wait=off,logfile={Path.Combine(spec.WorkDirectory, "serial.log")}",
+            "-serial", "chardev:serial0",
+            "-qmp", $"unix:{Path.Combine(spec.WorkDirectory, "qmp.sock")},server=on,wait=off",
+        ];
+        return launch.Incoming ? [.. machine, "-incoming", "defer"] : machine;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="bringUp"/> within the ready timeout; if it fails, is cancelled or QEMU exits, the VM is
+    /// disposed (QEMU killed, work directory gone) and the failure carries what the guest printed.
+    /// </summary>
+    private async Task<MicroVm> ReadyOrGoneAsync(MicroVm vm, Func<CancellationToken, Task> bringUp, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(ReadyTimeout);
+        try
+        {
+            var work = bringUp(deadline.Token);
+            if (await Task.WhenAny(work, vm.Exited) == vm.Exited)
+            {
+                var exit = await vm.Exited;
+                throw new MicroVmException($"Micro-VM {vm.Id} ended before it was ready: {exit.Reason}.", exit.SerialTail);
+            }
+
+            await work;
+            return vm;
+        }
+        catch (Exception exception)
+        {
+            // A closed socket is often the first sign that QEMU died; its exit says why.
+            await Task.WhenAny(vm.Exited, Task.Delay(200, CancellationToken.None));
+            var tail = SerialConsole.Tail(vm.SerialLogPath);
+            var errors = vm.Errors;
+            var exitReason = vm.Exited.IsCompletedSuccessfully ? vm.Exited.Result.Reason : null;
+            await vm.DisposeAsync();
+            if (exception is MicroVmException || cancellationToken.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            var why = exitReason is not null ? $"it ended: {exitReason}"
+                : exception is OperationCanceledException ? $"not ready within {ReadyTimeout.TotalSeconds:0.#} s"
+                : exception.Message;
+            throw new MicroVmException($"Micro-VM {vm.Id} did not come up: {why}{(errors.Length > 0 ? $" (QEMU: {errors})" : "")}", tail, exception);
+        }
+    }
+
+    /// <summary>Ready means: the guest printed that it is, and its agent answers with the identity it was given.</summary>
+    private static async Task WaitUntilReadyAsync(MicroVm vm, SerialConsole serial, CancellationToken cancellationToken)
+    {
+        var identity = vm.Spec.Identity;
+        await serial.WaitForLineAsync(ReadyPrefix + identity.MachineId, cancellationToken);
+        string? lastAnswer = null;
+        while (true)
+        {
+            try
+            {
+                using var socket = await vm.Spec.Network.ConnectAsync(identity.Address, vm.Spec.Template.GuestAgentPort, cancellationToken);
+                using var reader = new StreamReader(new NetworkStream(socket, ownsSocket: false));
+                lastAnswer = await reader.ReadLineAsync(cancellationToken);
+                if (lastAnswer == identity.AgentGreeting)
+                {
+                    return;
+                }
+            }
+            catch (Exception exception) when (exception is SocketException or IOException)
+            {
+                // The agent is not listening yet.
+            }
+            catch (OperationCanceledException) when (lastAnswer is not null)
+            {
+                throw new InvalidOperationException($"its guest agent at {identity.Address} answered '{lastAnswer}', not '{identity.AgentGreeting}'");
+            }
+
+            await Task.Delay(5, cancellationToken);
+        }
+    }
+
+    private static Task IgnoreSharedMemoryAsync(QmpClient qmp, CancellationToken cancellationToken) =>
+        // Guest memory shared with a file is not copied into the migration stream: the file is the memory.
+        qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "x-ignore-shared", state = true } } }, cancellationToken);
+
+    private static async Task WaitForRunStateAsync(QmpClient qmp, string state, CancellationToken cancellationToken)
+    {
+        while ((await qmp.ExecuteAsync("query-status", null, cancellationToken))?["status"]?.GetValue<string>() != state)
+        {
+            await Task.Delay(2, cancellationToken);
+        }
+    }
+
+    /// <summary>For QEMU's exec: migration URIs, which it hands to /bin/sh -c.</summary>
+    private static string ShellQuote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    private static void Validate(MicroVmSpec spec)
+    {
+        if (!SafeId().IsMatch(spec.Id))
+        {
+            throw new ArgumentException("A micro-VM id is 1 to 64 letters, digits, '-' or '_'.", nameof(spec));
+        }
+
+        ValidateShape(spec.Vcpus, spec.MemoryMiB);
+        spec.Identity.Validate();
+        if (!Path.IsPathFullyQualified(spec.WorkDirectory)
+            || Path.Combine(spec.WorkDirectory, "serial.sock").Length > MaxSocketPath
+            || spec.WorkDirectory.Contains(',', StringComparison.Ordinal))
+        {
+            // QEMU's option syntax takes ',' as a separator, and unix sockets have a short path limit.
+            throw new ArgumentException($"A micro-VM's work directory is an absolute path of at most {MaxSocketPath - 12} characters without ','.", nameof(spec));
+        }
+
+        if (!OnSameSubnet(spec.Identity.Address, spec.Network.HostAddress, spec.Network.PrefixLength))
+        {
+            throw new ArgumentException($"The guest's address {spec.Identity.Address} is not on its tap's subnet {spec.Network.HostAddress}/{spec.Network.PrefixLength}.", nameof(spec));
+        }
+    }
+
+    private static void ValidateShape(int vcpus, int memoryMiB)
+    {
+        if (vcpus is < 1 or > 64)
+        {
+            throw new ArgumentOutOfRangeException(nameof(vcpus), vcpus, "A micro-VM has 1 to 64 vCPUs.");
+        }
+
+        if (memoryMiB is < 64 or > 1024 * 1024)
+        {
+            throw new ArgumentOutOfRangeException(nameof(memoryMiB), memoryMiB, "A micro-VM has 64 MiB to 1 TiB of memory.");
+        }
+    }
+
+    private static bool OnSameSubnet(IPAddress a, IPAddress b, int prefixLength)
+    {
+        var mask = prefixLength == 0 ? 0u : uint.MaxValue << (32 - prefixLength);
+        return (ToUInt32(a) & mask) == (ToUInt32(b) & mask);
+    }
+
+    private static uint ToUInt32(IPAddress address) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(address.GetAddressBytes());
+
+    private static void CreateWorkDirectory(string directory)
+    {
+        // Disposing a VM deletes its work directory: it must be the VM's alone.
+        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
+        {
+            throw new InvalidOperationException($"The work directory {directory} is in use.");
+        }
+
+        Directory.CreateDirectory(directory);
+    }
+
+    /// <summary>How one QEMU starts: the kernel command line, where guest memory lives and whether it waits for a migration stream.</summary>
+    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming);
+
+    [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
+    private static partial Regex SafeId();
+}

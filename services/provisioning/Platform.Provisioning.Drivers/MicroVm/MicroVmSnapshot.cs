@@ -1,0 +1,35 @@
+using System.Text.Json;
+
+namespace Platform.Provisioning.Drivers.MicroVm;
+
+/// <summary>
+/// A micro-VM frozen while its /init waits for an identity on the serial console: the guest's memory, QEMU's device
+/// state, and the shape it was taken with. Restoring needs the same template, vCPUs, memory and accelerator.
+/// </summary>
+public sealed record MicroVmSnapshot(string Directory, string TemplateVersion, int Vcpus, int MemoryMiB, string Accelerator, string CommandLine)
+{
+    private const string ManifestFile = "snapshot.json";
+
+    public string MemoryPath => Path.Combine(Directory, "memory");
+
+    public string StatePath => Path.Combine(Directory, "state");
+
+    public static MicroVmSnapshot Load(string directory)
+    {
+        var file = Path.Combine(directory, ManifestFile);
+        if (!File.Exists(file))
+        {
+            throw new FileNotFoundException($"{directory} holds no finished micro-VM snapshot (no {ManifestFile}).", file);
+        }
+
+        var snapshot = JsonSerializer.Deserialize<MicroVmSnapshot>(File.ReadAllText(file), JsonOptions)
+            ?? throw new InvalidDataException($"{file} is empty.");
+        return snapshot with { Directory = Path.GetFullPath(directory) };
+    }
+
+    /// <summary>Written last: a directory with a manifest holds a complete snapshot.</summary>
+    internal void Save() =>
+        File.WriteAllText(Path.Combine(Directory, ManifestFile), JsonSerializer.Serialize(this with { Directory = "." }, JsonOptions));
+
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+}

@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Platform.Provisioning.Drivers.MicroVm;
+using Platform.Provisioning.Drivers.Networking;
+
+namespace Platform.Provisioning.Tests;
+
+/// <summary>Real micro-VMs: QEMU's microvm machine, the template from PLATFORM_MICROVM_TEMPLATES, namespaces and taps, as root.</summary>
+public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVmFixture>
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(90);
+
+    [Fact]
+    public async Task A_cold_booted_micro_vm_answers_its_probe_from_inside_its_namespace_with_its_own_hostname_and_id()
+    {
+        await using var machine = await fixture.MachineAsync(subnet: 1);
+
+        machine.Vm = await fixture.Runner.BootAsync(machine.Spec, Timeout());
+
+        var identity = machine.Spec.Identity;
+        Assert.Equal($"platform-guest id={identity.MachineId} hostname={identity.Hostname} ip={identity.Address}", await ProbeAsync(machine.Spec));
+        Assert.Contains(machine.Vm.Accelerator, new[] { "kvm", "tcg" });
+        Assert.Contains($"PLATFORM-READY {identity.MachineId}", await File.ReadAllTextAsync(machine.Vm.SerialLogPath), StringComparison.Ordinal);
+        Assert.Equal(identity.Mac, await NeighbourMacAsync(machine.Spec));
+    }
+
+    [Fact]
+    public async Task Killing_the_qemu_process_completes_exited_with_a_reason()
+    {
+        await using var machine = await fixture.MachineAsync(subnet: 2);
+        machine.Vm = await fixture.Runner.BootAsync(machine.Spec, Timeout());
+
+        Process.GetProcessById(machine.Vm.ProcessId).Kill();
+        var exit = await machine.Vm.Exited.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(9, exit.Signal);
+        Assert.Null(exit.ExitCode);
+        Assert.Contains("SIGKILL", exit.Reason, StringComparison.Ordinal);
+        Assert.Contains("PLATFORM-READY", exit.SerialTail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Stopping_ends_qemu_disposing_leaves_no_process_or_work_directory_and_deleting_the_namespace_leaves_no_netns()
+    {
+        var machine = await fixture.MachineAsync(subnet: 3);
+        await using (machine)
+        {
+            var vm = machine.Vm = await fixture.Runner.BootAsync(machine.Spec, Timeout());
+            var pid = vm.ProcessId;
+
+            await vm.StopAsync(TimeSpan.FromSeconds(10), Timeout());
+            var exit = await vm.Exited.WaitAsync(TimeSpan.FromSeconds(1));
+            await vm.DisposeAsync();
+
+            Assert.Equal(0, exit.ExitCode);
+            Assert.Equal("stopped on request", exit.Reason);
+            Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
+            Assert.False(Directory.Exists(machine.Spec.WorkDirectory));
+            Assert.False(File.Exists(Path.Combine(MicroVmFixture.MemoryDirectory, machine.Spec.Id + ".ram")));
+        }
+
+        Assert.Empty(await NetworkNamespace.ListAsync(machine.Spec.Network.Name));
+        await machine.Spec.Network.DeleteAsync();
+    }
+
+    [Fact]
+    public async Task Two_vms_restored_from_one_snapshot_answer_on_their_own_ips_with_their_own_hostnames_and_ids()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var first = await fixture.MachineAsync(subnet: 4);
+        await using var second = await fixture.MachineAsync(subnet: 5);
+
+        var restoring = new[] { RestoreAsync(snapshot, first), RestoreAsync(snapshot, second) };
+        await Task.WhenAll(restoring);
+
+        foreach (var machine in new[] { first, second })
+        {
+            var identity = machine.Spec.Identity;
+            Assert.Equal($"platform-guest id={identity.MachineId} hostname={identity.Hostname} ip={identity.Address}", await ProbeAsync(machine.Spec));
+            Assert.Equal(identity.Mac, await NeighbourMacAsync(machine.Spec));
+            Assert.Equal(snapshot.Accelerator, machine.Vm!.Accelerator);
+            Assert.False(machine.Vm.Exited.IsCompleted);
+        }
+    }
+
+    [Fact]
+    public async Task A_snapshot_is_restored_only_into_its_own_shape()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = await fixture.MachineAsync(subnet: 6);
+
+        await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.RestoreAsync(snapshot, machine.Spec with { MemoryMiB = 256 }, Timeout()));
+
+        Assert.False(Directory.Exists(machine.Spec.WorkDirectory));
+    }
+
+    [Fact]
+    public async Task A_micro_vm_whose_qemu_cannot_start_fails_with_the_reason_and_leaves_nothing_behind()
+    {
+        await using var machine = await fixture.MachineAsync(subnet: 7);
+        await machine.Spec.Network.DeleteAsync();
+
+        var failure = await Assert.ThrowsAsync<MicroVmException>(() => fixture.Runner.BootAsync(machine.Spec, Timeout()));
+
+        Assert.Contains(machine.Spec.Network.Name, failure.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(machine.Spec.WorkDirectory));
+        Assert.False(File.Exists(Path.Combine(MicroVmFixture.MemoryDirectory, machine.Spec.Id + ".ram")));
+    }
+
+    [Fact]
+    public async Task Nonsense_ids_hostnames_memory_and_names_are_refused_before_anything_is_created()
+    {
+        await using var machine = await fixture.MachineAsync(subnet: 8);
+        var spec = machine.Spec;
+
+        await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.BootAsync(spec with { Id = "../escape", WorkDirectory = MicroVmFixture.WorkRoot + "/escape" }, Timeout()));
+        await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.BootAsync(spec with { Identity = spec.Identity with { Hostname = "Not_A_Label" } }, Timeout()));
+        await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.BootAsync(spec with { Identity = spec.Identity with { Mac = "52:54:00:zz:00:01" } }, Timeout()));
+        await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.BootAsync(spec with { Identity = spec.Identity with { Address = IPAddress.Parse("10.9.9.9") } }, Timeout()));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => fixture.Runner.BootAsync(spec with { MemoryMiB = 32 }, Timeout()));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => fixture.Runner.BootAsync(spec with { Vcpus = 0 }, Timeout()));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => fixture.Runner.CreateSnapshotAsync(fixture.Template, 1, 32, "/dev/shm/pmt-never", Timeout()));
+        await Assert.ThrowsAsync<ArgumentException>(() => NetworkNamespace.CreateAsync("pmt-../escape", "tap0", IPAddress.Parse("10.200.9.1"), 24));
+        await Assert.ThrowsAsync<ArgumentException>(() => NetworkNamespace.CreateAsync("pmt-long-tap", "a-very-long-tap-name", IPAddress.Parse("10.200.9.1"), 24));
+
+        Assert.False(Directory.Exists(spec.WorkDirectory));
+        Assert.False(Directory.Exists(MicroVmFixture.WorkRoot + "/escape"));
+        Assert.False(Directory.Exists("/dev/shm/pmt-never"));
+        Assert.Equal([spec.Network.Name], await NetworkNamespace.ListAsync(MicroVmFixture.NamespacePrefix));
+    }
+
+    private async Task RestoreAsync(MicroVmSnapshot snapshot, TestMachine machine) =>
+        machine.Vm = await fixture.Runner.RestoreAsync(snapshot, machine.Spec, Timeout());
+
+    private static async Task<string?> ProbeAsync(MicroVmSpec spec)
+    {
+        using var socket = await spec.Network.ConnectAsync(spec.Identity.Address, spec.Template.GuestAgentPort, Timeout());
+        using var reader = new StreamReader(new NetworkStream(socket, ownsSocket: false));
+        return await reader.ReadLineAsync(Timeout());
+    }
+
+    /// <summary>The MAC the namespace learned for the guest's address: the one the guest really uses.</summary>
+    private static async Task<string> NeighbourMacAsync(MicroVmSpec spec)
+    {
+        var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true };
+        foreach (var argument in (string[])["-n", spec.Network.Name, "neigh", "show", spec.Identity.Address.ToString()])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var ip = Process.Start(start)!;
+        var words = (await ip.StandardOutput.ReadToEndAsync()).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        await ip.WaitForExitAsync();
+        var lladdr = Array.IndexOf(words, "lladdr");
+        return lladdr >= 0 ? words[lladdr + 1] : "(no neighbour entry)";
+    }
+
+    private static CancellationToken Timeout() => new CancellationTokenSource(Patience).Token;
+}
