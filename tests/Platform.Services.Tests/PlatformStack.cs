@@ -29,7 +29,10 @@ public sealed class PlatformStack : IAsyncLifetime
 
     public ServiceProcess Gateway { get; private set; } = null!;
 
-    /// <summary>The host agent of the stack's one host: sandboxes, and the simulated driver for control-plane tests.</summary>
+    /// <summary>Where the stack's micro-VMs keep their memory, sockets and snapshots (a tmpfs; 'pmt-' marks it as the tests').</summary>
+    public string MicroVmRunPath { get; } = $"/dev/shm/pmt-stack-{Guid.NewGuid():N}"[..29];
+
+    /// <summary>The host agent of the stack's one host: micro-VMs, sandboxes, and the simulated driver for control-plane tests.</summary>
     public ServiceProcess HostAgent { get; private set; } = null!;
 
     public string AgentStatePath { get; } = Path.Combine(Path.GetTempPath(), $"platform-agent-{Guid.NewGuid():N}");
@@ -66,8 +69,10 @@ public sealed class PlatformStack : IAsyncLifetime
         HostAgent = ServiceProcess.Start("host-agent", _environment.For(
             ("Platform__Agent__StatePath", AgentStatePath),
             ("Platform__Agent__TemplatesPath", TestEnvironment.MicroVmTemplates),
-            ("Platform__Agent__Drivers__0", "sandbox"),
-            ("Platform__Agent__Drivers__1", "simulated"),
+            ("Platform__Agent__MicroVmRunPath", MicroVmRunPath),
+            ("Platform__Agent__Drivers__0", "microvm"),
+            ("Platform__Agent__Drivers__1", "sandbox"),
+            ("Platform__Agent__Drivers__2", "simulated"),
             ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
             ("Platform__Agent__ReportInterval", "00:00:02")));
         _services.Add(HostAgent);
@@ -110,9 +115,9 @@ public sealed class PlatformStack : IAsyncLifetime
         }
 
         File.Delete(AdminCredentialsFile);
-        if (Directory.Exists(AgentStatePath))
+        foreach (var directory in new[] { AgentStatePath, MicroVmRunPath }.Where(Directory.Exists))
         {
-            Directory.Delete(AgentStatePath, recursive: true);
+            Directory.Delete(directory, recursive: true);
         }
     }
 }

@@ -1,3 +1,4 @@
+using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Drivers;
 
 namespace Platform.HostAgent;
@@ -23,6 +24,15 @@ public sealed class AgentOptions
     public int SandboxMaxProcesses { get; set; } = 512;
 
     public SimulatedOptions Simulated { get; set; } = new();
+
+    /// <summary>
+    /// Where micro-VMs' memory, sockets, serial logs and snapshots live while the agent runs: a tmpfs (guest
+    /// memory is mapped from here) with a short path (unix socket paths are at most 107 bytes).
+    /// </summary>
+    public string MicroVmRunPath { get; set; } = "/dev/shm/platform-microvm";
+
+    /// <summary>The shapes (vCPUs, memory) the agent keeps a ready snapshot of, per micro-VM template.</summary>
+    public List<MachineShape> SnapshotShapes { get; set; } = [new(1, 128, 0)];
 
     /// <summary>How often the agent repeats its capacity report.</summary>
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(30);

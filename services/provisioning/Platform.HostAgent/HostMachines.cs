@@ -87,7 +87,7 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         {
             if (_drivers.TryGetValue(record.Launch.Driver, out var driver))
             {
-                await driver.CleanUpAsync(record.Launch.MachineId, cancellationToken);
+                await driver.RemoveLeftoversAsync(record.Launch.MachineId, cancellationToken);
             }
 
             records.Save(record with { Running = false });

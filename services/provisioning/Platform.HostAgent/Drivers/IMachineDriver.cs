@@ -19,6 +19,12 @@ public interface IMachineDriver
     /// <summary>Runs the machine and returns once it is ready (its guest answers); throws <see cref="LaunchFailedException"/> with a reason a user can act on.</summary>
     Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Removes what a run of the machine left on the host when nothing watched it end (the agent crashed):
+    /// its processes, namespace and files, but not what it needs to start again (its address).
+    /// </summary>
+    Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken);
+
     /// <summary>Removes whatever the machine kept on the host between runs (its network namespace, its files). Idempotent.</summary>
     Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken);
 }

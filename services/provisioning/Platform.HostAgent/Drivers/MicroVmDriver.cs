@@ -96,22 +96,50 @@ public sealed class MicroVmDriver(
         }
     }
 
-    public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
+    /// <summary>QEMU processes are found by the machine's id on their command line (its memory file and sockets carry it).</summary>
+    public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
+        var id = machineId.ToString("N");
+        foreach (var process in System.Diagnostics.Process.GetProcessesByName("qemu-system-x86_64"))
+        {
+            using (process)
+            {
+                var commandLine = File.Exists($"/proc/{process.Id}/cmdline") ? await File.ReadAllTextAsync($"/proc/{process.Id}/cmdline", cancellationToken) : "";
+                if (commandLine.Contains(id, StringComparison.Ordinal))
+                {
+                    process.Kill();
+                    await process.WaitForExitAsync(cancellationToken);
+                }
+            }
+        }
+
         await RemoveNamespaceAsync(LocalAddresses.NamespaceOf(machineId));
-        addresses.Release(machineId);
         if (Directory.Exists(WorkDirectoryOf(machineId)))
         {
             Directory.Delete(WorkDirectoryOf(machineId), recursive: true);
         }
+
+        foreach (var memory in Directory.Exists(runPath) ? Directory.EnumerateFiles(runPath, $"*{id}*", SearchOption.AllDirectories) : [])
+        {
+            File.Delete(memory);
+        }
     }
 
-    /// <summary>The agent is stopping: the snapshots go (they live in memory, and a new start makes them again).</summary>
-    public void RemoveSnapshots()
+    public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
     {
-        if (Directory.Exists(SnapshotRoot))
+        await RemoveLeftoversAsync(machineId, cancellationToken);
+        addresses.Release(machineId);
+    }
+
+    /// <summary>
+    /// The agent is stopping and its machines have stopped: their run files and the snapshots go (they live in
+    /// memory; the next start makes them again).
+    /// </summary>
+    public void RemoveRunFiles()
+    {
+        if (Directory.Exists(runPath))
         {
-            Directory.Delete(SnapshotRoot, recursive: true);
+            Directory.Delete(runPath, recursive: true);
         }
     }
 

@@ -48,7 +48,9 @@ public sealed class SandboxDriver : IMachineDriver
         }
     }
 
-    public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => await _runner.Cgroups.RemoveAsync(SandboxId(machineId));
+    public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken) => await _runner.Cgroups.RemoveAsync(SandboxId(machineId));
+
+    public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => RemoveLeftoversAsync(machineId, cancellationToken);
 
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 

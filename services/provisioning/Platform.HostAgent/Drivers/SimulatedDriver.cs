@@ -26,6 +26,8 @@ public sealed class SimulatedDriver(SimulatedOptions options, IReadOnlyList<Temp
         return new SimulatedMachine();
     }
 
+    public Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken) => Task.CompletedTask;
+
     public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => Task.CompletedTask;
 
     private sealed class SimulatedMachine : IRunningMachine

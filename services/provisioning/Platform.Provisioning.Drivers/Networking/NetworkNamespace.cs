@@ -83,6 +83,15 @@ public sealed partial class NetworkNamespace
         }
     }
 
+    /// <summary>Removes a namespace known only by name (one a previous process created); gone already is fine.</summary>
+    public static Task DeleteAsync(string name) => Open(name).DeleteAsync();
+
+    /// <summary>A namespace that exists already, known by name: to connect into it or delete it.</summary>
+    public static NetworkNamespace Open(string name) =>
+        SafeName().IsMatch(name)
+            ? new NetworkNamespace(name, "unknown", IPAddress.Any, 0)
+            : throw new ArgumentException("A namespace name is 1 to 64 letters, digits, '-' or '_'.", nameof(name));
+
     /// <summary>The names of the namespaces on this host that start with <paramref name="prefix"/>.</summary>
     public static Task<IReadOnlyList<string>> ListAsync(string prefix)
     {

@@ -1,0 +1,84 @@
+using Platform.Contracts.Provisioning;
+using Platform.Provisioning.Drivers.MicroVm;
+using Platform.Provisioning.Drivers.Sandbox;
+
+namespace Platform.HostAgent.Drivers;
+
+/// <summary>Makes the drivers this host is configured to offer, from what it has installed and built.</summary>
+public static class DriverSetup
+{
+    public const string Qemu = "/usr/bin/qemu-system-x86_64";
+
+    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, ILoggerFactory loggers)
+    {
+        var logger = loggers.CreateLogger(typeof(DriverSetup));
+        var drivers = new List<IMachineDriver>();
+        if (options.Drivers.Contains("microvm"))
+        {
+            var templates = MicroVmTemplates(options.TemplatesPath, logger);
+            if (!File.Exists(Qemu))
+            {
+                logger.LogError("The microvm driver needs {Qemu} (Debian package qemu-system-x86); this host offers no micro-VMs", Qemu);
+            }
+            else
+            {
+                var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, "memory"));
+                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, new LocalAddresses(options.StatePath), options.MicroVmRunPath,
+                    loggers.CreateLogger<MicroVmDriver>()));
+            }
+        }
+
+        if (options.Drivers.Contains("sandbox"))
+        {
+            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses));
+        }
+
+        if (options.Drivers.Contains("simulated"))
+        {
+            drivers.Add(new SimulatedDriver(options.Simulated, drivers.SelectMany(d => d.Templates).ToList()));
+        }
+
+        return drivers;
+    }
+
+    /// <summary>Every <c>{templates}/{name}/current</c> that holds a micro-VM template.</summary>
+    private static IReadOnlyList<MicroVmTemplate> MicroVmTemplates(string templatesPath, ILogger logger)
+    {
+        var templates = new List<MicroVmTemplate>();
+        foreach (var current in Directory.Exists(templatesPath) ? Directory.EnumerateDirectories(templatesPath).Select(d => Path.Combine(d, "current")) : [])
+        {
+            if (File.Exists(Path.Combine(current, "template.json")))
+            {
+                templates.Add(MicroVmTemplate.Load(current));
+            }
+        }
+
+        if (templates.Count == 0)
+        {
+            logger.LogWarning("No micro-VM template in {TemplatesPath}: build one with services/provisioning/templates/build-microvm-template", templatesPath);
+        }
+
+        return templates;
+    }
+}
+
+/// <summary>Makes the micro-VM snapshots in the background once the agent runs, and removes them when it stops.</summary>
+public sealed class MicroVmPreparation(IEnumerable<IMachineDriver> drivers) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        foreach (var microvm in drivers.OfType<MicroVmDriver>())
+        {
+            await microvm.PrepareAsync(stoppingToken);
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        foreach (var microvm in drivers.OfType<MicroVmDriver>())
+        {
+            microvm.RemoveRunFiles();
+        }
+    }
+}
