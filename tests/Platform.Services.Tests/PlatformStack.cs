@@ -52,7 +52,15 @@ public sealed class PlatformStack : IAsyncLifetime
         {
             _services.Add(ServiceProcess.Start(name, name switch
             {
-                "tenancy" => _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile)),
+                // Room for the machines every test class leaves behind on the stack's one small host.
+                "tenancy" => _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile),
+                    ("Platform__Tenancy__DefaultGuardrails__ReservedHostMemoryMiB", "1024"),
+                    ("Platform__Tenancy__DefaultGuardrails__MaxMachinesPerHost", "1000"),
+                    ("Platform__Tenancy__DefaultGuardrails__MaxVcpuOvercommit", "64")),
+                "provisioning" => _environment.For(
+                    ("Platform__Provisioning__DefaultGuardrails__ReservedHostMemoryMiB", "1024"),
+                    ("Platform__Provisioning__DefaultGuardrails__MaxMachinesPerHost", "1000"),
+                    ("Platform__Provisioning__DefaultGuardrails__MaxVcpuOvercommit", "64")),
                 // Test receivers listen on loopback over plain http; retries are quick so failures show fast.
                 "telemetry" => _environment.For(
                     ("Platform__Telemetry__Webhooks__RequireHttps", "false"),
