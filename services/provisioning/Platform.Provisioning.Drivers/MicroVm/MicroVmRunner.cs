@@ -24,6 +24,7 @@ public sealed partial class MicroVmRunner(
 {
     private const string ReadyPrefix = "PLATFORM-READY ";
     private const string AwaitingIdentity = "PLATFORM-AWAITING-IDENTITY";
+    private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
     // sun_path holds 108 bytes with its terminator.
     private const int MaxSocketPath = 107;
 
@@ -198,19 +199,23 @@ public sealed partial class MicroVmRunner(
         string? lastAnswer = null;
         while (true)
         {
+            // A lost first SYN would otherwise wait for the kernel's retransmission, a second or more.
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            attempt.CancelAfter(ProbeAttemptTimeout);
             try
             {
-                using var socket = await vm.Spec.Network.ConnectAsync(identity.Address, vm.Spec.Template.GuestAgentPort, cancellationToken);
+                using var socket = await vm.Spec.Network.ConnectAsync(identity.Address, vm.Spec.Template.GuestAgentPort, attempt.Token);
                 using var reader = new StreamReader(new NetworkStream(socket, ownsSocket: false));
-                lastAnswer = await reader.ReadLineAsync(cancellationToken);
+                lastAnswer = await reader.ReadLineAsync(attempt.Token);
                 if (lastAnswer == identity.AgentGreeting)
                 {
                     return;
                 }
             }
-            catch (Exception exception) when (exception is SocketException or IOException)
+            catch (Exception exception) when (exception is SocketException or IOException
+                || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
-                // The agent is not listening yet.
+                // The agent is not listening yet, or this attempt was lost.
             }
             catch (OperationCanceledException) when (lastAnswer is not null)
             {
