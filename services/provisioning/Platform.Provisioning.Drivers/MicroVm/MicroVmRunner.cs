@@ -28,6 +28,9 @@ public sealed partial class MicroVmRunner(
     // sun_path holds 108 bytes with its terminator.
     private const int MaxSocketPath = 107;
 
+    /// <summary>Tells restored guests the time: their clocks stopped when the snapshot was taken.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
     /// <summary>How long a guest may take from QEMU's start to answering its probe.</summary>
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
@@ -90,7 +93,7 @@ public sealed partial class MicroVmRunner(
             await qmp.ExecuteAsync("migrate-incoming", new { uri = "exec:cat " + ShellQuote(snapshot.StatePath) }, token);
             await WaitForRunStateAsync(qmp, "paused", token);
             await qmp.ExecuteAsync("cont", null, token);
-            await serial.WriteLineAsync(spec.Identity.ToKernelArguments(), token);
+            await serial.WriteLineAsync($"{spec.Identity.ToKernelArguments()} platform.time={Clock.GetUtcNow().ToUnixTimeSeconds()}", token);
             await WaitUntilReadyAsync(vm, serial, token);
         }, cancellationToken);
     }
