@@ -24,9 +24,9 @@ public sealed partial class MicroVmRunner(
 {
     private const string ReadyPrefix = "PLATFORM-READY ";
     private const string AwaitingIdentity = "PLATFORM-AWAITING-IDENTITY";
-    private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
     // sun_path holds 108 bytes with its terminator.
     private const int MaxSocketPath = 107;
+    private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>Tells restored guests the time: their clocks stopped when the snapshot was taken.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
