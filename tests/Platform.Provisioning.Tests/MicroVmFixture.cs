@@ -13,6 +13,7 @@ public sealed class MicroVmFixture : IAsyncLifetime
     public const string NamespacePrefix = "pmt-";
     public const string WorkRoot = "/tmp/pmt-work";
     public const string MemoryDirectory = "/dev/shm/pmt-memory";
+    public const string AcceleratorCacheFile = "/tmp/pmt-accelerators.json";
 
     private readonly string _snapshotDirectory = "/dev/shm/pmt-snapshot-" + Guid.NewGuid().ToString("N")[..8];
     private Task<MicroVmSnapshot>? _snapshot;
@@ -28,7 +29,7 @@ public sealed class MicroVmFixture : IAsyncLifetime
         }
 
         Template = MicroVmTemplate.Load(Path.Combine(templates, "microvm-default", "current"));
-        Runner = new MicroVmRunner(Path.Combine(WorkRoot, "accelerators.json"), memoryDirectory: MemoryDirectory);
+        Runner = new MicroVmRunner(AcceleratorCacheFile, memoryDirectory: MemoryDirectory);
     }
 
     public MicroVmTemplate Template { get; }

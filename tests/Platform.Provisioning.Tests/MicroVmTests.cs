@@ -109,6 +109,39 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task A_host_whose_kvm_never_boots_the_template_is_judged_tcg_within_the_probe_timeout_and_remembered()
+    {
+        var scratch = Directory.CreateTempSubdirectory("pmt-fake-qemu-").FullName;
+        try
+        {
+            // Stands in for QEMU on a host where KVM hangs (as stock kernels do under PVM): it never prints anything.
+            var hangingQemu = Path.Combine(scratch, "qemu-system-x86_64");
+            await File.WriteAllTextAsync(hangingQemu, "#!/bin/sh\nexec sleep 60\n");
+            File.SetUnixFileMode(hangingQemu, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+            var cache = Path.Combine(scratch, "accelerators.json");
+            var runner = new MicroVmRunner(cache, hangingQemu) { AcceleratorProbeTimeout = TimeSpan.FromSeconds(1) };
+            var clock = Stopwatch.StartNew();
+
+            var accelerator = await runner.DetectAcceleratorAsync(fixture.Template, Timeout());
+
+            Assert.Equal("tcg", accelerator);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"judged in {clock.Elapsed}");
+            Assert.Equal("tcg", await new MicroVmRunner(cache, hangingQemu) { AcceleratorProbeTimeout = TimeSpan.FromSeconds(1) }.DetectAcceleratorAsync(fixture.Template, Timeout()));
+            if (File.Exists("/dev/kvm"))
+            {
+                Assert.Contains("\"tcg\"", await File.ReadAllTextAsync(cache), StringComparison.Ordinal);
+            }
+
+            Assert.Empty(Directory.GetDirectories(Path.GetTempPath(), "platform-kvm-probe-*"));
+        }
+        finally
+        {
+            Directory.Delete(scratch, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Nonsense_ids_hostnames_memory_and_names_are_refused_before_anything_is_created()
     {
         await using var machine = await fixture.MachineAsync(subnet: 8);

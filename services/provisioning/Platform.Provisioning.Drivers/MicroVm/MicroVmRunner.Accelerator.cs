@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
 using System.Text.Json;
 
 namespace Platform.Provisioning.Drivers.MicroVm;
@@ -19,24 +20,31 @@ public sealed partial class MicroVmRunner
             return Task.FromResult("tcg");
         }
 
-        var binary = new FileInfo(qemu);
-        var key = $"{binary.FullName}|{binary.Length}|{binary.LastWriteTimeUtc.Ticks}|{template.Sha256}";
         Task<string> detection;
         lock (_accelerators)
         {
-            if (!_accelerators.TryGetValue(key, out detection!) || detection.IsFaulted)
+            if (!_accelerators.TryGetValue(template.KernelPath, out detection!) || detection.IsFaulted)
             {
                 // Shared by every caller, so no single caller's cancellation may stop it; it is bounded by its own timeout.
-                detection = Task.Run(() => RememberedOrProbedAsync(template, key));
-                _accelerators[key] = detection;
+                detection = Task.Run(() => RememberedOrProbedAsync(template));
+                _accelerators[template.KernelPath] = detection;
             }
         }
 
         return detection.WaitAsync(cancellationToken);
     }
 
-    private async Task<string> RememberedOrProbedAsync(MicroVmTemplate template, string key)
+    private async Task<string> RememberedOrProbedAsync(MicroVmTemplate template)
     {
+        // Another QEMU or another kernel may fare differently: an upgrade of either is tried afresh.
+        var binary = new FileInfo(qemu);
+        string kernelHash;
+        await using (var kernel = File.OpenRead(template.KernelPath))
+        {
+            kernelHash = Convert.ToHexStringLower(await SHA256.HashDataAsync(kernel));
+        }
+
+        var key = $"{binary.FullName}|{binary.Length}|{binary.LastWriteTimeUtc.Ticks}|kernel-sha256:{kernelHash}";
         var remembered = ReadAcceleratorCache();
         if (remembered.TryGetValue(key, out var accelerator) && accelerator is "kvm" or "tcg")
         {

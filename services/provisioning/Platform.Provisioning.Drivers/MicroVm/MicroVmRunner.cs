@@ -26,6 +26,10 @@ public sealed partial class MicroVmRunner(
     private const string AwaitingIdentity = "PLATFORM-AWAITING-IDENTITY";
     // sun_path holds 108 bytes with its terminator.
     private const int MaxSocketPath = 107;
+    private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>Tells restored guests the time: their clocks stopped when the snapshot was taken.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
 
     /// <summary>How long a guest may take from QEMU's start to answering its probe.</summary>
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
@@ -89,7 +93,7 @@ public sealed partial class MicroVmRunner(
             await qmp.ExecuteAsync("migrate-incoming", new { uri = "exec:cat " + ShellQuote(snapshot.StatePath) }, token);
             await WaitForRunStateAsync(qmp, "paused", token);
             await qmp.ExecuteAsync("cont", null, token);
-            await serial.WriteLineAsync(spec.Identity.ToKernelArguments(), token);
+            await serial.WriteLineAsync($"{spec.Identity.ToKernelArguments()} platform.time={Clock.GetUtcNow().ToUnixTimeSeconds()}", token);
             await WaitUntilReadyAsync(vm, serial, token);
         }, cancellationToken);
     }
@@ -198,19 +202,23 @@ public sealed partial class MicroVmRunner(
         string? lastAnswer = null;
         while (true)
         {
+            // A lost first SYN would otherwise wait for the kernel's retransmission, a second or more.
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            attempt.CancelAfter(ProbeAttemptTimeout);
             try
             {
-                using var socket = await vm.Spec.Network.ConnectAsync(identity.Address, vm.Spec.Template.GuestAgentPort, cancellationToken);
+                using var socket = await vm.Spec.Network.ConnectAsync(identity.Address, vm.Spec.Template.GuestAgentPort, attempt.Token);
                 using var reader = new StreamReader(new NetworkStream(socket, ownsSocket: false));
-                lastAnswer = await reader.ReadLineAsync(cancellationToken);
+                lastAnswer = await reader.ReadLineAsync(attempt.Token);
                 if (lastAnswer == identity.AgentGreeting)
                 {
                     return;
                 }
             }
-            catch (Exception exception) when (exception is SocketException or IOException)
+            catch (Exception exception) when (exception is SocketException or IOException
+                || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
-                // The agent is not listening yet.
+                // The agent is not listening yet, or this attempt was lost.
             }
             catch (OperationCanceledException) when (lastAnswer is not null)
             {

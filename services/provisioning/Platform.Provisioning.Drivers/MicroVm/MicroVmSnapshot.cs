@@ -4,7 +4,9 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 
 /// <summary>
 /// A micro-VM frozen while its /init waits for an identity on the serial console: the guest's memory, QEMU's device
-/// state, and the shape it was taken with. Restoring needs the same template, vCPUs, memory and accelerator.
+/// state, and the shape it was taken with. Restoring needs the same template, vCPUs, memory, accelerator and QEMU.
+/// Restored VMs map the memory file privately while they run: a snapshot's files are never rewritten, only deleted
+/// (a deleted file lives on for the VMs that map it).
 /// </summary>
 public sealed record MicroVmSnapshot(string Directory, string TemplateVersion, int Vcpus, int MemoryMiB, string Accelerator, string CommandLine)
 {
