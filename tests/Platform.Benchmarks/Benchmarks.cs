@@ -7,6 +7,7 @@ internal static class Benchmarks
         ["eventstore"] = EventStoreBenchmark.RunAsync,
         ["audit"] = AuditBenchmark.RunAsync,
         ["sandbox"] = SandboxBenchmark.RunAsync,
+        ["machines"] = MachinesBenchmark.RunAsync,
     };
 
     public static string Required(string variable) =>

@@ -70,10 +70,13 @@ public sealed class MicroVmFixture : IAsyncLifetime
             }
         }
 
-        if (Directory.Exists(_snapshotDirectory))
+        // Every test disposed its machine; what is left are the places they lived in.
+        foreach (var directory in new[] { _snapshotDirectory, WorkRoot, MemoryDirectory }.Where(Directory.Exists))
         {
-            Directory.Delete(_snapshotDirectory, recursive: true);
+            Directory.Delete(directory, recursive: true);
         }
+
+        File.Delete(AcceleratorCacheFile);
     }
 }
 
