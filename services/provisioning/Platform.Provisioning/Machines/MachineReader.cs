@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Npgsql;
 using Platform.Contracts;
 using Platform.Contracts.Provisioning;
@@ -38,6 +39,7 @@ public sealed record MachineView(
         m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac) : null, m.Command, m.LastError,
         m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version);
 
+    [JsonIgnore]
     public string ETag => $"\"{Version}\"";
 }
 
