@@ -206,6 +206,29 @@ public sealed class MachineTests(PlatformStack stack)
         }
     }
 
+    [Fact]
+    public async Task After_the_host_agent_crashes_its_machines_are_failed_their_leftovers_removed_and_they_start_again()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var id = await CreateAsync(tenant, new { name = "survivor", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await WaitAsync(tenant, id, "running");
+        var cgroup = $"/sys/fs/cgroup/pids/platform/m-{id:N}/cgroup.procs";
+        var v2 = $"/sys/fs/cgroup/platform/m-{id:N}/cgroup.procs";
+        var procs = File.Exists(cgroup) ? cgroup : v2;
+
+        await stack.CrashAndRestartHostAgentAsync();
+
+        var failed = await WaitAsync(tenant, id, "failed");
+        Assert.Contains("host agent restarted", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.False(File.Exists(procs) && File.ReadAllText(procs).Trim().Length > 0, "what the crashed agent left running is gone");
+        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await WaitAsync(tenant, id, "running");
+        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await WaitAsync(tenant, id, "destroyed");
+        Assert.False(File.Exists(procs));
+    }
+
     internal static async Task<Guid> CreateAsync(HttpClient tenant, object body)
     {
         var created = await tenant.PostAsJsonAsync("/api/v1/machines", body);

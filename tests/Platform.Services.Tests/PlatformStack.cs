@@ -20,6 +20,7 @@ public sealed class PlatformStack : IAsyncLifetime
 {
     private readonly List<ServiceProcess> _services = [];
     private ServiceEnvironment? _environment;
+    private Dictionary<string, string> _agentEnvironment = [];
 
     public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
 
@@ -33,7 +34,7 @@ public sealed class PlatformStack : IAsyncLifetime
     public string MicroVmRunPath { get; } = $"/dev/shm/pmt-stack-{Guid.NewGuid():N}"[..29];
 
     /// <summary>The host agent of the stack's one host: micro-VMs, sandboxes, and the simulated driver for control-plane tests.</summary>
-    public ServiceProcess HostAgent { get; private set; } = null!;
+    public ServiceProcess? HostAgent { get; private set; }
 
     public string AgentStatePath { get; } = Path.Combine(Path.GetTempPath(), $"platform-agent-{Guid.NewGuid():N}");
 
@@ -74,7 +75,7 @@ public sealed class PlatformStack : IAsyncLifetime
 
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
         Addresses = Services.Zip(addresses).ToArray();
-        HostAgent = ServiceProcess.Start("host-agent", _environment.For(
+        _agentEnvironment = _environment.For(
             ("Platform__Agent__StatePath", AgentStatePath),
             ("Platform__Agent__TemplatesPath", TestEnvironment.MicroVmTemplates),
             ("Platform__Agent__MicroVmRunPath", MicroVmRunPath),
@@ -82,13 +83,21 @@ public sealed class PlatformStack : IAsyncLifetime
             ("Platform__Agent__Drivers__1", "sandbox"),
             ("Platform__Agent__Drivers__2", "simulated"),
             ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
-            ("Platform__Agent__ReportInterval", "00:00:02")));
-        _services.Add(HostAgent);
+            ("Platform__Agent__ReportInterval", "00:00:02"));
+        HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
         Gateway = GatewayTests.StartGateway(Addresses);
         _services.Add(Gateway);
         await Gateway.WaitUntilReadyAsync();
         await Eventually.TrueAsync(() => File.Exists(AdminCredentialsFile), TimeSpan.FromSeconds(30), "tenancy writes the first admin's credentials");
+    }
+
+    /// <summary>The host agent crashes (SIGKILL to it alone: its machines' processes live on) and a new one starts on its state.</summary>
+    public async Task CrashAndRestartHostAgentAsync()
+    {
+        await HostAgent!.KillAsync(entireProcessTree: false);
+        HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
+        await HostAgent.WaitUntilReadyAsync();
     }
 
     public async Task<HttpClient> AnonymousAsync() => new() { BaseAddress = await Gateway.Address };
@@ -116,6 +125,12 @@ public sealed class PlatformStack : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        // Stopped cleanly, the agent stops its machines and removes its snapshots, namespaces and run files.
+        if (HostAgent is { } agent)
+        {
+            await agent.StopAsync(TimeSpan.FromSeconds(30));
+            await agent.DisposeAsync();
+        }
         await new DisposeAll(_services).DisposeAsync();
         if (_environment is not null)
         {

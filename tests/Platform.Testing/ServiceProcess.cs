@@ -106,16 +106,41 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         return client;
     }
 
-    /// <summary>SIGKILL: no shutdown hooks, no flushing; what a crash looks like.</summary>
-    public async Task KillAsync()
+    /// <summary>
+    /// SIGKILL: no shutdown hooks, no flushing; what a crash looks like. By default its children go too; a
+    /// crash of the process alone leaves them running, as a crashed host agent leaves its machines.
+    /// </summary>
+    public async Task KillAsync(bool entireProcessTree = true)
     {
         if (!_process.HasExited)
         {
-            _process.Kill(entireProcessTree: true);
+            _process.Kill(entireProcessTree);
         }
 
         await _process.WaitForExitAsync();
     }
+
+    /// <summary>SIGTERM, as <c>./platform down</c> stops a service: it shuts down cleanly, or is killed after <paramref name="grace"/>.</summary>
+    public async Task StopAsync(TimeSpan grace)
+    {
+        if (!_process.HasExited && Terminate(_process.Id, 15) == 0)
+        {
+            using var patience = new CancellationTokenSource(grace);
+            try
+            {
+                await _process.WaitForExitAsync(patience.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // It did not stop in time: a kill below, as ./platform down does.
+            }
+        }
+
+        await KillAsync();
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Terminate(int pid, int signal);
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
