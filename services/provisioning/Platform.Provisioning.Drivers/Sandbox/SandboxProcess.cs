@@ -10,6 +10,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly Cgroups _cgroups;
     private readonly StringBuilder _output = new();
     private readonly StringBuilder _errors = new();
+    private const int MaxKeptOutput = 64 * 1024;
     private readonly Task _reading;
 
     internal SandboxProcess(SandboxSpec spec, Process process, Cgroups cgroups)
@@ -78,6 +79,11 @@ public sealed class SandboxProcess : IAsyncDisposable
             lock (into)
             {
                 into.Append(buffer, 0, read);
+                // A machine's command may write for days: keep its latest output, not all of it.
+                if (into.Length > MaxKeptOutput)
+                {
+                    into.Remove(0, into.Length - MaxKeptOutput);
+                }
             }
         }
     }
