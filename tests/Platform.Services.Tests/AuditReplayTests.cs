@@ -8,6 +8,89 @@ namespace Platform.Services.Tests;
 [Collection(StackCollection.Name)]
 public sealed class AuditReplayTests(PlatformStack stack)
 {
+    private static readonly Dictionary<string, string> StateAfter = new()
+    {
+        ["MachineRequested"] = "creating",
+        ["MachineStartRequested"] = "starting",
+        ["MachineStopRequested"] = "stopping",
+        ["MachineRestartRequested"] = "restarting",
+        ["MachineDestroyRequested"] = "destroying",
+        ["MachineRunning"] = "running",
+        ["MachineStopped"] = "stopped",
+        ["MachineFailed"] = "failed",
+        ["MachineDestroyed"] = "destroyed",
+    };
+
+    [Fact]
+    public async Task Every_machine_state_replayed_from_the_audit_log_equals_the_state_provisioning_holds()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var running = await MachineTests.CreateAsync(tenant, new { name = "kept", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var stopped = await MachineTests.CreateAsync(tenant, new { name = "halted", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var destroyed = await MachineTests.CreateAsync(tenant, new { name = "gone", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        foreach (var id in new[] { running, stopped, destroyed })
+        {
+            await MachineTests.WaitAsync(tenant, id, "running");
+        }
+
+        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{stopped}/stop");
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{destroyed}");
+        await MachineTests.WaitAsync(tenant, stopped, "stopped");
+        await MachineTests.WaitAsync(tenant, destroyed, "destroyed");
+
+        // Every machine of every test so far, as provisioning holds it and as the audit log replays it.
+        await Eventually.TrueAsync(async () =>
+        {
+            var held = await HeldMachineStatesAsync(admin);
+            var replayed = await ReplayedMachineStatesAsync(admin);
+            return held.Count >= 3 && held.OrderBy(e => e.Key).SequenceEqual(replayed.OrderBy(e => e.Key));
+        }, TimeSpan.FromSeconds(30), "the audit log replays to the machine states provisioning holds");
+        var replayedNow = await ReplayedMachineStatesAsync(admin);
+        Assert.Equal(("running", "stopped", "destroyed"), (replayedNow[running], replayedNow[stopped], replayedNow[destroyed]));
+    }
+
+    private static async Task<Dictionary<Guid, string>> HeldMachineStatesAsync(HttpClient admin)
+    {
+        var states = new Dictionary<Guid, string>();
+        foreach (var query in new[] { "", "state=destroyed&" })
+        {
+            string? cursor = null;
+            do
+            {
+                var page = await admin.GetFromJsonAsync<JsonElement>($"/api/v1/machines?{query}limit=500{(cursor is null ? "" : $"&cursor={cursor}")}");
+                foreach (var machine in page.GetProperty("items").EnumerateArray())
+                {
+                    states[machine.GetProperty("id").GetGuid()] = machine.GetProperty("state").GetString()!;
+                }
+
+                cursor = page.TryGetProperty("nextCursor", out var next) ? next.GetString() : null;
+            }
+            while (cursor is not null);
+        }
+
+        return states;
+    }
+
+    /// <summary>A second, independent fold: each machine's state is what its last event in the audit log says.</summary>
+    private static async Task<Dictionary<Guid, string>> ReplayedMachineStatesAsync(HttpClient admin)
+    {
+        var states = new Dictionary<Guid, string>();
+        string? cursor = "0";
+        while (cursor is not null)
+        {
+            var page = await admin.GetFromJsonAsync<JsonElement>($"/api/v1/audit?type={string.Join(',', StateAfter.Keys)}&limit=1000&after={cursor}");
+            foreach (var entry in page.GetProperty("items").EnumerateArray())
+            {
+                states[entry.GetProperty("data").GetProperty("machineId").GetGuid()] = StateAfter[entry.GetProperty("type").GetString()!];
+            }
+
+            cursor = page.TryGetProperty("nextCursor", out var next) ? next.GetString() : null;
+        }
+
+        return states;
+    }
+
     [Fact]
     public async Task The_machine_inventory_rebuilt_from_the_audit_log_equals_the_live_one()
     {
