@@ -81,6 +81,9 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/machines/{machineId}/events"] = new(Kind.TenantResource, false),
         ["GET /api/v1/operations/{operationId}"] = new(Kind.TenantResource, false),
         ["GET /api/v1/hosts"] = new(Kind.PlatformAdmin, false),
+        ["GET /api/v1/networks"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/networks/pools"] = new(Kind.PlatformAdmin, false),
+        ["POST /api/v1/networks/pools"] = new(Kind.PlatformAdmin, true, new { name = "matrix", cidr = "10.200.0.0/16", subnetPrefixLength = 24 }),
         ["GET /api/v1/templates"] = new(Kind.OwnScope, false),
         ["PUT /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, true, new { reservedHostMemoryMiB = 1024, maxMachinesPerHost = 10, maxVcpuOvercommit = 2.0 }),
     };

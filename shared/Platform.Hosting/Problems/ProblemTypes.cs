@@ -21,6 +21,8 @@ public static class ProblemTypes
     public const string IllegalTransition = Prefix + "illegal-transition";
     public const string PlacementRefused = Prefix + "placement-refused";
     public const string MachineFailed = Prefix + "machine-failed";
+    public const string PoolExhausted = Prefix + "pool-exhausted";
+    public const string SubnetExhausted = Prefix + "subnet-exhausted";
     public const string PayloadTooLarge = Prefix + "payload-too-large";
     public const string UnsupportedMediaType = Prefix + "unsupported-media-type";
     public const string RateLimited = Prefix + "rate-limited";
