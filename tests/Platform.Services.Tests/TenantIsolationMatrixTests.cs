@@ -82,6 +82,10 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/operations/{operationId}"] = new(Kind.TenantResource, false),
         ["GET /api/v1/hosts"] = new(Kind.PlatformAdmin, false),
         ["GET /api/v1/networks"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/exit-nodes"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/exit-nodes"] = new(Kind.OwnScope, true, ExitNodeTests.ValidNode),
+        ["GET /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, false),
+        ["DELETE /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, true),
         ["GET /api/v1/networks/pools"] = new(Kind.PlatformAdmin, false),
         ["POST /api/v1/networks/pools"] = new(Kind.PlatformAdmin, true, new { name = "matrix", cidr = "10.200.0.0/16", subnetPrefixLength = 24 }),
         ["GET /api/v1/templates"] = new(Kind.OwnScope, false),
@@ -109,6 +113,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var (subscriptionOfB, _) = await WebhookTests.SubscribeAsync(adminOfB, receiver, null);
         var (machineOfA, _) = await CreateMachineAsync(adminOfA);
         var (machineOfB, operationOfB) = await CreateMachineAsync(adminOfB);
+        var exitNodeOfA = await CreateExitNodeAsync(adminOfA);
+        var exitNodeOfB = await CreateExitNodeAsync(adminOfB);
         Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
 
@@ -126,10 +132,12 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
             var (method, template) = Split(route);
             var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal)
-                .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal);
+                .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal)
+                .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal);
             var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal)
-                .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal);
+                .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal)
+                .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {
@@ -212,6 +220,13 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var machine = body.GetProperty("id").GetGuid();
         await MachineTests.WaitAsync(tenantAdmin, machine, "running");
         return (machine, body.GetProperty("operationId").GetGuid());
+    }
+
+    private static async Task<Guid> CreateExitNodeAsync(HttpClient tenantAdmin)
+    {
+        var created = await tenantAdmin.PostAsJsonAsync("/api/v1/exit-nodes", ExitNodeTests.ValidNode);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        return (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
     }
 
     private static (string Method, string Path) Split(string route) => (route[..route.IndexOf(' ')], route[(route.IndexOf(' ') + 1)..]);

@@ -15,7 +15,7 @@ public static class ServiceRoutes
     public static readonly IReadOnlyDictionary<string, string[]> Services = new Dictionary<string, string[]>
     {
         ["provisioning"] = ["machines", "operations", "hosts", "templates"],
-        ["networking"] = ["networks"],
+        ["networking"] = ["networks", "exit-nodes"],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
         ["telemetry"] = ["audit", "events", "subscriptions"],
     };

@@ -1,9 +1,12 @@
 using MassTransit;
 using Platform.Hosting;
 using Platform.Networking.Addressing;
+using Platform.Networking.ExitNodes;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networking")
 {
+    InlineProjections = [new ExitNodeCatalog("networking")],
+    Migrations = [ExitNodeCatalog.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AllocateNetworkConsumer, AllocateNetworkConsumerDefinition>();
@@ -15,5 +18,9 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networki
         builder.Services.AddSingleton<AddressAllocation>();
         builder.Services.AddHostedService<DefaultPool>();
     },
-    MapEndpoints = app => app.MapNetworks(),
+    MapEndpoints = app =>
+    {
+        app.MapNetworks();
+        app.MapExitNodes();
+    },
 });

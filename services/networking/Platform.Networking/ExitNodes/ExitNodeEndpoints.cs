@@ -1,0 +1,167 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Npgsql;
+using Platform.Contracts;
+using Platform.Contracts.Networking;
+using Platform.EventSourcing;
+using Platform.Hosting;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+
+namespace Platform.Networking.ExitNodes;
+
+public sealed record RegisterExitNodeRequest(
+    string? Name, string? Endpoint, string? PublicKey, List<string>? AllowedIps, string? Region, string? Locale, string? Timezone, List<string>? Dns);
+
+public sealed record ExitNodeView(
+    Guid Id, string Name, string Endpoint, string PublicKey, IReadOnlyList<string> AllowedIps, string Region, string? Locale, string? Timezone,
+    IReadOnlyList<string>? Dns, bool Shared, DateTimeOffset RegisteredAt)
+{
+    public static ExitNodeView Of(ExitNodeRegistered node) => new(node.ExitNodeId, node.Name, node.Endpoint, node.PublicKey, node.AllowedIps, node.Region,
+        node.Locale, node.Timezone, node.Dns, node.TenantId is null, node.RegisteredAt);
+}
+
+/// <summary>
+/// Exit nodes: a tenant registers its own; a platform-admin's are shared with every tenant. A tenant sees
+/// its own and the shared ones and removes only its own.
+/// </summary>
+public static partial class ExitNodeEndpoints
+{
+    public static void MapExitNodes(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/api/v1/exit-nodes", RegisterAsync);
+        app.MapGet("/api/v1/exit-nodes", ListAsync);
+        app.MapGet("/api/v1/exit-nodes/{exitNodeId:guid}", async Task<Ok<ExitNodeView>> (Guid exitNodeId, Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken ct) =>
+            TypedResults.Ok(ExitNodeView.Of(await FindAsync(exitNodeId, caller, dataSource, store, ct))));
+        app.MapDelete("/api/v1/exit-nodes/{exitNodeId:guid}", RemoveAsync);
+    }
+
+    private static async Task<Created<ExitNodeView>> RegisterAsync(
+        RegisterExitNodeRequest? request, Caller caller, HttpContext http, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        RequireMutate(caller);
+        var errors = Check(request);
+        if (errors.Count > 0)
+        {
+            throw Problems.Validation(errors);
+        }
+
+        var node = new ExitNodeRegistered(Guid.CreateVersion7(), caller.TenantId, request!.Name!, request.Endpoint!, request.PublicKey!, request.AllowedIps!,
+            request.Region!, request.Locale, request.Timezone, request.Dns, time.GetUtcNow());
+        await store.AppendAsync($"exit-node-{node.ExitNodeId}", ExpectedVersion.NoStream, [node],
+            new EventMetadata(RequestCorrelation.Of(http), TenantId: caller.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
+        return TypedResults.Created($"/api/v1/exit-nodes/{node.ExitNodeId}", ExitNodeView.Of(node));
+    }
+
+    private static async Task<Ok<Page<ExitNodeView>>> ListAsync(Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT node FROM {store.Schema}.exit_nodes WHERE $1 OR tenant_id IS NULL OR tenant_id = $2 ORDER BY id");
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var nodes = new List<ExitNodeView>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            nodes.Add(ExitNodeView.Of(JsonSerializer.Deserialize<ExitNodeRegistered>(reader.GetString(0), PlatformJson.Options)!));
+        }
+
+        return TypedResults.Ok(new Page<ExitNodeView>(nodes, null));
+    }
+
+    private static async Task<NoContent> RemoveAsync(Guid exitNodeId, Caller caller, HttpContext http, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        RequireMutate(caller);
+        var node = await FindAsync(exitNodeId, caller, dataSource, store, cancellationToken);
+        if (node.TenantId is null && !caller.SeesAllTenants)
+        {
+            throw Problems.Forbidden("A shared exit node is the platform's; only a platform-admin removes it.");
+        }
+
+        await store.AppendAsync($"exit-node-{exitNodeId}", ExpectedVersion.Exactly(1), [new ExitNodeRemoved(exitNodeId, node.TenantId, time.GetUtcNow())],
+            new EventMetadata(RequestCorrelation.Of(http), TenantId: node.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
+        return TypedResults.NoContent();
+    }
+
+    private static async Task<ExitNodeRegistered> FindAsync(Guid exitNodeId, Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT node FROM {store.Schema}.exit_nodes WHERE id = $1 AND ($2 OR tenant_id IS NULL OR tenant_id = $3)");
+        command.Parameters.AddWithValue(exitNodeId);
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        return await command.ExecuteScalarAsync(cancellationToken) is string json
+            ? JsonSerializer.Deserialize<ExitNodeRegistered>(json, PlatformJson.Options)!
+            : throw Problems.NotFound("exit node");
+    }
+
+    private static Dictionary<string, string[]> Check(RegisterExitNodeRequest? request)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (request?.Name is not { Length: > 0 and <= 63 })
+        {
+            errors["name"] = ["is required, 1 to 63 characters"];
+        }
+
+        if (request?.Endpoint is not { } endpoint || !IsEndpoint(endpoint))
+        {
+            errors["endpoint"] = ["is required: host:port, the host an IPv4 address, [IPv6] address or DNS name, the port 1 to 65535"];
+        }
+
+        if (!IsWireGuardKey(request?.PublicKey))
+        {
+            errors["publicKey"] = ["must be a WireGuard public key: 32 bytes in base64 (44 characters)"];
+        }
+
+        if (request?.AllowedIps is not { Count: > 0 and <= 32 } allowed || allowed.Any(a => a is null || !IPNetwork.TryParse(a, out _)))
+        {
+            errors["allowedIps"] = ["must hold 1 to 32 CIDR blocks, such as 0.0.0.0/0"];
+        }
+
+        if (request?.Region is not { Length: > 0 and <= 63 })
+        {
+            errors["region"] = ["is required, 1 to 63 characters"];
+        }
+
+        if (request?.Dns is { } dns && (dns.Count > 8 || dns.Any(d => d is null || !IPAddress.TryParse(d, out _))))
+        {
+            errors["dns"] = ["must hold at most 8 IP addresses"];
+        }
+
+        if (request?.Locale is { Length: > 35 } || request?.Timezone is { Length: > 64 })
+        {
+            errors[request.Locale is { Length: > 35 } ? "locale" : "timezone"] = ["is too long"];
+        }
+
+        return errors;
+    }
+
+    private static bool IsWireGuardKey(string? key)
+    {
+        var bytes = new byte[33];
+        return key is { Length: 44 } && Convert.TryFromBase64String(key, bytes, out var written) && written == 32;
+    }
+
+    private static bool IsEndpoint(string endpoint)
+    {
+        var colon = endpoint.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(endpoint[(colon + 1)..], out var port) || port is < 1 or > 65535)
+        {
+            return false;
+        }
+
+        var host = endpoint[..colon];
+        return host.StartsWith('[') && host.EndsWith(']') ? IPAddress.TryParse(host[1..^1], out _) : IPAddress.TryParse(host, out _) || DnsName().IsMatch(host);
+    }
+
+    private static void RequireMutate(Caller caller)
+    {
+        if (!Roles.CanMutate(caller.Role))
+        {
+            throw Problems.Forbidden($"A {caller.Role} reads exit nodes but cannot change them.");
+        }
+    }
+
+    [GeneratedRegex("^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", RegexOptions.IgnoreCase)]
+    private static partial Regex DnsName();
+}

@@ -1,0 +1,22 @@
+namespace Platform.Contracts.Networking;
+
+/// <summary>
+/// A WireGuard exit node machines can send their traffic through: its <paramref name="Endpoint"/>
+/// (<c>host:port</c>), <paramref name="PublicKey"/>, the <paramref name="AllowedIps"/> routed to it, and
+/// where it is, which is the identity the outside world sees. <paramref name="TenantId"/> is null for a
+/// platform-admin's node, which every tenant may use. The hints align a machine with its exit's place.
+/// </summary>
+public sealed record ExitNodeRegistered(
+    Guid ExitNodeId,
+    Guid? TenantId,
+    string Name,
+    string Endpoint,
+    string PublicKey,
+    IReadOnlyList<string> AllowedIps,
+    string Region,
+    string? Locale,
+    string? Timezone,
+    IReadOnlyList<string>? Dns,
+    DateTimeOffset RegisteredAt) : IIntegrationEvent;
+
+public sealed record ExitNodeRemoved(Guid ExitNodeId, Guid? TenantId, DateTimeOffset RemovedAt) : IIntegrationEvent;

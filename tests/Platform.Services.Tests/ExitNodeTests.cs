@@ -1,0 +1,69 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Platform.Services.Tests;
+
+[Collection(StackCollection.Name)]
+public sealed class ExitNodeTests(PlatformStack stack)
+{
+    internal static readonly object ValidNode = new
+    {
+        name = "fra-1",
+        endpoint = "203.0.113.7:51820",
+        publicKey = Convert.ToBase64String(Enumerable.Range(1, 32).Select(i => (byte)i).ToArray()),
+        allowedIps = new[] { "0.0.0.0/0" },
+        region = "eu-central",
+        locale = "de-DE",
+        timezone = "Europe/Berlin",
+        dns = new[] { "9.9.9.9" },
+    };
+
+    [Fact]
+    public async Task A_tenant_registers_its_own_exit_nodes_sees_the_shared_ones_and_removes_only_its_own()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var shared = await admin.PostAsJsonAsync("/api/v1/exit-nodes", ValidNode);
+        var own = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", ValidNode);
+        Assert.Equal(HttpStatusCode.Created, shared.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, own.StatusCode);
+        var sharedId = (await shared.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var ownNode = await own.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.False(ownNode.GetProperty("shared").GetBoolean());
+        Assert.Equal("Europe/Berlin", ownNode.GetProperty("timezone").GetString());
+
+        var listed = (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/exit-nodes")).GetProperty("items").EnumerateArray().Select(n => n.GetProperty("id").GetGuid()).ToArray();
+        Assert.Contains(sharedId, listed);
+        Assert.Contains(ownNode.GetProperty("id").GetGuid(), listed);
+        await GatewayTests.AssertProblemAsync(await tenant.DeleteAsync($"/api/v1/exit-nodes/{sharedId}"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        Assert.Equal(HttpStatusCode.NoContent, (await tenant.DeleteAsync($"/api/v1/exit-nodes/{ownNode.GetProperty("id").GetGuid()}")).StatusCode);
+        await GatewayTests.AssertProblemAsync(await tenant.GetAsync($"/api/v1/exit-nodes/{ownNode.GetProperty("id").GetGuid()}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/v1/exit-nodes/{sharedId}")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("publicKey", "\"not-a-key\"")]
+    [InlineData("publicKey", "\"AAAA\"")]
+    [InlineData("endpoint", "\"203.0.113.7\"")]
+    [InlineData("endpoint", "\"203.0.113.7:70000\"")]
+    [InlineData("allowedIps", "[\"10.0.0.0/33\"]")]
+    [InlineData("allowedIps", "[]")]
+    [InlineData("dns", "[\"nine\"]")]
+    public async Task A_malformed_exit_node_is_refused_naming_the_field_and_nothing_is_registered(string field, string value)
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(ValidNode))!.AsObject();
+        node[field] = JsonNode.Parse(value);
+        var body = node.ToJsonString();
+
+        var response = await tenant.PostAsync("/api/v1/exit-nodes", new StringContent(body, Encoding.UTF8, "application/json"));
+
+        var problem = await GatewayTests.AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), problem.ToString());
+        Assert.DoesNotContain((await tenant.GetFromJsonAsync<JsonElement>("/api/v1/exit-nodes")).GetProperty("items").EnumerateArray(), n => !n.GetProperty("shared").GetBoolean());
+    }
+}
