@@ -68,7 +68,9 @@ public sealed class PlatformStack : IAsyncLifetime
                     ("Platform__Telemetry__Webhooks__AllowPrivateAddresses", "true"),
                     ("Platform__Telemetry__Webhooks__MaxAttempts", "6"),
                     ("Platform__Telemetry__Webhooks__InitialBackoff", "00:00:00.100"),
-                    ("Platform__Telemetry__Webhooks__MaxBackoff", "00:00:00.500")),
+                    ("Platform__Telemetry__Webhooks__MaxBackoff", "00:00:00.500"),
+                    // Off unless a test's tenant turns it on: other tests fail machines on purpose and look at them failed.
+                    ("Platform__Telemetry__Healing__Enabled", "false")),
                 _ => _environment.For(),
             }));
         }

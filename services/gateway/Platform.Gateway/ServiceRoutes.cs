@@ -17,7 +17,7 @@ public static class ServiceRoutes
         ["provisioning"] = ["machines", "operations", "hosts", "templates"],
         ["networking"] = ["networks", "exit-nodes"],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
-        ["telemetry"] = ["audit", "events", "subscriptions"],
+        ["telemetry"] = ["audit", "events", "subscriptions", "healing", "automation"],
     };
 
     public static IReadOnlyDictionary<string, Uri> Addresses(IConfiguration configuration)

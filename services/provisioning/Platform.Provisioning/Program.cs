@@ -12,6 +12,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
     {
         bus.AddConsumer<MachineLifecycle, MachineLifecycleDefinition>();
         bus.AddConsumer<HostReports, HostReportsDefinition>();
+        bus.AddConsumer<MachineCommands>();
         bus.AddConsumer<HostCapacityReportedConsumer>();
         bus.AddConsumer<HostGuardrailsSetConsumer>();
     },

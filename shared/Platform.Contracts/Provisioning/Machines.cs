@@ -60,3 +60,10 @@ public sealed record MachineFailed(Guid MachineId, Guid TenantId, Guid? Operatio
 
 /// <summary>Gone from its host: no process, namespace or file of it remains.</summary>
 public sealed record MachineDestroyed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, DateTimeOffset DestroyedAt) : IIntegrationEvent;
+
+/// <summary>
+/// Command from another service (the healing watchdog): start a stopped or failed machine, as a user's
+/// <c>POST /machines/{id}/start</c> would. <paramref name="RequestedBy"/> is the actor recorded with it.
+/// Idempotent by <paramref name="OperationId"/>; a machine whose state does not allow it is left alone.
+/// </summary>
+public sealed record StartMachine(Guid MachineId, Guid TenantId, Guid OperationId, string RequestedBy);

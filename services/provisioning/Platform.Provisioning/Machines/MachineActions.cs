@@ -61,6 +61,44 @@ public sealed class MachineActions(EventStore store, TimeProvider time)
         }
     }
 
+    /// <summary>
+    /// A request that comes over the bus from another service: decided like a user's, recorded with the
+    /// sender as actor. False when the machine is unknown or its state does not allow it (nothing changes);
+    /// a repeat of an operation recorded already changes nothing either.
+    /// </summary>
+    public async Task<bool> RequestFromServiceAsync(Guid machineId, Guid tenantId, string action, Guid operationId, string actor, Guid? correlationId, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken);
+            if (loaded.State is not { } machine || machine.TenantId != tenantId || machine.Pending?.Id == operationId)
+            {
+                return false;
+            }
+
+            object decision;
+            try
+            {
+                decision = machine.Decide(action, operationId, time.GetUtcNow());
+            }
+            catch (IllegalTransitionException)
+            {
+                return false;
+            }
+
+            try
+            {
+                await store.AppendAsync(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision],
+                    new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: actor), cancellationToken);
+                return true;
+            }
+            catch (WrongExpectedVersionException) when (attempt < Attempts)
+            {
+                // Decide again on what the machine is now.
+            }
+        }
+    }
+
     private static long? ParseIfMatch(string header)
     {
         if (header.Length == 0 || header == "*")

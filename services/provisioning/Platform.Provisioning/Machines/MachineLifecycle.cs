@@ -56,6 +56,19 @@ public sealed class MachineLifecycle(EventStore store) :
     }
 }
 
+/// <summary>Requests other services send over the bus (the healing watchdog's starts).</summary>
+public sealed class MachineCommands(MachineActions actions, ILogger<MachineCommands> logger) : IConsumer<StartMachine>
+{
+    public async Task Consume(ConsumeContext<StartMachine> context)
+    {
+        var command = context.Message;
+        if (!await actions.RequestFromServiceAsync(command.MachineId, command.TenantId, "start", command.OperationId, command.RequestedBy, context.CorrelationId, context.CancellationToken))
+        {
+            logger.LogInformation("Start of machine {MachineId} requested by {Actor} changed nothing: the machine's state does not allow it", command.MachineId, command.RequestedBy);
+        }
+    }
+}
+
 /// <summary>
 /// Folds what host agents report into the machines' streams. A report changes a machine only while it
 /// still means something: the launch a machine waits for, the exit of a machine that was running.

@@ -1,0 +1,110 @@
+using Npgsql;
+using Platform.Contracts.Telemetry;
+using Platform.EventSourcing;
+
+namespace Platform.Telemetry.Healing;
+
+/// <summary>What the watchdog knows of one machine: whether it may heal it, how often it did lately, and when it starts it next.</summary>
+public sealed record HealingState(
+    Guid MachineId, Guid TenantId, bool OptedOut, int Attempts, DateTimeOffset? DueAt, string? LastReason, DateTimeOffset? LastFailedAt, bool Abandoned);
+
+/// <summary>The watchdog's tables: one row per machine it watches, and each tenant's policy (folded from <c>healing-policy-{tenantId}</c>).</summary>
+public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, IConfiguration configuration)
+{
+    /// <summary>The policy of a tenant that set none: <c>Platform:Telemetry:Healing:*</c>, each setting defaulting on its own.</summary>
+    public HealingPolicy Defaults { get; } = ReadDefaults(configuration.GetSection("Platform:Telemetry:Healing"));
+
+    public static SchemaMigration Migration { get; } = new("healing", 1, """
+        CREATE TABLE {schema}.healing_machines (
+            machine_id uuid PRIMARY KEY,
+            tenant_id uuid NOT NULL,
+            opted_out boolean NOT NULL DEFAULT false,
+            attempts int NOT NULL DEFAULT 0,
+            due_at timestamptz,
+            last_reason text,
+            last_failed_at timestamptz,
+            abandoned boolean NOT NULL DEFAULT false
+        );
+        CREATE INDEX ON {schema}.healing_machines (due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX ON {schema}.healing_machines (tenant_id, machine_id);
+        """);
+
+    public static string PolicyStreamOf(Guid tenantId) => $"healing-policy-{tenantId}";
+
+    public async Task<HealingPolicy> PolicyAsync(Guid tenantId, CancellationToken cancellationToken)
+    {
+        var loaded = await store.LoadAsync<HealingPolicySet>(PolicyStreamOf(tenantId), (_, e) => (HealingPolicySet)e, cancellationToken);
+        return loaded.State?.Policy ?? Defaults;
+    }
+
+    public async Task<HealingState?> FindAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, Guid machineId, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"""
+            SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned
+            FROM {store.Schema}.healing_machines WHERE machine_id = $1 {(transaction is null ? "" : "FOR UPDATE")}
+            """, connection, transaction);
+        command.Parameters.AddWithValue(machineId);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? Read(reader) : null;
+    }
+
+    public async Task<IReadOnlyList<HealingState>> ListAsync(Guid? tenantId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand($"""
+            SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned
+            FROM {store.Schema}.healing_machines WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY machine_id LIMIT 500
+            """, connection);
+        command.Parameters.AddWithValue((object?)tenantId ?? DBNull.Value);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var states = new List<HealingState>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            states.Add(Read(reader));
+        }
+
+        return states;
+    }
+
+    public async Task SaveAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, HealingState state, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"""
+            INSERT INTO {store.Schema}.healing_machines (machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (machine_id) DO UPDATE SET opted_out = excluded.opted_out, attempts = excluded.attempts, due_at = excluded.due_at,
+                last_reason = excluded.last_reason, last_failed_at = excluded.last_failed_at, abandoned = excluded.abandoned
+            """, connection, transaction);
+        command.Parameters.AddWithValue(state.MachineId);
+        command.Parameters.AddWithValue(state.TenantId);
+        command.Parameters.AddWithValue(state.OptedOut);
+        command.Parameters.AddWithValue(state.Attempts);
+        command.Parameters.AddWithValue((object?)state.DueAt ?? DBNull.Value);
+        command.Parameters.AddWithValue((object?)state.LastReason ?? DBNull.Value);
+        command.Parameters.AddWithValue((object?)state.LastFailedAt ?? DBNull.Value);
+        command.Parameters.AddWithValue(state.Abandoned);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task ForgetAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid machineId, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"DELETE FROM {store.Schema}.healing_machines WHERE machine_id = $1", connection, transaction);
+        command.Parameters.AddWithValue(machineId);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static HealingPolicy ReadDefaults(IConfigurationSection section)
+    {
+        var fallback = HealingPolicy.Default;
+        return new HealingPolicy(
+            section.GetValue(nameof(HealingPolicy.Enabled), fallback.Enabled),
+            section.GetValue(nameof(HealingPolicy.MaxAttempts), fallback.MaxAttempts),
+            section.GetValue(nameof(HealingPolicy.InitialBackoffSeconds), fallback.InitialBackoffSeconds),
+            section.GetValue(nameof(HealingPolicy.MaxBackoffSeconds), fallback.MaxBackoffSeconds),
+            section.GetValue(nameof(HealingPolicy.ResetAfterSeconds), fallback.ResetAfterSeconds));
+    }
+
+    private static HealingState Read(NpgsqlDataReader reader) => new(
+        reader.GetGuid(0), reader.GetGuid(1), reader.GetBoolean(2), reader.GetInt32(3),
+        reader.IsDBNull(4) ? null : reader.GetFieldValue<DateTimeOffset>(4), reader.IsDBNull(5) ? null : reader.GetString(5),
+        reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6), reader.GetBoolean(7));
+}

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>The healing watchdog with real sandboxes: what it restarts, when it gives up, and that every action is audited.</summary>
+[Collection(StackCollection.Name)]
+public sealed class HealingTests(PlatformStack stack)
+{
+    private static readonly object QuickPolicy = new { enabled = true, maxAttempts = 2, initialBackoffSeconds = 0.2, maxBackoffSeconds = 1, resetAfterSeconds = 600 };
+
+    [Fact]
+    public async Task A_sandbox_that_dies_is_started_again_by_the_watchdog_and_the_actions_are_in_the_audit_log()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
+        var id = await MachineTests.CreateAsync(tenant, new { name = "phoenix", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await MachineTests.WaitAsync(tenant, id, "running");
+
+        KillSandbox(id);
+
+        await Eventually.TrueAsync(async () =>
+        {
+            var events = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
+            return events.EnumerateArray().Any(e => e.GetProperty("type").GetString() == "MachineStartRequested" && e.GetProperty("actor").GetString() == "service:telemetry:healing")
+                && events.EnumerateArray().Last().GetProperty("type").GetString() == "MachineRunning";
+        }, TimeSpan.FromSeconds(30), "the watchdog starts the dead sandbox again and it runs");
+        await Eventually.TrueAsync(async () =>
+        {
+            var audit = await AuditTypesAsync(tenant, id);
+            return audit.Contains("HealingRequested") && audit.Contains("HealingAttempted");
+        }, TimeSpan.FromSeconds(30), "the watchdog's actions are in the audit log");
+
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await MachineTests.WaitAsync(tenant, id, "destroyed");
+    }
+
+    [Fact]
+    public async Task A_machine_that_keeps_failing_is_left_failed_after_the_maximum_of_attempts()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
+        var id = await MachineTests.CreateAsync(tenant, new { name = "doomed", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "exit 3" } });
+
+        await Eventually.TrueAsync(async () => (await AuditTypesAsync(tenant, id)).Contains("HealingAbandoned"), TimeSpan.FromSeconds(30), "the watchdog gives up");
+
+        var audit = await AuditTypesAsync(tenant, id);
+        Assert.Equal(2, audit.Count(t => t == "HealingAttempted"));
+        Assert.Equal(3, audit.Count(t => t == "MachineFailed"));
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // longer than the policy's longest backoff
+        Assert.Equal("failed", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("state").GetString());
+        var watched = (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/healing/machines")).GetProperty("items").EnumerateArray().Single(m => m.GetProperty("machineId").GetGuid() == id);
+        Assert.True(watched.GetProperty("abandoned").GetBoolean());
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await MachineTests.WaitAsync(tenant, id, "destroyed");
+    }
+
+    [Fact]
+    public async Task A_nonsense_policy_is_refused_naming_the_field()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+
+        var refused = await tenant.PutAsJsonAsync("/api/v1/healing/policy", new { enabled = true, maxAttempts = -1, initialBackoffSeconds = 5, maxBackoffSeconds = 1, resetAfterSeconds = 10 });
+
+        var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        Assert.True(problem.GetProperty("errors").TryGetProperty("maxAttempts", out _));
+        Assert.True(problem.GetProperty("errors").TryGetProperty("maxBackoffSeconds", out _));
+    }
+
+    private static async Task<List<string>> AuditTypesAsync(HttpClient tenant, Guid machineId)
+    {
+        var types = new List<string>();
+        string? cursor = "0";
+        while (cursor is not null)
+        {
+            var page = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/audit?limit=1000&after={cursor}");
+            types.AddRange(page.GetProperty("items").EnumerateArray()
+                .Where(e => e.GetProperty("data").TryGetProperty("machineId", out var m) && m.GetGuid() == machineId)
+                .Select(e => e.GetProperty("type").GetString()!));
+            cursor = page.TryGetProperty("nextCursor", out var next) ? next.GetString() : null;
+        }
+
+        return types;
+    }
+
+    private static void KillSandbox(Guid machineId)
+    {
+        var procs = new[] { $"/sys/fs/cgroup/pids/platform/m-{machineId:N}/cgroup.procs", $"/sys/fs/cgroup/platform/m-{machineId:N}/cgroup.procs" }.First(File.Exists);
+        foreach (var pid in File.ReadAllLines(procs).Where(l => l.Length > 0))
+        {
+            try
+            {
+                Process.GetProcessById(int.Parse(pid)).Kill();
+            }
+            catch (ArgumentException)
+            {
+                // Gone already.
+            }
+        }
+    }
+}
