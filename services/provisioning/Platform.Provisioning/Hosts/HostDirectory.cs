@@ -4,6 +4,7 @@ using Platform.Contracts;
 using Platform.Contracts.Provisioning;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
+using Platform.Hosting;
 
 namespace Platform.Provisioning.Hosts;
 
@@ -17,7 +18,7 @@ public sealed record TemplateView(string Name, string Version, string Kind, stri
 /// <summary>Reads hosts, template versions and the guardrails placement applies.</summary>
 public sealed class HostDirectory(NpgsqlDataSource dataSource, EventStore store, IConfiguration configuration)
 {
-    private readonly HostGuardrails _defaults = configuration.GetSection("Platform:Provisioning:DefaultGuardrails").Get<HostGuardrails>() ?? HostGuardrails.Default;
+    private readonly HostGuardrails _defaults = ConfigurationRecords.Read(configuration.GetSection("Platform:Provisioning:DefaultGuardrails"), HostGuardrails.Default);
 
     public async Task<IReadOnlyList<HostView>> HostsAsync(CancellationToken cancellationToken)
     {

@@ -1,6 +1,7 @@
 using Npgsql;
 using Platform.Contracts.Telemetry;
 using Platform.EventSourcing;
+using Platform.Hosting;
 
 namespace Platform.Telemetry.Healing;
 
@@ -12,7 +13,7 @@ public sealed record HealingState(
 public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, IConfiguration configuration)
 {
     /// <summary>The policy of a tenant that set none: <c>Platform:Telemetry:Healing:*</c>, each setting defaulting on its own.</summary>
-    public HealingPolicy Defaults { get; } = ReadDefaults(configuration.GetSection("Platform:Telemetry:Healing"));
+    public HealingPolicy Defaults { get; } = ConfigurationRecords.Read(configuration.GetSection("Platform:Telemetry:Healing"), HealingPolicy.Default);
 
     public static SchemaMigration Migration { get; } = new("healing", 1, """
         CREATE TABLE {schema}.healing_machines (
@@ -92,16 +93,6 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static HealingPolicy ReadDefaults(IConfigurationSection section)
-    {
-        var fallback = HealingPolicy.Default;
-        return new HealingPolicy(
-            section.GetValue(nameof(HealingPolicy.Enabled), fallback.Enabled),
-            section.GetValue(nameof(HealingPolicy.MaxAttempts), fallback.MaxAttempts),
-            section.GetValue(nameof(HealingPolicy.InitialBackoffSeconds), fallback.InitialBackoffSeconds),
-            section.GetValue(nameof(HealingPolicy.MaxBackoffSeconds), fallback.MaxBackoffSeconds),
-            section.GetValue(nameof(HealingPolicy.ResetAfterSeconds), fallback.ResetAfterSeconds));
-    }
 
     private static HealingState Read(NpgsqlDataReader reader) => new(
         reader.GetGuid(0), reader.GetGuid(1), reader.GetBoolean(2), reader.GetInt32(3),

@@ -19,8 +19,7 @@ public static class GuardrailEndpoints
     }
 
     public static HostGuardrails Defaults(IConfiguration configuration) =>
-        configuration.GetSection("Platform:Tenancy:DefaultGuardrails").Get<HostGuardrails>()
-            ?? HostGuardrails.Default;
+        ConfigurationRecords.Read(configuration.GetSection("Platform:Tenancy:DefaultGuardrails"), HostGuardrails.Default);
 
     private static async Task<Ok<HostGuardrails>> GetAsync(Caller caller, EventStore store, IConfiguration configuration, CancellationToken cancellationToken)
     {

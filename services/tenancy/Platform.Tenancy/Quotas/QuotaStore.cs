@@ -1,14 +1,15 @@
 using MassTransit;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
+using Platform.Hosting;
 
 namespace Platform.Tenancy.Quotas;
 
 /// <summary>Loads tenant quotas from their streams, starting from the configured defaults.</summary>
 public sealed class QuotaStore(EventStore store, IConfiguration configuration)
 {
-    public QuotaResources Defaults { get; } = configuration.GetSection("Platform:Tenancy:DefaultQuota").Get<QuotaResources>()
-        ?? new QuotaResources(Machines: 10, Vcpus: 32, MemoryMiB: 64 * 1024, DiskMiB: 512 * 1024, Tunnels: 10, PortForwards: 20);
+    public QuotaResources Defaults { get; } = ConfigurationRecords.Read(configuration.GetSection("Platform:Tenancy:DefaultQuota"),
+        new QuotaResources(Machines: 10, Vcpus: 32, MemoryMiB: 64 * 1024, DiskMiB: 512 * 1024, Tunnels: 10, PortForwards: 20));
 
     public async Task<Loaded> LoadAsync(Guid tenantId, CancellationToken cancellationToken)
     {
