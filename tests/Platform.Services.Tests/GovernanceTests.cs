@@ -20,7 +20,20 @@ public sealed class GovernanceTests(PlatformStack stack)
         var published = new ConcurrentQueue<HostGuardrailsSet>();
         await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "guardrails-test", s => s.AddSingleton(published), c => c.AddConsumer<GuardrailsConsumer>());
         var guardrails = new HostGuardrails(ReservedHostMemoryMiB: 2048, MaxMachinesPerHost: 33, MaxVcpuOvercommit: 2.5);
+        var before = await admin.GetFromJsonAsync<HostGuardrails>("/api/v1/governance/guardrails");
+        try
+        {
+            await SetAndCheckAsync(admin, tenantAdmin, published, guardrails);
+        }
+        finally
+        {
+            // The stack's other tests place machines on its one small host: give them back its room.
+            await admin.PutAsJsonAsync("/api/v1/governance/guardrails", before);
+        }
+    }
 
+    private static async Task SetAndCheckAsync(HttpClient admin, HttpClient tenantAdmin, ConcurrentQueue<HostGuardrailsSet> published, HostGuardrails guardrails)
+    {
         var set = await admin.PutAsJsonAsync("/api/v1/governance/guardrails", guardrails);
         var read = await admin.GetFromJsonAsync<HostGuardrails>("/api/v1/governance/guardrails");
         var notAllowed = await tenantAdmin.GetAsync("/api/v1/governance/guardrails");

@@ -23,12 +23,22 @@ public sealed class HealingTests(PlatformStack stack)
 
         KillSandbox(id);
 
-        await Eventually.TrueAsync(async () =>
+        var history = "";
+        try
         {
-            var events = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
-            return events.EnumerateArray().Any(e => e.GetProperty("type").GetString() == "MachineStartRequested" && e.GetProperty("actor").GetString() == "service:telemetry:healing")
-                && events.EnumerateArray().Last().GetProperty("type").GetString() == "MachineRunning";
-        }, TimeSpan.FromSeconds(30), "the watchdog starts the dead sandbox again and it runs");
+            await Eventually.TrueAsync(async () =>
+            {
+                var events = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
+                history = string.Join(", ", events.EnumerateArray().Select(e => $"{e.GetProperty("type").GetString()} by {e.GetProperty("actor").GetString()}"));
+                return events.EnumerateArray().Any(e => e.GetProperty("type").GetString() == "MachineStartRequested" && e.GetProperty("actor").GetString() == "service:telemetry:healing")
+                    && events.EnumerateArray().Last().GetProperty("type").GetString() == "MachineRunning";
+            }, TimeSpan.FromSeconds(30), "the watchdog starts the dead sandbox again and it runs");
+        }
+        catch (TimeoutException)
+        {
+            var watched = await tenant.GetStringAsync("/api/v1/healing/machines");
+            throw new TimeoutException($"the watchdog did not start the dead sandbox again: its history is [{history}]; the watchdog knows {watched}");
+        }
         await Eventually.TrueAsync(async () =>
         {
             var audit = await AuditTypesAsync(tenant, id);
