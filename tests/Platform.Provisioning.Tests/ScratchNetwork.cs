@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using Platform.Provisioning.Drivers.Networking;
 
@@ -77,6 +78,24 @@ public sealed class ScratchNetwork : IAsyncDisposable
         await IpCommand.RunAsync("-n", name, "address", "add", server.Address + "/32", "dev", "lo");
         await ServerAsync(name, server.Address, server.Port);
         return new ExitNode(name, wireGuard, await key.PublicKeyAsync(), new IPEndPoint(exitAddress, 51820), server);
+    }
+
+    /// <summary>What a host tool prints; asked again when a netlink dump was interrupted by the other tests' changes.</summary>
+    public static async Task<string> ReadAsync(params string[] command)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            using var process = Process.Start(new ProcessStartInfo(command[0], command[1..]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            var text = process.StandardOutput.ReadToEndAsync();
+            var errors = process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            if (process.ExitCode == 0)
+            {
+                return await text;
+            }
+
+            Assert.True(attempt < 3, $"{string.Join(' ', command)} failed ({process.ExitCode}): {await errors}");
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -100,9 +100,16 @@ public sealed class SourceAddressServer : IAsyncDisposable
         while (!_stop.IsCancellationRequested)
         {
             using var client = await _listener.AcceptAsync(_stop.Token);
-            var source = ((IPEndPoint)client.RemoteEndPoint!).Address.MapToIPv4();
-            await client.SendAsync(Encoding.ASCII.GetBytes(source + "\n"), _stop.Token);
-            client.Shutdown(SocketShutdown.Both);
+            try
+            {
+                var source = ((IPEndPoint)client.RemoteEndPoint!).Address.MapToIPv4();
+                await client.SendAsync(Encoding.ASCII.GetBytes(source + "\n"), _stop.Token);
+                client.Shutdown(SocketShutdown.Both);
+            }
+            catch (SocketException)
+            {
+                // A caller that only checked it could connect has gone already; serve the next.
+            }
         }
     }
 

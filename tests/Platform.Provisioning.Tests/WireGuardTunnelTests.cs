@@ -65,9 +65,28 @@ public sealed class WireGuardTunnelTests(ITestOutputHelper output) : IAsyncLifet
         Assert.False(await SourceAddressServer.ReachableAsync(FromMachine(neighbour, exit.Server)), "the neighbour has no tunnel");
 
         // An exit node that routes the tenant's subnet into the tunnel still cannot open a connection to the machine.
-        await Tool("wg", "set", exit.Interface, "peer", await machineKey.PublicKeyAsync(), "allowed-ips", $"{TunnelAddress}/32,10.202.3.0/24");
-        await Tool("ip", "-n", exit.Namespace, "route", "add", "10.202.3.0/24", "dev", exit.Interface);
+        await ScratchNetwork.ReadAsync("wg", "set", exit.Interface, "peer", await machineKey.PublicKeyAsync(), "allowed-ips", $"{TunnelAddress}/32,10.202.3.0/24");
+        await ScratchNetwork.ReadAsync("ip", "-n", exit.Namespace, "route", "add", "10.202.3.0/24", "dev", exit.Interface);
         Assert.False(await SourceAddressServer.ReachableAsync(FromMachine(exit.Namespace, new IPEndPoint(IPAddress.Parse("10.202.3.2"), 8080))), "the exit node cannot open connections to the machine");
+        Assert.Equal(TunnelAddress.ToString(), await SourceAddressServer.AskAsync(FromMachine(machine, exit.Server)));
+    }
+
+    [Fact]
+    public async Task A_machine_with_a_tunnel_still_answers_through_its_port_forward()
+    {
+        var segment = await _network.SegmentAsync("p", "10.202.4.1");
+        var machine = await _network.MachineAsync(segment, "p1", "10.202.4.2", "10.202.4.1");
+        await _network.ServerAsync(machine, IPAddress.Parse("10.202.4.2"), 8080);
+        using var machineKey = WireGuardPrivateKey.Generate();
+        var exit = await _network.ExitNodeAsync(await machineKey.PublicKeyAsync(), TunnelAddress);
+        await AttachAsync(segment, "p1", "10.202.4.2", exit, machineKey);
+
+        var forwardId = "fwd-p1-" + _network.Run;
+        _network.OnDispose(() => PortForward.RemoveAsync(forwardId));
+        var forward = await PortForward.AddAsync(segment, forwardId, IPAddress.Parse("10.202.4.2"), 8080, PortForwardTests.Options(_network.Run, region: 29000));
+
+        var uplink = (await SegmentUplink.ListAsync()).Single(u => u.Segment == segment.Namespace);
+        Assert.Equal(uplink.HostAddress.ToString(), await SourceAddressServer.AskAsync(SourceAddressServer.FromHost(IPAddress.Loopback, forward.HostPort)));
         Assert.Equal(TunnelAddress.ToString(), await SourceAddressServer.AskAsync(FromMachine(machine, exit.Server)));
     }
 
@@ -117,7 +136,7 @@ public sealed class WireGuardTunnelTests(ITestOutputHelper output) : IAsyncLifet
 
         Assert.Empty(await WireGuardTunnel.ListAsync(segment.Namespace));
         Assert.DoesNotContain(WireGuardTunnel.InterfaceNameFor(tunnelId), await AllLinksAsync(segment.Namespace));
-        Assert.Equal(string.Empty, (await Tool("ip", "netns", "exec", segment.Namespace, "nft", "list", "tables")).Trim());
+        Assert.Equal(string.Empty, (await ScratchNetwork.ReadAsync("ip", "netns", "exec", segment.Namespace, "nft", "list", "tables")).Trim());
     }
 
     [Theory]
@@ -134,7 +153,7 @@ public sealed class WireGuardTunnelTests(ITestOutputHelper output) : IAsyncLifet
         await Assert.ThrowsAsync<ArgumentException>(() => WireGuardTunnel.AttachAsync(segment, new TunnelSpec(tunnelId, IPAddress.Parse(machine), IPAddress.Parse(tunnelAddress), prefixLength, peer), key));
 
         Assert.Empty(await WireGuardTunnel.ListAsync(segment.Namespace));
-        Assert.Equal(string.Empty, (await Tool("ip", "netns", "exec", segment.Namespace, "nft", "list", "tables")).Trim());
+        Assert.Equal(string.Empty, (await ScratchNetwork.ReadAsync("ip", "netns", "exec", segment.Namespace, "nft", "list", "tables")).Trim());
     }
 
     [Fact]
@@ -185,23 +204,14 @@ public sealed class WireGuardTunnelTests(ITestOutputHelper output) : IAsyncLifet
             Assert.True(state is 'X' or 'Z', $"wireguard-go (process {pid}) has ended");
         }
 
-        Assert.DoesNotContain($"lookup {tunnel.RoutingTable}", await Tool("ip", "-n", segment.Namespace, "rule", "show"), StringComparison.Ordinal);
-        Assert.Equal(string.Empty, (await Tool("ip", "-n", segment.Namespace, "route", "show", "table", tunnel.RoutingTable.ToString(System.Globalization.CultureInfo.InvariantCulture))).Trim());
-        Assert.Equal(string.Empty, (await Tool("ip", "netns", "exec", segment.Namespace, "nft", "list", "tables")).Trim());
-        Assert.Equal("0", (await Tool("ip", "netns", "exec", segment.Namespace, "cat", "/proc/sys/net/ipv4/ip_forward")).Trim());
+        Assert.DoesNotContain($"lookup {tunnel.RoutingTable}", await ScratchNetwork.ReadAsync("ip", "-n", segment.Namespace, "rule", "show"), StringComparison.Ordinal);
+        Assert.Equal(string.Empty, (await ScratchNetwork.ReadAsync("ip", "-n", segment.Namespace, "route", "show", "table", tunnel.RoutingTable.ToString(System.Globalization.CultureInfo.InvariantCulture))).Trim());
+        Assert.Equal(string.Empty, (await ScratchNetwork.ReadAsync("ip", "netns", "exec", segment.Namespace, "nft", "list", "tables")).Trim());
+        Assert.Equal("0", (await ScratchNetwork.ReadAsync("ip", "netns", "exec", segment.Namespace, "cat", "/proc/sys/net/ipv4/ip_forward")).Trim());
     }
 
     private static Func<CancellationToken, Task<System.Net.Sockets.Socket>> FromMachine(string machine, IPEndPoint server) =>
         cancellationToken => NetworkNamespace.Open(machine).ConnectAsync(server.Address, server.Port, cancellationToken);
 
-    private static async Task<string> AllLinksAsync(string segment) => await Tool("ip", "link", "show") + await Tool("ip", "-n", segment, "link", "show");
-
-    private static async Task<string> Tool(params string[] command)
-    {
-        using var process = Process.Start(new ProcessStartInfo(command[0], command[1..]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var text = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"{string.Join(' ', command)} failed: {await process.StandardError.ReadToEndAsync()}");
-        return text;
-    }
+    private static async Task<string> AllLinksAsync(string segment) => await ScratchNetwork.ReadAsync("ip", "link", "show") + await ScratchNetwork.ReadAsync("ip", "-n", segment, "link", "show");
 }

@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 namespace Platform.Provisioning.Drivers.Networking;
 
 /// <summary>
-/// What tunnels share in a tenant segment: a lock (they add and remove rules in the same namespace) and
+/// What tunnels and uplinks share in a tenant segment: a lock (they add and remove rules in the same namespace) and
 /// IPv4 forwarding, which is on exactly while something routes beyond the bridge. Forwarding is a switch of the
 /// segment's own namespace; the host's is never touched.
 /// </summary>
@@ -19,7 +19,7 @@ internal static class SegmentForwarding
         return new Held(gate);
     }
 
-    /// <summary>Forwarding on while the segment holds a tunnel, off again when it holds none.</summary>
+    /// <summary>Forwarding on while the segment holds a tunnel or an uplink, off again when it holds neither.</summary>
     public static async Task UpdateAsync(string segment)
     {
         if (!NamespaceLinks.Exists(segment))
@@ -28,7 +28,7 @@ internal static class SegmentForwarding
         }
 
         var links = await NamespaceLinks.NamesAsync(segment);
-        var needed = links.Any(l => l.StartsWith(WireGuardTunnel.InterfacePrefix, StringComparison.Ordinal));
+        var needed = links.Any(l => l.StartsWith(WireGuardTunnel.InterfacePrefix, StringComparison.Ordinal) || l == SegmentUplink.SegmentEnd);
         await HostTool.RunAsync([.. HostTool.In(segment), "sysctl", "-qw", $"net.ipv4.ip_forward={(needed ? 1 : 0)}"]);
     }
 

@@ -27,7 +27,7 @@ public sealed partial class WireGuardTunnel
     /// <summary>Every tunnel interface's name starts with this; the nftables table of a tunnel has its interface's name.</summary>
     public const string InterfacePrefix = "pmtwg";
 
-    /// <summary>Tunnel rules sit here, leaving room ahead of them for rules that must win over a tunnel.</summary>
+    /// <summary>Tunnel rules sit here, after the uplink's (10000), so replies to the host never take the tunnel.</summary>
     public const int RulePriority = 20000;
 
     private WireGuardTunnel(string segment, string tunnelId, string @interface, WireGuardImplementation implementation, string publicKey)
