@@ -93,6 +93,23 @@ public sealed class PortForwardTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_forward_whose_segment_was_deleted_is_found_and_removed()
+    {
+        var segment = await _network.SegmentAsync("g", "10.202.11.1");
+        var forwardId = "fwd-g1-" + _network.Run;
+        _network.OnDispose(() => PortForward.RemoveAsync(forwardId));
+        var forward = await PortForward.AddAsync(segment, forwardId, IPAddress.Parse("10.202.11.2"), 8080, Options(_network.Run));
+
+        await segment.DeleteAsync();
+
+        var leftover = Assert.Single(await PortForward.ListAsync(), f => f.Table == PortForward.TableNameFor(forwardId));
+        Assert.Equal((segment.Namespace, forward.HostPort, "10.202.11.2", 8080), (leftover.Segment, leftover.HostPort, leftover.Endpoint.ToString(), leftover.EndpointPort));
+        await leftover.RemoveAsync();
+        Assert.DoesNotContain(forward.Table, await ScratchNetwork.ReadAsync("nft", "list", "tables"), StringComparison.Ordinal);
+        Assert.DoesNotContain(await SegmentUplink.ListAsync(), u => u.Segment == segment.Namespace);
+    }
+
+    [Fact]
     public async Task Bad_forward_input_is_refused_before_anything_is_made()
     {
         var segment = await _network.SegmentAsync("x", "10.202.9.1");

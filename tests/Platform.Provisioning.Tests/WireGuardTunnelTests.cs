@@ -112,6 +112,47 @@ public sealed class WireGuardTunnelTests(ITestOutputHelper output) : IAsyncLifet
         Assert.Null(WireGuardInterface.DaemonOf(tunnel.Interface));
     }
 
+    [Fact]
+    public async Task What_a_crashed_daemon_leaves_is_found_by_name_and_removed()
+    {
+        var segment = await _network.SegmentAsync("l", "10.202.10.1");
+        using var key = WireGuardPrivateKey.Generate();
+        using var exitKey = WireGuardPrivateKey.Generate();
+        var tunnelId = "tun-l1-" + _network.Run;
+        var name = WireGuardTunnel.InterfaceNameFor(tunnelId);
+        _network.OnDispose(() => WireGuardTunnel.DetachAsync(segment.Namespace, name));
+
+        // No exit node answers here: a tunnel attaches without one, and only the handshake waits for it.
+        var tunnel = await WireGuardTunnel.AttachAsync(
+            segment,
+            new TunnelSpec(tunnelId, IPAddress.Parse("10.202.10.2"), TunnelAddress, 32, new WireGuardPeer(await exitKey.PublicKeyAsync(), "203.0.113.1:51820", [IPNetwork.Parse("0.0.0.0/0")], 25)),
+            key);
+        if (tunnel.Implementation == WireGuardImplementation.Userspace)
+        {
+            using var daemon = WireGuardInterface.DaemonOf(name);
+            Assert.NotNull(daemon);
+            daemon.Kill();
+        }
+        else
+        {
+            await IpCommand.RunAsync("-n", segment.Namespace, "link", "delete", name);
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while ((await ScratchNetwork.ReadAsync("ip", "-n", segment.Namespace, "link", "show")).Contains(name, StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the interface went with its daemon");
+            await Task.Delay(50);
+        }
+
+        Assert.Equal([name], await WireGuardTunnel.ListAsync(segment.Namespace));
+        Assert.Contains($"lookup {tunnel.RoutingTable}", await ScratchNetwork.ReadAsync("ip", "-n", segment.Namespace, "rule", "show"), StringComparison.Ordinal);
+
+        await WireGuardTunnel.DetachAsync(segment.Namespace, name);
+
+        await AssertNothingLeftAsync(segment, tunnel, null);
+    }
+
     [Theory]
     [InlineData("not-a-key", "10.203.0.2:51820", "0.0.0.0/0")]
     [InlineData("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=AAAA", "10.203.0.2:51820", "0.0.0.0/0")]
