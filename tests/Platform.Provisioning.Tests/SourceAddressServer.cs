@@ -1,0 +1,149 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Platform.Provisioning.Tests;
+
+/// <summary>
+/// A TCP server inside a namespace that answers every connection with the source address it sees and closes it:
+/// what a server behind an exit node, or in a machine, learns about who is calling.
+/// </summary>
+public sealed class SourceAddressServer : IAsyncDisposable
+{
+    private const int CloneNewNet = 0x40000000;
+
+    private readonly Socket _listener;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _serving;
+
+    private SourceAddressServer(Socket listener)
+    {
+        _listener = listener;
+        _serving = ServeAsync();
+    }
+
+    public static async Task<SourceAddressServer> StartAsync(string networkNamespace, IPAddress address, int port)
+    {
+        var listener = await CreateInsideAsync(networkNamespace);
+        try
+        {
+            listener.Bind(new IPEndPoint(address, port));
+            listener.Listen();
+            return new SourceAddressServer(listener);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>What a server says to a connection; throws when the connection cannot be made within two seconds.</summary>
+    public static async Task<string> AskAsync(Func<CancellationToken, Task<Socket>> connect)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        using var socket = await connect(timeout.Token);
+        using var stream = new NetworkStream(socket);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        return (await reader.ReadLineAsync(timeout.Token))?.Trim() ?? string.Empty;
+    }
+
+    /// <summary>Whether a connection can be made within two seconds.</summary>
+    public static async Task<bool> ReachableAsync(Func<CancellationToken, Task<Socket>> connect)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            using var socket = await connect(timeout.Token);
+            return true;
+        }
+        catch (Exception exception) when (exception is SocketException or OperationCanceledException or IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A connection from this process's own namespace.</summary>
+    public static Func<CancellationToken, Task<Socket>> FromHost(IPAddress address, int port) => async cancellationToken =>
+    {
+        var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(new IPEndPoint(address, port), cancellationToken);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Dispose();
+        try
+        {
+            await _serving;
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task ServeAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            using var client = await _listener.AcceptAsync(_stop.Token);
+            try
+            {
+                var source = ((IPEndPoint)client.RemoteEndPoint!).Address.MapToIPv4();
+                await client.SendAsync(Encoding.ASCII.GetBytes(source + "\n"), _stop.Token);
+                client.Shutdown(SocketShutdown.Both);
+            }
+            catch (SocketException)
+            {
+                // A caller that only checked it could connect has gone already; serve the next.
+            }
+        }
+    }
+
+    /// <summary>
+    /// A socket belongs to the namespace its creating thread was in; setns changes a thread for good, so it runs on a
+    /// thread of its own that ends right after.
+    /// </summary>
+    private static Task<Socket> CreateInsideAsync(string networkNamespace)
+    {
+        var created = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var handle = File.OpenHandle(Path.Combine("/var/run/netns", networkNamespace));
+                if (SetNamespace((int)handle.DangerousGetHandle(), CloneNewNet) != 0)
+                {
+                    throw new IOException($"setns into {networkNamespace} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+                }
+
+                created.SetResult(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            }
+            catch (Exception exception)
+            {
+                created.SetException(exception);
+            }
+        })
+        {
+            IsBackground = true,
+        };
+        thread.Start();
+        return created.Task;
+    }
+
+    [DllImport("libc", EntryPoint = "setns", SetLastError = true)]
+    private static extern int SetNamespace(int fd, int nstype);
+}
