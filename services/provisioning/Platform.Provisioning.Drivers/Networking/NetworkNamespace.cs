@@ -52,13 +52,13 @@ public sealed partial class NetworkNamespace
         }
 
         var network = new NetworkNamespace(name, tap, hostAddress, prefixLength);
-        await RunIpAsync("netns", "add", name);
+        await IpCommand.RunAsync("netns", "add", name);
         try
         {
-            await RunIpAsync("-n", name, "tuntap", "add", "dev", tap, "mode", "tap");
-            await RunIpAsync("-n", name, "address", "add", $"{hostAddress}/{prefixLength}", "dev", tap);
-            await RunIpAsync("-n", name, "link", "set", "lo", "up");
-            await RunIpAsync("-n", name, "link", "set", tap, "up");
+            await IpCommand.RunAsync("-n", name, "tuntap", "add", "dev", tap, "mode", "tap");
+            await IpCommand.RunAsync("-n", name, "address", "add", $"{hostAddress}/{prefixLength}", "dev", tap);
+            await IpCommand.RunAsync("-n", name, "link", "set", "lo", "up");
+            await IpCommand.RunAsync("-n", name, "link", "set", tap, "up");
             return network;
         }
         catch
@@ -76,7 +76,7 @@ public sealed partial class NetworkNamespace
             return;
         }
 
-        var (exitCode, errors) = await TryRunIpAsync("netns", "delete", Name);
+        var (exitCode, errors) = await IpCommand.TryRunAsync("netns", "delete", Name);
         if (exitCode != 0 && File.Exists(Path.Combine(NamespaceDirectory, Name)))
         {
             throw new IOException($"ip netns delete {Name} failed: {errors.Trim()}");
@@ -149,36 +149,6 @@ public sealed partial class NetworkNamespace
         };
         thread.Start();
         return created.Task;
-    }
-
-    private static async Task RunIpAsync(params string[] arguments)
-    {
-        var (exitCode, errors) = await TryRunIpAsync(arguments);
-        if (exitCode != 0)
-        {
-            throw new IOException($"ip {string.Join(' ', arguments)} failed ({exitCode}): {errors.Trim()}");
-        }
-    }
-
-    private static async Task<(int ExitCode, string Errors)> TryRunIpAsync(params string[] arguments)
-    {
-        var start = new ProcessStartInfo("ip")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        await output;
-        return (process.ExitCode, await errors);
     }
 
     [DllImport("libc", EntryPoint = "setns", SetLastError = true)]

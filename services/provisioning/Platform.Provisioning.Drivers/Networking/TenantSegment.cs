@@ -8,7 +8,8 @@ namespace Platform.Provisioning.Drivers.Networking;
 /// the tenant subnet's gateway address. Its machines are ports on that bridge (a tap for a micro-VM, whose
 /// QEMU runs in this namespace; a veth whose other end is a sandbox's or endpoint's <c>eth0</c>), so a
 /// tenant's machines reach each other and nothing else: another tenant's segment is another namespace,
-/// with no link and no route between them. Forwarding beyond the bridge is off.
+/// with no link and no route between them. Forwarding beyond the bridge is on only while the segment holds a
+/// tunnel or an uplink (see docs/drivers/datapath.md), and then only for what those admit.
 /// </summary>
 public sealed partial class TenantSegment
 {
