@@ -8,7 +8,7 @@ namespace Platform.Provisioning.Tests;
 public sealed record ExitNode(string Namespace, string Interface, string PublicKey, IPEndPoint WireGuardEndpoint, IPEndPoint Server);
 
 /// <summary>
-/// The namespaces, links and servers one test makes (names start with pmt-, WireGuard interfaces with pmtwg), all
+/// The namespaces, links and servers one test makes (names start with pmt-, WireGuard interfaces with pmtwg; the objects the driver makes with plwg, plup, plfwd-), all
 /// removed when the test ends, pass or fail: last made, first removed.
 /// </summary>
 public sealed class ScratchNetwork : IAsyncDisposable

@@ -23,7 +23,7 @@ public sealed record PortForwardOptions(int FirstPort, int LastPort, IPNetwork T
 /// </summary>
 public sealed partial class PortForward
 {
-    public const string TablePrefix = "pmt-fwd-";
+    public const string TablePrefix = "plfwd-";
 
     private static readonly SemaphoreSlim PortChoice = new(1, 1);
 

@@ -8,7 +8,7 @@ namespace Platform.Provisioning.Drivers.Networking;
 
 /// <summary>
 /// A tenant segment's way in from the host, which port forwards use: a veth pair, its host end named from the
-/// segment (<c>pmt-up</c> and 9 hex digits, the segment's name in its alias) and its other end <c>uplink</c> in the
+/// segment (<c>plup</c> and 9 hex digits, the segment's name in its alias) and its other end <c>uplink</c> in the
 /// segment, on a /30 of its own from a transfer network (host .1, segment .2). The host never learns a tenant's
 /// subnet (tenants' subnets may overlap): it sends forwarded connections to the segment's transfer address, and the
 /// segment sends them on to the machine. In the segment, an nftables table lets through the uplink only connections
@@ -17,9 +17,9 @@ namespace Platform.Provisioning.Drivers.Networking;
 /// </summary>
 public sealed partial class SegmentUplink
 {
-    public const string HostPrefix = "pmt-up";
+    public const string HostPrefix = "plup";
     public const string SegmentEnd = "uplink";
-    public const string GuardTable = "pmt-up";
+    public const string GuardTable = "plup";
 
     /// <summary>Ahead of <see cref="WireGuardTunnel.RulePriority"/>.</summary>
     public const int RulePriority = 10000;
@@ -205,6 +205,6 @@ public sealed partial class SegmentUplink
         return new IPAddress([(byte)(value >> 24), (byte)(value >> 16), (byte)(value >> 8), (byte)value]);
     }
 
-    [GeneratedRegex("^pmt-up[0-9a-f]{9}$")]
+    [GeneratedRegex("^plup[0-9a-f]{9}$")]
     private static partial Regex HostLinkName();
 }

@@ -175,7 +175,7 @@ public static partial class WireGuardInterface
 
     private static async Task<WireGuardImplementation> DetectAsync()
     {
-        var probe = "pmtwgp" + (Environment.ProcessId % 1_000_000).ToString(CultureInfo.InvariantCulture);
+        var probe = "plwgp" + (Environment.ProcessId % 1_000_000).ToString(CultureInfo.InvariantCulture);
         if ((await IpCommand.TryRunAsync("link", "add", probe, "type", "wireguard")).ExitCode == 0)
         {
             await IpCommand.TryRunAsync("link", "delete", probe);

@@ -25,7 +25,7 @@ public sealed record TunnelSpec(string TunnelId, IPAddress MachineAddress, IPAdd
 public sealed partial class WireGuardTunnel
 {
     /// <summary>Every tunnel interface's name starts with this; the nftables table of a tunnel has its interface's name.</summary>
-    public const string InterfacePrefix = "pmtwg";
+    public const string InterfacePrefix = "plwg";
 
     /// <summary>Tunnel rules sit here, after the uplink's (10000), so replies to the host never take the tunnel.</summary>
     public const int RulePriority = 20000;
@@ -255,7 +255,7 @@ public sealed partial class WireGuardTunnel
     [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
     private static partial Regex SafeId();
 
-    [GeneratedRegex("^pmtwg[0-9a-f]{10}$")]
+    [GeneratedRegex("^plwg[0-9a-f]{10}$")]
     private static partial Regex TunnelInterface();
 
     [GeneratedRegex(@"\bdev (\S+)")]
