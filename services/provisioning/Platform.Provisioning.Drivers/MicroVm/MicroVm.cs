@@ -9,18 +9,22 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 /// </summary>
 public sealed class MicroVm : IAsyncDisposable
 {
+    /// <summary>QEMU's pid file in the work directory.</summary>
+    public const string PidFileName = "qemu.pid";
+
     private const int MaxErrorChars = 4096;
 
     private readonly Process _process;
     private readonly string? _memoryFile;
     private readonly StringBuilder _errors = new();
+    private volatile MicroVmSpec _spec;
     private QmpClient? _qmp;
     private volatile string? _endedBy;
     private int _disposed;
 
     internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile)
     {
-        Spec = spec;
+        _spec = spec;
         Accelerator = accelerator;
         _process = process;
         _memoryFile = memoryFile;
@@ -29,7 +33,8 @@ public sealed class MicroVm : IAsyncDisposable
         Exited = WatchAsync(reading);
     }
 
-    public MicroVmSpec Spec { get; }
+    /// <summary>What it runs as: a pooled VM takes its machine's id, identity, namespace and work directory when it is activated.</summary>
+    public MicroVmSpec Spec => _spec;
 
     public string Id => Spec.Id;
 
@@ -42,6 +47,8 @@ public sealed class MicroVm : IAsyncDisposable
 
     /// <summary>Completes when QEMU has exited, on its own, stopped or killed.</summary>
     public Task<MicroVmExit> Exited { get; }
+
+    internal void Become(MicroVmSpec spec) => _spec = spec;
 
     internal string QmpSocketPath => Path.Combine(Spec.WorkDirectory, "qmp.sock");
 
@@ -116,6 +123,37 @@ public sealed class MicroVm : IAsyncDisposable
         if (_memoryFile is not null)
         {
             File.Delete(_memoryFile);
+        }
+    }
+
+    /// <summary>
+    /// Kills the QEMU that a process before this one left running with <paramref name="workDirectory"/> (its pid file
+    /// there tells which) and removes the directory. Nothing there is fine.
+    /// </summary>
+    public static async Task RemoveLeftoverAsync(string workDirectory, CancellationToken cancellationToken)
+    {
+        var pidFile = Path.Combine(workDirectory, PidFileName);
+        if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile, cancellationToken)).Trim(), out var pid))
+        {
+            try
+            {
+                using var process = Process.GetProcessById(pid);
+                // The pid may have been reused since: only a QEMU is killed.
+                if (process.ProcessName.StartsWith("qemu-system", StringComparison.Ordinal))
+                {
+                    process.Kill();
+                    await process.WaitForExitAsync(cancellationToken);
+                }
+            }
+            catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
+            {
+                // Gone already.
+            }
+        }
+
+        if (Directory.Exists(workDirectory))
+        {
+            Directory.Delete(workDirectory, recursive: true);
         }
     }
 

@@ -8,21 +8,28 @@ namespace Platform.Provisioning.Drivers.Networking;
 
 /// <summary>
 /// A named network namespace (<c>ip netns</c>) holding one tap device whose address is the gateway of whatever
-/// is plugged into the tap. The host reaches inside through <see cref="ConnectAsync"/>.
+/// is plugged into the tap. The host reaches inside through <see cref="ConnectAsync"/>. A name is only one of the
+/// things that keep a namespace alive: so are the processes in it. One left to a process (<see cref="LeaveToAsync"/>)
+/// has no name and ends with that process.
 /// </summary>
 public sealed partial class NetworkNamespace
 {
     private const string NamespaceDirectory = "/var/run/netns";
     private const int CloneNewNet = 0x40000000;
 
-    private NetworkNamespace(string name, string tap, IPAddress hostAddress, int prefixLength)
+    /// <summary>Set when the namespace has no name: the process that holds it, through which it is entered.</summary>
+    private readonly int? _heldBy;
+
+    private NetworkNamespace(string name, string tap, IPAddress hostAddress, int prefixLength, int? heldBy = null)
     {
         Name = name;
         Tap = tap;
         HostAddress = hostAddress;
         PrefixLength = prefixLength;
+        _heldBy = heldBy;
     }
 
+    /// <summary>Its name; for one left to a process, the name it had.</summary>
     public string Name { get; }
 
     public string Tap { get; }
@@ -35,22 +42,7 @@ public sealed partial class NetworkNamespace
     /// <summary>Creates the namespace with its tap up and addressed; on any failure nothing is left behind.</summary>
     public static async Task<NetworkNamespace> CreateAsync(string name, string tap, IPAddress hostAddress, int prefixLength)
     {
-        if (!SafeName().IsMatch(name))
-        {
-            throw new ArgumentException("A namespace name is 1 to 64 letters, digits, '-' or '_'.", nameof(name));
-        }
-
-        // The kernel's limit for interface names (IFNAMSIZ less the terminator).
-        if (!SafeName().IsMatch(tap) || tap.Length > 15)
-        {
-            throw new ArgumentException("A tap name is 1 to 15 letters, digits, '-' or '_'.", nameof(tap));
-        }
-
-        if (hostAddress.AddressFamily != AddressFamily.InterNetwork || prefixLength is < 1 or > 30)
-        {
-            throw new ArgumentException("The host side is an IPv4 address with a prefix of 1 to 30 bits.", nameof(hostAddress));
-        }
-
+        Validate(name, tap, hostAddress, prefixLength);
         var network = new NetworkNamespace(name, tap, hostAddress, prefixLength);
         await RunIpAsync("netns", "add", name);
         try
@@ -68,15 +60,18 @@ public sealed partial class NetworkNamespace
         }
     }
 
-    /// <summary>Removes the namespace and its tap; a namespace that is gone already is fine.</summary>
+    /// <summary>
+    /// Removes the namespace's name, and with it the namespace and its tap unless a process still runs in it (then they
+    /// go with the last one); a namespace that is gone already, or has no name, is fine.
+    /// </summary>
     public async Task DeleteAsync()
     {
-        if (!File.Exists(Path.Combine(NamespaceDirectory, Name)))
+        if (_heldBy is not null || !File.Exists(Path.Combine(NamespaceDirectory, Name)))
         {
             return;
         }
 
-        var (exitCode, errors) = await TryRunIpAsync("netns", "delete", Name);
+        var (exitCode, _, errors) = await TryRunIpAsync("netns", "delete", Name);
         if (exitCode != 0 && File.Exists(Path.Combine(NamespaceDirectory, Name)))
         {
             throw new IOException($"ip netns delete {Name} failed: {errors.Trim()}");
@@ -91,6 +86,57 @@ public sealed partial class NetworkNamespace
         SafeName().IsMatch(name)
             ? new NetworkNamespace(name, "unknown", IPAddress.Any, 0)
             : throw new ArgumentException("A namespace name is 1 to 64 letters, digits, '-' or '_'.", nameof(name));
+
+    /// <summary>
+    /// Removes the name of the namespace <paramref name="processId"/> runs in: from then on it lives exactly as long as
+    /// that process (and whatever else runs in it), so that nothing of it outlives the process even if this one is
+    /// killed. It is still entered (<see cref="ConnectAsync"/>) and can be named again (<see cref="NameAsync"/>).
+    /// </summary>
+    public async Task<NetworkNamespace> LeaveToAsync(int processId)
+    {
+        if (_heldBy is not null)
+        {
+            throw new InvalidOperationException($"The namespace {Name} has been left to process {_heldBy} already.");
+        }
+
+        // Without this check a process that is not in the namespace yet (ip netns exec before its setns) would lose it.
+        var (exitCode, names, _) = await TryRunIpAsync("netns", "identify", processId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (exitCode != 0 || !names.Split('\n', StringSplitOptions.TrimEntries).Contains(Name))
+        {
+            throw new InvalidOperationException($"Process {processId} does not run in the namespace {Name}.");
+        }
+
+        var held = new NetworkNamespace(Name, Tap, HostAddress, PrefixLength, processId);
+        await DeleteAsync();
+        return held;
+    }
+
+    /// <summary>
+    /// Names a namespace left to a process <paramref name="name"/>, and gives its tap <paramref name="hostAddress"/>
+    /// in place of the address it had. On failure it is left as it was (without a name).
+    /// </summary>
+    public async Task<NetworkNamespace> NameAsync(string name, IPAddress hostAddress, int prefixLength)
+    {
+        // ip netns attach names the namespace of a process: only one held by a process can be named.
+        if (_heldBy is not { } processId)
+        {
+            throw new InvalidOperationException($"The namespace {Name} has a name already.");
+        }
+
+        Validate(name, Tap, hostAddress, prefixLength);
+        await RunIpAsync("netns", "attach", name, processId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var named = new NetworkNamespace(name, Tap, hostAddress, prefixLength);
+        try
+        {
+            await RunIpAsync(["-n", name, "-batch", "-"], $"address flush dev {Tap}\naddress add {hostAddress}/{prefixLength} dev {Tap}\n");
+            return named;
+        }
+        catch
+        {
+            await named.DeleteAsync();
+            throw;
+        }
+    }
 
     /// <summary>The names of the namespaces on this host that start with <paramref name="prefix"/>.</summary>
     public static Task<IReadOnlyList<string>> ListAsync(string prefix)
@@ -130,7 +176,7 @@ public sealed partial class NetworkNamespace
         {
             try
             {
-                using var handle = File.OpenHandle(Path.Combine(NamespaceDirectory, Name));
+                using var handle = File.OpenHandle(EntryPath);
                 if (SetNamespace((int)handle.DangerousGetHandle(), CloneNewNet) != 0)
                 {
                     throw new IOException($"setns into {Name} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
@@ -151,19 +197,47 @@ public sealed partial class NetworkNamespace
         return created.Task;
     }
 
-    private static async Task RunIpAsync(params string[] arguments)
+    /// <summary>Where the namespace is entered: its name, or the process it was left to.</summary>
+    private string EntryPath => _heldBy is { } processId ? $"/proc/{processId}/ns/net" : Path.Combine(NamespaceDirectory, Name);
+
+    private static void Validate(string name, string tap, IPAddress hostAddress, int prefixLength)
     {
-        var (exitCode, errors) = await TryRunIpAsync(arguments);
+        if (!SafeName().IsMatch(name))
+        {
+            throw new ArgumentException("A namespace name is 1 to 64 letters, digits, '-' or '_'.", nameof(name));
+        }
+
+        // The kernel's limit for interface names (IFNAMSIZ less the terminator).
+        if (!SafeName().IsMatch(tap) || tap.Length > 15)
+        {
+            throw new ArgumentException("A tap name is 1 to 15 letters, digits, '-' or '_'.", nameof(tap));
+        }
+
+        if (hostAddress.AddressFamily != AddressFamily.InterNetwork || prefixLength is < 1 or > 30)
+        {
+            throw new ArgumentException("The host side is an IPv4 address with a prefix of 1 to 30 bits.", nameof(hostAddress));
+        }
+    }
+
+    private static Task RunIpAsync(params string[] arguments) => RunIpAsync(arguments, null);
+
+    private static async Task RunIpAsync(string[] arguments, string? input)
+    {
+        var (exitCode, _, errors) = await TryRunIpAsync(arguments, input);
         if (exitCode != 0)
         {
             throw new IOException($"ip {string.Join(' ', arguments)} failed ({exitCode}): {errors.Trim()}");
         }
     }
 
-    private static async Task<(int ExitCode, string Errors)> TryRunIpAsync(params string[] arguments)
+    private static Task<(int ExitCode, string Output, string Errors)> TryRunIpAsync(params string[] arguments) => TryRunIpAsync(arguments, null);
+
+    /// <summary>Runs ip; <paramref name="input"/> is its standard input (commands for <c>-batch -</c>).</summary>
+    private static async Task<(int ExitCode, string Output, string Errors)> TryRunIpAsync(string[] arguments, string? input)
     {
         var start = new ProcessStartInfo("ip")
         {
+            RedirectStandardInput = input is not null,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -174,11 +248,16 @@ public sealed partial class NetworkNamespace
         }
 
         using var process = Process.Start(start)!;
+        if (input is not null)
+        {
+            await process.StandardInput.WriteAsync(input);
+            process.StandardInput.Close();
+        }
+
         var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
-        await output;
-        return (process.ExitCode, await errors);
+        return (process.ExitCode, await output, await errors);
     }
 
     [DllImport("libc", EntryPoint = "setns", SetLastError = true)]

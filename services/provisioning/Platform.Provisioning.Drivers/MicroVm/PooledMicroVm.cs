@@ -1,0 +1,34 @@
+namespace Platform.Provisioning.Drivers.MicroVm;
+
+/// <summary>
+/// A micro-VM restored from a snapshot and warmed (<see cref="MicroVmRunner.RestoreWarmAsync"/>), idle and without an
+/// identity: a machine to be, once <see cref="MicroVmRunner.ActivateAsync"/> gives it one. Its network namespace has
+/// no name and is held by its QEMU alone, so it ends with QEMU. Disposing it before it is activated kills QEMU and
+/// removes its work directory; once activated, the VM is the activation's and disposing this does nothing.
+/// </summary>
+public sealed class PooledMicroVm : IAsyncDisposable
+{
+    private int _taken;
+
+    internal PooledMicroVm(MicroVmSnapshot snapshot, MicroVm vm)
+    {
+        Snapshot = snapshot;
+        Vm = vm;
+    }
+
+    public MicroVmSnapshot Snapshot { get; }
+
+    public int ProcessId => Vm.ProcessId;
+
+    public string WorkDirectory => Vm.Spec.WorkDirectory;
+
+    /// <summary>Completes when QEMU has exited: a pooled VM that did cannot be activated.</summary>
+    public Task<MicroVmExit> Exited => Vm.Exited;
+
+    internal MicroVm Vm { get; }
+
+    /// <summary>True for the one caller that gets to activate (or dispose) it.</summary>
+    internal bool Take() => Interlocked.Exchange(ref _taken, 1) == 0;
+
+    public ValueTask DisposeAsync() => Take() ? Vm.DisposeAsync() : ValueTask.CompletedTask;
+}
