@@ -174,6 +174,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         await using var second = new PoolMachine(subnet: 12);
         first.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, first.PoolDirectory, Timeout());
         second.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, second.PoolDirectory, Timeout());
+        Assert.Equal([10], NicenessOfThreads(first.Pooled.ProcessId));
 
         first.Vm = await fixture.Runner.ActivateAsync(first.Pooled, first.Identity, first.NetworkName, first.WorkDirectory, Timeout());
         second.Vm = await fixture.Runner.ActivateAsync(second.Pooled, second.Identity, second.NetworkName, second.WorkDirectory, Timeout());
@@ -192,6 +193,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Contains("PLATFORM-WARM-DONE ", serial, StringComparison.Ordinal);
             Assert.Contains($"PLATFORM-READY {identity.MachineId}", serial, StringComparison.Ordinal);
             Assert.False(vm.Exited.IsCompleted);
+            Assert.Equal([0], NicenessOfThreads(vm.ProcessId));
         }
     }
 
@@ -301,6 +303,14 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             return null; // The process ended meanwhile.
         }
     }
+
+    /// <summary>The niceness values of a process's threads (field 19 of each thread's stat, after the parenthesised name).</summary>
+    private static int[] NicenessOfThreads(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
+        .Select(task => File.ReadAllText(Path.Combine(task, "stat")))
+        .Select(stat => int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16]))
+        .Distinct()
+        .Order()
+        .ToArray();
 
     private static string NamespaceOfProcess(int pid) => NamespaceOfFile($"/proc/{pid}/ns/net")!;
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Platform.Provisioning.Drivers.MicroVm;
@@ -13,6 +14,8 @@ public sealed class MicroVm : IAsyncDisposable
     public const string PidFileName = "qemu.pid";
 
     private const int MaxErrorChars = 4096;
+    private const int PriorityOfProcess = 0;
+    private const int NoSuchProcess = 3;
 
     private readonly Process _process;
     private readonly string? _memoryFile;
@@ -157,6 +160,22 @@ public sealed class MicroVm : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Gives every thread of QEMU the normal priority, after it ran niced (in the background). Niceness is a thread's
+    /// own on Linux, and QEMU's threads inherited it from the one that started them, so each is set.
+    /// </summary>
+    internal void RunInForeground()
+    {
+        foreach (var task in Directory.Exists($"/proc/{ProcessId}/task") ? Directory.GetDirectories($"/proc/{ProcessId}/task") : [])
+        {
+            // A thread that ended meanwhile is no matter; any other failure would leave the machine slow, so it shows.
+            if (SetPriority(PriorityOfProcess, int.Parse(Path.GetFileName(task)), 0) != 0 && Marshal.GetLastPInvokeError() != NoSuchProcess)
+            {
+                throw new IOException($"setpriority for thread {Path.GetFileName(task)} of QEMU {ProcessId} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+            }
+        }
+    }
+
     internal void Kill()
     {
         try
@@ -185,6 +204,9 @@ public sealed class MicroVm : IAsyncDisposable
         };
         return new MicroVmExit(signal is null ? code : null, signal, reason, SerialConsole.Tail(SerialLogPath));
     }
+
+    [DllImport("libc", EntryPoint = "setpriority", SetLastError = true)]
+    private static extern int SetPriority(int which, int who, int priority);
 
     private static async Task DrainAsync(StreamReader reader, StringBuilder? into)
     {

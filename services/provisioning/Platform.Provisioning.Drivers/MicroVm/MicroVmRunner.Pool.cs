@@ -16,7 +16,8 @@ public sealed partial class MicroVmRunner
     /// Restores <paramref name="snapshot"/> into a VM kept for a machine to come. In a network namespace of its own
     /// (tap <c>tap0</c> at 192.0.2.1/24) the guest takes a throwaway identity (192.0.2.2), its agent answers one probe,
     /// and it drops that identity again: under TCG each QEMU translates guest code the first time it runs, so this
-    /// rehearsal does for every later activation what would otherwise slow it down most. Then it idles. The namespace
+    /// rehearsal does for every later activation what would otherwise slow it down most. Then it idles. It runs niced
+    /// until it is activated, so that making it gives way to the machines on the host's CPUs. The namespace
     /// loses its name once QEMU is in it (it ends with QEMU); <paramref name="workDirectory"/> must be new or empty.
     /// On failure nothing of it is left.
     /// </summary>
@@ -37,7 +38,7 @@ public sealed partial class MicroVmRunner
                 workDirectory);
             Validate(spec);
             CreateWorkDirectory(spec.WorkDirectory);
-            var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: false, Incoming: true));
+            var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: false, Incoming: true, Background: true));
             await ReadyOrGoneAsync(vm, async token =>
             {
                 // QEMU answering means it runs, so ip netns exec has put it into the namespace: the name can go.
@@ -88,6 +89,7 @@ public sealed partial class MicroVmRunner
         {
             return await ReadyOrGoneAsync(vm, async token =>
             {
+                vm.RunInForeground();
                 MoveWorkDirectory(vm.Spec.WorkDirectory, workDirectory);
                 vm.Become(vm.Spec with { WorkDirectory = workDirectory });
                 using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);

@@ -24,6 +24,7 @@ public sealed partial class MicroVmRunner(
 {
     private const string ReadyPrefix = "PLATFORM-READY ";
     private const string AwaitingIdentity = "PLATFORM-AWAITING-IDENTITY";
+    private const int BackgroundNiceness = 10;
     // sun_path holds 108 bytes with its terminator.
     private const int MaxSocketPath = 107;
     private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
@@ -130,8 +131,9 @@ public sealed partial class MicroVmRunner(
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        // ip netns exec becomes QEMU (exec), so the process we hold is QEMU itself, already inside the namespace.
-        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, qemu, .. QemuArguments(spec, accelerator, launch)])
+        // ip netns exec becomes QEMU (exec, through nice too), so the process we hold is QEMU itself, already inside the namespace.
+        string[] niceness = launch.Background ? ["nice", "-n", BackgroundNiceness.ToString(System.Globalization.CultureInfo.InvariantCulture)] : [];
+        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, .. niceness, qemu, .. QemuArguments(spec, accelerator, launch)])
         {
             start.ArgumentList.Add(argument);
         }
@@ -333,8 +335,11 @@ public sealed partial class MicroVmRunner(
         Directory.CreateDirectory(directory);
     }
 
-    /// <summary>How one QEMU starts: the kernel command line, where guest memory lives and whether it waits for a migration stream.</summary>
-    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming);
+    /// <summary>
+    /// How one QEMU starts: the kernel command line, where guest memory lives, whether it waits for a migration stream,
+    /// and whether it runs in the background (niced: work done ahead of need gives way to the machines').
+    /// </summary>
+    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming, bool Background = false);
 
     [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
     private static partial Regex SafeId();
