@@ -173,8 +173,10 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         await using var first = new PoolMachine(subnet: 11);
         await using var second = new PoolMachine(subnet: 12);
         first.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, first.PoolDirectory, Timeout());
-        second.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, second.PoolDirectory, Timeout());
+        await first.Pooled.Warmed.WaitAsync(Timeout());
         Assert.Equal([10], NicenessOfThreads(first.Pooled.ProcessId));
+        // Activated while it still warms.
+        second.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, second.PoolDirectory, Timeout());
 
         first.Vm = await fixture.Runner.ActivateAsync(first.Pooled, first.Identity, first.NetworkName, first.WorkDirectory, Timeout());
         second.Vm = await fixture.Runner.ActivateAsync(second.Pooled, second.Identity, second.NetworkName, second.WorkDirectory, Timeout());
@@ -198,21 +200,27 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
     }
 
     [Fact]
-    public async Task Disposing_pooled_and_activated_vms_leaves_no_qemu_namespace_or_file()
+    public async Task Disposing_pooled_vms_warming_or_activated_leaves_no_qemu_namespace_or_file()
     {
         var snapshot = await fixture.SnapshotAsync();
         var idle = new PoolMachine(subnet: 13);
         var activated = new PoolMachine(subnet: 14);
-        string[] namespaces;
-        int[] processes;
+        var processes = new List<int>();
+        var namespaces = new List<string>();
         await using (idle)
-        await using (activated)
         {
             idle.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, idle.PoolDirectory, Timeout());
+            processes.Add(idle.Pooled.ProcessId);
+            namespaces.Add(NamespaceOfProcess(idle.Pooled.ProcessId));
+            // Disposed right away: while it warms.
+        }
+
+        await using (activated)
+        {
             activated.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, activated.PoolDirectory, Timeout());
             activated.Vm = await fixture.Runner.ActivateAsync(activated.Pooled, activated.Identity, activated.NetworkName, activated.WorkDirectory, Timeout());
-            processes = [idle.Pooled.ProcessId, activated.Vm.ProcessId];
-            namespaces = processes.Select(NamespaceOfProcess).ToArray();
+            processes.Add(activated.Vm.ProcessId);
+            namespaces.Add(NamespaceOfProcess(activated.Vm.ProcessId));
             Assert.False(Directory.Exists(activated.PoolDirectory));
         }
 
@@ -253,6 +261,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         var snapshot = await fixture.SnapshotAsync();
         await using var machine = new PoolMachine(subnet: 15);
         machine.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, machine.PoolDirectory, Timeout());
+        await machine.Pooled.Warmed.WaitAsync(Timeout());
         Process.GetProcessById(machine.Pooled.ProcessId).Kill();
         await machine.Pooled.Exited.WaitAsync(TimeSpan.FromSeconds(10));
 

@@ -11,7 +11,8 @@ namespace Platform.HostAgent.Drivers;
 /// from a ready snapshot of its template and shape (the snapshot's guest waits for an identity, so every
 /// restored machine takes its own address, MAC, hostname and id before it reports ready). Per snapshot a few
 /// VMs are kept restored and warmed ahead (a pool): a machine takes one when there is one, which spares it
-/// QEMU's start and the guest's first run of everything under TCG.
+/// QEMU's start and the guest's first run of everything under TCG; else it takes the one being warmed, which
+/// is never slower than restoring one of its own.
 /// </summary>
 public sealed class MicroVmDriver(
     MicroVmRunner runner,
@@ -26,9 +27,10 @@ public sealed class MicroVmDriver(
     private static readonly TimeSpan FirstRefillBackoff = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan LastRefillBackoff = TimeSpan.FromMinutes(5);
     private readonly ConcurrentDictionary<SnapshotKey, MicroVmSnapshot> _snapshots = new();
+    /// <summary>Per snapshot, its pooled VMs: warm ones, and at most one (of all pools) still warming.</summary>
     private readonly Dictionary<SnapshotKey, List<PooledMicroVm>> _pools = [];
-    private TimeSpan _refillBackoff = FirstRefillBackoff;
     private readonly SemaphoreSlim _refillWanted = new(0);
+    private TimeSpan _refillBackoff = FirstRefillBackoff;
     private bool _shutDown;
     private string? _accelerator;
 
@@ -100,6 +102,8 @@ public sealed class MicroVmDriver(
         var fromSnapshot = launch.Boot != "cold" && _snapshots.TryGetValue(key, out var snapshot) ? snapshot : null;
         if (fromSnapshot is not null && TakePooled(key) is { } pooled)
         {
+            // Niced, the refill gives way to this launch: it may as well start now.
+            _refillWanted.Release();
             try
             {
                 var vm = await runner.ActivateAsync(pooled, identity, attachment.Namespace, workDirectory, cancellationToken);
@@ -115,9 +119,8 @@ public sealed class MicroVmDriver(
             }
             finally
             {
-                // Still the pool's only if activating it never started; it is replaced now that this launch is done with the CPUs.
+                // Left to dispose only if activating it never started.
                 await pooled.DisposeAsync();
-                _refillWanted.Release();
             }
         }
 
@@ -142,8 +145,8 @@ public sealed class MicroVmDriver(
 
     /// <summary>
     /// Keeps <c>poolSize</c> warmed VMs ready per snapshot until <paramref name="stoppingToken"/> fires: fills the
-    /// pools, then tops them up after every launch that took from one. One VM at a time, so that the pools never
-    /// crowd out the machines running on the host's CPUs.
+    /// pools, then tops them up after every launch that took from one. One VM at a time (and niced), so that the
+    /// pools never crowd out the machines running on the host's CPUs.
     /// </summary>
     public async Task KeepPoolsFilledAsync(CancellationToken stoppingToken)
     {
@@ -211,22 +214,23 @@ public sealed class MicroVmDriver(
 
     private string WorkDirectoryOf(Guid machineId) => Path.Combine(runPath, "vm", machineId.ToString("N"));
 
+    /// <summary>A warm VM of the pool if there is one, else the one warming; those that failed stay for the refill to dispose and replace.</summary>
     private PooledMicroVm? TakePooled(SnapshotKey key)
     {
         lock (_pools)
         {
-            // One that died waiting stays for the refill to dispose and replace.
-            var live = _pools.GetValueOrDefault(key)?.FirstOrDefault(vm => !vm.Exited.IsCompleted);
-            if (live is not null)
+            var live = _pools.GetValueOrDefault(key)?.Where(vm => !vm.Exited.IsCompleted && !vm.Warmed.IsFaulted && !vm.Warmed.IsCanceled).ToList() ?? [];
+            var taken = live.FirstOrDefault(vm => vm.Warmed.IsCompletedSuccessfully) ?? live.FirstOrDefault();
+            if (taken is not null)
             {
-                _pools[key].Remove(live);
+                _pools[key].Remove(taken);
             }
 
-            return live;
+            return taken;
         }
     }
 
-    /// <summary>How many VMs wait in the pool of <paramref name="key"/>, once those whose QEMU ended are disposed.</summary>
+    /// <summary>How many VMs the pool of <paramref name="key"/> holds, warm or warming, once those whose QEMU ended or whose warming failed are disposed.</summary>
     private async Task<int> LivePooledCountAsync(SnapshotKey key)
     {
         List<PooledMicroVm> dead;
@@ -234,27 +238,41 @@ public sealed class MicroVmDriver(
         lock (_pools)
         {
             var pool = _pools.GetValueOrDefault(key) ?? [];
-            dead = pool.Where(vm => vm.Exited.IsCompleted).ToList();
+            dead = pool.Where(vm => vm.Exited.IsCompleted || vm.Warmed.IsFaulted || vm.Warmed.IsCanceled).ToList();
             pool.RemoveAll(dead.Contains);
             live = pool.Count;
         }
 
-        foreach (var vm in dead)
+        foreach (var vm in dead.Where(vm => vm.Warmed.IsCompletedSuccessfully))
         {
             logger.LogWarning("A pooled micro-VM of {Snapshot} ended while it waited: {Reason}", key, (await vm.Exited).Reason);
+        }
+
+        foreach (var vm in dead)
+        {
             await vm.DisposeAsync();
         }
 
         return live;
     }
 
+    /// <summary>Adds a VM to the pool of <paramref name="key"/> and returns once it is warm (a launch may take it before).</summary>
     private async Task AddPooledAsync(SnapshotKey key, MicroVmSnapshot snapshot, CancellationToken stoppingToken)
     {
         var template = templates.First(t => t.Version == key.Version);
-        PooledMicroVm pooled;
         try
         {
-            pooled = await runner.RestoreWarmAsync(snapshot, template, Path.Combine(PoolRoot, Guid.NewGuid().ToString("N")[..12]), stoppingToken);
+            var pooled = await runner.RestoreWarmAsync(snapshot, template, Path.Combine(PoolRoot, Guid.NewGuid().ToString("N")[..12]), stoppingToken);
+            if (!Keep(key, pooled))
+            {
+                await pooled.DisposeAsync();
+                return;
+            }
+
+            // A pooled VM that dies is replaced, not only found dead by the next launch.
+            _ = pooled.Exited.ContinueWith(_ => _refillWanted.Release(), TaskScheduler.Default);
+            await pooled.Warmed;
+            _refillBackoff = FirstRefillBackoff;
         }
         catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
         {
@@ -263,30 +281,23 @@ public sealed class MicroVmDriver(
             logger.LogError(exception, "No pooled micro-VM of {Snapshot}: trying again in {Backoff}", key, _refillBackoff);
             await Task.Delay(_refillBackoff, stoppingToken);
             _refillBackoff = TimeSpan.FromTicks(Math.Min(_refillBackoff.Ticks * 2, LastRefillBackoff.Ticks));
-            return;
         }
+    }
 
-        _refillBackoff = FirstRefillBackoff;
-
-        bool kept;
+    /// <summary>Adds <paramref name="pooled"/> to its pool, unless the agent is shutting down.</summary>
+    private bool Keep(SnapshotKey key, PooledMicroVm pooled)
+    {
         lock (_pools)
         {
-            kept = !_shutDown;
-            if (kept)
+            if (_shutDown)
             {
-                _pools.TryAdd(key, []);
-                _pools[key].Add(pooled);
+                return false;
             }
-        }
 
-        if (!kept)
-        {
-            await pooled.DisposeAsync();
-            return;
+            _pools.TryAdd(key, []);
+            _pools[key].Add(pooled);
+            return true;
         }
-
-        // A pooled VM that dies is replaced, not only found dead by the next launch.
-        _ = pooled.Exited.ContinueWith(_ => _refillWanted.Release(), TaskScheduler.Default);
     }
 
     private static async Task RemoveNamespaceAsync(string name)

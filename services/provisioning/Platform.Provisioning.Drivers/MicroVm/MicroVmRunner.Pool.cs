@@ -13,13 +13,14 @@ public sealed partial class MicroVmRunner
     private static readonly IPAddress WarmAddress = IPAddress.Parse("192.0.2.2");
 
     /// <summary>
-    /// Restores <paramref name="snapshot"/> into a VM kept for a machine to come. In a network namespace of its own
-    /// (tap <c>tap0</c> at 192.0.2.1/24) the guest takes a throwaway identity (192.0.2.2), its agent answers one probe,
-    /// and it drops that identity again: under TCG each QEMU translates guest code the first time it runs, so this
-    /// rehearsal does for every later activation what would otherwise slow it down most. Then it idles. It runs niced
-    /// until it is activated, so that making it gives way to the machines on the host's CPUs. The namespace
-    /// loses its name once QEMU is in it (it ends with QEMU); <paramref name="workDirectory"/> must be new or empty.
-    /// On failure nothing of it is left.
+    /// Restores <paramref name="snapshot"/> into a VM kept for a machine to come, and returns once its QEMU runs, while
+    /// the VM warms up (<see cref="PooledMicroVm.Warmed"/>). In a network namespace of its own (tap <c>tap0</c> at
+    /// 192.0.2.1/24) the guest takes a throwaway identity (192.0.2.2), its agent answers one probe, and it drops that
+    /// identity again: under TCG each QEMU translates guest code the first time it runs, so this rehearsal does for
+    /// every later activation what would otherwise slow it down most. Then it idles. It runs niced until it is
+    /// activated, so that making it gives way to the machines on the host's CPUs. The namespace has no name by the
+    /// time this returns (it ends with QEMU); <paramref name="workDirectory"/> must be new or empty. If starting or
+    /// warming fails, nothing of the VM is left.
     /// </summary>
     public async Task<PooledMicroVm> RestoreWarmAsync(MicroVmSnapshot snapshot, MicroVmTemplate template, string workDirectory, CancellationToken cancellationToken)
     {
@@ -44,6 +45,9 @@ public sealed partial class MicroVmRunner
                 // QEMU answering means it runs, so ip netns exec has put it into the namespace: the name can go.
                 await vm.QmpAsync(token);
                 vm.Become(vm.Spec with { Network = await network.LeaveToAsync(vm.ProcessId) });
+            }, cancellationToken);
+            var warming = ReadyOrGoneAsync(vm, async token =>
+            {
                 using var serial = await ResumeAsync(vm, snapshot, token);
                 var identity = vm.Spec.Identity;
                 await serial.WriteLineAsync("warm " + IdentityLine(identity), token);
@@ -52,7 +56,7 @@ public sealed partial class MicroVmRunner
                 await serial.WriteLineAsync("warm-done", token);
                 await serial.WaitForLineAsync(WarmDonePrefix + identity.MachineId, token);
             }, cancellationToken);
-            return new PooledMicroVm(snapshot, vm);
+            return new PooledMicroVm(snapshot, vm, warming);
         }
         finally
         {
@@ -66,8 +70,8 @@ public sealed partial class MicroVmRunner
     /// <paramref name="networkName"/> with its tap at the identity's gateway and prefix, its work directory moves to
     /// <paramref name="workDirectory"/> (new or empty), and its guest takes the identity. Returns once the guest said it
     /// is ready and its agent answered on its address; the namespace is then the caller's, as with
-    /// <see cref="RestoreAsync"/>. Once the arguments are found valid, <paramref name="pooled"/> is used up: on failure
-    /// nothing of it is left, namespace included.
+    /// <see cref="RestoreAsync"/>. A VM still warming stops giving way and is activated once warm. Once the arguments
+    /// are found valid, <paramref name="pooled"/> is used up: on failure nothing of it is left, namespace included.
     /// </summary>
     public async Task<MicroVm> ActivateAsync(PooledMicroVm pooled, GuestIdentity identity, string networkName, string workDirectory, CancellationToken cancellationToken)
     {
@@ -90,6 +94,8 @@ public sealed partial class MicroVmRunner
             return await ReadyOrGoneAsync(vm, async token =>
             {
                 vm.RunInForeground();
+                // Failed warming has disposed of the VM already, and says why.
+                await pooled.Warmed.WaitAsync(token);
                 MoveWorkDirectory(vm.Spec.WorkDirectory, workDirectory);
                 vm.Become(vm.Spec with { WorkDirectory = workDirectory });
                 using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);
