@@ -174,6 +174,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         await using var second = new PoolMachine(subnet: 12);
         first.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, first.PoolDirectory, Timeout());
         await first.Pooled.Warmed.WaitAsync(Timeout());
+        Assert.True(first.Pooled.Rehearsed.IsCompletedSuccessfully);
         Assert.Equal([10], NicenessOfThreads(first.Pooled.ProcessId));
         // Activated while it still warms.
         second.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, second.PoolDirectory, Timeout());

@@ -11,8 +11,9 @@ namespace Platform.HostAgent.Drivers;
 /// from a ready snapshot of its template and shape (the snapshot's guest waits for an identity, so every
 /// restored machine takes its own address, MAC, hostname and id before it reports ready). Per snapshot a few
 /// VMs are kept restored and warmed ahead (a pool): a machine takes one when there is one, which spares it
-/// QEMU's start and the guest's first run of everything under TCG; else it takes the one being warmed, which
-/// is never slower than restoring one of its own.
+/// QEMU's start and the guest's first run of everything under TCG; else the one being warmed if it is nearly
+/// warm; else it restores one of its own (as fast as waiting for a warm one that has far to go, and it uses a
+/// CPU the refill leaves).
 /// </summary>
 public sealed class MicroVmDriver(
     MicroVmRunner runner,
@@ -28,7 +29,7 @@ public sealed class MicroVmDriver(
     private static readonly TimeSpan LastRefillBackoff = TimeSpan.FromMinutes(5);
     private readonly ConcurrentDictionary<SnapshotKey, MicroVmSnapshot> _snapshots = new();
     /// <summary>Per snapshot, its pooled VMs: warm ones, and at most one (of all pools) still warming.</summary>
-    private readonly Dictionary<SnapshotKey, List<PooledMicroVm>> _pools = [];
+    private readonly Dictionary<SnapshotKey, List<Pooled>> _pools = [];
     private readonly SemaphoreSlim _refillWanted = new(0);
     private TimeSpan _refillBackoff = FirstRefillBackoff;
     private bool _shutDown;
@@ -197,7 +198,7 @@ public sealed class MicroVmDriver(
         lock (_pools)
         {
             _shutDown = true;
-            pooled = _pools.Values.SelectMany(q => q).ToList();
+            pooled = _pools.Values.SelectMany(p => p).Select(p => p.Vm).ToList();
             _pools.Clear();
         }
 
@@ -214,19 +215,24 @@ public sealed class MicroVmDriver(
 
     private string WorkDirectoryOf(Guid machineId) => Path.Combine(runPath, "vm", machineId.ToString("N"));
 
-    /// <summary>A warm VM of the pool if there is one, else the one warming; those that failed stay for the refill to dispose and replace.</summary>
+    /// <summary>
+    /// A warm VM of the pool if there is one, else the one warming if it has rehearsed already; those that failed stay
+    /// for the refill to dispose and replace.
+    /// </summary>
     private PooledMicroVm? TakePooled(SnapshotKey key)
     {
         lock (_pools)
         {
-            var live = _pools.GetValueOrDefault(key)?.Where(vm => !vm.Exited.IsCompleted && !vm.Warmed.IsFaulted && !vm.Warmed.IsCanceled).ToList() ?? [];
-            var taken = live.FirstOrDefault(vm => vm.Warmed.IsCompletedSuccessfully) ?? live.FirstOrDefault();
-            if (taken is not null)
+            var live = _pools.GetValueOrDefault(key)?.Where(p => p.IsLive).ToList() ?? [];
+            var taken = live.FirstOrDefault(p => p.Vm.Warmed.IsCompletedSuccessfully) ?? live.FirstOrDefault(p => p.Vm.Rehearsed.IsCompletedSuccessfully);
+            if (taken is null)
             {
-                _pools[key].Remove(taken);
+                return null;
             }
 
-            return taken;
+            _pools[key].Remove(taken);
+            taken.Taken.TrySetResult();
+            return taken.Vm;
         }
     }
 
@@ -238,8 +244,8 @@ public sealed class MicroVmDriver(
         lock (_pools)
         {
             var pool = _pools.GetValueOrDefault(key) ?? [];
-            dead = pool.Where(vm => vm.Exited.IsCompleted || vm.Warmed.IsFaulted || vm.Warmed.IsCanceled).ToList();
-            pool.RemoveAll(dead.Contains);
+            dead = pool.Where(p => !p.IsLive).Select(p => p.Vm).ToList();
+            pool.RemoveAll(p => !p.IsLive);
             live = pool.Count;
         }
 
@@ -256,22 +262,29 @@ public sealed class MicroVmDriver(
         return live;
     }
 
-    /// <summary>Adds a VM to the pool of <paramref name="key"/> and returns once it is warm (a launch may take it before).</summary>
+    /// <summary>
+    /// Adds a VM to the pool of <paramref name="key"/> and returns once it is warm, or as soon as a launch takes it:
+    /// warming it is then that launch's work, and the next refill may start.
+    /// </summary>
     private async Task AddPooledAsync(SnapshotKey key, MicroVmSnapshot snapshot, CancellationToken stoppingToken)
     {
         var template = templates.First(t => t.Version == key.Version);
         try
         {
-            var pooled = await runner.RestoreWarmAsync(snapshot, template, Path.Combine(PoolRoot, Guid.NewGuid().ToString("N")[..12]), stoppingToken);
+            var pooled = new Pooled(await runner.RestoreWarmAsync(snapshot, template, Path.Combine(PoolRoot, Guid.NewGuid().ToString("N")[..12]), stoppingToken));
             if (!Keep(key, pooled))
             {
-                await pooled.DisposeAsync();
+                await pooled.Vm.DisposeAsync();
                 return;
             }
 
             // A pooled VM that dies is replaced, not only found dead by the next launch.
-            _ = pooled.Exited.ContinueWith(_ => _refillWanted.Release(), TaskScheduler.Default);
-            await pooled.Warmed;
+            _ = pooled.Vm.Exited.ContinueWith(_ => _refillWanted.Release(), TaskScheduler.Default);
+            if (await Task.WhenAny(pooled.Vm.Warmed, pooled.Taken.Task) == pooled.Vm.Warmed)
+            {
+                await pooled.Vm.Warmed;
+            }
+
             _refillBackoff = FirstRefillBackoff;
         }
         catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
@@ -285,7 +298,7 @@ public sealed class MicroVmDriver(
     }
 
     /// <summary>Adds <paramref name="pooled"/> to its pool, unless the agent is shutting down.</summary>
-    private bool Keep(SnapshotKey key, PooledMicroVm pooled)
+    private bool Keep(SnapshotKey key, Pooled pooled)
     {
         lock (_pools)
         {
@@ -311,6 +324,14 @@ public sealed class MicroVmDriver(
     private sealed record SnapshotKey(string Version, int Vcpus, int MemoryMiB)
     {
         public override string ToString() => $"{Version} {Vcpus}x{MemoryMiB}";
+    }
+
+    /// <summary>A VM in a pool, and whether a launch has taken it (then it is that launch's, warm or not).</summary>
+    private sealed record Pooled(PooledMicroVm Vm)
+    {
+        public TaskCompletionSource Taken { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool IsLive => !Vm.Exited.IsCompleted && !Vm.Warmed.IsFaulted && !Vm.Warmed.IsCanceled;
     }
 
     private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine

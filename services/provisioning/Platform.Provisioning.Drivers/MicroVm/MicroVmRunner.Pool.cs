@@ -46,17 +46,23 @@ public sealed partial class MicroVmRunner
                 await vm.QmpAsync(token);
                 vm.Become(vm.Spec with { Network = await network.LeaveToAsync(vm.ProcessId) });
             }, cancellationToken);
+            var rehearsed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var warming = ReadyOrGoneAsync(vm, async token =>
             {
                 using var serial = await ResumeAsync(vm, snapshot, token);
                 var identity = vm.Spec.Identity;
                 await serial.WriteLineAsync("warm " + IdentityLine(identity), token);
                 await serial.WaitForLineAsync(WarmPrefix + identity.MachineId, token);
+                rehearsed.SetResult();
                 await ProbeAsync(vm.Spec, token);
                 await serial.WriteLineAsync("warm-done", token);
                 await serial.WaitForLineAsync(WarmDonePrefix + identity.MachineId, token);
             }, cancellationToken);
-            return new PooledMicroVm(snapshot, vm, warming);
+            // Failed warming fails the rehearsal too, if it had not come that far.
+            _ = warming.ContinueWith(
+                w => _ = w.IsCanceled ? rehearsed.TrySetCanceled() : rehearsed.TrySetException(w.Exception!.InnerExceptions),
+                CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion, TaskScheduler.Default);
+            return new PooledMicroVm(snapshot, vm, rehearsed.Task, warming);
         }
         finally
         {
