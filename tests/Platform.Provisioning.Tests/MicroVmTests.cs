@@ -9,6 +9,8 @@ namespace Platform.Provisioning.Tests;
 /// <summary>Real micro-VMs: QEMU's microvm machine, the template from PLATFORM_MICROVM_TEMPLATES, namespaces and taps, as root.</summary>
 public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVmFixture>
 {
+    private const int SchedOther = 0;
+    private const int SchedIdle = 5;
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(90);
 
     [Fact]
@@ -175,7 +177,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         first.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, first.PoolDirectory, Timeout());
         await first.Pooled.Warmed.WaitAsync(Timeout());
         Assert.True(first.Pooled.Rehearsed.IsCompletedSuccessfully);
-        Assert.Equal([10], NicenessOfThreads(first.Pooled.ProcessId));
+        Assert.Equal([SchedIdle], SchedulingPoliciesOfThreads(first.Pooled.ProcessId));
         // Activated while it still warms.
         second.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, second.PoolDirectory, Timeout());
 
@@ -196,7 +198,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Contains("PLATFORM-WARM-DONE ", serial, StringComparison.Ordinal);
             Assert.Contains($"PLATFORM-READY {identity.MachineId}", serial, StringComparison.Ordinal);
             Assert.False(vm.Exited.IsCompleted);
-            Assert.Equal([0], NicenessOfThreads(vm.ProcessId));
+            Assert.Equal([SchedOther], SchedulingPoliciesOfThreads(vm.ProcessId));
         }
     }
 
@@ -314,10 +316,10 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         }
     }
 
-    /// <summary>The niceness values of a process's threads (field 19 of each thread's stat, after the parenthesised name).</summary>
-    private static int[] NicenessOfThreads(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
+    /// <summary>The scheduling policies of a process's threads (field 41 of each thread's stat, counted after the parenthesised name).</summary>
+    private static int[] SchedulingPoliciesOfThreads(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
         .Select(task => File.ReadAllText(Path.Combine(task, "stat")))
-        .Select(stat => int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[16]))
+        .Select(stat => int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[38]))
         .Distinct()
         .Order()
         .ToArray();

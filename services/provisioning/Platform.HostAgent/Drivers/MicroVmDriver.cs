@@ -103,7 +103,7 @@ public sealed class MicroVmDriver(
         var fromSnapshot = launch.Boot != "cold" && _snapshots.TryGetValue(key, out var snapshot) ? snapshot : null;
         if (fromSnapshot is not null && TakePooled(key) is { } pooled)
         {
-            // Niced, the refill gives way to this launch: it may as well start now.
+            // The refill only takes CPU time this launch leaves: it may as well start now.
             _refillWanted.Release();
             try
             {
@@ -146,8 +146,8 @@ public sealed class MicroVmDriver(
 
     /// <summary>
     /// Keeps <c>poolSize</c> warmed VMs ready per snapshot until <paramref name="stoppingToken"/> fires: fills the
-    /// pools, then tops them up after every launch that took from one. One VM at a time (and niced), so that the
-    /// pools never crowd out the machines running on the host's CPUs.
+    /// pools, then tops them up after every launch that took from one. One VM at a time, and only on idle CPU time
+    /// (see <see cref="MicroVmRunner.RestoreWarmAsync"/>), so that the pools never crowd out the host's machines.
     /// </summary>
     public async Task KeepPoolsFilledAsync(CancellationToken stoppingToken)
     {

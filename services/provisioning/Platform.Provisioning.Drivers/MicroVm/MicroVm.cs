@@ -14,7 +14,7 @@ public sealed class MicroVm : IAsyncDisposable
     public const string PidFileName = "qemu.pid";
 
     private const int MaxErrorChars = 4096;
-    private const int PriorityOfProcess = 0;
+    private const int SchedulePolicyNormal = 0;
     private const int NoSuchProcess = 3;
 
     private readonly Process _process;
@@ -161,17 +161,18 @@ public sealed class MicroVm : IAsyncDisposable
     }
 
     /// <summary>
-    /// Gives every thread of QEMU the normal priority, after it ran niced (in the background). Niceness is a thread's
-    /// own on Linux, and QEMU's threads inherited it from the one that started them, so each is set.
+    /// Gives every thread of QEMU the normal scheduling policy, after it ran in the background (SCHED_IDLE). The policy
+    /// is a thread's own on Linux, and QEMU's threads inherited it from the one that started them, so each is set.
     /// </summary>
     internal void RunInForeground()
     {
         foreach (var task in Directory.Exists($"/proc/{ProcessId}/task") ? Directory.GetDirectories($"/proc/{ProcessId}/task") : [])
         {
+            var normal = 0;
             // A thread that ended meanwhile is no matter; any other failure would leave the machine slow, so it shows.
-            if (SetPriority(PriorityOfProcess, int.Parse(Path.GetFileName(task)), 0) != 0 && Marshal.GetLastPInvokeError() != NoSuchProcess)
+            if (SetScheduler(int.Parse(Path.GetFileName(task)), SchedulePolicyNormal, ref normal) != 0 && Marshal.GetLastPInvokeError() != NoSuchProcess)
             {
-                throw new IOException($"setpriority for thread {Path.GetFileName(task)} of QEMU {ProcessId} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+                throw new IOException($"sched_setscheduler for thread {Path.GetFileName(task)} of QEMU {ProcessId} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
             }
         }
     }
@@ -205,8 +206,9 @@ public sealed class MicroVm : IAsyncDisposable
         return new MicroVmExit(signal is null ? code : null, signal, reason, SerialConsole.Tail(SerialLogPath));
     }
 
-    [DllImport("libc", EntryPoint = "setpriority", SetLastError = true)]
-    private static extern int SetPriority(int which, int who, int priority);
+    /// <param name="priority">struct sched_param: its one field, the static priority (0 for SCHED_OTHER).</param>
+    [DllImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
+    private static extern int SetScheduler(int thread, int policy, ref int priority);
 
     private static async Task DrainAsync(StreamReader reader, StringBuilder? into)
     {

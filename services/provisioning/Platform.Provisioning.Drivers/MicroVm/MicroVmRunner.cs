@@ -24,7 +24,6 @@ public sealed partial class MicroVmRunner(
 {
     private const string ReadyPrefix = "PLATFORM-READY ";
     private const string AwaitingIdentity = "PLATFORM-AWAITING-IDENTITY";
-    private const int BackgroundNiceness = 10;
     // sun_path holds 108 bytes with its terminator.
     private const int MaxSocketPath = 107;
     private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
@@ -131,9 +130,9 @@ public sealed partial class MicroVmRunner(
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        // ip netns exec becomes QEMU (exec, through nice too), so the process we hold is QEMU itself, already inside the namespace.
-        string[] niceness = launch.Background ? ["nice", "-n", BackgroundNiceness.ToString(System.Globalization.CultureInfo.InvariantCulture)] : [];
-        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, .. niceness, qemu, .. QemuArguments(spec, accelerator, launch)])
+        // ip netns exec becomes QEMU (exec, through chrt too), so the process we hold is QEMU itself, already inside the namespace.
+        string[] scheduling = launch.Background ? ["chrt", "--idle", "0"] : [];
+        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, .. scheduling, qemu, .. QemuArguments(spec, accelerator, launch)])
         {
             start.ArgumentList.Add(argument);
         }
@@ -337,7 +336,7 @@ public sealed partial class MicroVmRunner(
 
     /// <summary>
     /// How one QEMU starts: the kernel command line, where guest memory lives, whether it waits for a migration stream,
-    /// and whether it runs in the background (niced: work done ahead of need gives way to the machines').
+    /// and whether it runs in the background (SCHED_IDLE: work done ahead of need runs only on CPU time nothing else wants).
     /// </summary>
     private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming, bool Background = false);
 
