@@ -18,9 +18,9 @@ public sealed partial class MicroVmRunner
     /// 192.0.2.1/24) the guest takes a throwaway identity (192.0.2.2), its agent answers one probe, and it drops that
     /// identity again: under TCG each QEMU translates guest code the first time it runs, so this rehearsal does for
     /// every later activation what would otherwise slow it down most. Then it idles. Until it is activated it runs
-    /// only on CPU time nothing else wants (SCHED_IDLE), so that making it never slows the machines on the host. The namespace has no name by the
-    /// time this returns (it ends with QEMU); <paramref name="workDirectory"/> must be new or empty. If starting or
-    /// warming fails, nothing of the VM is left.
+    /// only on CPU time nothing else wants (SCHED_IDLE), so that making it never slows the machines on the host. The
+    /// namespace has no name by the time this returns (it ends with QEMU); <paramref name="workDirectory"/> must be
+    /// new or empty. If starting or warming fails, nothing of the VM is left.
     /// </summary>
     public async Task<PooledMicroVm> RestoreWarmAsync(MicroVmSnapshot snapshot, MicroVmTemplate template, string workDirectory, CancellationToken cancellationToken)
     {

@@ -116,8 +116,8 @@ public sealed partial class NetworkNamespace
     }
 
     /// <summary>
-    /// Names a namespace left to a process <paramref name="name"/>, and gives its tap <paramref name="hostAddress"/>
-    /// in place of the address it had. On failure it is left as it was (without a name).
+    /// Gives a namespace left to a process the name <paramref name="name"/>, and its tap <paramref name="hostAddress"/>
+    /// in place of the address it had. On failure the name is removed again.
     /// </summary>
     public async Task<NetworkNamespace> NameAsync(string name, IPAddress hostAddress, int prefixLength)
     {
