@@ -9,6 +9,8 @@ namespace Platform.Provisioning.Tests;
 /// <summary>Real micro-VMs: QEMU's microvm machine, the template from PLATFORM_MICROVM_TEMPLATES, namespaces and taps, as root.</summary>
 public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVmFixture>
 {
+    private const int SchedOther = 0;
+    private const int SchedIdle = 5;
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(90);
 
     [Fact]
@@ -146,6 +148,8 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
     {
         await using var machine = await fixture.MachineAsync(subnet: 8);
         var spec = machine.Spec;
+        // Others on this host may hold namespaces of that prefix too: only what this test adds counts.
+        var namespacesBefore = await NetworkNamespace.ListAsync(MicroVmFixture.NamespacePrefix);
 
         await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.BootAsync(spec with { Id = "../escape", WorkDirectory = MicroVmFixture.WorkRoot + "/escape" }, Timeout()));
         await Assert.ThrowsAsync<ArgumentException>(() => fixture.Runner.BootAsync(spec with { Identity = spec.Identity with { Hostname = "Not_A_Label" } }, Timeout()));
@@ -160,7 +164,116 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         Assert.False(Directory.Exists(spec.WorkDirectory));
         Assert.False(Directory.Exists(MicroVmFixture.WorkRoot + "/escape"));
         Assert.False(Directory.Exists("/dev/shm/pmt-never"));
-        Assert.Equal([spec.Network.Name], await NetworkNamespace.ListAsync(MicroVmFixture.NamespacePrefix));
+        Assert.Contains(spec.Network.Name, namespacesBefore);
+        Assert.Equal(namespacesBefore, await NetworkNamespace.ListAsync(MicroVmFixture.NamespacePrefix));
+    }
+
+    [Fact]
+    public async Task Two_machines_activated_from_the_pool_answer_on_their_own_ips_with_their_own_hostnames_and_ids_in_namespaces_named_for_them()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var first = new PoolMachine(subnet: 11);
+        await using var second = new PoolMachine(subnet: 12);
+        first.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, first.PoolDirectory, Timeout());
+        await first.Pooled.Warmed.WaitAsync(Timeout());
+        Assert.True(first.Pooled.Rehearsed.IsCompletedSuccessfully);
+        Assert.Equal([SchedIdle], SchedulingPoliciesOfThreads(first.Pooled.ProcessId));
+        // Activated while it still warms.
+        second.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, second.PoolDirectory, Timeout());
+
+        first.Vm = await fixture.Runner.ActivateAsync(first.Pooled, first.Identity, first.NetworkName, first.WorkDirectory, Timeout());
+        second.Vm = await fixture.Runner.ActivateAsync(second.Pooled, second.Identity, second.NetworkName, second.WorkDirectory, Timeout());
+
+        foreach (var machine in new[] { first, second })
+        {
+            var vm = machine.Vm!;
+            var identity = machine.Identity;
+            Assert.Equal(machine.NetworkName, vm.Spec.Network.Name);
+            Assert.Equal([machine.NetworkName], await NetworkNamespace.ListAsync(machine.NetworkName));
+            Assert.Equal($"platform-guest id={identity.MachineId} hostname={identity.Hostname} ip={identity.Address}", await ProbeAsync(vm.Spec));
+            Assert.Equal(identity.Mac, await NeighbourMacAsync(vm.Spec));
+            Assert.Equal(machine.WorkDirectory, vm.Spec.WorkDirectory);
+            Assert.Equal(vm.ProcessId.ToString(), (await File.ReadAllTextAsync(Path.Combine(machine.WorkDirectory, MicroVm.PidFileName))).Trim());
+            var serial = await File.ReadAllTextAsync(vm.SerialLogPath);
+            Assert.Contains("PLATFORM-WARM-DONE ", serial, StringComparison.Ordinal);
+            Assert.Contains($"PLATFORM-READY {identity.MachineId}", serial, StringComparison.Ordinal);
+            Assert.False(vm.Exited.IsCompleted);
+            Assert.Equal([SchedOther], SchedulingPoliciesOfThreads(vm.ProcessId));
+        }
+    }
+
+    [Fact]
+    public async Task Disposing_pooled_vms_warming_or_activated_leaves_no_qemu_namespace_or_file()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        var idle = new PoolMachine(subnet: 13);
+        var activated = new PoolMachine(subnet: 14);
+        var processes = new List<int>();
+        var namespaces = new List<string>();
+        await using (idle)
+        {
+            idle.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, idle.PoolDirectory, Timeout());
+            processes.Add(idle.Pooled.ProcessId);
+            namespaces.Add(NamespaceOfProcess(idle.Pooled.ProcessId));
+            // Disposed right away: while it warms.
+        }
+
+        await using (activated)
+        {
+            activated.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, activated.PoolDirectory, Timeout());
+            activated.Vm = await fixture.Runner.ActivateAsync(activated.Pooled, activated.Identity, activated.NetworkName, activated.WorkDirectory, Timeout());
+            processes.Add(activated.Vm.ProcessId);
+            namespaces.Add(NamespaceOfProcess(activated.Vm.ProcessId));
+            Assert.False(Directory.Exists(activated.PoolDirectory));
+        }
+
+        foreach (var pid in processes)
+        {
+            Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
+        }
+
+        // A namespace ends when neither a name nor a process holds it.
+        Assert.Empty(Directory.GetFiles("/var/run/netns").Select(NamespaceOfFile).Intersect(namespaces));
+        Assert.Empty(Directory.GetDirectories("/proc").Select(p => Path.Combine(p, "ns", "net")).Where(File.Exists).Select(NamespaceOfFile).Intersect(namespaces));
+        foreach (var directory in new[] { idle.PoolDirectory, idle.WorkDirectory, activated.PoolDirectory, activated.WorkDirectory })
+        {
+            Assert.False(Directory.Exists(directory), directory);
+        }
+    }
+
+    [Fact]
+    public async Task An_activated_vm_a_crashed_process_left_behind_is_found_by_its_pid_file_killed_and_removed()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = new PoolMachine(subnet: 16);
+        machine.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, machine.PoolDirectory, Timeout());
+        machine.Vm = await fixture.Runner.ActivateAsync(machine.Pooled, machine.Identity, machine.NetworkName, machine.WorkDirectory, Timeout());
+        var pid = machine.Vm.ProcessId;
+
+        // What the host agent does after a restart, knowing only the machine's work directory.
+        await MicroVm.RemoveLeftoverAsync(machine.WorkDirectory, Timeout());
+
+        await machine.Vm.Exited.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
+        Assert.False(Directory.Exists(machine.WorkDirectory));
+    }
+
+    [Fact]
+    public async Task A_pooled_vm_whose_qemu_died_fails_to_activate_and_leaves_nothing_behind()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = new PoolMachine(subnet: 15);
+        machine.Pooled = await fixture.Runner.RestoreWarmAsync(snapshot, fixture.Template, machine.PoolDirectory, Timeout());
+        await machine.Pooled.Warmed.WaitAsync(Timeout());
+        Process.GetProcessById(machine.Pooled.ProcessId).Kill();
+        await machine.Pooled.Exited.WaitAsync(TimeSpan.FromSeconds(10));
+
+        await Assert.ThrowsAsync<MicroVmException>(() => fixture.Runner.ActivateAsync(machine.Pooled, machine.Identity, machine.NetworkName, machine.WorkDirectory, Timeout()));
+
+        Assert.Empty(await NetworkNamespace.ListAsync(machine.NetworkName));
+        Assert.False(Directory.Exists(machine.PoolDirectory));
+        Assert.False(Directory.Exists(machine.WorkDirectory));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.Runner.ActivateAsync(machine.Pooled, machine.Identity, machine.NetworkName, machine.WorkDirectory, Timeout()));
     }
 
     private async Task RestoreAsync(MicroVmSnapshot snapshot, TestMachine machine) =>
@@ -189,5 +302,70 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         return lladdr >= 0 ? words[lladdr + 1] : "(no neighbour entry)";
     }
 
+    /// <summary>"net:[inode]": which namespace a namespace file (a name, or a process's) stands for.</summary>
+    private static string? NamespaceOfFile(string path)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(path);
+            return new FileInfo($"/proc/self/fd/{handle.DangerousGetHandle()}").LinkTarget;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            return null; // The process ended meanwhile.
+        }
+    }
+
+    /// <summary>The scheduling policies of a process's threads (field 41 of each thread's stat, counted after the parenthesised name).</summary>
+    private static int[] SchedulingPoliciesOfThreads(int pid) => Directory.GetDirectories($"/proc/{pid}/task")
+        .Select(task => File.ReadAllText(Path.Combine(task, "stat")))
+        .Select(stat => int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[38]))
+        .Distinct()
+        .Order()
+        .ToArray();
+
+    private static string NamespaceOfProcess(int pid) => NamespaceOfFile($"/proc/{pid}/ns/net")!;
+
     private static CancellationToken Timeout() => new CancellationTokenSource(Patience).Token;
+}
+
+/// <summary>
+/// One test's machine made from the pool, named as the host agent names its own (<c>pm-…</c>): whatever VM was started
+/// for it is disposed and its namespace deleted, pass or fail.
+/// </summary>
+public sealed class PoolMachine(int subnet) : IAsyncDisposable
+{
+    private readonly string _id = "pmt-" + Guid.NewGuid().ToString("N")[..10];
+
+    public string PoolDirectory => Path.Combine(MicroVmFixture.WorkRoot, "pool-" + _id[4..]);
+
+    public string WorkDirectory => Path.Combine(MicroVmFixture.WorkRoot, _id);
+
+    public string NetworkName { get; } = $"pm-{Guid.NewGuid():N}";
+
+    public GuestIdentity Identity => new(_id, "host-" + _id[4..], IPAddress.Parse($"10.200.{subnet}.2"), 24, IPAddress.Parse($"10.200.{subnet}.1"), $"52:54:00:c8:{subnet:x2}:02");
+
+    public PooledMicroVm? Pooled { get; set; }
+
+    public MicroVm? Vm { get; set; }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (Vm is not null)
+            {
+                await Vm.DisposeAsync();
+            }
+
+            if (Pooled is not null)
+            {
+                await Pooled.DisposeAsync();
+            }
+        }
+        finally
+        {
+            await NetworkNamespace.DeleteAsync(NetworkName);
+        }
+    }
 }

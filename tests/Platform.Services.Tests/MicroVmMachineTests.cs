@@ -76,6 +76,8 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
         {
             await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
             await MachineTests.WaitAsync(tenant, id, "destroyed");
+            Assert.Empty(await NetworkNamespace.ListAsync($"pm-{id:N}"));
+            Assert.False(Directory.Exists(Path.Combine(stack.MicroVmRunPath, "vm", id.ToString("N"))));
         }
     }
 

@@ -34,6 +34,12 @@ public sealed class AgentOptions
     /// <summary>The shapes (vCPUs, memory) the agent keeps a ready snapshot of, per micro-VM template.</summary>
     public List<MachineShape> SnapshotShapes { get; set; } = [new(1, 128, 0)];
 
+    /// <summary>
+    /// How many micro-VMs the agent keeps restored and warmed per snapshot, for machines of its template and shape to
+    /// start from (they start from the snapshot itself while the pool is empty); 0 keeps none.
+    /// </summary>
+    public int SnapshotPoolSize { get; set; } = 2;
+
     /// <summary>How often the agent repeats its capacity report.</summary>
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(30);
 }

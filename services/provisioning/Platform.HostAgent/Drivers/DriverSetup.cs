@@ -23,7 +23,7 @@ public static class DriverSetup
             else
             {
                 var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, "memory"));
-                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, new LocalAddresses(options.StatePath), options.MicroVmRunPath,
+                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, new LocalAddresses(options.StatePath), options.MicroVmRunPath,
                     loggers.CreateLogger<MicroVmDriver>()));
             }
         }
@@ -62,15 +62,21 @@ public static class DriverSetup
     }
 }
 
-/// <summary>Makes the micro-VM snapshots in the background once the agent runs, and removes them when it stops.</summary>
+/// <summary>
+/// Makes the micro-VM snapshots in the background once the agent runs and keeps their pools filled; when it stops,
+/// removes the pools and the snapshots.
+/// </summary>
 public sealed class MicroVmPreparation(IEnumerable<IMachineDriver> drivers) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        foreach (var microvm in drivers.OfType<MicroVmDriver>())
+        var microvms = drivers.OfType<MicroVmDriver>().ToList();
+        foreach (var microvm in microvms)
         {
             await microvm.PrepareAsync(stoppingToken);
         }
+
+        await Task.WhenAll(microvms.Select(m => m.KeepPoolsFilledAsync(stoppingToken)));
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -78,7 +84,7 @@ public sealed class MicroVmPreparation(IEnumerable<IMachineDriver> drivers) : Ba
         await base.StopAsync(cancellationToken);
         foreach (var microvm in drivers.OfType<MicroVmDriver>())
         {
-            microvm.RemoveRunFiles();
+            await microvm.ShutDownAsync();
         }
     }
 }

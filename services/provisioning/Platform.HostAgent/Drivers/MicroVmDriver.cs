@@ -9,18 +9,30 @@ namespace Platform.HostAgent.Drivers;
 /// <summary>
 /// Micro-VMs: QEMU's microvm machine in a network namespace of the machine's own, booted cold or restored
 /// from a ready snapshot of its template and shape (the snapshot's guest waits for an identity, so every
-/// restored machine takes its own address, MAC, hostname and id before it reports ready).
+/// restored machine takes its own address, MAC, hostname and id before it reports ready). Per snapshot a few
+/// VMs are kept restored and warmed ahead (a pool): a machine takes one when there is one, which spares it
+/// QEMU's start and the guest's first run of everything under TCG; else the one being warmed if it is nearly
+/// warm; else it restores one of its own (as fast as waiting for a warm one that has far to go, and it uses a
+/// CPU the refill leaves).
 /// </summary>
 public sealed class MicroVmDriver(
     MicroVmRunner runner,
     IReadOnlyList<MicroVmTemplate> templates,
     IReadOnlyList<MachineShape> snapshotShapes,
+    int poolSize,
     LocalAddresses addresses,
     string runPath,
     ILogger logger) : IMachineDriver
 {
     private const string Tap = "tap0";
-    private readonly ConcurrentDictionary<(string Version, int Vcpus, int MemoryMiB), MicroVmSnapshot> _snapshots = new();
+    private static readonly TimeSpan FirstRefillBackoff = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan LastRefillBackoff = TimeSpan.FromMinutes(5);
+    private readonly ConcurrentDictionary<SnapshotKey, MicroVmSnapshot> _snapshots = new();
+    /// <summary>Per snapshot, its pooled VMs: warm ones, and at most one (of all pools) still warming.</summary>
+    private readonly Dictionary<SnapshotKey, List<Pooled>> _pools = [];
+    private readonly SemaphoreSlim _refillWanted = new(0);
+    private TimeSpan _refillBackoff = FirstRefillBackoff;
+    private bool _shutDown;
     private string? _accelerator;
 
     public DriverCapacity Capacity { get; } = new("microvm", "microvm", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 64, MaxMemoryMiB: 16 * 1024, MaxDiskMiB: 0);
@@ -34,9 +46,19 @@ public sealed class MicroVmDriver(
 
     private string SnapshotRoot => Path.Combine(runPath, "snapshots");
 
-    /// <summary>Finds out which accelerator works here, then makes the snapshots machines of the configured shapes start from.</summary>
+    private string PoolRoot => Path.Combine(runPath, "pool");
+
+    /// <summary>
+    /// Removes the pooled VMs a previous run left (it crashed), finds out which accelerator works here, then makes the
+    /// snapshots machines of the configured shapes start from.
+    /// </summary>
     public async Task PrepareAsync(CancellationToken cancellationToken)
     {
+        foreach (var leftover in Directory.Exists(PoolRoot) ? Directory.GetDirectories(PoolRoot) : [])
+        {
+            await MicroVm.RemoveLeftoverAsync(leftover, cancellationToken);
+        }
+
         foreach (var template in templates)
         {
             _accelerator = await runner.DetectAcceleratorAsync(template, cancellationToken);
@@ -51,7 +73,7 @@ public sealed class MicroVmDriver(
                     }
 
                     var snapshot = await runner.CreateSnapshotAsync(template, shape.Vcpus, shape.MemoryMiB, directory, cancellationToken);
-                    _snapshots[(template.Version, shape.Vcpus, shape.MemoryMiB)] = snapshot;
+                    _snapshots[new(template.Version, shape.Vcpus, shape.MemoryMiB)] = snapshot;
                     logger.LogInformation("Snapshot of {Template}@{Version} for {Vcpus} vCPU / {MemoryMiB} MiB ready", template.Name, template.Version, shape.Vcpus, shape.MemoryMiB);
                 }
                 catch (Exception exception) when (exception is MicroVmException or IOException or InvalidOperationException)
@@ -70,17 +92,43 @@ public sealed class MicroVmDriver(
         var attachment = launch.Network ?? addresses.For(launch.MachineId);
         var identity = new GuestIdentity(launch.MachineId.ToString("N"), launch.Name, IPAddress.Parse(attachment.Address), attachment.PrefixLength,
             IPAddress.Parse(attachment.Gateway), attachment.Mac);
+        var workDirectory = WorkDirectoryOf(launch.MachineId);
         await RemoveNamespaceAsync(attachment.Namespace);
+        if (Directory.Exists(workDirectory))
+        {
+            Directory.Delete(workDirectory, recursive: true);
+        }
+
+        var key = new SnapshotKey(template.Version, launch.Shape.Vcpus, launch.Shape.MemoryMiB);
+        var fromSnapshot = launch.Boot != "cold" && _snapshots.TryGetValue(key, out var snapshot) ? snapshot : null;
+        if (fromSnapshot is not null && TakePooled(key) is { } pooled)
+        {
+            // The refill only takes CPU time this launch leaves: it may as well start now.
+            _refillWanted.Release();
+            try
+            {
+                var vm = await runner.ActivateAsync(pooled, identity, attachment.Namespace, workDirectory, cancellationToken);
+                return new RunningMicroVm(vm, vm.Spec.Network, attachment, "snapshot");
+            }
+            catch (MicroVmException failed)
+            {
+                logger.LogWarning(failed, "A pooled micro-VM did not become machine {MachineId}; restoring one for it", launch.MachineId);
+            }
+            catch (ArgumentException invalid)
+            {
+                throw new LaunchFailedException($"the micro-VM cannot be made: {invalid.Message}", invalid);
+            }
+            finally
+            {
+                // Left to dispose only if activating it never started.
+                await pooled.DisposeAsync();
+            }
+        }
+
         var network = await NetworkNamespace.CreateAsync(attachment.Namespace, Tap, identity.Gateway, attachment.PrefixLength);
         try
         {
-            var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, WorkDirectoryOf(launch.MachineId));
-            if (Directory.Exists(spec.WorkDirectory))
-            {
-                Directory.Delete(spec.WorkDirectory, recursive: true);
-            }
-
-            var fromSnapshot = launch.Boot != "cold" && _snapshots.TryGetValue((template.Version, launch.Shape.Vcpus, launch.Shape.MemoryMiB), out var snapshot) ? snapshot : null;
+            var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory);
             var vm = fromSnapshot is not null ? await runner.RestoreAsync(fromSnapshot, spec, cancellationToken) : await runner.BootAsync(spec, cancellationToken);
             return new RunningMicroVm(vm, network, attachment, fromSnapshot is null ? "cold" : "snapshot");
         }
@@ -96,29 +144,38 @@ public sealed class MicroVmDriver(
         }
     }
 
-    /// <summary>QEMU processes are found by the machine's id on their command line (its memory file and sockets carry it).</summary>
+    /// <summary>
+    /// Keeps <c>poolSize</c> warmed VMs ready per snapshot until <paramref name="stoppingToken"/> fires: fills the
+    /// pools, then tops them up after every launch that took from one. One VM at a time, and only on idle CPU time
+    /// (see <see cref="MicroVmRunner.RestoreWarmAsync"/>), so that the pools never crowd out the host's machines.
+    /// </summary>
+    public async Task KeepPoolsFilledAsync(CancellationToken stoppingToken)
+    {
+        if (poolSize <= 0)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            foreach (var (key, snapshot) in _snapshots)
+            {
+                while (await LivePooledCountAsync(key) < poolSize)
+                {
+                    await AddPooledAsync(key, snapshot, stoppingToken);
+                }
+            }
+
+            await _refillWanted.WaitAsync(stoppingToken);
+        }
+    }
+
+    /// <summary>QEMU is found by the pid file in the machine's work directory, whether the machine was booted, restored or activated from the pool.</summary>
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
         var id = machineId.ToString("N");
-        foreach (var process in System.Diagnostics.Process.GetProcessesByName("qemu-system-x86_64"))
-        {
-            using (process)
-            {
-                var commandLine = File.Exists($"/proc/{process.Id}/cmdline") ? await File.ReadAllTextAsync($"/proc/{process.Id}/cmdline", cancellationToken) : "";
-                if (commandLine.Contains(id, StringComparison.Ordinal))
-                {
-                    process.Kill();
-                    await process.WaitForExitAsync(cancellationToken);
-                }
-            }
-        }
-
+        await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
         await RemoveNamespaceAsync(LocalAddresses.NamespaceOf(machineId));
-        if (Directory.Exists(WorkDirectoryOf(machineId)))
-        {
-            Directory.Delete(WorkDirectoryOf(machineId), recursive: true);
-        }
-
         foreach (var memory in Directory.Exists(runPath) ? Directory.EnumerateFiles(runPath, $"*{id}*", SearchOption.AllDirectories) : [])
         {
             File.Delete(memory);
@@ -132,11 +189,24 @@ public sealed class MicroVmDriver(
     }
 
     /// <summary>
-    /// The agent is stopping and its machines have stopped: their run files and the snapshots go (they live in
-    /// memory; the next start makes them again).
+    /// The agent is stopping, its machines have stopped and the pools are no longer filled: the pooled VMs, the run
+    /// files and the snapshots go (they live in memory; the next start makes them again).
     /// </summary>
-    public void RemoveRunFiles()
+    public async Task ShutDownAsync()
     {
+        List<PooledMicroVm> pooled;
+        lock (_pools)
+        {
+            _shutDown = true;
+            pooled = _pools.Values.SelectMany(p => p).Select(p => p.Vm).ToList();
+            _pools.Clear();
+        }
+
+        foreach (var vm in pooled)
+        {
+            await vm.DisposeAsync();
+        }
+
         if (Directory.Exists(runPath))
         {
             Directory.Delete(runPath, recursive: true);
@@ -145,12 +215,123 @@ public sealed class MicroVmDriver(
 
     private string WorkDirectoryOf(Guid machineId) => Path.Combine(runPath, "vm", machineId.ToString("N"));
 
+    /// <summary>
+    /// A warm VM of the pool if there is one, else the one warming if it has rehearsed already; those that failed stay
+    /// for the refill to dispose and replace.
+    /// </summary>
+    private PooledMicroVm? TakePooled(SnapshotKey key)
+    {
+        lock (_pools)
+        {
+            var live = _pools.GetValueOrDefault(key)?.Where(p => p.IsLive).ToList() ?? [];
+            var taken = live.FirstOrDefault(p => p.Vm.Warmed.IsCompletedSuccessfully) ?? live.FirstOrDefault(p => p.Vm.Rehearsed.IsCompletedSuccessfully);
+            if (taken is null)
+            {
+                return null;
+            }
+
+            _pools[key].Remove(taken);
+            taken.Taken.TrySetResult();
+            return taken.Vm;
+        }
+    }
+
+    /// <summary>How many VMs the pool of <paramref name="key"/> holds, warm or warming, once those whose QEMU ended or whose warming failed are disposed.</summary>
+    private async Task<int> LivePooledCountAsync(SnapshotKey key)
+    {
+        List<PooledMicroVm> dead;
+        int live;
+        lock (_pools)
+        {
+            var pool = _pools.GetValueOrDefault(key) ?? [];
+            dead = pool.Where(p => !p.IsLive).Select(p => p.Vm).ToList();
+            pool.RemoveAll(p => !p.IsLive);
+            live = pool.Count;
+        }
+
+        foreach (var vm in dead.Where(vm => vm.Warmed.IsCompletedSuccessfully))
+        {
+            logger.LogWarning("A pooled micro-VM of {Snapshot} ended while it waited: {Reason}", key, (await vm.Exited).Reason);
+        }
+
+        foreach (var vm in dead)
+        {
+            await vm.DisposeAsync();
+        }
+
+        return live;
+    }
+
+    /// <summary>
+    /// Adds a VM to the pool of <paramref name="key"/> and returns once it is warm, or as soon as a launch takes it:
+    /// warming it is then that launch's work, and the next refill may start.
+    /// </summary>
+    private async Task AddPooledAsync(SnapshotKey key, MicroVmSnapshot snapshot, CancellationToken stoppingToken)
+    {
+        var template = templates.First(t => t.Version == key.Version);
+        try
+        {
+            var pooled = new Pooled(await runner.RestoreWarmAsync(snapshot, template, Path.Combine(PoolRoot, Guid.NewGuid().ToString("N")[..12]), stoppingToken));
+            if (!Keep(key, pooled))
+            {
+                await pooled.Vm.DisposeAsync();
+                return;
+            }
+
+            // A pooled VM that dies is replaced, not only found dead by the next launch.
+            _ = pooled.Vm.Exited.ContinueWith(_ => _refillWanted.Release(), TaskScheduler.Default);
+            if (await Task.WhenAny(pooled.Vm.Warmed, pooled.Taken.Task) == pooled.Vm.Warmed)
+            {
+                await pooled.Vm.Warmed;
+            }
+
+            _refillBackoff = FirstRefillBackoff;
+        }
+        catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+        {
+            // Whatever it was, it must not end the agent (a failed background service stops the host): launches
+            // restore from the snapshot meanwhile.
+            logger.LogError(exception, "No pooled micro-VM of {Snapshot}: trying again in {Backoff}", key, _refillBackoff);
+            await Task.Delay(_refillBackoff, stoppingToken);
+            _refillBackoff = TimeSpan.FromTicks(Math.Min(_refillBackoff.Ticks * 2, LastRefillBackoff.Ticks));
+        }
+    }
+
+    /// <summary>Adds <paramref name="pooled"/> to its pool, unless the agent is shutting down.</summary>
+    private bool Keep(SnapshotKey key, Pooled pooled)
+    {
+        lock (_pools)
+        {
+            if (_shutDown)
+            {
+                return false;
+            }
+
+            _pools.TryAdd(key, []);
+            _pools[key].Add(pooled);
+            return true;
+        }
+    }
+
     private static async Task RemoveNamespaceAsync(string name)
     {
         if ((await NetworkNamespace.ListAsync(name)).Contains(name))
         {
             await NetworkNamespace.DeleteAsync(name);
         }
+    }
+
+    private sealed record SnapshotKey(string Version, int Vcpus, int MemoryMiB)
+    {
+        public override string ToString() => $"{Version} {Vcpus}x{MemoryMiB}";
+    }
+
+    /// <summary>A VM in a pool, and whether a launch has taken it (then it is that launch's, warm or not).</summary>
+    private sealed record Pooled(PooledMicroVm Vm)
+    {
+        public TaskCompletionSource Taken { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool IsLive => !Vm.Exited.IsCompleted && !Vm.Warmed.IsFaulted && !Vm.Warmed.IsCanceled;
     }
 
     private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine

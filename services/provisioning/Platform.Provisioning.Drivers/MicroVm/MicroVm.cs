@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Platform.Provisioning.Drivers.MicroVm;
@@ -9,18 +10,24 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 /// </summary>
 public sealed class MicroVm : IAsyncDisposable
 {
+    /// <summary>QEMU's pid file in the work directory.</summary>
+    public const string PidFileName = "qemu.pid";
+
     private const int MaxErrorChars = 4096;
+    private const int SchedulePolicyNormal = 0;
+    private const int NoSuchProcess = 3;
 
     private readonly Process _process;
     private readonly string? _memoryFile;
     private readonly StringBuilder _errors = new();
+    private volatile MicroVmSpec _spec;
     private QmpClient? _qmp;
     private volatile string? _endedBy;
     private int _disposed;
 
     internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile)
     {
-        Spec = spec;
+        _spec = spec;
         Accelerator = accelerator;
         _process = process;
         _memoryFile = memoryFile;
@@ -29,7 +36,8 @@ public sealed class MicroVm : IAsyncDisposable
         Exited = WatchAsync(reading);
     }
 
-    public MicroVmSpec Spec { get; }
+    /// <summary>What it runs as: a pooled VM takes its machine's id, identity, namespace and work directory when it is activated.</summary>
+    public MicroVmSpec Spec => _spec;
 
     public string Id => Spec.Id;
 
@@ -42,6 +50,8 @@ public sealed class MicroVm : IAsyncDisposable
 
     /// <summary>Completes when QEMU has exited, on its own, stopped or killed.</summary>
     public Task<MicroVmExit> Exited { get; }
+
+    internal void Become(MicroVmSpec spec) => _spec = spec;
 
     internal string QmpSocketPath => Path.Combine(Spec.WorkDirectory, "qmp.sock");
 
@@ -119,6 +129,54 @@ public sealed class MicroVm : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Kills the QEMU that a process before this one left running with <paramref name="workDirectory"/> (its pid file
+    /// there tells which) and removes the directory. Nothing there is fine.
+    /// </summary>
+    public static async Task RemoveLeftoverAsync(string workDirectory, CancellationToken cancellationToken)
+    {
+        var pidFile = Path.Combine(workDirectory, PidFileName);
+        if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile, cancellationToken)).Trim(), out var pid))
+        {
+            try
+            {
+                using var process = Process.GetProcessById(pid);
+                // The pid may have been reused since: only a QEMU is killed.
+                if (process.ProcessName.StartsWith("qemu-system", StringComparison.Ordinal))
+                {
+                    process.Kill();
+                    await process.WaitForExitAsync(cancellationToken);
+                }
+            }
+            catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
+            {
+                // Gone already.
+            }
+        }
+
+        if (Directory.Exists(workDirectory))
+        {
+            Directory.Delete(workDirectory, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Gives every thread of QEMU the normal scheduling policy, after it ran in the background (SCHED_IDLE). The policy
+    /// is a thread's own on Linux, and QEMU's threads inherited it from the one that started them, so each is set.
+    /// </summary>
+    internal void RunInForeground()
+    {
+        foreach (var task in Directory.Exists($"/proc/{ProcessId}/task") ? Directory.GetDirectories($"/proc/{ProcessId}/task") : [])
+        {
+            var normal = 0;
+            // A thread that ended meanwhile is no matter; any other failure would leave the machine slow, so it shows.
+            if (SetScheduler(int.Parse(Path.GetFileName(task)), SchedulePolicyNormal, ref normal) != 0 && Marshal.GetLastPInvokeError() != NoSuchProcess)
+            {
+                throw new IOException($"sched_setscheduler for thread {Path.GetFileName(task)} of QEMU {ProcessId} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+            }
+        }
+    }
+
     internal void Kill()
     {
         try
@@ -147,6 +205,10 @@ public sealed class MicroVm : IAsyncDisposable
         };
         return new MicroVmExit(signal is null ? code : null, signal, reason, SerialConsole.Tail(SerialLogPath));
     }
+
+    /// <param name="priority">struct sched_param: its one field, the static priority (0 for SCHED_OTHER).</param>
+    [DllImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
+    private static extern int SetScheduler(int thread, int policy, ref int priority);
 
     private static async Task DrainAsync(StreamReader reader, StringBuilder? into)
     {

@@ -70,12 +70,7 @@ public sealed partial class MicroVmRunner(
     public async Task<MicroVm> RestoreAsync(MicroVmSnapshot snapshot, MicroVmSpec spec, CancellationToken cancellationToken)
     {
         Validate(spec);
-        if (snapshot.TemplateVersion != spec.Template.Version || snapshot.Vcpus != spec.Vcpus || snapshot.MemoryMiB != spec.MemoryMiB)
-        {
-            throw new ArgumentException(
-                $"The snapshot is of template {snapshot.TemplateVersion} with {snapshot.Vcpus} vCPUs and {snapshot.MemoryMiB} MiB; "
-                + $"{spec.Id} asks for {spec.Template.Version} with {spec.Vcpus} vCPUs and {spec.MemoryMiB} MiB.", nameof(spec));
-        }
+        ValidateSnapshotOf(snapshot, spec.Template, spec.Vcpus, spec.MemoryMiB, nameof(spec));
 
         CreateWorkDirectory(spec.WorkDirectory);
         // The snapshot's memory file mapped privately (share=off): the guest's writes are copied on write into this QEMU
@@ -87,16 +82,44 @@ public sealed partial class MicroVmRunner(
             Incoming: true));
         return await ReadyOrGoneAsync(vm, async token =>
         {
-            var qmp = await vm.QmpAsync(token);
-            using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);
-            await IgnoreSharedMemoryAsync(qmp, token);
-            await qmp.ExecuteAsync("migrate-incoming", new { uri = "exec:cat " + ShellQuote(snapshot.StatePath) }, token);
-            await WaitForRunStateAsync(qmp, "paused", token);
-            await qmp.ExecuteAsync("cont", null, token);
-            await serial.WriteLineAsync($"{spec.Identity.ToKernelArguments()} platform.time={Clock.GetUtcNow().ToUnixTimeSeconds()}", token);
+            using var serial = await ResumeAsync(vm, snapshot, token);
+            await serial.WriteLineAsync(IdentityLine(spec.Identity), token);
             await WaitUntilReadyAsync(vm, serial, token);
         }, cancellationToken);
     }
+
+    private static void ValidateSnapshotOf(MicroVmSnapshot snapshot, MicroVmTemplate template, int vcpus, int memoryMiB, string paramName)
+    {
+        if (snapshot.TemplateVersion != template.Version || snapshot.Vcpus != vcpus || snapshot.MemoryMiB != memoryMiB)
+        {
+            throw new ArgumentException(
+                $"The snapshot is of template {snapshot.TemplateVersion} with {snapshot.Vcpus} vCPUs and {snapshot.MemoryMiB} MiB; "
+                + $"asked for are {template.Version} with {vcpus} vCPUs and {memoryMiB} MiB.", paramName);
+        }
+    }
+
+    /// <summary>Has a QEMU started with <c>-incoming defer</c> take the snapshot's device state and run; returns its serial console.</summary>
+    private static async Task<SerialConsole> ResumeAsync(MicroVm vm, MicroVmSnapshot snapshot, CancellationToken cancellationToken)
+    {
+        var qmp = await vm.QmpAsync(cancellationToken);
+        var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, cancellationToken);
+        try
+        {
+            await IgnoreSharedMemoryAsync(qmp, cancellationToken);
+            await qmp.ExecuteAsync("migrate-incoming", new { uri = "exec:cat " + ShellQuote(snapshot.StatePath) }, cancellationToken);
+            await WaitForRunStateAsync(qmp, "paused", cancellationToken);
+            await qmp.ExecuteAsync("cont", null, cancellationToken);
+            return serial;
+        }
+        catch
+        {
+            serial.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The line a guest restored from a snapshot takes its identity from: with the time, its clock stopped when the snapshot was taken.</summary>
+    private string IdentityLine(GuestIdentity identity) => $"{identity.ToKernelArguments()} platform.time={Clock.GetUtcNow().ToUnixTimeSeconds()}";
 
     private MicroVm Start(MicroVmSpec spec, string accelerator, string? memoryFileToDelete, QemuLaunch launch)
     {
@@ -107,8 +130,9 @@ public sealed partial class MicroVmRunner(
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        // ip netns exec becomes QEMU (exec), so the process we hold is QEMU itself, already inside the namespace.
-        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, qemu, .. QemuArguments(spec, accelerator, launch)])
+        // ip netns exec becomes QEMU (exec, through chrt too), so the process we hold is QEMU itself, already inside the namespace.
+        string[] scheduling = launch.Background ? ["chrt", "--idle", "0"] : [];
+        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, .. scheduling, qemu, .. QemuArguments(spec, accelerator, launch)])
         {
             start.ArgumentList.Add(argument);
         }
@@ -150,6 +174,8 @@ public sealed partial class MicroVmRunner(
             "-chardev", $"socket,id=serial0,path={Path.Combine(spec.WorkDirectory, "serial.sock")},server=on,wait=off,logfile={Path.Combine(spec.WorkDirectory, "serial.log")}",
             "-serial", "chardev:serial0",
             "-qmp", $"unix:{Path.Combine(spec.WorkDirectory, "qmp.sock")},server=on,wait=off",
+            // Finds the VM's QEMU after this process is gone (a crash), whatever its command line says.
+            "-pidfile", Path.Combine(spec.WorkDirectory, MicroVm.PidFileName),
         ];
         return launch.Incoming ? [.. machine, "-incoming", "defer"] : machine;
     }
@@ -197,8 +223,14 @@ public sealed partial class MicroVmRunner(
     /// <summary>Ready means: the guest printed that it is, and its agent answers with the identity it was given.</summary>
     private static async Task WaitUntilReadyAsync(MicroVm vm, SerialConsole serial, CancellationToken cancellationToken)
     {
-        var identity = vm.Spec.Identity;
-        await serial.WaitForLineAsync(ReadyPrefix + identity.MachineId, cancellationToken);
+        await serial.WaitForLineAsync(ReadyPrefix + vm.Spec.Identity.MachineId, cancellationToken);
+        await ProbeAsync(vm.Spec, cancellationToken);
+    }
+
+    /// <summary>Returns once the guest agent answers, from inside the VM's namespace, with the identity in <paramref name="spec"/>.</summary>
+    private static async Task ProbeAsync(MicroVmSpec spec, CancellationToken cancellationToken)
+    {
+        var identity = spec.Identity;
         string? lastAnswer = null;
         while (true)
         {
@@ -207,7 +239,7 @@ public sealed partial class MicroVmRunner(
             attempt.CancelAfter(ProbeAttemptTimeout);
             try
             {
-                using var socket = await vm.Spec.Network.ConnectAsync(identity.Address, vm.Spec.Template.GuestAgentPort, attempt.Token);
+                using var socket = await spec.Network.ConnectAsync(identity.Address, spec.Template.GuestAgentPort, attempt.Token);
                 using var reader = new StreamReader(new NetworkStream(socket, ownsSocket: false));
                 lastAnswer = await reader.ReadLineAsync(attempt.Token);
                 if (lastAnswer == identity.AgentGreeting)
@@ -244,7 +276,10 @@ public sealed partial class MicroVmRunner(
     /// <summary>For QEMU's exec: migration URIs, which it hands to /bin/sh -c.</summary>
     private static string ShellQuote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
-    private static void Validate(MicroVmSpec spec)
+    private static void Validate(MicroVmSpec spec) => Validate(spec, spec.Network.HostAddress, spec.Network.PrefixLength);
+
+    /// <summary>Checks <paramref name="spec"/> as if its tap were at <paramref name="hostAddress"/>/<paramref name="prefixLength"/>.</summary>
+    private static void Validate(MicroVmSpec spec, IPAddress hostAddress, int prefixLength)
     {
         if (!SafeId().IsMatch(spec.Id))
         {
@@ -261,9 +296,9 @@ public sealed partial class MicroVmRunner(
             throw new ArgumentException($"A micro-VM's work directory is an absolute path of at most {MaxSocketPath - 12} characters without ','.", nameof(spec));
         }
 
-        if (!OnSameSubnet(spec.Identity.Address, spec.Network.HostAddress, spec.Network.PrefixLength))
+        if (!OnSameSubnet(spec.Identity.Address, hostAddress, prefixLength))
         {
-            throw new ArgumentException($"The guest's address {spec.Identity.Address} is not on its tap's subnet {spec.Network.HostAddress}/{spec.Network.PrefixLength}.", nameof(spec));
+            throw new ArgumentException($"The guest's address {spec.Identity.Address} is not on its tap's subnet {hostAddress}/{prefixLength}.", nameof(spec));
         }
     }
 
@@ -299,8 +334,11 @@ public sealed partial class MicroVmRunner(
         Directory.CreateDirectory(directory);
     }
 
-    /// <summary>How one QEMU starts: the kernel command line, where guest memory lives and whether it waits for a migration stream.</summary>
-    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming);
+    /// <summary>
+    /// How one QEMU starts: the kernel command line, where guest memory lives, whether it waits for a migration stream,
+    /// and whether it runs in the background (SCHED_IDLE: work done ahead of need runs only on CPU time nothing else wants).
+    /// </summary>
+    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming, bool Background = false);
 
     [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
     private static partial Regex SafeId();
