@@ -21,7 +21,7 @@ public sealed class HealingTests(PlatformStack stack)
         var id = await MachineTests.CreateAsync(tenant, new { name = "phoenix", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
         await MachineTests.WaitAsync(tenant, id, "running");
 
-        KillSandbox(id);
+        await KillSandboxAsync(id);
 
         var history = "";
         try
@@ -99,18 +99,22 @@ public sealed class HealingTests(PlatformStack stack)
         return types;
     }
 
-    private static void KillSandbox(Guid machineId)
+    /// <summary>Kills what runs in the sandbox's cgroup, once it is in there (it joins its cgroup a moment after it counts as running).</summary>
+    private static async Task KillSandboxAsync(Guid machineId)
     {
         var procs = new[] { $"/sys/fs/cgroup/pids/platform/m-{machineId:N}/cgroup.procs", $"/sys/fs/cgroup/platform/m-{machineId:N}/cgroup.procs" }.First(File.Exists);
-        foreach (var pid in File.ReadAllLines(procs).Where(l => l.Length > 0))
+        string[] pids = [];
+        await Eventually.TrueAsync(() => (pids = File.ReadAllLines(procs).Where(l => l.Length > 0).ToArray()).Length > 0, TimeSpan.FromSeconds(10), "the sandbox is in its cgroup");
+        foreach (var pid in pids)
         {
             try
             {
-                Process.GetProcessById(int.Parse(pid)).Kill();
+                using var process = Process.GetProcessById(int.Parse(pid));
+                process.Kill();
             }
-            catch (ArgumentException)
+            catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
             {
-                // Gone already.
+                // Gone already: killing its parent took it.
             }
         }
     }
