@@ -41,7 +41,10 @@ public sealed class GatewayLimitsTests(PlatformStack stack)
         var tenantsBefore = await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.tenants");
         var huge = "{\"slug\":\"huge\",\"name\":\"" + new string('x', 2 * 1024 * 1024) + "\"}";
 
-        var response = await admin.PostAsync("/api/v1/tenants", new StringContent(huge, Encoding.UTF8, "application/json"));
+        // As a client should send a large body: it waits for the go-ahead, so the refusal is read, not cut off mid-write.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/tenants") { Content = new StringContent(huge, Encoding.UTF8, "application/json") };
+        request.Headers.ExpectContinue = true;
+        var response = await admin.SendAsync(request);
 
         await GatewayTests.AssertProblemAsync(response, HttpStatusCode.RequestEntityTooLarge, "urn:platform:problem:payload-too-large");
         Assert.Equal(tenantsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.tenants"));
