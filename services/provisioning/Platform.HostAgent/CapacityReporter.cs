@@ -1,27 +1,47 @@
+using System.Text.Json;
 using MassTransit;
+using Platform.Contracts;
 using Platform.Contracts.Provisioning;
 
 namespace Platform.HostAgent;
 
 /// <summary>
-/// Cleans up after a previous run, then reports what this host offers, at start and every
-/// <see cref="AgentOptions.ReportInterval"/> (so a provisioning service that started later still learns of it).
-/// At shutdown, stops the machines it runs.
+/// Cleans up after a previous run, then reports what this host offers: at start, as soon as it changes (the
+/// accelerator found, a snapshot made), when provisioning starts (<see cref="ReportNow"/>), and every
+/// <see cref="AgentOptions.ReportInterval"/> in any case. At shutdown, stops the machines it runs.
 /// </summary>
 public sealed class CapacityReporter(HostMachines machines, HostIdentity host, AgentOptions options, IBus bus, TimeProvider time, ILogger<CapacityReporter> logger) : BackgroundService
 {
+    private static readonly TimeSpan ChangeCheckInterval = TimeSpan.FromSeconds(1);
+    private readonly SemaphoreSlim _wake = new(0);
+
+    /// <summary>Report at once (provisioning started and may have missed the last report).</summary>
+    public void ReportNow() => _wake.Release();
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await machines.ReconcileAsync(stoppingToken);
-        var accelerator = machines.Drivers.Select(d => d.Accelerator).FirstOrDefault(a => a is not null) ?? "none";
-        logger.LogInformation("Host {HostName} ({HostId}) offers {Drivers}; accelerator {Accelerator}", host.Name, host.HostId,
-            string.Join(", ", machines.Drivers.Select(d => d.Capacity.Name)), accelerator);
+        logger.LogInformation("Host {HostName} ({HostId}) offers {Drivers}", host.Name, host.HostId, string.Join(", ", machines.Drivers.Select(d => d.Capacity.Name)));
+        string? lastOffer = null;
+        var lastReported = DateTimeOffset.MinValue;
+        var asked = true;
         while (!stoppingToken.IsCancellationRequested)
         {
-            await bus.Publish(new HostCapacityReported(host.HostId, host.Name, host.Vcpus, host.MemoryMiB, host.DiskMiB, accelerator,
-                machines.Drivers.Select(d => d.Capacity).ToList(), machines.Drivers.SelectMany(d => d.Templates).DistinctBy(t => (t.Name, t.Version)).ToList(),
-                time.GetUtcNow()), stoppingToken);
-            await Task.Delay(options.ReportInterval, stoppingToken);
+            var report = Current();
+            var offer = JsonSerializer.Serialize(report with { ReportedAt = default }, PlatformJson.Options);
+            if (asked || offer != lastOffer || report.ReportedAt - lastReported >= options.ReportInterval)
+            {
+                await bus.Publish(report, stoppingToken);
+                if (offer != lastOffer)
+                {
+                    logger.LogInformation("Host {HostName} reports accelerator {Accelerator}, templates {Templates}", host.Name, report.Accelerator,
+                        string.Join(", ", report.Templates.Select(t => $"{t.Name}@{t.Version} ({t.Snapshots.Count} snapshot shapes)")));
+                }
+
+                (lastOffer, lastReported) = (offer, report.ReportedAt);
+            }
+
+            asked = await _wake.WaitAsync(ChangeCheckInterval, stoppingToken);
         }
     }
 
@@ -30,4 +50,11 @@ public sealed class CapacityReporter(HostMachines machines, HostIdentity host, A
         await base.StopAsync(cancellationToken);
         await machines.StopAllAsync();
     }
+
+    private HostCapacityReported Current() => new(
+        host.HostId, host.Name, host.Vcpus, host.MemoryMiB, host.DiskMiB,
+        machines.Drivers.Select(d => d.Accelerator).FirstOrDefault(a => a is not null) ?? "none",
+        machines.Drivers.Select(d => d.Capacity).ToList(),
+        machines.Drivers.SelectMany(d => d.Templates).DistinctBy(t => (t.Name, t.Version)).ToList(),
+        time.GetUtcNow());
 }

@@ -1,11 +1,27 @@
 using MassTransit;
+using Platform.Contracts.Operations;
 using Platform.Contracts.Provisioning;
 
 namespace Platform.HostAgent;
 
-/// <summary>The commands provisioning sends to this host's own queue.</summary>
-public sealed class HostCommands(HostMachines machines) : IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>
+/// <summary>
+/// The commands provisioning sends to this host's own queue, and provisioning's start (on this host's own
+/// queue too, so that every agent hears it): a provisioning that just started may have missed the last
+/// capacity report, so it gets one at once.
+/// </summary>
+public sealed class HostCommands(HostMachines machines, CapacityReporter reporter) :
+    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<ServiceStarted>
 {
+    public Task Consume(ConsumeContext<ServiceStarted> context)
+    {
+        if (context.Message.Service == "provisioning")
+        {
+            reporter.ReportNow();
+        }
+
+        return Task.CompletedTask;
+    }
+
     public Task Consume(ConsumeContext<LaunchMachine> context) => machines.LaunchAsync(context.Message, context.CancellationToken);
 
     public Task Consume(ConsumeContext<HaltMachine> context) => machines.HaltAsync(context.Message, context.CancellationToken);
