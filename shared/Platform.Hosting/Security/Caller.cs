@@ -17,6 +17,15 @@ public sealed record Caller(string Subject, string Role, Guid? TenantId)
     /// <summary>Whether the caller may act on <paramref name="tenantId"/>'s resources at all (platform-admins may act on every tenant).</summary>
     public bool CanSee(Guid tenantId) => IsPlatformAdmin || TenantId == tenantId;
 
+    /// <summary>Refuses (403) a caller whose role only reads; <paramref name="what"/> names what it may read but not change.</summary>
+    public void RequireMutate(string what)
+    {
+        if (!Roles.CanMutate(Role))
+        {
+            throw Problems.Problems.Forbidden($"A {Role} reads {what} but cannot change them.");
+        }
+    }
+
     /// <summary>Minimal APIs bind it from the identity headers the gateway set; a request without them is refused with 401.</summary>
     public static ValueTask<Caller?> BindAsync(HttpContext context, ParameterInfo parameter) =>
         ValueTask.FromResult<Caller?>(context.Features.Get<Caller>() ?? throw new UnauthenticatedException());

@@ -41,7 +41,7 @@ public static partial class ExitNodeEndpoints
     private static async Task<Created<ExitNodeView>> RegisterAsync(
         RegisterExitNodeRequest? request, Caller caller, HttpContext http, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
-        RequireMutate(caller);
+        caller.RequireMutate("exit nodes");
         var errors = Check(request);
         if (errors.Count > 0)
         {
@@ -72,7 +72,7 @@ public static partial class ExitNodeEndpoints
 
     private static async Task<NoContent> RemoveAsync(Guid exitNodeId, Caller caller, HttpContext http, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
-        RequireMutate(caller);
+        caller.RequireMutate("exit nodes");
         var node = await FindAsync(exitNodeId, caller, dataSource, store, cancellationToken);
         if (node.TenantId is null && !caller.SeesAllTenants)
         {
@@ -154,13 +154,6 @@ public static partial class ExitNodeEndpoints
         return host.StartsWith('[') && host.EndsWith(']') ? IPAddress.TryParse(host[1..^1], out _) : IPAddress.TryParse(host, out _) || DnsName().IsMatch(host);
     }
 
-    private static void RequireMutate(Caller caller)
-    {
-        if (!Roles.CanMutate(caller.Role))
-        {
-            throw Problems.Forbidden($"A {caller.Role} reads exit nodes but cannot change them.");
-        }
-    }
 
     [GeneratedRegex("^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", RegexOptions.IgnoreCase)]
     private static partial Regex DnsName();

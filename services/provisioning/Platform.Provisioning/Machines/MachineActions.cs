@@ -17,7 +17,7 @@ public sealed class MachineActions(EventStore store, TimeProvider time)
 
     public async Task<Accepted<MachineAccepted>> RequestAsync(Guid machineId, string action, Caller caller, HttpContext http, CancellationToken cancellationToken)
     {
-        MachineEndpoints.RequireMutate(caller);
+        caller.RequireMutate("machines");
         var ifMatch = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
         var operationId = Guid.CreateVersion7();
         for (var attempt = 1; ; attempt++)

@@ -35,7 +35,7 @@ public static class MachineEndpoints
         CreateMachineRequest? request, Caller caller, HttpContext http, MachineCreation creation,
         [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey, CancellationToken cancellationToken)
     {
-        RequireMutate(caller);
+        caller.RequireMutate("machines");
         if (request is null)
         {
             throw Problems.Validation(new Dictionary<string, string[]> { ["body"] = ["must describe the machine"] });
@@ -169,13 +169,5 @@ public static class MachineEndpoints
 
         var duration = TimeSpan.FromMilliseconds(amount * unit);
         return duration <= MaxWait ? duration : null;
-    }
-
-    public static void RequireMutate(Caller caller)
-    {
-        if (!Roles.CanMutate(caller.Role))
-        {
-            throw Problems.Forbidden($"A {caller.Role} reads machines but cannot change them.");
-        }
     }
 }

@@ -26,7 +26,7 @@ public static class HealingEndpoints
     private static async Task<Ok<HealingPolicy>> SetPolicyAsync(HealingPolicy? policy, Caller caller, HttpContext http, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         var tenantId = TenantOf(caller);
-        RequireMutate(caller);
+        caller.RequireMutate("healing settings");
         var errors = new Dictionary<string, string[]>();
         if (policy is null)
         {
@@ -66,7 +66,7 @@ public static class HealingEndpoints
     /// <summary>Schedules a start of the machine now, whatever its count of attempts (an operator's decision, audited as such).</summary>
     private static async Task<Accepted> HealNowAsync(HealNowRequest? request, Caller caller, HttpContext http, HealingStore healing, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
-        RequireMutate(caller);
+        caller.RequireMutate("healing settings");
         if (request?.MachineId is not { } machineId)
         {
             throw Problems.Validation(new Dictionary<string, string[]> { ["machineId"] = ["is required"] });
@@ -90,12 +90,4 @@ public static class HealingEndpoints
 
     private static Guid TenantOf(Caller caller) =>
         caller.TenantId ?? throw Problems.Forbidden("Healing policies are a tenant's: act as one of its users or API keys.");
-
-    private static void RequireMutate(Caller caller)
-    {
-        if (!Roles.CanMutate(caller.Role))
-        {
-            throw Problems.Forbidden($"A {caller.Role} reads healing settings but cannot change them.");
-        }
-    }
 }

@@ -45,7 +45,7 @@ public static class WebhookEndpoints
     private static async Task<Created<CreatedSubscription>> CreateAsync(
         CreateSubscriptionRequest? request, Caller caller, HttpContext http, EventStore events, WebhookStore store, AuditLog audit, IOptions<WebhookOptions> options, TimeProvider time, CancellationToken cancellationToken)
     {
-        RequireMutate(caller);
+        caller.RequireMutate("subscriptions");
         var errors = new Dictionary<string, string[]>();
         var url = await CheckUrlAsync(request?.Url, options.Value, errors, cancellationToken);
         var unknown = request?.EventTypes?.Where(t => !AuditEndpoints.KnownTypes.Contains(t)).ToArray() ?? [];
@@ -97,7 +97,7 @@ public static class WebhookEndpoints
     private static async Task<NoContent> DeleteAsync(Guid subscriptionId, Caller caller, HttpContext http, EventStore events, WebhookStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         var subscription = await FindVisibleAsync(store, caller, subscriptionId, cancellationToken);
-        RequireMutate(caller);
+        caller.RequireMutate("subscriptions");
         var now = time.GetUtcNow();
         await using var session = await events.BeginSessionAsync(cancellationToken);
         await store.DeleteAsync(session.Connection, session.Transaction, subscription.Id, now, cancellationToken);
@@ -111,7 +111,7 @@ public static class WebhookEndpoints
     private static async Task<Accepted<ReplayRequested>> ReplayAsync(Guid subscriptionId, string? from, Caller caller, WebhookStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         var subscription = await FindVisibleAsync(store, caller, subscriptionId, cancellationToken);
-        RequireMutate(caller);
+        caller.RequireMutate("subscriptions");
         if (!long.TryParse(from, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var position) || position < 1)
         {
             throw Problems.Validation(new Dictionary<string, string[]> { ["from"] = ["must be an audit position (a whole number, 1 or more)"] });
@@ -130,7 +130,7 @@ public static class WebhookEndpoints
     private static async Task<Accepted<RedeliveryRequested>> RedeliverAsync(Guid subscriptionId, Caller caller, WebhookStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         var subscription = await FindVisibleAsync(store, caller, subscriptionId, cancellationToken);
-        RequireMutate(caller);
+        caller.RequireMutate("subscriptions");
         var count = await store.RequestRedeliveryAsync(subscription.Id, time.GetUtcNow(), cancellationToken);
         return TypedResults.Accepted($"/api/v1/subscriptions/{subscription.Id}/dead-letters", new RedeliveryRequested(count));
     }
@@ -146,13 +146,6 @@ public static class WebhookEndpoints
             : throw Problems.NotFound("subscription");
     }
 
-    private static void RequireMutate(Caller caller)
-    {
-        if (!Roles.CanMutate(caller.Role))
-        {
-            throw Problems.Forbidden("A viewer cannot change subscriptions.");
-        }
-    }
 
     /// <summary>
     /// The URL must be absolute http(s) without credentials, https when the policy says so, resolve, not
