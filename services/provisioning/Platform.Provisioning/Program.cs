@@ -7,7 +7,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
 {
     MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
     InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
-    Migrations = [MachineCatalog.Migration, HostCatalog.Migration],
+    Migrations = [MachineCatalog.Migration, HostCatalog.Migration, HostCatalog.VersionMigration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<MachineLifecycle, MachineLifecycleDefinition>();

@@ -8,10 +8,21 @@ using Platform.EventSourcing.Subscriptions;
 
 namespace Platform.Provisioning.Hosts;
 
-/// <summary>Hosts (with what is placed on them) and template versions as tables, kept in the appending transaction.</summary>
+/// <summary>
+/// Hosts (with what is placed on them) and template versions as tables, kept in the appending transaction.
+/// A host's row carries its stream's version: placement decides on the row and appends to the stream with
+/// that version expected, so two requests racing for a host's last room cannot both win, and no request
+/// reads the host's whole history.
+/// </summary>
 public sealed class HostCatalog(string schema) : IProjection
 {
     public string Name => "host-catalog";
+
+    public static string StreamOf(Guid hostId) => $"host-{hostId}";
+
+    public static SchemaMigration VersionMigration { get; } = new("host-catalog", 2, """
+        ALTER TABLE {schema}.hosts ADD COLUMN version bigint NOT NULL DEFAULT 0;
+        """);
 
     public static SchemaMigration Migration { get; } = new("host-catalog", 1, """
         CREATE TABLE {schema}.hosts (
@@ -45,15 +56,15 @@ public sealed class HostCatalog(string schema) : IProjection
             await using var command = stored.Data switch
             {
                 HostRegistered host => Command(transaction, $"""
-                    INSERT INTO {schema}.hosts (id, name, host, registered_at) VALUES ($1, $2, $3, $4)
-                    ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, registered_at = excluded.registered_at
-                    """, host.HostId, host.Name, Json(host), host.RegisteredAt),
+                    INSERT INTO {schema}.hosts (id, name, host, registered_at, version) VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, registered_at = excluded.registered_at, version = excluded.version
+                    """, host.HostId, host.Name, Json(host), host.RegisteredAt, stored.StreamVersion),
                 MachinePlaced placed => Command(transaction,
-                    $"UPDATE {schema}.hosts SET machines = machines + 1, memory_mib = memory_mib + $2, vcpus = vcpus + $3 WHERE id = $1",
-                    placed.HostId, placed.Shape.MemoryMiB, placed.Shape.Vcpus),
+                    $"UPDATE {schema}.hosts SET machines = machines + 1, memory_mib = memory_mib + $2, vcpus = vcpus + $3, version = $4 WHERE id = $1",
+                    placed.HostId, placed.Shape.MemoryMiB, placed.Shape.Vcpus, stored.StreamVersion),
                 MachineUnplaced unplaced => Command(transaction,
-                    $"UPDATE {schema}.hosts SET machines = machines - 1, memory_mib = memory_mib - $2, vcpus = vcpus - $3 WHERE id = $1",
-                    unplaced.HostId, unplaced.Shape.MemoryMiB, unplaced.Shape.Vcpus),
+                    $"UPDATE {schema}.hosts SET machines = machines - 1, memory_mib = memory_mib - $2, vcpus = vcpus - $3, version = $4 WHERE id = $1",
+                    unplaced.HostId, unplaced.Shape.MemoryMiB, unplaced.Shape.Vcpus, stored.StreamVersion),
                 TemplateRegistered template => Command(transaction,
                     $"INSERT INTO {schema}.templates (name, version, kind, sha256, registered_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     template.Name, template.Version, template.Kind, template.Sha256, template.RegisteredAt),

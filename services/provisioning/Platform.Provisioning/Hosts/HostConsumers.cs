@@ -18,8 +18,7 @@ public sealed class HostCapacityReportedConsumer(EventStore store, HostDirectory
     public async Task Consume(ConsumeContext<HostCapacityReported> context)
     {
         var report = context.Message;
-        var current = await store.LoadAsync<HostLedger>(HostLedger.StreamOf(report.HostId), HostLedger.Evolve, context.CancellationToken);
-        if (current.State is { } ledger && SameOffer(ledger.Host, report))
+        if (await directory.RegistrationAsync(report.HostId, context.CancellationToken) is { } registered && SameOffer(registered, report))
         {
             return;
         }
@@ -29,7 +28,7 @@ public sealed class HostCapacityReportedConsumer(EventStore store, HostDirectory
         var metadata = new EventMetadata(context.CorrelationId, context.MessageId, Actor: $"host:{report.HostId}");
 
         await using var session = await store.BeginSessionAsync(context.CancellationToken);
-        session.Append(HostLedger.StreamOf(report.HostId), ExpectedVersion.Any,
+        session.Append(HostCatalog.StreamOf(report.HostId), ExpectedVersion.Any,
             [new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, now)],
             metadata);
         foreach (var template in report.Templates.Where(t => !known.Contains((t.Name, t.Version))))

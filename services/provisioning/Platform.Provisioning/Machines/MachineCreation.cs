@@ -52,10 +52,10 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             try
             {
                 await using var session = await store.BeginSessionAsync(cancellationToken);
-                session.Append(HostLedger.StreamOf(host.Ledger.Host.HostId), host.Expected, [new MachinePlaced(host.Ledger.Host.HostId, machineId, tenantId, shape, now)], metadata);
+                session.Append(HostCatalog.StreamOf(host.Id), ExpectedVersion.Exactly(host.Version), [new MachinePlaced(host.Id, machineId, tenantId, shape, now)], metadata);
                 var events = new List<object>
                 {
-                    new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Ledger.Host.HostId, template, shape,
+                    new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
                         request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now),
                 };
                 if (idempotencyKey is not null)
@@ -105,7 +105,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         return new TemplateRef(known[0].Name, known[0].Version);
     }
 
-    private async Task<(HostLedger Ledger, ExpectedVersion Expected)> PlaceAsync(string driver, TemplateRef template, MachineShape shape, CancellationToken cancellationToken)
+    private async Task<HostView> PlaceAsync(string driver, TemplateRef template, MachineShape shape, CancellationToken cancellationToken)
     {
         var offering = (await hosts.HostsAsync(cancellationToken)).Where(h => h.Drivers.Any(d => d.Name == driver)).ToList();
         if (offering.Count == 0)
@@ -128,28 +128,11 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         }
 
         var guardrails = await hosts.GuardrailsAsync(cancellationToken);
-        var refusals = new List<string>();
-        (HostLedger Ledger, ExpectedVersion Expected)? best = null;
-        foreach (var candidate in withTemplate)
-        {
-            var loaded = await store.LoadAsync<HostLedger>(HostLedger.StreamOf(candidate.Id), HostLedger.Evolve, cancellationToken);
-            if (loaded.State is not { } ledger)
-            {
-                continue;
-            }
-
-            if (ledger.Refusal(shape, guardrails) is { } refusal)
-            {
-                refusals.Add(refusal);
-            }
-            else if (best is null || ledger.UsedMemoryMiB - ledger.Host.MemoryMiB < best.Value.Ledger.UsedMemoryMiB - best.Value.Ledger.Host.MemoryMiB)
-            {
-                best = (ledger, loaded.ExpectedVersion);
-            }
-        }
-
-        return best ?? throw new ProblemException(ProblemTypes.PlacementRefused, StatusCodes.Status409Conflict,
-            "No host can take this machine within the host guardrails.", string.Join("; ", refusals) + ".");
+        var judged = withTemplate.Select(h => (Host: h, Refusal: h.Refusal(shape, guardrails))).ToList();
+        // The host with the most memory left takes it.
+        return judged.Where(j => j.Refusal is null).Select(j => j.Host).MaxBy(h => h.MemoryMiB - h.Used.MemoryMiB)
+            ?? throw new ProblemException(ProblemTypes.PlacementRefused, StatusCodes.Status409Conflict,
+                "No host can take this machine within the host guardrails.", string.Join("; ", judged.Select(j => j.Refusal)) + ".");
     }
 
     private static (string Field, string Message)? Fits(DriverCapacity driver, MachineShape shape)

@@ -127,7 +127,7 @@ public sealed class HostReports(EventStore store, TimeProvider time) :
         var metadata = Metadata(context, machine);
         await using var session = await store.BeginSessionAsync(context.CancellationToken);
         session.Append(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [new MachineDestroyed(machine.Id, machine.TenantId, torn.OperationId, machine.HostId, now)], metadata);
-        session.Append(HostLedger.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)], metadata);
+        session.Append(HostCatalog.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)], metadata);
         await session.CommitAsync(context.CancellationToken);
     }
 
