@@ -29,20 +29,10 @@ public sealed class ExitNodeCatalog(string schema) : IProjection
         {
             await using var command = stored.Data switch
             {
-                ExitNodeRegistered node => new NpgsqlCommand($"INSERT INTO {schema}.exit_nodes (id, tenant_id, name, node) VALUES ($1, $2, $3, $4)", transaction.Connection, transaction)
-                {
-                    Parameters =
-                    {
-                        new() { Value = node.ExitNodeId },
-                        new() { Value = (object?)node.TenantId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid },
-                        new() { Value = node.Name },
-                        new() { Value = JsonSerializer.Serialize(node, PlatformJson.Options), NpgsqlDbType = NpgsqlDbType.Jsonb },
-                    },
-                },
-                ExitNodeRemoved removed => new NpgsqlCommand($"DELETE FROM {schema}.exit_nodes WHERE id = $1", transaction.Connection, transaction)
-                {
-                    Parameters = { new() { Value = removed.ExitNodeId } },
-                },
+                ExitNodeRegistered node => transaction.Command($"INSERT INTO {schema}.exit_nodes (id, tenant_id, name, node) VALUES ($1, $2, $3, $4)",
+                    node.ExitNodeId, new NpgsqlParameter { Value = (object?)node.TenantId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid }, node.Name,
+                    new NpgsqlParameter { Value = JsonSerializer.Serialize(node, PlatformJson.Options), NpgsqlDbType = NpgsqlDbType.Jsonb }),
+                ExitNodeRemoved removed => transaction.Command($"DELETE FROM {schema}.exit_nodes WHERE id = $1", removed.ExitNodeId),
                 _ => null,
             };
             if (command is not null)
@@ -54,7 +44,6 @@ public sealed class ExitNodeCatalog(string schema) : IProjection
 
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand($"TRUNCATE {schema}.exit_nodes", transaction.Connection, transaction);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.ExecuteAsync($"TRUNCATE {schema}.exit_nodes", cancellationToken);
     }
 }

@@ -55,17 +55,17 @@ public sealed class HostCatalog(string schema) : IProjection
         {
             await using var command = stored.Data switch
             {
-                HostRegistered host => Command(transaction, $"""
+                HostRegistered host => transaction.Command($"""
                     INSERT INTO {schema}.hosts (id, name, host, registered_at, version) VALUES ($1, $2, $3, $4, $5)
                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, registered_at = excluded.registered_at, version = excluded.version
                     """, host.HostId, host.Name, Json(host), host.RegisteredAt, stored.StreamVersion),
-                MachinePlaced placed => Command(transaction,
+                MachinePlaced placed => transaction.Command(
                     $"UPDATE {schema}.hosts SET machines = machines + 1, memory_mib = memory_mib + $2, vcpus = vcpus + $3, version = $4 WHERE id = $1",
                     placed.HostId, placed.Shape.MemoryMiB, placed.Shape.Vcpus, stored.StreamVersion),
-                MachineUnplaced unplaced => Command(transaction,
+                MachineUnplaced unplaced => transaction.Command(
                     $"UPDATE {schema}.hosts SET machines = machines - 1, memory_mib = memory_mib - $2, vcpus = vcpus - $3, version = $4 WHERE id = $1",
                     unplaced.HostId, unplaced.Shape.MemoryMiB, unplaced.Shape.Vcpus, stored.StreamVersion),
-                TemplateRegistered template => Command(transaction,
+                TemplateRegistered template => transaction.Command(
                     $"INSERT INTO {schema}.templates (name, version, kind, sha256, registered_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     template.Name, template.Version, template.Kind, template.Sha256, template.RegisteredAt),
                 _ => null,
@@ -79,20 +79,8 @@ public sealed class HostCatalog(string schema) : IProjection
 
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = Command(transaction, $"TRUNCATE {schema}.hosts, {schema}.templates");
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.ExecuteAsync($"TRUNCATE {schema}.hosts, {schema}.templates", cancellationToken);
     }
 
     private static NpgsqlParameter Json(object value) => new() { NpgsqlDbType = NpgsqlDbType.Jsonb, Value = JsonSerializer.Serialize(value, PlatformJson.Options) };
-
-    private static NpgsqlCommand Command(NpgsqlTransaction transaction, string sql, params object[] values)
-    {
-        var command = new NpgsqlCommand(sql, transaction.Connection, transaction);
-        foreach (var value in values)
-        {
-            command.Parameters.Add(value as NpgsqlParameter ?? new NpgsqlParameter { Value = value });
-        }
-
-        return command;
-    }
 }

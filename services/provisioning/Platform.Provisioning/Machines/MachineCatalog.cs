@@ -61,8 +61,7 @@ public sealed class MachineCatalog(string schema) : IProjection
         {
             if (stored.Data is IdempotencyKeyRecorded keyed)
             {
-                await ExecuteAsync(transaction, cancellationToken,
-                    $"INSERT INTO {schema}.idempotency_keys (tenant_id, key, request_hash, machine_id, operation_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                await transaction.ExecuteAsync($"INSERT INTO {schema}.idempotency_keys (tenant_id, key, request_hash, machine_id, operation_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)", cancellationToken,
                     keyed.TenantId, keyed.Key, keyed.RequestHash, keyed.MachineId, keyed.OperationId, stored.RecordedAt);
                 continue;
             }
@@ -80,7 +79,7 @@ public sealed class MachineCatalog(string schema) : IProjection
     }
 
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken) =>
-        await ExecuteAsync(transaction, cancellationToken, $"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys");
+        await transaction.ExecuteAsync($"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys", cancellationToken);
 
     private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
         or MachineRestartRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed;
@@ -117,28 +116,15 @@ public sealed class MachineCatalog(string schema) : IProjection
         {
             var succeeded = after.State == ended.Goal;
             var error = succeeded ? null : after.State == MachineStates.Failed ? after.LastError : $"Superseded: the machine is {after.State}.";
-            await ExecuteAsync(transaction, cancellationToken,
-                $"UPDATE {schema}.operations SET status = $2, error = $3, completed_at = $4 WHERE id = $1",
-                ended.Id, succeeded ? "succeeded" : "failed", (object?)error ?? DBNull.Value, at);
+            await transaction.ExecuteAsync($"UPDATE {schema}.operations SET status = $2, error = $3, completed_at = $4 WHERE id = $1", cancellationToken,
+                ended.Id, succeeded ? "succeeded" : "failed", error, at);
         }
 
         if (after.Pending is { } started && started.Id != before?.Pending?.Id)
         {
-            await ExecuteAsync(transaction, cancellationToken,
-                $"INSERT INTO {schema}.operations (id, tenant_id, machine_id, type, status, created_at) VALUES ($1, $2, $3, $4, 'pending', $5)",
+            await transaction.ExecuteAsync($"INSERT INTO {schema}.operations (id, tenant_id, machine_id, type, status, created_at) VALUES ($1, $2, $3, $4, 'pending', $5)", cancellationToken,
                 started.Id, after.TenantId, after.Id, started.Type, started.RequestedAt);
         }
-    }
-
-    private static async Task ExecuteAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken, string sql, params object[] values)
-    {
-        await using var command = new NpgsqlCommand(sql, transaction.Connection, transaction);
-        foreach (var value in values)
-        {
-            command.Parameters.AddWithValue(value);
-        }
-
-        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }
 

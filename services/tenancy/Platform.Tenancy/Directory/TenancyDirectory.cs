@@ -56,16 +56,16 @@ public sealed class TenancyDirectory(string schema) : IProjection
         {
             await using var command = stored.Data switch
             {
-                TenantCreated tenant => Command(transaction, $"INSERT INTO {schema}.tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
+                TenantCreated tenant => transaction.Command($"INSERT INTO {schema}.tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
                     tenant.TenantId, tenant.Slug, tenant.Name, tenant.CreatedAt),
-                UserCreated user => Command(transaction, $"INSERT INTO {schema}.users (id, tenant_id, username, role, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    user.UserId, (object?)user.TenantId ?? DBNull.Value, user.Username, user.Role, user.CreatedAt),
-                UserPasswordHashSet password => Command(transaction, $"UPDATE {schema}.users SET password_hash = $2 WHERE id = $1",
+                UserCreated user => transaction.Command($"INSERT INTO {schema}.users (id, tenant_id, username, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    user.UserId, user.TenantId, user.Username, user.Role, user.CreatedAt),
+                UserPasswordHashSet password => transaction.Command($"UPDATE {schema}.users SET password_hash = $2 WHERE id = $1",
                     password.UserId, password.PasswordHash),
-                ApiKeyCreated key => Command(transaction, $"INSERT INTO {schema}.api_keys (id, tenant_id, name, role, prefix, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    key.KeyId, (object?)key.TenantId ?? DBNull.Value, key.Name, key.Role, key.Prefix, (object?)key.ExpiresAt ?? DBNull.Value, key.CreatedAt),
-                ApiKeyHashSet hash => Command(transaction, $"UPDATE {schema}.api_keys SET key_hash = $2 WHERE id = $1", hash.KeyId, hash.KeyHash),
-                ApiKeyRevoked revoked => Command(transaction, $"UPDATE {schema}.api_keys SET revoked_at = $2 WHERE id = $1", revoked.KeyId, revoked.RevokedAt),
+                ApiKeyCreated key => transaction.Command($"INSERT INTO {schema}.api_keys (id, tenant_id, name, role, prefix, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    key.KeyId, key.TenantId, key.Name, key.Role, key.Prefix, key.ExpiresAt, key.CreatedAt),
+                ApiKeyHashSet hash => transaction.Command($"UPDATE {schema}.api_keys SET key_hash = $2 WHERE id = $1", hash.KeyId, hash.KeyHash),
+                ApiKeyRevoked revoked => transaction.Command($"UPDATE {schema}.api_keys SET revoked_at = $2 WHERE id = $1", revoked.KeyId, revoked.RevokedAt),
                 _ => null,
             };
             if (command is not null)
@@ -77,18 +77,6 @@ public sealed class TenancyDirectory(string schema) : IProjection
 
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand($"TRUNCATE {schema}.api_keys, {schema}.users, {schema}.tenants", transaction.Connection, transaction);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    private static NpgsqlCommand Command(NpgsqlTransaction transaction, string sql, params object[] values)
-    {
-        var command = new NpgsqlCommand(sql, transaction.Connection, transaction);
-        foreach (var value in values)
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = value });
-        }
-
-        return command;
+        await transaction.ExecuteAsync($"TRUNCATE {schema}.api_keys, {schema}.users, {schema}.tenants", cancellationToken);
     }
 }

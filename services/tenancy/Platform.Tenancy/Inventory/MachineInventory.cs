@@ -40,37 +40,23 @@ public sealed class MachineInventory(string schema) : IProjection
     {
         foreach (var stored in events)
         {
-            NpgsqlCommand? command = stored.Data switch
+            await using var command = stored.Data switch
             {
-                MachineRegistered registered => new NpgsqlCommand(
-                    $"INSERT INTO {schema}.inventory VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (machine_id) DO NOTHING", transaction.Connection, transaction)
-                {
-                    Parameters =
-                    {
-                        new() { Value = registered.MachineId }, new() { Value = registered.TenantId }, new() { Value = registered.Name },
-                        new() { Value = registered.Kind }, new() { Value = registered.Owner }, new() { Value = registered.RegisteredAt },
-                    },
-                },
-                MachineUnregistered unregistered => new NpgsqlCommand($"DELETE FROM {schema}.inventory WHERE machine_id = $1", transaction.Connection, transaction)
-                {
-                    Parameters = { new() { Value = unregistered.MachineId } },
-                },
+                MachineRegistered registered => transaction.Command($"INSERT INTO {schema}.inventory VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (machine_id) DO NOTHING",
+                    registered.MachineId, registered.TenantId, registered.Name, registered.Kind, registered.Owner, registered.RegisteredAt),
+                MachineUnregistered unregistered => transaction.Command($"DELETE FROM {schema}.inventory WHERE machine_id = $1", unregistered.MachineId),
                 _ => null,
             };
             if (command is not null)
             {
-                await using (command)
-                {
-                    await command.ExecuteNonQueryAsync(cancellationToken);
-                }
+                await command.ExecuteNonQueryAsync(cancellationToken);
             }
         }
     }
 
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand($"TRUNCATE {schema}.inventory", transaction.Connection, transaction);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.ExecuteAsync($"TRUNCATE {schema}.inventory", cancellationToken);
     }
 
     public static void MapInventory(IEndpointRouteBuilder app) =>
