@@ -11,14 +11,13 @@ namespace Platform.Networking.Addressing;
 /// </summary>
 public sealed record SubnetLeases(
     ImmutableDictionary<Guid, NetworkAllocated> Leases,
-    ImmutableHashSet<uint> Taken,
     ImmutableDictionary<uint, DateTimeOffset> Quarantined,
     ImmutableDictionary<Guid, NetworkReleased> Released)
 {
     public static string StreamOf(Guid tenantId) => $"subnet-{tenantId}";
 
     public static SubnetLeases Empty { get; } =
-        new(ImmutableDictionary<Guid, NetworkAllocated>.Empty, [], ImmutableDictionary<uint, DateTimeOffset>.Empty, ImmutableDictionary<Guid, NetworkReleased>.Empty);
+        new(ImmutableDictionary<Guid, NetworkAllocated>.Empty, ImmutableDictionary<uint, DateTimeOffset>.Empty, ImmutableDictionary<Guid, NetworkReleased>.Empty);
 
     public static SubnetLeases Evolve(SubnetLeases? leases, object @event) => (leases ?? Empty).Apply(@event);
 
@@ -27,14 +26,12 @@ public sealed record SubnetLeases(
         NetworkAllocated allocated => this with
         {
             Leases = Leases.SetItem(allocated.MachineId, allocated),
-            Taken = Taken.Add(Number(allocated.Address)),
             Quarantined = Quarantined.Remove(Number(allocated.Address)),
             Released = Released.Remove(allocated.MachineId),
         },
         NetworkReleased { Address: { } address } released => this with
         {
             Leases = Leases.Remove(released.MachineId),
-            Taken = Taken.Remove(Number(address)),
             Quarantined = Quarantined.SetItem(Number(address), released.QuarantinedUntil),
             Released = Released.SetItem(released.MachineId, released),
         },
@@ -48,10 +45,11 @@ public sealed record SubnetLeases(
     /// </summary>
     public NetworkAllocated? Allocate(Guid machineId, Guid tenantId, Ipv4Block subnet, DateTimeOffset now)
     {
+        var taken = Leases.Values.Select(l => Number(l.Address)).ToHashSet();
         for (var index = 2UL; index < subnet.Size - 1; index++)
         {
             var address = subnet.Network + (uint)index;
-            if (!Taken.Contains(address) && !(Quarantined.TryGetValue(address, out var until) && until > now))
+            if (!taken.Contains(address) && !(Quarantined.TryGetValue(address, out var until) && until > now))
             {
                 return new NetworkAllocated(machineId, tenantId, subnet.ToString(), subnet.Address(index).ToString(), subnet.PrefixLength, subnet.Address(1).ToString(), now);
             }
