@@ -9,6 +9,9 @@ public static class DriverSetup
 {
     public const string Qemu = "/usr/bin/qemu-system-x86_64";
 
+    /// <summary>Where, under the run path, cold-booted guests' memory files live.</summary>
+    public const string MemoryDirectoryName = "memory";
+
     public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
@@ -22,7 +25,7 @@ public static class DriverSetup
             }
             else
             {
-                var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, "memory"));
+                var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, MemoryDirectoryName));
                 drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, new LocalAddresses(options.StatePath), options.MicroVmRunPath,
                     loggers.CreateLogger<MicroVmDriver>()));
             }

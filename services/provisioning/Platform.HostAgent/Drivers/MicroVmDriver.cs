@@ -93,7 +93,7 @@ public sealed class MicroVmDriver(
         var identity = new GuestIdentity(launch.MachineId.ToString("N"), launch.Name, IPAddress.Parse(attachment.Address), attachment.PrefixLength,
             IPAddress.Parse(attachment.Gateway), attachment.Mac);
         var workDirectory = WorkDirectoryOf(launch.MachineId);
-        await RemoveNamespaceAsync(attachment.Namespace);
+        await NetworkNamespace.DeleteAsync(attachment.Namespace);
         if (Directory.Exists(workDirectory))
         {
             Directory.Delete(workDirectory, recursive: true);
@@ -173,13 +173,10 @@ public sealed class MicroVmDriver(
     /// <summary>QEMU is found by the pid file in the machine's work directory, whether the machine was booted, restored or activated from the pool.</summary>
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
-        var id = machineId.ToString("N");
         await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
-        await RemoveNamespaceAsync(LocalAddresses.NamespaceOf(machineId));
-        foreach (var memory in Directory.Exists(runPath) ? Directory.EnumerateFiles(runPath, $"*{id}*", SearchOption.AllDirectories) : [])
-        {
-            File.Delete(memory);
-        }
+        await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
+        // A cold-booted guest's own memory file (a restored one maps its snapshot's).
+        File.Delete(Path.Combine(runPath, DriverSetup.MemoryDirectoryName, $"{machineId:N}.ram"));
     }
 
     public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
@@ -310,14 +307,6 @@ public sealed class MicroVmDriver(
             _pools.TryAdd(key, []);
             _pools[key].Add(pooled);
             return true;
-        }
-    }
-
-    private static async Task RemoveNamespaceAsync(string name)
-    {
-        if ((await NetworkNamespace.ListAsync(name)).Contains(name))
-        {
-            await NetworkNamespace.DeleteAsync(name);
         }
     }
 
