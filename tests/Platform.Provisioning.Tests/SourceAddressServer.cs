@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
+using Platform.Provisioning.Drivers.Networking;
 
 namespace Platform.Provisioning.Tests;
 
@@ -11,8 +11,6 @@ namespace Platform.Provisioning.Tests;
 /// </summary>
 public sealed class SourceAddressServer : IAsyncDisposable
 {
-    private const int CloneNewNet = 0x40000000;
-
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _serving;
@@ -25,7 +23,7 @@ public sealed class SourceAddressServer : IAsyncDisposable
 
     public static async Task<SourceAddressServer> StartAsync(string networkNamespace, IPAddress address, int port)
     {
-        var listener = await CreateInsideAsync(networkNamespace);
+        var listener = await NetworkNamespace.Open(networkNamespace).CreateSocketAsync(AddressFamily.InterNetwork);
         try
         {
             listener.Bind(new IPEndPoint(address, port));
@@ -112,38 +110,4 @@ public sealed class SourceAddressServer : IAsyncDisposable
             }
         }
     }
-
-    /// <summary>
-    /// A socket belongs to the namespace its creating thread was in; setns changes a thread for good, so it runs on a
-    /// thread of its own that ends right after.
-    /// </summary>
-    private static Task<Socket> CreateInsideAsync(string networkNamespace)
-    {
-        var created = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                using var handle = File.OpenHandle(Path.Combine("/var/run/netns", networkNamespace));
-                if (SetNamespace((int)handle.DangerousGetHandle(), CloneNewNet) != 0)
-                {
-                    throw new IOException($"setns into {networkNamespace} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
-                }
-
-                created.SetResult(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-            }
-            catch (Exception exception)
-            {
-                created.SetException(exception);
-            }
-        })
-        {
-            IsBackground = true,
-        };
-        thread.Start();
-        return created.Task;
-    }
-
-    [DllImport("libc", EntryPoint = "setns", SetLastError = true)]
-    private static extern int SetNamespace(int fd, int nstype);
 }

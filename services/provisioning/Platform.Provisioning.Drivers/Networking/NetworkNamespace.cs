@@ -159,7 +159,7 @@ public sealed partial class NetworkNamespace
     /// <summary>Opens a TCP connection from inside the namespace.</summary>
     public async Task<Socket> ConnectAsync(IPAddress address, int port, CancellationToken cancellationToken)
     {
-        var socket = await CreateSocketInsideAsync(address.AddressFamily);
+        var socket = await CreateSocketAsync(address.AddressFamily);
         try
         {
             await socket.ConnectAsync(new IPEndPoint(address, port), cancellationToken);
@@ -173,11 +173,12 @@ public sealed partial class NetworkNamespace
     }
 
     /// <summary>
-    /// A socket belongs to the namespace of the thread that created it, wherever it is used afterwards. setns
-    /// changes the calling thread for good, so it happens on a thread of our own that ends right after; a pool
-    /// thread would carry the namespace into whatever work it picks up next.
+    /// A TCP socket inside the namespace, to connect or to listen with. A socket belongs to the namespace of the
+    /// thread that created it, wherever it is used afterwards. setns changes the calling thread for good, so it
+    /// happens on a thread of our own that ends right after; a pool thread would carry the namespace into
+    /// whatever work it picks up next.
     /// </summary>
-    private Task<Socket> CreateSocketInsideAsync(AddressFamily family)
+    public Task<Socket> CreateSocketAsync(AddressFamily family)
     {
         var created = new TaskCompletionSource<Socket>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
