@@ -18,19 +18,18 @@ public sealed class HostCapacityReportedConsumer(EventStore store, HostDirectory
     public async Task Consume(ConsumeContext<HostCapacityReported> context)
     {
         var report = context.Message;
-        if (await directory.RegistrationAsync(report.HostId, context.CancellationToken) is { } registered && SameOffer(registered, report))
+        var now = time.GetUtcNow();
+        var registration = new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, now);
+        if (await directory.RegistrationAsync(report.HostId, context.CancellationToken) is { } registered && SameOffer(registered, registration))
         {
             return;
         }
 
-        var now = time.GetUtcNow();
         var known = (await directory.TemplatesAsync(context.CancellationToken)).Select(t => (t.Name, t.Version)).ToHashSet();
         var metadata = new EventMetadata(context.CorrelationId, context.MessageId, Actor: $"host:{report.HostId}");
 
         await using var session = await store.BeginSessionAsync(context.CancellationToken);
-        session.Append(HostCatalog.StreamOf(report.HostId), ExpectedVersion.Any,
-            [new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, now)],
-            metadata);
+        session.Append(HostCatalog.StreamOf(report.HostId), ExpectedVersion.Any, [registration], metadata);
         foreach (var template in report.Templates.Where(t => !known.Contains((t.Name, t.Version))))
         {
             session.Append($"template-{template.Name}", ExpectedVersion.Any, [new TemplateRegistered(template.Name, template.Version, template.Kind, template.Sha256, now)], metadata);
@@ -39,9 +38,10 @@ public sealed class HostCapacityReportedConsumer(EventStore store, HostDirectory
         await session.CommitAsync(context.CancellationToken);
     }
 
-    private static bool SameOffer(HostRegistered registered, HostCapacityReported report) =>
+    /// <summary>Registrations are compared as JSON: their lists have no value equality.</summary>
+    private static bool SameOffer(HostRegistered registered, HostRegistered registration) =>
         JsonSerializer.Serialize(registered with { RegisteredAt = default }, PlatformJson.Options) ==
-        JsonSerializer.Serialize(new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, default), PlatformJson.Options);
+        JsonSerializer.Serialize(registration with { RegisteredAt = default }, PlatformJson.Options);
 }
 
 /// <summary>Keeps provisioning's copy of the host guardrails tenancy owns; an older change never overwrites a newer one.</summary>
