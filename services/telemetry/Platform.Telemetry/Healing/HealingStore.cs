@@ -38,11 +38,12 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
         return loaded.State?.Policy ?? Defaults;
     }
 
-    public async Task<HealingState?> FindAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, Guid machineId, CancellationToken cancellationToken)
+    /// <summary>The machine's row, locked until the transaction ends.</summary>
+    public async Task<HealingState?> FindAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid machineId, CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand($"""
             SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned
-            FROM {store.Schema}.healing_machines WHERE machine_id = $1 {(transaction is null ? "" : "FOR UPDATE")}
+            FROM {store.Schema}.healing_machines WHERE machine_id = $1 FOR UPDATE
             """, connection, transaction);
         command.Parameters.AddWithValue(machineId);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
