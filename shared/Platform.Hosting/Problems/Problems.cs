@@ -17,6 +17,10 @@ public static class Problems
     public static ProblemException Unauthorized(string detail) =>
         new(ProblemTypes.Unauthorized, StatusCodes.Status401Unauthorized, "Unauthorized", detail);
 
+    /// <summary>One field with an unacceptable value: <see cref="Validation"/> for a single field.</summary>
+    public static ProblemException Invalid(string field, string message) =>
+        Validation(new Dictionary<string, string[]> { [field] = [message] });
+
     /// <summary>A well-formed request with unacceptable values: <c>errors</c> maps each field (camelCase) to its messages.</summary>
     public static ProblemException Validation(IReadOnlyDictionary<string, string[]> errors) =>
         new(ProblemTypes.ValidationFailed, StatusCodes.Status422UnprocessableEntity, "The request has invalid values.",

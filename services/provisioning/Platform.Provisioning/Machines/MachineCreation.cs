@@ -87,19 +87,19 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
     {
         if (reference is null)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"is required for a {kind} machine"] });
+            throw Problems.Invalid("template", $"is required for a {kind} machine");
         }
 
         var (name, version) = reference.Split('@', 2) is [var n, var v] ? (n, (string?)v) : (reference, null);
         var known = (await hosts.TemplatesAsync(cancellationToken)).Where(t => t.Name == name && (version is null || t.Version == version)).ToList();
         if (known.Count == 0)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"no template '{reference}' is registered; GET /api/v1/templates lists them"] });
+            throw Problems.Invalid("template", $"no template '{reference}' is registered; GET /api/v1/templates lists them");
         }
 
         if (known[0].Kind != kind)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"'{reference}' is a {known[0].Kind} template; a {kind} machine needs a {kind} template"] });
+            throw Problems.Invalid("template", $"'{reference}' is a {known[0].Kind} template; a {kind} machine needs a {kind} template");
         }
 
         return new TemplateRef(known[0].Name, known[0].Version);
@@ -110,7 +110,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         var offering = (await hosts.HostsAsync(cancellationToken)).Where(h => h.Drivers.Any(d => d.Name == driver)).ToList();
         if (offering.Count == 0)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["driver"] = [$"no host offers the {driver} driver"] });
+            throw Problems.Invalid("driver", $"no host offers the {driver} driver");
         }
 
         var fitting = offering.Where(h => Fits(h.Drivers.First(d => d.Name == driver), shape) is null).ToList();
@@ -118,13 +118,13 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         {
             var limits = offering.Select(h => h.Drivers.First(d => d.Name == driver)).First();
             var (field, message) = Fits(limits, shape)!.Value;
-            throw Problems.Validation(new Dictionary<string, string[]> { [field] = [message] });
+            throw Problems.Invalid(field, message);
         }
 
         var withTemplate = fitting.Where(h => h.Templates.Any(t => t.Name == template.Name && t.Version == template.Version)).ToList();
         if (withTemplate.Count == 0)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["template"] = [$"no host offering the {driver} driver holds {template.Name}@{template.Version}"] });
+            throw Problems.Invalid("template", $"no host offering the {driver} driver holds {template.Name}@{template.Version}");
         }
 
         var guardrails = await hosts.GuardrailsAsync(cancellationToken);

@@ -38,7 +38,7 @@ public static class MachineEndpoints
         caller.RequireMutate("machines");
         if (request is null)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["body"] = ["must describe the machine"] });
+            throw Problems.Invalid("body", "must describe the machine");
         }
 
         var accepted = await creation.CreateAsync(request, caller, idempotencyKey, RequestCorrelation.Of(http), cancellationToken);
@@ -140,7 +140,7 @@ public static class MachineEndpoints
         await reader.GetAsync(machineId, caller, cancellationToken);
         if (after is < 0)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["after"] = ["must be a stream version, 0 or more"] });
+            throw Problems.Invalid("after", "must be a stream version, 0 or more");
         }
 
         var events = await store.ReadStreamAsync(Machine.StreamOf(machineId), (after ?? 0) + 1, cancellationToken);

@@ -123,7 +123,7 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
 
         return reader.GetString(0) == requestHash
             ? new MachineAccepted(reader.GetGuid(1), reader.GetGuid(2))
-            : throw Problems.Validation(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["was used already for a different request"] });
+            : throw Problems.Invalid("Idempotency-Key", "was used already for a different request");
     }
 
     private static MachineView Read(NpgsqlDataReader reader) =>

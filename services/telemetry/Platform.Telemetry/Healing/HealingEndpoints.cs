@@ -30,7 +30,7 @@ public static class HealingEndpoints
         var errors = new Dictionary<string, string[]>();
         if (policy is null)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["body"] = ["must name every setting of the policy"] });
+            throw Problems.Invalid("body", "must name every setting of the policy");
         }
 
         if (policy.MaxAttempts is < 0 or > 100)
@@ -69,7 +69,7 @@ public static class HealingEndpoints
         caller.RequireMutate("healing settings");
         if (request?.MachineId is not { } machineId)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["machineId"] = ["is required"] });
+            throw Problems.Invalid("machineId", "is required");
         }
 
         await using var session = await store.BeginSessionAsync(cancellationToken);

@@ -114,7 +114,7 @@ public static class WebhookEndpoints
         caller.RequireMutate("subscriptions");
         if (!long.TryParse(from, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var position) || position < 1)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["from"] = ["must be an audit position (a whole number, 1 or more)"] });
+            throw Problems.Invalid("from", "must be an audit position (a whole number, 1 or more)");
         }
 
         await store.ReplayFromAsync(subscription.Id, position, time.GetUtcNow(), cancellationToken);

@@ -33,7 +33,7 @@ public static class GuardrailEndpoints
         var errors = new Dictionary<string, string[]>();
         if (guardrails is null)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["body"] = ["must name every guardrail"] });
+            throw Problems.Invalid("body", "must name every guardrail");
         }
 
         if (guardrails.ReservedHostMemoryMiB is < 0 or > 1024 * 1024)

@@ -43,7 +43,7 @@ public static class QuotaEndpoints
 
         if (limits is null)
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["body"] = ["must name every limit"] });
+            throw Problems.Invalid("body", "must name every limit");
         }
 
         var errors = limits.Named().Where(l => l.Amount is < 0 or > MaxLimit).ToDictionary(l => l.Name, _ => new[] { $"must be between 0 and {MaxLimit}" });

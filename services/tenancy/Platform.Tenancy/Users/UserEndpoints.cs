@@ -88,7 +88,7 @@ public static partial class UserEndpoints
         var user = await FindCallerAsync(caller, dataSource, cancellationToken);
         if (!passwords.Verify(user.PasswordHash, request?.CurrentPassword ?? "", out _))
         {
-            throw Problems.Validation(new Dictionary<string, string[]> { ["currentPassword"] = ["is not the current password"] });
+            throw Problems.Invalid("currentPassword", "is not the current password");
         }
 
         if (PasswordPolicy.Check(request?.NewPassword, user.View.Username) is { Count: > 0 } weak)
