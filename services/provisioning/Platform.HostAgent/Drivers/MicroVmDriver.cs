@@ -175,8 +175,12 @@ public sealed class MicroVmDriver(
     {
         await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
         await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
-        // A cold-booted guest's own memory file (a restored one maps its snapshot's).
-        File.Delete(Path.Combine(runPath, DriverSetup.MemoryDirectoryName, $"{machineId:N}.ram"));
+        // A cold-booted guest's own memory file (a restored one maps its snapshot's); its directory exists only once one booted cold.
+        var memory = Path.Combine(runPath, DriverSetup.MemoryDirectoryName, $"{machineId:N}.ram");
+        if (File.Exists(memory))
+        {
+            File.Delete(memory);
+        }
     }
 
     public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
