@@ -18,14 +18,14 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
     public async Task A_cold_booted_micro_vm_answers_on_its_ip_stops_starts_restarts_fails_when_qemu_dies_and_is_destroyed_without_a_trace()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
         var id = await MachineTests.CreateAsync(tenant, new { name = "cold-one", kind = "microvm", vcpus = 1, memoryMiB = 160, boot = "cold" });
 
         var running = await MachineTests.WaitAsync(tenant, id, "running");
         Assert.Equal("cold", running.GetProperty("bootedFrom").GetString());
         Assert.Contains(running.GetProperty("accelerator").GetString(), new[] { "kvm", "tcg" });
         var ip = running.GetProperty("network").GetProperty("ip").GetString()!;
-        Assert.Equal($"platform-guest id={id:N} hostname=cold-one ip={ip}", await ProbeAsync(id, ip));
+        Assert.Equal($"platform-guest id={id:N} hostname=cold-one ip={ip}", await ProbeAsync(tenant, tenantId, id));
 
         await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
         await MachineTests.WaitAsync(tenant, id, "stopped");
@@ -35,7 +35,7 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
         var restart = await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/restart");
         await Eventually.TrueAsync(async () => (await tenant.GetFromJsonAsync<JsonElement>(restart)).GetProperty("status").GetString() == "succeeded",
             TimeSpan.FromSeconds(60), "the restart completes");
-        Assert.StartsWith($"platform-guest id={id:N}", await ProbeAsync(id, ip), StringComparison.Ordinal);
+        Assert.StartsWith($"platform-guest id={id:N}", await ProbeAsync(tenant, tenantId, id), StringComparison.Ordinal);
 
         using (var qemu = QemuOf(id)!)
         {
@@ -55,7 +55,7 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
     public async Task Micro_vms_started_from_one_snapshot_each_answer_on_their_own_ip_with_their_own_hostname()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
         await Eventually.TrueAsync(async () => (await admin.GetStringAsync("/api/v1/hosts")).Contains("\"snapshots\":[{", StringComparison.Ordinal),
             TimeSpan.FromSeconds(90), "the host agent has a snapshot of the template ready");
 
@@ -69,8 +69,8 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
         var ipB = b.GetProperty("network").GetProperty("ip").GetString()!;
         Assert.NotEqual(ipA, ipB);
         Assert.NotEqual(a.GetProperty("network").GetProperty("mac").GetString(), b.GetProperty("network").GetProperty("mac").GetString());
-        Assert.Equal($"platform-guest id={first:N} hostname=twin-a ip={ipA}", await ProbeAsync(first, ipA));
-        Assert.Equal($"platform-guest id={second:N} hostname=twin-b ip={ipB}", await ProbeAsync(second, ipB));
+        Assert.Equal($"platform-guest id={first:N} hostname=twin-a ip={ipA}", await ProbeAsync(tenant, tenantId, first));
+        Assert.Equal($"platform-guest id={second:N} hostname=twin-b ip={ipB}", await ProbeAsync(tenant, tenantId, second));
 
         foreach (var id in new[] { first, second })
         {
@@ -81,12 +81,13 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
         }
     }
 
-    /// <summary>What the guest agent answers, asked from the host side of the machine's own network namespace.</summary>
-    private static async Task<string> ProbeAsync(Guid machineId, string ip)
+    /// <summary>What the guest agent answers, asked from its tenant's network (the segment's namespace on the machine's host).</summary>
+    private static async Task<string> ProbeAsync(HttpClient tenant, Guid tenantId, Guid machineId)
     {
-        var names = await NetworkNamespace.ListAsync($"pm-{machineId:N}");
-        Assert.Single(names);
-        using var socket = await NetworkNamespace.Open(names[0]).ConnectAsync(IPAddress.Parse(ip), GuestAgentPort, CancellationToken.None);
+        var machine = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machineId}");
+        var segment = TenantSegment.NameFor(machine.GetProperty("hostId").GetGuid(), tenantId);
+        var ip = machine.GetProperty("network").GetProperty("ip").GetString()!;
+        using var socket = await NetworkNamespace.Open(segment).ConnectAsync(IPAddress.Parse(ip), GuestAgentPort, CancellationToken.None);
         var buffer = new byte[256];
         var answer = new StringBuilder();
         int read;

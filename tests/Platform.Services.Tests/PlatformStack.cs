@@ -57,11 +57,17 @@ public sealed class PlatformStack : IAsyncLifetime
                 "tenancy" => _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile),
                     ("Platform__Tenancy__DefaultGuardrails__ReservedHostMemoryMiB", "1024"),
                     ("Platform__Tenancy__DefaultGuardrails__MaxMachinesPerHost", "1000"),
-                    ("Platform__Tenancy__DefaultGuardrails__MaxVcpuOvercommit", "64")),
+                    ("Platform__Tenancy__DefaultGuardrails__MaxVcpuOvercommit", "64"),
+                    // Every machine a test class makes counts against its tenant's quota now: room for all of them.
+                    ("Platform__Tenancy__DefaultQuota__Machines", "1000"),
+                    ("Platform__Tenancy__DefaultQuota__Vcpus", "4000"),
+                    ("Platform__Tenancy__DefaultQuota__MemoryMiB", "4000000")),
                 "provisioning" => _environment.For(
                     ("Platform__Provisioning__DefaultGuardrails__ReservedHostMemoryMiB", "1024"),
                     ("Platform__Provisioning__DefaultGuardrails__MaxMachinesPerHost", "1000"),
-                    ("Platform__Provisioning__DefaultGuardrails__MaxVcpuOvercommit", "64")),
+                    ("Platform__Provisioning__DefaultGuardrails__MaxVcpuOvercommit", "64"),
+                    ("Platform__Provisioning__Saga__StepTimeout", "00:00:10"),
+                    ("Platform__Provisioning__Saga__LaunchTimeout", "00:01:30")),
                 // Test receivers listen on loopback over plain http; retries are quick so failures show fast.
                 "telemetry" => _environment.For(
                     ("Platform__Telemetry__Webhooks__RequireHttps", "false"),

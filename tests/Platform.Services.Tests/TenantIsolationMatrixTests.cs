@@ -90,6 +90,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["POST /api/v1/exit-nodes"] = new(Kind.OwnScope, true, ExitNodeTests.ValidNode),
         ["GET /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, false),
         ["DELETE /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/tunnels"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/tunnels/{machineId}"] = new(Kind.TenantResource, false),
         ["GET /api/v1/networks/pools"] = new(Kind.PlatformAdmin, false),
         ["POST /api/v1/networks/pools"] = new(Kind.PlatformAdmin, true, new { name = "matrix", cidr = "10.200.0.0/16", subnetPrefixLength = 24 }),
         ["GET /api/v1/templates"] = new(Kind.OwnScope, false),

@@ -15,7 +15,7 @@ public static class ServiceRoutes
     public static readonly IReadOnlyDictionary<string, string[]> Services = new Dictionary<string, string[]>
     {
         ["provisioning"] = ["machines", "operations", "hosts", "templates"],
-        ["networking"] = ["networks", "exit-nodes"],
+        ["networking"] = ["networks", "exit-nodes", "tunnels"],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
         ["telemetry"] = ["audit", "events", "subscriptions", "healing", "automation"],
     };

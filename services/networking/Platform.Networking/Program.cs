@@ -2,15 +2,24 @@ using MassTransit;
 using Platform.Hosting;
 using Platform.Networking.Addressing;
 using Platform.Networking.ExitNodes;
+using Platform.Networking.Tunnels;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networking")
 {
-    InlineProjections = [new ExitNodeCatalog("networking")],
-    Migrations = [ExitNodeCatalog.Migration],
+    MapEvents = types => types
+        .Map<TunnelRequested>(nameof(TunnelRequested))
+        .Map<TunnelAbandoned>(nameof(TunnelAbandoned))
+        .Map<TunnelDetachRequested>(nameof(TunnelDetachRequested))
+        .Map<TunnelAddressLeased>(nameof(TunnelAddressLeased))
+        .Map<TunnelAddressReleased>(nameof(TunnelAddressReleased)),
+    InlineProjections = [new ExitNodeCatalog("networking"), new TunnelCatalog("networking")],
+    Migrations = [ExitNodeCatalog.Migration, TunnelCatalog.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AllocateNetworkConsumer, AllocateNetworkConsumerDefinition>();
         bus.AddConsumer<ReleaseNetworkConsumer, ReleaseNetworkConsumerDefinition>();
+        bus.AddConsumer<TunnelCommands, TunnelCommandsDefinition>();
+        bus.AddConsumer<TunnelHandshakesConsumer>();
     },
     ConfigureServices = builder =>
     {
@@ -22,5 +31,6 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networki
     {
         app.MapNetworks();
         app.MapExitNodes();
+        app.MapTunnels();
     },
 });

@@ -21,6 +21,7 @@ public sealed class CapacityReporter(HostMachines machines, HostIdentity host, A
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await machines.ReconcileAsync(stoppingToken);
+        await machines.ReconcileNetworksAsync();
         logger.LogInformation("Host {HostName} ({HostId}) offers {Drivers}", host.Name, host.HostId, string.Join(", ", machines.Drivers.Select(d => d.Capacity.Name)));
         string? lastOffer = null;
         var lastReported = DateTimeOffset.MinValue;

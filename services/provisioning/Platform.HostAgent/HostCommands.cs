@@ -1,16 +1,18 @@
 using MassTransit;
+using Platform.Contracts.Networking;
 using Platform.Contracts.Operations;
+using Platform.HostAgent.Networking;
 using Platform.Contracts.Provisioning;
 
 namespace Platform.HostAgent;
 
 /// <summary>
-/// The commands provisioning sends to this host's own queue, and provisioning's start (on this host's own
-/// queue too, so that every agent hears it): a provisioning that just started may have missed the last
-/// capacity report, so it gets one at once.
+/// The commands provisioning and networking send to this host's own queue, and provisioning's start (on this
+/// host's own queue too, so that every agent hears it): a provisioning that just started may have missed the
+/// last capacity report, so it gets one at once.
 /// </summary>
-public sealed class HostCommands(HostMachines machines, CapacityReporter reporter) :
-    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<ServiceStarted>
+public sealed class HostCommands(HostMachines machines, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, ILogger<HostCommands> logger) :
+    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>, IConsumer<ServiceStarted>
 {
     public Task Consume(ConsumeContext<ServiceStarted> context)
     {
@@ -27,6 +29,28 @@ public sealed class HostCommands(HostMachines machines, CapacityReporter reporte
     public Task Consume(ConsumeContext<HaltMachine> context) => machines.HaltAsync(context.Message, context.CancellationToken);
 
     public Task Consume(ConsumeContext<TearDownMachine> context) => machines.TearDownAsync(context.Message, context.CancellationToken);
+
+    public async Task Consume(ConsumeContext<SetUpTunnel> context)
+    {
+        var command = context.Message;
+        try
+        {
+            var (publicKey, implementation) = await networks.SetUpTunnelAsync(command);
+            await context.Publish(new TunnelSetUp(command.MachineId, command.TenantId, host.HostId, publicKey, implementation));
+        }
+        catch (Exception failed) when (failed is IOException or ArgumentException or FormatException)
+        {
+            logger.LogWarning(failed, "The tunnel of machine {MachineId} could not be set up", command.MachineId);
+            await networks.RemoveTunnelAsync(command.MachineId);
+            await context.Publish(new TunnelSetUpFailed(command.MachineId, command.TenantId, host.HostId, failed.Message));
+        }
+    }
+
+    public async Task Consume(ConsumeContext<RemoveTunnel> context)
+    {
+        await networks.RemoveTunnelAsync(context.Message.MachineId);
+        await context.Publish(new TunnelRemoved(context.Message.MachineId, context.Message.TenantId, host.HostId));
+    }
 }
 
 /// <summary>
@@ -50,5 +74,7 @@ public sealed class HostCommandsDefinition : ConsumerDefinition<HostCommands>
         consumer.Message<LaunchMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<HaltMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<TearDownMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<SetUpTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<RemoveTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
     }
 }

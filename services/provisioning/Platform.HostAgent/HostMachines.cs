@@ -3,6 +3,7 @@ using System.Diagnostics;
 using MassTransit;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Drivers;
+using Platform.HostAgent.Networking;
 
 namespace Platform.HostAgent;
 
@@ -11,7 +12,7 @@ namespace Platform.HostAgent;
 /// command is idempotent (a repeat reports the current fact again) and one machine's commands arrive one
 /// at a time. A machine that ends without being asked to is reported as exited.
 /// </summary>
-public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRecords records, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
+public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRecords records, TenantNetworks networks, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
@@ -24,6 +25,13 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         if (_running.TryGetValue(launch.MachineId, out var already))
         {
             await PublishAsync(Launched(launch, already, 0));
+            return;
+        }
+
+        if (records.WasTornDown(launch.MachineId))
+        {
+            // A copy of a launch that arrived after the machine was torn down: running it would leave an orphan.
+            await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId, "the machine was torn down on this host already"));
             return;
         }
 
@@ -74,6 +82,7 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         }
 
         records.Forget(tearDown.MachineId);
+        await networks.RemoveSegmentIfUnusedAsync(tearDown.TenantId, () => records.All().Count(r => r.Launch.TenantId == tearDown.TenantId));
         await PublishAsync(new MachineTornDown(tearDown.MachineId, tearDown.TenantId, tearDown.OperationId, host.HostId));
     }
 
@@ -83,6 +92,7 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
     /// </summary>
     public async Task ReconcileAsync(CancellationToken cancellationToken)
     {
+        records.PruneTombstones(DateTime.UtcNow);
         foreach (var record in records.All().Where(r => r.Running && !_running.ContainsKey(r.Launch.MachineId)))
         {
             if (_drivers.TryGetValue(record.Launch.Driver, out var driver))
@@ -94,6 +104,9 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
             await PublishAsync(new MachineExited(record.Launch.MachineId, record.Launch.TenantId, host.HostId, null, "the host agent restarted; the machine was stopped"));
         }
     }
+
+    /// <summary>After the machines: tunnels and segments that no record explains.</summary>
+    public Task ReconcileNetworksAsync() => networks.ReconcileAsync(records.All().Select(r => r.Launch.TenantId).ToHashSet());
 
     /// <summary>Stops every machine (the agent is shutting down); their records stay for the next start.</summary>
     public async Task StopAllAsync()

@@ -10,7 +10,9 @@ namespace Platform.HostAgent;
 /// </summary>
 public sealed class MachineRecords(AgentOptions options)
 {
+    private static readonly TimeSpan TombstoneLife = TimeSpan.FromDays(7);
     private readonly string _directory = Directory.CreateDirectory(Path.Combine(options.StatePath, "machines")).FullName;
+    private readonly string _tornDown = Directory.CreateDirectory(Path.Combine(options.StatePath, "torn-down")).FullName;
 
     public void Save(MachineRecord record)
     {
@@ -25,7 +27,23 @@ public sealed class MachineRecords(AgentOptions options)
     public IReadOnlyList<MachineRecord> All() =>
         Directory.EnumerateFiles(_directory, "*.json").Select(f => JsonSerializer.Deserialize<MachineRecord>(File.ReadAllText(f), PlatformJson.Options)!).ToList();
 
-    public void Forget(Guid machineId) => File.Delete(FileOf(machineId));
+    /// <summary>The machine is gone for good: its record goes, and a tombstone stays so that a late launch of it is refused.</summary>
+    public void Forget(Guid machineId)
+    {
+        File.WriteAllText(Path.Combine(_tornDown, machineId.ToString()), "");
+        File.Delete(FileOf(machineId));
+    }
+
+    public bool WasTornDown(Guid machineId) => File.Exists(Path.Combine(_tornDown, machineId.ToString()));
+
+    /// <summary>Tombstones outlive any redelivery by far; older ones go.</summary>
+    public void PruneTombstones(DateTime now)
+    {
+        foreach (var tombstone in new DirectoryInfo(_tornDown).EnumerateFiles().Where(f => now - f.LastWriteTimeUtc > TombstoneLife))
+        {
+            tombstone.Delete();
+        }
+    }
 
     private string FileOf(Guid machineId) => Path.Combine(_directory, $"{machineId}.json");
 }

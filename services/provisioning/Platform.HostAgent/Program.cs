@@ -1,6 +1,7 @@
 using MassTransit;
 using Platform.HostAgent;
 using Platform.HostAgent.Drivers;
+using Platform.HostAgent.Networking;
 using Platform.Hosting;
 
 // The host agent: runs machines on this host for provisioning, through the drivers it offers. It keeps no
@@ -15,10 +16,13 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(HostIdentity.Load(options));
         builder.Services.AddSingleton<MachineRecords>();
-        builder.Services.AddSingleton<IEnumerable<IMachineDriver>>(services => DriverSetup.Create(options, services.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddSingleton<TenantNetworks>();
+        builder.Services.AddSingleton<IEnumerable<IMachineDriver>>(services =>
+            DriverSetup.Create(options, services.GetRequiredService<TenantNetworks>(), services.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<HostMachines>();
         builder.Services.AddHostedService<MicroVmPreparation>();
         builder.Services.AddSingleton<CapacityReporter>();
         builder.Services.AddHostedService(services => services.GetRequiredService<CapacityReporter>());
+        builder.Services.AddHostedService<TunnelReporter>();
     },
 });

@@ -1,15 +1,18 @@
 using MassTransit;
 using Platform.Hosting;
 using Platform.Provisioning.Hosts;
+using Platform.Messaging.Sagas;
 using Platform.Provisioning.Machines;
+using Platform.Provisioning.Machines.Saga;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisioning")
 {
     MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
     InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
-    Migrations = [MachineCatalog.Migration, HostCatalog.Migration, HostCatalog.VersionMigration],
+    Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration],
     ConfigureMessaging = bus =>
     {
+        bus.AddSagaStateMachine<MachineSaga, MachineSagaState, MachineSagaDefinition>().PostgresRepository();
         bus.AddConsumer<MachineLifecycle, MachineLifecycleDefinition>();
         bus.AddConsumer<HostReports, HostReportsDefinition>();
         bus.AddConsumer<MachineCommands>();
@@ -18,6 +21,9 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
     },
     ConfigureServices = builder =>
     {
+        builder.Services.AddSingleton(MachineSagaOptions.Read(builder.Configuration));
+        builder.Services.AddSingleton<MachineRecorder>();
+        builder.Services.AddHostedService<MachineSagaDeadlines>();
         builder.Services.AddSingleton<HostDirectory>();
         builder.Services.AddSingleton<MachineReader>();
         builder.Services.AddSingleton<MachineCreation>();

@@ -5,6 +5,8 @@ namespace Platform.Contracts.Networking;
 /// (<c>host:port</c>), <paramref name="PublicKey"/>, the <paramref name="AllowedIps"/> routed to it, and
 /// where it is, which is the identity the outside world sees. <paramref name="TenantId"/> is null for a
 /// platform-admin's node, which every tenant may use. The hints align a machine with its exit's place.
+/// <paramref name="PeerCidr"/> is the range machines' tunnel addresses come from (the node routes it back to its peers);
+/// null on nodes registered before it existed, which means the default range.
 /// </summary>
 public sealed record ExitNodeRegistered(
     Guid ExitNodeId,
@@ -17,6 +19,13 @@ public sealed record ExitNodeRegistered(
     string? Locale,
     string? Timezone,
     IReadOnlyList<string>? Dns,
-    DateTimeOffset RegisteredAt) : IIntegrationEvent;
+    DateTimeOffset RegisteredAt,
+    string? PeerCidr = null) : IIntegrationEvent
+{
+    /// <summary>The range tunnel addresses come from when a node names none: the shared address space of RFC 6598.</summary>
+    public const string DefaultPeerCidr = "100.64.0.0/16";
+
+    public string PeerRange => PeerCidr ?? DefaultPeerCidr;
+}
 
 public sealed record ExitNodeRemoved(Guid ExitNodeId, Guid? TenantId, DateTimeOffset RemovedAt) : IIntegrationEvent;

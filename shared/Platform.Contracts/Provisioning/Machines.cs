@@ -27,7 +27,8 @@ public sealed record MachineRequested(
     IReadOnlyDictionary<string, string> Labels,
     IReadOnlyList<string>? Command,
     string Boot,
-    DateTimeOffset RequestedAt) : IIntegrationEvent;
+    DateTimeOffset RequestedAt,
+    Guid? ExitNodeId = null) : IIntegrationEvent;
 
 public sealed record MachineStartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 
@@ -55,8 +56,19 @@ public sealed record MachineRunning(
 /// <summary>Stopped on request, or its main process ended with success (<paramref name="ExitCode"/> 0).</summary>
 public sealed record MachineStopped(Guid MachineId, Guid TenantId, Guid? OperationId, int? ExitCode, DateTimeOffset StoppedAt) : IIntegrationEvent;
 
-/// <summary>The machine could not be launched, or died; <paramref name="Reason"/> says why in words a user can act on.</summary>
-public sealed record MachineFailed(Guid MachineId, Guid TenantId, Guid? OperationId, string Reason, int? ExitCode, DateTimeOffset FailedAt) : IIntegrationEvent;
+/// <summary>
+/// The machine could not be launched, or died; <paramref name="Reason"/> says why in words a user can act on.
+/// <paramref name="Step"/> is set when its creation failed at that step (<c>quota</c>, <c>network</c>, <c>launch</c>,
+/// <c>tunnel</c>, <c>registration</c>): everything the creation had taken is given back by then.
+/// </summary>
+public sealed record MachineFailed(Guid MachineId, Guid TenantId, Guid? OperationId, string Reason, int? ExitCode, DateTimeOffset FailedAt, string? Step = null) : IIntegrationEvent;
+
+/// <summary>
+/// One step of creating or destroying the machine is done (<c>quota</c>, <c>network</c>, <c>launch</c>, <c>tunnel</c>,
+/// <c>registration</c>; <c>unregister</c>, <c>detach-tunnel</c>, <c>tear-down</c>, <c>release-network</c>,
+/// <c>release-quota</c>); <paramref name="Detail"/> says what it came to.
+/// </summary>
+public sealed record MachineStepCompleted(Guid MachineId, Guid TenantId, Guid OperationId, string Step, string Detail, DateTimeOffset CompletedAt) : IIntegrationEvent;
 
 /// <summary>Gone from its host: no process, namespace or file of it remains.</summary>
 public sealed record MachineDestroyed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, DateTimeOffset DestroyedAt) : IIntegrationEvent;

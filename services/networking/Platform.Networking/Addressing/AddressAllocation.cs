@@ -71,6 +71,13 @@ public sealed class AddressAllocation(EventStore store, NetworkingOptions option
                 return AllocationResult.Existing(existing);
             }
 
+            if (leases.State?.Released.ContainsKey(command.MachineId) == true)
+            {
+                // A copy that arrived after the machine gave its address back: it must not take another.
+                return AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.SubnetExhausted,
+                    "the machine released its address already; a released machine gets no other"));
+            }
+
             var lease = (leases.State ?? SubnetLeases.Empty).Allocate(command.MachineId, command.TenantId, Ipv4Block.Parse(subnet.Cidr), now);
             if (lease is null)
             {
@@ -98,16 +105,24 @@ public sealed class AddressAllocation(EventStore store, NetworkingOptions option
     }
 
     /// <summary>
-    /// Ends the machine's lease (recorded: the relay announces it). A machine without a lease gets its
-    /// earlier release back, or one with no address when it never held one: null means nothing was recorded.
+    /// Ends the machine's lease (recorded: the relay announces it); a machine that never held one is recorded as
+    /// released too. A machine released already gets its earlier release back; null means a release was recorded.
     /// </summary>
     public async Task<NetworkReleased?> ReleaseAsync(ReleaseNetwork command, EventMetadata metadata, CancellationToken cancellationToken)
     {
         var leases = await store.LoadAsync<SubnetLeases>(SubnetLeases.StreamOf(command.TenantId), SubnetLeases.Evolve, cancellationToken);
         var now = time.GetUtcNow();
+        if (leases.State?.Released.GetValueOrDefault(command.MachineId) is { } earlier)
+        {
+            return earlier;
+        }
+
         if (leases.State?.Leases.GetValueOrDefault(command.MachineId) is not { } lease)
         {
-            return leases.State?.Released.GetValueOrDefault(command.MachineId) ?? new NetworkReleased(command.MachineId, command.TenantId, null, now, now);
+            // Released before it was ever leased (its allocation may still be on the way): recorded, so that allocation is refused.
+            await store.AppendAsync(SubnetLeases.StreamOf(command.TenantId), leases.Exists ? leases.ExpectedVersion : ExpectedVersion.NoStream,
+                [new NetworkReleased(command.MachineId, command.TenantId, null, now, now)], metadata, cancellationToken);
+            return null;
         }
 
         await store.AppendAsync(SubnetLeases.StreamOf(command.TenantId), leases.ExpectedVersion,

@@ -35,6 +35,7 @@ public sealed record SubnetLeases(
             Quarantined = Quarantined.SetItem(Number(address), released.QuarantinedUntil),
             Released = Released.SetItem(released.MachineId, released),
         },
+        NetworkReleased released => this with { Released = Released.SetItem(released.MachineId, released) },
         _ => this,
     };
 

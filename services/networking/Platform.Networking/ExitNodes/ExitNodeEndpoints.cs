@@ -9,18 +9,19 @@ using Platform.EventSourcing;
 using Platform.Hosting;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
+using Platform.Networking.Addressing;
 
 namespace Platform.Networking.ExitNodes;
 
 public sealed record RegisterExitNodeRequest(
-    string? Name, string? Endpoint, string? PublicKey, List<string>? AllowedIps, string? Region, string? Locale, string? Timezone, List<string>? Dns);
+    string? Name, string? Endpoint, string? PublicKey, List<string>? AllowedIps, string? Region, string? Locale, string? Timezone, List<string>? Dns, string? PeerCidr);
 
 public sealed record ExitNodeView(
     Guid Id, string Name, string Endpoint, string PublicKey, IReadOnlyList<string> AllowedIps, string Region, string? Locale, string? Timezone,
-    IReadOnlyList<string>? Dns, bool Shared, DateTimeOffset RegisteredAt)
+    IReadOnlyList<string>? Dns, string PeerCidr, bool Shared, DateTimeOffset RegisteredAt)
 {
     public static ExitNodeView Of(ExitNodeRegistered node) => new(node.ExitNodeId, node.Name, node.Endpoint, node.PublicKey, node.AllowedIps, node.Region,
-        node.Locale, node.Timezone, node.Dns, node.TenantId is null, node.RegisteredAt);
+        node.Locale, node.Timezone, node.Dns, node.PeerRange, node.TenantId is null, node.RegisteredAt);
 }
 
 /// <summary>
@@ -49,7 +50,8 @@ public static partial class ExitNodeEndpoints
         }
 
         var node = new ExitNodeRegistered(Guid.CreateVersion7(), caller.TenantId, request!.Name!, request.Endpoint!, request.PublicKey!, request.AllowedIps!,
-            request.Region!, request.Locale, request.Timezone, request.Dns, time.GetUtcNow());
+            request.Region!, request.Locale, request.Timezone, request.Dns, time.GetUtcNow(),
+            request.PeerCidr is null ? null : Ipv4Block.Parse(request.PeerCidr).ToString());
         await store.AppendAsync($"exit-node-{node.ExitNodeId}", ExpectedVersion.NoStream, [node],
             new EventMetadata(RequestCorrelation.Of(http), TenantId: caller.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
         return TypedResults.Created($"/api/v1/exit-nodes/{node.ExitNodeId}", ExitNodeView.Of(node));
@@ -126,6 +128,11 @@ public static partial class ExitNodeEndpoints
         if (request?.Dns is { } dns && (dns.Count > 8 || dns.Any(d => d is null || !IPAddress.TryParse(d, out _))))
         {
             errors["dns"] = ["must hold at most 8 IP addresses"];
+        }
+
+        if (request?.PeerCidr is { } peers && (!Ipv4Block.TryParse(peers, out var range) || range.PrefixLength is < 8 or > 30))
+        {
+            errors["peerCidr"] = ["must be an IPv4 CIDR block of /8 to /30 (its network address, host bits zero), such as 100.64.0.0/16"];
         }
 
         if (request?.Locale is { Length: > 35 } || request?.Timezone is { Length: > 64 })

@@ -1,4 +1,5 @@
 using Platform.Contracts.Provisioning;
+using Platform.HostAgent.Networking;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Sandbox;
 
@@ -12,7 +13,7 @@ public static class DriverSetup
     /// <summary>Where, under the run path, cold-booted guests' memory files live.</summary>
     public const string MemoryDirectoryName = "memory";
 
-    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, ILoggerFactory loggers)
+    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
         var drivers = new List<IMachineDriver>();
@@ -26,14 +27,14 @@ public static class DriverSetup
             else
             {
                 var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, MemoryDirectoryName));
-                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, new LocalAddresses(options.StatePath), options.MicroVmRunPath,
+                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, new LocalAddresses(options.StatePath), networks, options.MicroVmRunPath,
                     loggers.CreateLogger<MicroVmDriver>()));
             }
         }
 
         if (options.Drivers.Contains("sandbox"))
         {
-            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses));
+            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses, networks));
         }
 
         if (options.Drivers.Contains("simulated"))

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Platform.Contracts.Provisioning;
+using Platform.HostAgent.Networking;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Networking;
 
@@ -21,6 +22,7 @@ public sealed class MicroVmDriver(
     IReadOnlyList<MachineShape> snapshotShapes,
     int poolSize,
     LocalAddresses addresses,
+    TenantNetworks networks,
     string runPath,
     ILogger logger) : IMachineDriver
 {
@@ -108,7 +110,7 @@ public sealed class MicroVmDriver(
             try
             {
                 var vm = await runner.ActivateAsync(pooled, identity, attachment.Namespace, workDirectory, cancellationToken);
-                return new RunningMicroVm(vm, vm.Spec.Network, attachment, "snapshot");
+                return await JoinSegmentAsync(launch, new RunningMicroVm(vm, vm.Spec.Network, attachment, "snapshot"));
             }
             catch (MicroVmException failed)
             {
@@ -130,7 +132,7 @@ public sealed class MicroVmDriver(
         {
             var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory);
             var vm = fromSnapshot is not null ? await runner.RestoreAsync(fromSnapshot, spec, cancellationToken) : await runner.BootAsync(spec, cancellationToken);
-            return new RunningMicroVm(vm, network, attachment, fromSnapshot is null ? "cold" : "snapshot");
+            return await JoinSegmentAsync(launch, new RunningMicroVm(vm, network, attachment, fromSnapshot is null ? "cold" : "snapshot"));
         }
         catch (Exception exception)
         {
@@ -141,6 +143,29 @@ public sealed class MicroVmDriver(
                 ArgumentException invalid => new LaunchFailedException($"the micro-VM cannot be made: {invalid.Message}", invalid),
                 _ => exception,
             };
+        }
+    }
+
+    /// <summary>
+    /// A machine given an address in its tenant's network joins the tenant's segment once it answers (it came up
+    /// routed through its own namespace, where the driver could reach it; now its tap is bridged to the segment).
+    /// </summary>
+    private async Task<IRunningMachine> JoinSegmentAsync(LaunchMachine launch, RunningMicroVm machine)
+    {
+        if (launch.Network is not { } network)
+        {
+            return machine;
+        }
+
+        try
+        {
+            await networks.BridgeTapAsync(launch.TenantId, network, Tap);
+            return machine;
+        }
+        catch (IOException failed)
+        {
+            await machine.DisposeAsync();
+            throw new LaunchFailedException($"the micro-VM could not join its tenant's network: {failed.Message}", failed);
         }
     }
 

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text;
 using Platform.Contracts.Provisioning;
+using Platform.HostAgent.Networking;
+using Platform.Provisioning.Drivers.Networking;
 using Platform.Provisioning.Drivers.Sandbox;
 
 namespace Platform.HostAgent.Drivers;
@@ -8,7 +10,8 @@ namespace Platform.HostAgent.Drivers;
 /// <summary>
 /// Sandboxes: the machine's command (or an idle shell) under bubblewrap, on the host's /usr read-only, in
 /// cgroups sized from its shape. Its one template, <c>sandbox-host</c>, is this host's /usr, versioned by
-/// the host's OS release and bubblewrap build.
+/// the host's OS release and bubblewrap build. A sandbox with a network runs in a namespace of its own whose
+/// <c>eth0</c> is a port of its tenant's segment; without one, in an empty namespace.
 /// </summary>
 public sealed class SandboxDriver : IMachineDriver
 {
@@ -16,11 +19,13 @@ public sealed class SandboxDriver : IMachineDriver
     private static readonly IReadOnlyList<string> IdleCommand = ["/bin/sh", "-c", "exec sleep infinity"];
     private readonly SandboxRunner _runner;
     private readonly int _maxProcesses;
+    private readonly TenantNetworks _networks;
 
-    public SandboxDriver(SandboxRunner runner, int maxProcesses)
+    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks)
     {
         _runner = runner;
         _maxProcesses = maxProcesses;
+        _networks = networks;
         var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
             $"{ReadOrEmpty("/etc/os-release")}\n{runner.Cgroups.Version}\n{new FileInfo("/usr/bin/bwrap").Length}")));
         Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, [])];
@@ -34,29 +39,42 @@ public sealed class SandboxDriver : IMachineDriver
 
     public static string SandboxId(Guid machineId) => $"m-{machineId:N}";
 
-    public Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    public async Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
         var spec = new SandboxSpec(SandboxId(launch.MachineId), launch.Command ?? IdleCommand,
-            new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name);
+            new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
+        {
+            NetworkNamespace = launch.Network?.Namespace,
+        };
         try
         {
-            return Task.FromResult<IRunningMachine>(new RunningSandbox(_runner.Start(spec), launch.Shape.MemoryMiB));
+            if (launch.Network is { } network)
+            {
+                await _networks.PlugNamespaceAsync(launch.TenantId, network);
+            }
+
+            return new RunningSandbox(_runner.Start(spec), launch.Shape.MemoryMiB, launch.Network);
         }
         catch (Exception exception) when (exception is ArgumentException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
         {
+            await RemoveLeftoversAsync(launch.MachineId, cancellationToken);
             throw new LaunchFailedException($"The sandbox could not start: {exception.Message}", exception);
         }
     }
 
-    public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken) => await _runner.Cgroups.RemoveAsync(SandboxId(machineId));
+    public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
+    {
+        await _runner.Cgroups.RemoveAsync(SandboxId(machineId));
+        await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
+    }
 
     public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => RemoveLeftoversAsync(machineId, cancellationToken);
 
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 
-    private sealed class RunningSandbox(SandboxProcess process, int memoryMiB) : IRunningMachine
+    private sealed class RunningSandbox(SandboxProcess process, int memoryMiB, NetworkAttachment? network) : IRunningMachine
     {
-        public NetworkAttachment? Network => null;
+        public NetworkAttachment? Network => network;
 
         public string? Accelerator => null;
 

@@ -15,6 +15,17 @@ public sealed partial class TenantSegment
 {
     public const string Bridge = "br0";
 
+    /// <summary>Every host agent's segments are named so: the agent's part keeps agents sharing a machine (tests, a second host) out of each other's.</summary>
+    public const string AgentPrefix = "pls-";
+
+    /// <summary>The namespace of <paramref name="tenantId"/>'s segment on the host agent <paramref name="hostId"/>.</summary>
+    public static string NameFor(Guid hostId, Guid tenantId) => PrefixOf(hostId) + Hash(tenantId.ToString())[..12];
+
+    /// <summary>What the names of every segment of <paramref name="hostId"/> start with.</summary>
+    public static string PrefixOf(Guid hostId) => AgentPrefix + Hash(hostId.ToString())[..6] + "-";
+
+    private static string Hash(string value) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(value)));
+
     private TenantSegment(string name) => Namespace = name;
 
     public string Namespace { get; }
@@ -71,6 +82,42 @@ public sealed partial class TenantSegment
             await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", "lo", "up");
             await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", "eth0", "up");
             await IpCommand.RunAsync("-n", endpointNamespace, "route", "add", "default", "via", gateway.ToString());
+            return port;
+        }
+        catch
+        {
+            await UnplugAsync(port);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Joins a tap in another namespace to the segment at layer 2: the tap (a micro-VM's, in the machine's own
+    /// namespace) loses its addresses and goes onto a bridge of that namespace, which a veth links to this segment's
+    /// bridge. The machine keeps its address and now reaches its tenant's other machines and the segment's gateway;
+    /// a gratuitous ARP tells it the gateway's address moved to the segment. Returns the segment's port.
+    /// </summary>
+    public async Task<string> BridgeAsync(string endpointNamespace, string tap, IPAddress gateway)
+    {
+        var port = "ve-" + Guid.NewGuid().ToString("N")[..10];
+        var peer = "vp-" + port[3..];
+        await IpCommand.RunAsync("-n", Namespace, "link", "add", port, "type", "veth", "peer", "name", peer);
+        try
+        {
+            await IpCommand.RunAsync("-n", Namespace, "link", "set", port, "master", Bridge, "up");
+            await IpCommand.RunAsync("-n", Namespace, "link", "set", peer, "netns", endpointNamespace);
+            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", peer, "name", "segment");
+            if ((await IpCommand.TryRunAsync("-n", endpointNamespace, "link", "show", Bridge)).ExitCode != 0)
+            {
+                await IpCommand.RunAsync("-n", endpointNamespace, "link", "add", Bridge, "type", "bridge");
+            }
+
+            await IpCommand.RunAsync("-n", endpointNamespace, "address", "flush", "dev", tap);
+            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", tap, "master", Bridge);
+            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", "segment", "master", Bridge, "up");
+            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", Bridge, "up");
+            // The machine learnt the gateway at the tap's address while it booted; tell it the gateway is the segment's now.
+            await HostTool.TryRunAsync([.. HostTool.In(Namespace), "busybox", "arping", "-U", "-c", "1", "-s", gateway.ToString(), "-I", Bridge, gateway.ToString()]);
             return port;
         }
         catch

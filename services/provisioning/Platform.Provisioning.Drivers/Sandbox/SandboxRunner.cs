@@ -57,13 +57,29 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string bubblewrap = "
 
     private IEnumerable<string> BubblewrapArguments(SandboxSpec spec)
     {
+        if (spec.NetworkNamespace is { } network)
+        {
+            if (!SafeId().IsMatch(network))
+            {
+                throw new ArgumentException("A network namespace name is 1 to 64 letters, digits, '-' or '_'.", nameof(spec));
+            }
+
+            yield return "nsenter";
+            yield return $"--net=/run/netns/{network}";
+        }
+
         yield return bubblewrap;
+        if (spec.NetworkNamespace is null)
+        {
+            yield return "--unshare-net";
+        }
+
         foreach (var argument in new[]
         {
             // No --die-with-parent: it ties the sandbox to the *thread* that started it (PR_SET_PDEATHSIG), and .NET
             // starts processes from pool threads that come and go, so sandboxes died at random under load. A sandbox
             // lives until it is disposed; its cgroups are how everything in it is found and killed.
-            "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-ipc", "--new-session",
+            "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--new-session",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",

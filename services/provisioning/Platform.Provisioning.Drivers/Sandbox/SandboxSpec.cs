@@ -30,4 +30,7 @@ public sealed record SandboxLimits(int MemoryMiB, int MaxProcesses, double Cpus)
 public sealed record SandboxSpec(string Id, IReadOnlyList<string> Command, SandboxLimits Limits, string Hostname)
 {
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>A named network namespace (<c>ip netns</c>) to run in instead of a new, empty one: the sandbox's network.</summary>
+    public string? NetworkNamespace { get; init; }
 }

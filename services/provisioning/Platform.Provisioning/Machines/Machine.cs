@@ -55,14 +55,20 @@ public sealed record Machine(
     string? LastError,
     int? ExitCode,
     DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt)
+    DateTimeOffset UpdatedAt,
+    Guid? ExitNodeId = null,
+    string? CreationFailedAt = null)
 {
+    /// <summary>The steps done so far of the operation in flight (see <see cref="MachineStepCompleted"/>).</summary>
+    public ImmutableList<string> Steps { get; init; } = [];
+
     public static string StreamOf(Guid machineId) => $"machine-{machineId}";
 
     public static Machine Create(MachineRequested requested) => new(
         requested.MachineId, requested.TenantId, requested.Name, requested.Kind, requested.Driver, requested.HostId, requested.Template,
         requested.Shape, requested.Labels.ToImmutableSortedDictionary(), requested.Command, requested.Boot, MachineStates.Creating,
-        new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt);
+        new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt,
+        requested.ExitNodeId);
 
     public static Machine Evolve(Machine? machine, object @event) =>
         machine is null ? Create((MachineRequested)@event) : machine.Apply(@event);
@@ -79,20 +85,25 @@ public sealed record Machine(
             LastError = null, ExitCode = null, UpdatedAt = e.RunningAt,
         },
         MachineStopped e => this with { State = MachineStates.Stopped, Pending = null, ExitCode = e.ExitCode, UpdatedAt = e.StoppedAt },
-        MachineFailed e => this with { State = MachineStates.Failed, Pending = null, LastError = e.Reason, ExitCode = e.ExitCode, UpdatedAt = e.FailedAt },
+        MachineFailed e => this with
+        {
+            State = MachineStates.Failed, Pending = null, LastError = e.Reason, ExitCode = e.ExitCode, UpdatedAt = e.FailedAt, CreationFailedAt = e.Step ?? CreationFailedAt,
+        },
+        MachineStepCompleted e when Awaits(e.OperationId) => this with { Steps = Steps.Add(e.Step), UpdatedAt = e.CompletedAt },
         MachineDestroyed e => this with { State = MachineStates.Destroyed, Pending = null, UpdatedAt = e.DestroyedAt },
         _ => this,
     };
 
-    private Machine Begin(string state, PendingOperation operation) => this with { State = state, Pending = operation, UpdatedAt = operation.RequestedAt };
+    private Machine Begin(string state, PendingOperation operation) => this with { State = state, Pending = operation, Steps = [], UpdatedAt = operation.RequestedAt };
 
     /// <summary>What a user's request on this machine records, or a refusal naming the state it is in.</summary>
     public object Decide(string action, Guid operationId, DateTimeOffset now) => (action, State) switch
     {
-        ("start", MachineStates.Stopped or MachineStates.Failed) => new MachineStartRequested(Id, TenantId, operationId, now),
+        ("start", MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineStartRequested(Id, TenantId, operationId, now),
         ("stop", MachineStates.Running) => new MachineStopRequested(Id, TenantId, operationId, now),
         ("restart", MachineStates.Running) => new MachineRestartRequested(Id, TenantId, operationId, now),
         ("destroy", not (MachineStates.Destroying or MachineStates.Destroyed)) => new MachineDestroyRequested(Id, TenantId, operationId, now),
+        ("start", MachineStates.Failed) => throw new IllegalTransitionException(action, State, $"Its creation failed at the {CreationFailedAt} step and was undone: destroy it and create another."),
         _ => throw new IllegalTransitionException(action, State),
     };
 
@@ -101,8 +112,8 @@ public sealed record Machine(
 }
 
 /// <summary>A user asked for something the machine's state does not allow (stop a stopped machine).</summary>
-public sealed class IllegalTransitionException(string action, string state)
-    : Exception($"A machine that is {state} cannot {action}.")
+public sealed class IllegalTransitionException(string action, string state, string? why = null)
+    : Exception($"A machine that is {state} cannot {action}." + (why is null ? "" : " " + why))
 {
     public string Action { get; } = action;
 

@@ -55,6 +55,11 @@ public sealed class MachineCatalog(string schema) : IProjection
         );
         """);
 
+    /// <summary>Each operation's steps as the machine saga completes them.</summary>
+    public static SchemaMigration StepsMigration { get; } = new("machine-catalog", 2, """
+        ALTER TABLE {schema}.operations ADD COLUMN steps jsonb NOT NULL DEFAULT '[]';
+        """);
+
     public async Task ApplyAsync(IReadOnlyList<StoredEvent> events, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         foreach (var stored in events)
@@ -71,6 +76,12 @@ public sealed class MachineCatalog(string schema) : IProjection
                 continue;
             }
 
+            if (stored.Data is MachineStepCompleted step)
+            {
+                await transaction.ExecuteAsync($"UPDATE {schema}.operations SET steps = steps || jsonb_build_array(jsonb_build_object('step', $2::text, 'detail', $3::text, 'completedAt', $4::timestamptz)) WHERE id = $1",
+                    cancellationToken, step.OperationId, step.Step, step.Detail, step.CompletedAt);
+            }
+
             var before = stored.Data is MachineRequested ? null : await LoadAsync(transaction, stored.StreamId, cancellationToken);
             var after = Machine.Evolve(before, stored.Data);
             await SaveAsync(transaction, after, stored.StreamVersion, cancellationToken);
@@ -82,7 +93,7 @@ public sealed class MachineCatalog(string schema) : IProjection
         await transaction.ExecuteAsync($"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys", cancellationToken);
 
     private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
-        or MachineRestartRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed;
+        or MachineRestartRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed or MachineStepCompleted;
 
     private async Task<Machine?> LoadAsync(NpgsqlTransaction transaction, string streamId, CancellationToken cancellationToken)
     {

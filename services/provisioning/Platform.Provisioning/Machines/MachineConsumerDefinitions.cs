@@ -10,11 +10,9 @@ public sealed class MachineLifecycleDefinition : ConsumerDefinition<MachineLifec
     {
         endpoint.PrefetchCount = 64;
         var partitioner = endpoint.CreatePartitioner(32);
-        consumer.Message<MachineRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineStartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineStopRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineRestartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineDestroyRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
     }
 }
 
@@ -28,6 +26,5 @@ public sealed class HostReportsDefinition : ConsumerDefinition<HostReports>
         consumer.Message<MachineLaunchFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineHalted>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineExited>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineTornDown>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
     }
 }

@@ -56,7 +56,8 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
                 var events = new List<object>
                 {
                     new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
-                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now),
+                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
+                        request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId)),
                 };
                 if (idempotencyKey is not null)
                 {

@@ -6,23 +6,16 @@ using Platform.Provisioning.Hosts;
 namespace Platform.Provisioning.Machines;
 
 /// <summary>
-/// Turns a machine's recorded requests into commands for the host agent that runs it. Every command is
-/// idempotent on the agent's side, so a request delivered twice does no harm.
+/// Turns a running machine's recorded requests (start, stop, restart) into commands for the host agent that runs it.
+/// Every command is idempotent on the agent's side, so a request delivered twice does no harm. Creating and destroying
+/// take more than the agent: the machine saga runs those.
 /// </summary>
 public sealed class MachineLifecycle(EventStore store) :
-    IConsumer<MachineRequested>,
     IConsumer<MachineStartRequested>,
     IConsumer<MachineStopRequested>,
-    IConsumer<MachineRestartRequested>,
-    IConsumer<MachineDestroyRequested>
+    IConsumer<MachineRestartRequested>
 {
     public static Uri AgentQueue(Guid hostId) => new($"queue:host-agent-{hostId}");
-
-    public async Task Consume(ConsumeContext<MachineRequested> context)
-    {
-        var machine = Machine.Create(context.Message);
-        await SendAsync(context, machine.HostId, Launch(machine, context.Message.OperationId));
-    }
 
     public Task Consume(ConsumeContext<MachineStartRequested> context) =>
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => Launch(machine, context.Message.OperationId));
@@ -32,9 +25,6 @@ public sealed class MachineLifecycle(EventStore store) :
 
     public Task Consume(ConsumeContext<MachineRestartRequested> context) =>
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
-
-    public Task Consume(ConsumeContext<MachineDestroyRequested> context) =>
-        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new TearDownMachine(machine.Id, machine.TenantId, context.Message.OperationId));
 
     public static LaunchMachine Launch(Machine machine, Guid operationId) => new(
         machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network);
@@ -71,23 +61,23 @@ public sealed class MachineCommands(MachineActions actions, ILogger<MachineComma
 
 /// <summary>
 /// Folds what host agents report into the machines' streams. A report changes a machine only while it
-/// still means something: the launch a machine waits for, the exit of a machine that was running.
+/// still means something: the (re)start a machine waits for, the exit of a machine that was running. Reports
+/// about creating and destroying belong to the machine saga.
 /// </summary>
 public sealed class HostReports(EventStore store, TimeProvider time) :
     IConsumer<MachineLaunched>,
     IConsumer<MachineLaunchFailed>,
     IConsumer<MachineHalted>,
-    IConsumer<MachineExited>,
-    IConsumer<MachineTornDown>
+    IConsumer<MachineExited>
 {
     public Task Consume(ConsumeContext<MachineLaunched> context) => DecideAsync(context, context.Message.MachineId, machine =>
-        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Creating or MachineStates.Starting or MachineStates.Restarting
+        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Starting or MachineStates.Restarting
             ? [new MachineRunning(machine.Id, machine.TenantId, context.Message.OperationId, context.Message.HostId, context.Message.Network,
                 context.Message.Accelerator, context.Message.BootedFrom, context.Message.LaunchMilliseconds, time.GetUtcNow())]
             : []);
 
     public Task Consume(ConsumeContext<MachineLaunchFailed> context) => DecideAsync(context, context.Message.MachineId, machine =>
-        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Creating or MachineStates.Starting or MachineStates.Restarting
+        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Starting or MachineStates.Restarting
             ? [new MachineFailed(machine.Id, machine.TenantId, context.Message.OperationId, context.Message.Reason, null, time.GetUtcNow())]
             : []);
 
@@ -113,23 +103,6 @@ public sealed class HostReports(EventStore store, TimeProvider time) :
         machine.State != MachineStates.Running ? []
         : context.Message.ExitCode == 0 ? [new MachineStopped(machine.Id, machine.TenantId, null, 0, time.GetUtcNow())]
         : [new MachineFailed(machine.Id, machine.TenantId, null, context.Message.Reason, context.Message.ExitCode, time.GetUtcNow())]);
-
-    public async Task Consume(ConsumeContext<MachineTornDown> context)
-    {
-        var torn = context.Message;
-        var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(torn.MachineId), Machine.Evolve, context.CancellationToken);
-        if (loaded.State is not { } machine || !machine.Awaits(torn.OperationId) || machine.State != MachineStates.Destroying)
-        {
-            return;
-        }
-
-        var now = time.GetUtcNow();
-        var metadata = Metadata(context, machine);
-        await using var session = await store.BeginSessionAsync(context.CancellationToken);
-        session.Append(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [new MachineDestroyed(machine.Id, machine.TenantId, torn.OperationId, machine.HostId, now)], metadata);
-        session.Append(HostCatalog.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)], metadata);
-        await session.CommitAsync(context.CancellationToken);
-    }
 
     private async Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide)
     {

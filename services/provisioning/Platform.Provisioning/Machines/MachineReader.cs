@@ -26,6 +26,7 @@ public sealed record MachineView(
     string? Accelerator,
     string? BootedFrom,
     MachineNetworkView? Network,
+    Guid? ExitNodeId,
     IReadOnlyList<string>? Command,
     string? LastError,
     int? ExitCode,
@@ -36,7 +37,7 @@ public sealed record MachineView(
 {
     public static MachineView Of(Machine m, long version) => new(
         m.Id, m.Name, m.Kind, m.Driver, m.State, m.Template, m.Shape.Vcpus, m.Shape.MemoryMiB, m.Shape.DiskMiB, m.Labels, m.HostId, m.Accelerator,
-        m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac) : null, m.Command, m.LastError,
+        m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac) : null, m.ExitNodeId, m.Command, m.LastError,
         m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version);
 
     [JsonIgnore]
@@ -47,7 +48,24 @@ public sealed record MachineNetworkView(string Ip, int PrefixLength, string Gate
 
 public sealed record PendingOperationView(Guid Id, string Type);
 
-public sealed record OperationView(Guid Id, Guid MachineId, string Type, string Status, string? Error, DateTimeOffset CreatedAt, DateTimeOffset? CompletedAt);
+/// <summary>
+/// An operation on a machine. While a creation or destruction runs, <paramref name="Step"/> is the step it waits for and
+/// <paramref name="Attempts"/> how often that step's command was issued; <paramref name="Steps"/> are those done.
+/// </summary>
+public sealed record OperationView(
+    Guid Id,
+    Guid MachineId,
+    string Type,
+    string Status,
+    string? Error,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? CompletedAt,
+    string? Step,
+    int? Attempts,
+    DateTimeOffset? StepDeadline,
+    IReadOnlyList<OperationStepView> Steps);
+
+public sealed record OperationStepView(string Step, string Detail, DateTimeOffset CompletedAt);
 
 /// <summary>Reads machines and operations from the catalog, only those the caller may see.</summary>
 public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
@@ -94,7 +112,12 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
     public async Task<OperationView> GetOperationAsync(Guid operationId, Caller caller, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"""
-            SELECT id, machine_id, type, status, error, created_at, completed_at FROM {Schema}.operations WHERE id = $1 AND ($2 OR tenant_id = $3)
+            SELECT o.id, o.machine_id, o.type, o.status, o.error, o.created_at, o.completed_at, o.steps,
+                   s.state->>'step', (s.state->>'attempts')::int, (s.state->>'deadline')::timestamptz
+            FROM {Schema}.operations o
+            LEFT JOIN {Schema}.sagas s ON s.saga_type = 'MachineSagaState' AND s.correlation_id = o.machine_id
+                AND (s.state->>'operationId')::uuid = o.id AND s.state->>'step' <> ''
+            WHERE o.id = $1 AND ($2 OR o.tenant_id = $3)
             """);
         command.Parameters.AddWithValue(operationId);
         command.Parameters.AddWithValue(caller.SeesAllTenants);
@@ -106,7 +129,9 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
         }
 
         return new OperationView(reader.GetGuid(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4),
-            reader.GetFieldValue<DateTimeOffset>(5), reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6));
+            reader.GetFieldValue<DateTimeOffset>(5), reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6),
+            reader.IsDBNull(8) ? null : reader.GetString(8), reader.IsDBNull(9) ? null : reader.GetInt32(9), reader.IsDBNull(10) ? null : reader.GetFieldValue<DateTimeOffset>(10),
+            JsonSerializer.Deserialize<List<OperationStepView>>(reader.GetString(7), PlatformJson.Options)!);
     }
 
     /// <summary>The machine an earlier request with this key created; a different request reusing the key is refused.</summary>

@@ -114,9 +114,9 @@ public static partial class MachineRequestRules
             }
         }
 
-        if (request.ExitNodeId is not null)
+        if (request.ExitNodeId is not null && !Guid.TryParse(request.ExitNodeId, out _))
         {
-            Refuse("exitNodeId", "no exit node with that id exists");
+            Refuse("exitNodeId", "must be the id of an exit node (GET /api/v1/exit-nodes lists them)");
         }
 
         if (request.Command is { } command && (command.Count is 0 or > MaxCommandArguments || command.Any(a => a is null || a.Length > 4096 || a.Contains('\0'))))

@@ -16,6 +16,12 @@ public sealed class ReserveQuotaConsumer(Inbox inbox, QuotaStore quotas) : ICons
     {
         var command = context.Message;
         var quota = await quotas.LoadAsync(command.TenantId, context.CancellationToken);
+        if (quota.State.Released.Contains(command.MachineId))
+        {
+            // A copy that arrived after the machine gave its quota back: its flow has moved on.
+            return;
+        }
+
         var decision = quota.State.Decide(command);
         if (decision is null)
         {

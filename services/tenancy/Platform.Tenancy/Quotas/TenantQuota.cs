@@ -6,6 +6,9 @@ namespace Platform.Tenancy.Quotas;
 /// <summary>A tenant's quota, folded from its stream <c>quota-{tenantId}</c>: limits and what each machine holds.</summary>
 public sealed record TenantQuota(QuotaResources Limits, ImmutableDictionary<Guid, QuotaResources> Reservations)
 {
+    /// <summary>Machines whose reservation was released: a late copy of their reservation must not take quota again.</summary>
+    public ImmutableHashSet<Guid> Released { get; init; } = [];
+
     public static string StreamOf(Guid tenantId) => $"quota-{tenantId}";
 
     public QuotaResources Used => Reservations.Values.Aggregate(QuotaResources.None, (sum, r) => sum.Plus(r));
@@ -16,7 +19,7 @@ public sealed record TenantQuota(QuotaResources Limits, ImmutableDictionary<Guid
     {
         QuotaLimitsSet set => this with { Limits = set.Limits },
         QuotaReserved reserved => this with { Reservations = Reservations.SetItem(reserved.MachineId, reserved.Reserved) },
-        QuotaReleased released => this with { Reservations = Reservations.Remove(released.MachineId) },
+        QuotaReleased released => this with { Reservations = Reservations.Remove(released.MachineId), Released = Released.Add(released.MachineId) },
         _ => this,
     };
 

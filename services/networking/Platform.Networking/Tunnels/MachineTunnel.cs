@@ -1,0 +1,87 @@
+using System.Collections.Immutable;
+using Platform.Contracts.Networking;
+using Platform.Networking.Addressing;
+
+namespace Platform.Networking.Tunnels;
+
+public static class TunnelStates
+{
+    public const string Attaching = "attaching";
+    public const string Attached = "attached";
+    public const string Detaching = "detaching";
+    public const string Detached = "detached";
+}
+
+/// <summary>Networking's own event: the machine's tunnel is being set up on its host, as <paramref name="TunnelAddress"/> of the exit node.</summary>
+public sealed record TunnelRequested(Guid MachineId, Guid TenantId, Guid ExitNodeId, Guid HostId, string MachineAddress, string TunnelAddress, DateTimeOffset RequestedAt);
+
+/// <summary>Networking's own event: the host could not set the tunnel up; its address is free again.</summary>
+public sealed record TunnelAbandoned(Guid MachineId, Guid TenantId, Guid ExitNodeId, string Reason, DateTimeOffset AbandonedAt);
+
+/// <summary>Networking's own event: the tunnel is being removed from its host.</summary>
+public sealed record TunnelDetachRequested(Guid MachineId, Guid TenantId, DateTimeOffset RequestedAt);
+
+/// <summary>A machine's tunnel, folded from its stream <c>tunnel-{machineId}</c>.</summary>
+public sealed record MachineTunnel(
+    Guid MachineId,
+    Guid TenantId,
+    Guid ExitNodeId,
+    Guid HostId,
+    string TunnelAddress,
+    string State,
+    string? PublicKey,
+    DateTimeOffset? AttachedAt)
+{
+    public static string StreamOf(Guid machineId) => $"tunnel-{machineId}";
+
+    public static MachineTunnel Evolve(MachineTunnel? tunnel, object @event) => @event switch
+    {
+        TunnelRequested e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId, e.HostId, e.TunnelAddress, TunnelStates.Attaching, null, null),
+        TunnelAttached e when tunnel is not null => tunnel with { State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt },
+        TunnelDetachRequested when tunnel is not null => tunnel with { State = TunnelStates.Detaching },
+        TunnelAbandoned or TunnelDetached when tunnel is not null => tunnel with { State = TunnelStates.Detached },
+        // Detached before anything was requested: recorded, so that a late attach makes nothing.
+        TunnelDetached e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId ?? Guid.Empty, Guid.Empty, "", TunnelStates.Detached, null, null),
+        _ => tunnel ?? throw new InvalidOperationException($"A tunnel stream cannot start with {@event.GetType().Name}."),
+    };
+}
+
+/// <summary>Networking's own event: an exit node's tunnel address went to a machine.</summary>
+public sealed record TunnelAddressLeased(Guid ExitNodeId, Guid MachineId, string Address);
+
+/// <summary>Networking's own event: the machine's tunnel address of the exit node is free again.</summary>
+public sealed record TunnelAddressReleased(Guid ExitNodeId, Guid MachineId);
+
+/// <summary>
+/// The tunnel addresses of one exit node, folded from <c>exit-node-peers-{exitNodeId}</c>: every machine that goes
+/// out through the node has its own. Appended with the expected version, so two tunnels never share one.
+/// </summary>
+public sealed record ExitNodePeers(ImmutableDictionary<Guid, string> Leases)
+{
+    public static ExitNodePeers Empty { get; } = new(ImmutableDictionary<Guid, string>.Empty);
+
+    public static string StreamOf(Guid exitNodeId) => $"exit-node-peers-{exitNodeId}";
+
+    public static ExitNodePeers Evolve(ExitNodePeers? peers, object @event) => (peers ?? Empty, @event) switch
+    {
+        (var p, TunnelAddressLeased e) => p with { Leases = p.Leases.SetItem(e.MachineId, e.Address) },
+        (var p, TunnelAddressReleased e) => p with { Leases = p.Leases.Remove(e.MachineId) },
+        (var p, _) => p,
+    };
+
+    /// <summary>The lowest free host address of <paramref name="range"/> after its first (the exit node's own); null when none is left.</summary>
+    public string? Free(Ipv4Block range)
+    {
+        var taken = Leases.Values.ToHashSet();
+        for (var index = 2UL; index < range.Size - 1; index++)
+        {
+            var address = range.Address(index).ToString();
+            if (!taken.Contains(address))
+            {
+                return address;
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,226 @@
+using System.Text.Json;
+using MassTransit;
+using Npgsql;
+using Platform.Contracts;
+using Platform.Contracts.Networking;
+using Platform.EventSourcing;
+using Platform.Networking.Addressing;
+
+namespace Platform.Networking.Tunnels;
+
+/// <summary>
+/// A machine's tunnel through an exit node, from the saga's command to the host agent's report and back. Every command
+/// is idempotent by machine id: one in flight is issued to the host again, one done is answered again, and one that
+/// comes after the tunnel was detached makes nothing.
+/// </summary>
+public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource, TimeProvider time, ILogger<TunnelCommands> logger) :
+    IConsumer<AttachTunnel>, IConsumer<DetachTunnel>, IConsumer<TunnelSetUp>, IConsumer<TunnelSetUpFailed>, IConsumer<TunnelRemoved>
+{
+    private const int Attempts = 20;
+
+    public static Uri AgentQueue(Guid hostId) => new($"queue:host-agent-{hostId}");
+
+    public async Task Consume(ConsumeContext<AttachTunnel> context)
+    {
+        var command = context.Message;
+        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(command.MachineId), MachineTunnel.Evolve, context.CancellationToken);
+        switch (loaded.State)
+        {
+            case { State: TunnelStates.Attached } attached:
+                await context.Publish(Attached(attached));
+                return;
+            case { State: TunnelStates.Attaching } attaching:
+                await SetUpAsync(context, attaching, command);
+                return;
+            case not null:
+                // Detached already: the flow that asked has moved on.
+                return;
+        }
+
+        if (await FindExitNodeAsync(command.ExitNodeId, command.TenantId, context.CancellationToken) is not { } node)
+        {
+            await context.Publish(new TunnelAttachFailed(command.MachineId, command.TenantId, command.ExitNodeId,
+                $"there is no exit node {command.ExitNodeId} this tenant may use"));
+            return;
+        }
+
+        for (var attempt = 1; ; attempt++)
+        {
+            var peers = await store.LoadAsync<ExitNodePeers>(ExitNodePeers.StreamOf(node.ExitNodeId), ExitNodePeers.Evolve, context.CancellationToken);
+            var address = peers.State?.Leases.GetValueOrDefault(command.MachineId) ?? (peers.State ?? ExitNodePeers.Empty).Free(Ipv4Block.Parse(node.PeerRange));
+            if (address is null)
+            {
+                await context.Publish(new TunnelAttachFailed(command.MachineId, command.TenantId, command.ExitNodeId,
+                    $"every tunnel address of exit node {node.Name} ({node.PeerRange}) is taken"));
+                return;
+            }
+
+            var requested = new TunnelRequested(command.MachineId, command.TenantId, node.ExitNodeId, command.HostId, command.MachineAddress, address, time.GetUtcNow());
+            try
+            {
+                await using var session = await store.BeginSessionAsync(context.CancellationToken);
+                session.Append(ExitNodePeers.StreamOf(node.ExitNodeId), peers.Exists ? peers.ExpectedVersion : ExpectedVersion.NoStream,
+                    [new TunnelAddressLeased(node.ExitNodeId, command.MachineId, address)], Metadata(context, command.TenantId));
+                session.Append(MachineTunnel.StreamOf(command.MachineId), ExpectedVersion.NoStream, [requested], Metadata(context, command.TenantId));
+                await session.CommitAsync(context.CancellationToken);
+            }
+            catch (WrongExpectedVersionException) when (attempt < Attempts)
+            {
+                // Another tunnel took an address of this node first (or this command is racing its own copy): decide again.
+                continue;
+            }
+
+            await SetUpAsync(context, MachineTunnel.Evolve(null, requested), command);
+            return;
+        }
+    }
+
+    public async Task Consume(ConsumeContext<TunnelSetUp> context)
+    {
+        var report = context.Message;
+        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
+        switch (loaded.State)
+        {
+            case { State: TunnelStates.Attaching } tunnel:
+                await store.AppendAsync(MachineTunnel.StreamOf(report.MachineId), loaded.ExpectedVersion,
+                    [new TunnelAttached(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, report.HostId, tunnel.TunnelAddress, report.PublicKey, time.GetUtcNow())],
+                    Metadata(context, tunnel.TenantId), context.CancellationToken);
+                logger.LogInformation("Tunnel of machine {MachineId} attached through exit node {ExitNodeId} ({Implementation})", tunnel.MachineId, tunnel.ExitNodeId, report.Implementation);
+                break;
+            case { State: TunnelStates.Detaching or TunnelStates.Detached }:
+                // Set up after it was detached (a late copy of the command): take it down again.
+                await SendAsync(context, report.HostId, new RemoveTunnel(report.MachineId, report.TenantId));
+                break;
+        }
+    }
+
+    public async Task Consume(ConsumeContext<TunnelSetUpFailed> context)
+    {
+        var report = context.Message;
+        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
+        if (loaded.State is not { State: TunnelStates.Attaching } tunnel)
+        {
+            return;
+        }
+
+        await using (var session = await store.BeginSessionAsync(context.CancellationToken))
+        {
+            session.Append(MachineTunnel.StreamOf(tunnel.MachineId), loaded.ExpectedVersion,
+                [new TunnelAbandoned(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, report.Reason, time.GetUtcNow())], Metadata(context, tunnel.TenantId));
+            session.Append(ExitNodePeers.StreamOf(tunnel.ExitNodeId), ExpectedVersion.Any, [new TunnelAddressReleased(tunnel.ExitNodeId, tunnel.MachineId)], Metadata(context, tunnel.TenantId));
+            await session.CommitAsync(context.CancellationToken);
+        }
+
+        await context.Publish(new TunnelAttachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, $"the host could not set the tunnel up: {report.Reason}"));
+    }
+
+    public async Task Consume(ConsumeContext<DetachTunnel> context)
+    {
+        var command = context.Message;
+        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(command.MachineId), MachineTunnel.Evolve, context.CancellationToken);
+        switch (loaded.State)
+        {
+            case null:
+                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), ExpectedVersion.NoStream,
+                    [new TunnelDetached(command.MachineId, command.TenantId, null, time.GetUtcNow())], Metadata(context, command.TenantId), context.CancellationToken);
+                break;
+            case { State: TunnelStates.Attaching or TunnelStates.Attached } tunnel:
+                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), loaded.ExpectedVersion,
+                    [new TunnelDetachRequested(command.MachineId, command.TenantId, time.GetUtcNow())], Metadata(context, command.TenantId), context.CancellationToken);
+                await SendAsync(context, tunnel.HostId, new RemoveTunnel(command.MachineId, command.TenantId));
+                break;
+            case { State: TunnelStates.Detaching } tunnel:
+                await SendAsync(context, tunnel.HostId, new RemoveTunnel(command.MachineId, command.TenantId));
+                break;
+            case { State: TunnelStates.Detached } tunnel:
+                await context.Publish(new TunnelDetached(command.MachineId, command.TenantId, tunnel.ExitNodeId == Guid.Empty ? null : tunnel.ExitNodeId, time.GetUtcNow()));
+                break;
+        }
+    }
+
+    public async Task Consume(ConsumeContext<TunnelRemoved> context)
+    {
+        var report = context.Message;
+        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
+        if (loaded.State is not { State: TunnelStates.Detaching } tunnel)
+        {
+            return;
+        }
+
+        await using var session = await store.BeginSessionAsync(context.CancellationToken);
+        session.Append(MachineTunnel.StreamOf(tunnel.MachineId), loaded.ExpectedVersion,
+            [new TunnelDetached(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, time.GetUtcNow())], Metadata(context, tunnel.TenantId));
+        session.Append(ExitNodePeers.StreamOf(tunnel.ExitNodeId), ExpectedVersion.Any, [new TunnelAddressReleased(tunnel.ExitNodeId, tunnel.MachineId)], Metadata(context, tunnel.TenantId));
+        await session.CommitAsync(context.CancellationToken);
+    }
+
+    private static TunnelAttached Attached(MachineTunnel tunnel) =>
+        new(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, tunnel.HostId, tunnel.TunnelAddress, tunnel.PublicKey!, tunnel.AttachedAt!.Value);
+
+    private async Task SetUpAsync(ConsumeContext context, MachineTunnel tunnel, AttachTunnel command)
+    {
+        if (await FindExitNodeAsync(tunnel.ExitNodeId, tunnel.TenantId, context.CancellationToken) is not { } node)
+        {
+            // Removed since: the host is told nothing; the deadline of the flow that asked fails it.
+            logger.LogWarning("Exit node {ExitNodeId} of machine {MachineId}'s tunnel is gone", tunnel.ExitNodeId, tunnel.MachineId);
+            return;
+        }
+
+        await SendAsync(context, tunnel.HostId, new SetUpTunnel(tunnel.MachineId, tunnel.TenantId, command.MachineAddress, command.Gateway, command.PrefixLength,
+            tunnel.TunnelAddress, node.Endpoint, node.PublicKey, node.AllowedIps));
+    }
+
+    private async Task<ExitNodeRegistered?> FindExitNodeAsync(Guid exitNodeId, Guid tenantId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT node FROM {store.Schema}.exit_nodes WHERE id = $1 AND (tenant_id IS NULL OR tenant_id = $2)");
+        command.Parameters.AddWithValue(exitNodeId);
+        command.Parameters.AddWithValue(tenantId);
+        return await command.ExecuteScalarAsync(cancellationToken) is string json ? JsonSerializer.Deserialize<ExitNodeRegistered>(json, PlatformJson.Options) : null;
+    }
+
+    private static async Task SendAsync<T>(ConsumeContext context, Guid hostId, T command) where T : class
+    {
+        var endpoint = await context.GetSendEndpoint(AgentQueue(hostId));
+        await endpoint.Send(command, context.CancellationToken);
+    }
+
+    private static EventMetadata Metadata(ConsumeContext context, Guid tenantId) => AddressingMetadata.Of(context, tenantId);
+}
+
+/// <summary>Agents' handshake reports, kept beside each tunnel (a reading, not an event: nothing about the tunnel changed).</summary>
+public sealed class TunnelHandshakesConsumer(NpgsqlDataSource dataSource, EventStore store) : IConsumer<TunnelHandshakesReported>
+{
+    public async Task Consume(ConsumeContext<TunnelHandshakesReported> context)
+    {
+        var report = context.Message;
+        await using var batch = dataSource.CreateBatch();
+        foreach (var tunnel in report.Tunnels)
+        {
+            var command = new NpgsqlBatchCommand($"UPDATE {store.Schema}.tunnels SET latest_handshake_at = $2, checked_at = $3 WHERE machine_id = $1 AND host_id = $4");
+            command.Parameters.Add(new NpgsqlParameter { Value = tunnel.MachineId });
+            command.Parameters.Add(new NpgsqlParameter { Value = (object?)tunnel.LatestHandshakeAt ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
+            command.Parameters.Add(new NpgsqlParameter { Value = report.ReportedAt });
+            command.Parameters.Add(new NpgsqlParameter { Value = report.HostId });
+            batch.BatchCommands.Add(command);
+        }
+
+        if (batch.BatchCommands.Count > 0)
+        {
+            await batch.ExecuteNonQueryAsync(context.CancellationToken);
+        }
+    }
+}
+
+/// <summary>One machine's tunnel commands and reports one at a time per instance, in order.</summary>
+public sealed class TunnelCommandsDefinition : ConsumerDefinition<TunnelCommands>
+{
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TunnelCommands> consumer, IRegistrationContext context)
+    {
+        var partitioner = endpoint.CreatePartitioner(16);
+        consumer.Message<AttachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<DetachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<TunnelSetUp>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<TunnelSetUpFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<TunnelRemoved>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+    }
+}

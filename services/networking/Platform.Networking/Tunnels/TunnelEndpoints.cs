@@ -1,0 +1,76 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Npgsql;
+using Platform.EventSourcing;
+using Platform.Hosting;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+
+namespace Platform.Networking.Tunnels;
+
+/// <summary>
+/// A machine's tunnel as the API shows it. <paramref name="HandshakeAgeSeconds"/> is how long ago the tunnel last
+/// completed a handshake with its exit node (WireGuard renews one every two minutes while traffic flows; a keepalive
+/// every 25 s keeps one flowing), null before the first.
+/// </summary>
+public sealed record TunnelView(
+    Guid MachineId,
+    Guid ExitNodeId,
+    Guid HostId,
+    string TunnelAddress,
+    string State,
+    string? PublicKey,
+    DateTimeOffset RequestedAt,
+    DateTimeOffset? AttachedAt,
+    DateTimeOffset? LatestHandshakeAt,
+    double? HandshakeAgeSeconds);
+
+/// <summary>Tunnels are made and removed by the machine saga; the API shows them, the caller's tenant's only.</summary>
+public static class TunnelEndpoints
+{
+    private const string Columns = "machine_id, exit_node_id, host_id, tunnel_address, state, public_key, requested_at, attached_at, latest_handshake_at";
+
+    public static void MapTunnels(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/v1/tunnels", ListAsync);
+        app.MapGet("/api/v1/tunnels/{machineId:guid}", GetAsync);
+    }
+
+    private static async Task<Ok<Page<TunnelView>>> ListAsync(Caller caller, NpgsqlDataSource dataSource, EventStore store, TimeProvider time,
+        string? cursor, int? limit, CancellationToken cancellationToken)
+    {
+        var (pageSize, after) = Paging.Read(limit, cursor);
+        await using var command = dataSource.CreateCommand(
+            $"SELECT {Columns} FROM {store.Schema}.tunnels WHERE ($1 OR tenant_id = $2) AND machine_id > $3 ORDER BY machine_id LIMIT $4");
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        command.Parameters.AddWithValue(after);
+        command.Parameters.AddWithValue(pageSize + 1);
+        var tunnels = await ReadAsync(command, time, cancellationToken);
+        return TypedResults.Ok(Paging.Of(tunnels, pageSize, t => t.MachineId));
+    }
+
+    private static async Task<Ok<TunnelView>> GetAsync(Guid machineId, Caller caller, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM {store.Schema}.tunnels WHERE machine_id = $1 AND ($2 OR tenant_id = $3)");
+        command.Parameters.AddWithValue(machineId);
+        command.Parameters.AddWithValue(caller.SeesAllTenants);
+        command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
+        return (await ReadAsync(command, time, cancellationToken)).FirstOrDefault() is { } tunnel ? TypedResults.Ok(tunnel) : throw Problems.NotFound("tunnel");
+    }
+
+    private static async Task<List<TunnelView>> ReadAsync(NpgsqlCommand command, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var tunnels = new List<TunnelView>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            DateTimeOffset? handshake = reader.IsDBNull(8) ? null : reader.GetFieldValue<DateTimeOffset>(8);
+            tunnels.Add(new TunnelView(reader.GetGuid(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetString(4),
+                reader.IsDBNull(5) ? null : reader.GetString(5), reader.GetFieldValue<DateTimeOffset>(6), reader.IsDBNull(7) ? null : reader.GetFieldValue<DateTimeOffset>(7),
+                handshake, handshake is { } at ? Math.Round((now - at).TotalSeconds, 1) : null));
+        }
+
+        return tunnels;
+    }
+}

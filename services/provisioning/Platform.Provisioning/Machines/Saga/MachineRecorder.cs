@@ -1,0 +1,117 @@
+using MassTransit;
+using Platform.Contracts.Provisioning;
+using Platform.EventSourcing;
+using Platform.Provisioning.Hosts;
+
+namespace Platform.Provisioning.Machines.Saga;
+
+/// <summary>
+/// What the machine saga records in the machine's own stream: its steps, its readiness, its end. Every record is
+/// decided on the machine's current state and appended with its version expected, so a message handled twice
+/// records once.
+/// </summary>
+public sealed class MachineRecorder(EventStore store, TimeProvider time)
+{
+    private const int Attempts = 5;
+
+    public async Task<Machine?> LoadAsync(Guid machineId, CancellationToken cancellationToken) =>
+        (await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken)).State;
+
+    public Task StepCompletedAsync(ConsumeContext context, MachineSagaState saga, string step, string detail) =>
+        DecideAsync(context, saga, machine => machine.Awaits(saga.OperationId) && !machine.Steps.Contains(step)
+            ? [new MachineStepCompleted(machine.Id, machine.TenantId, saga.OperationId, step, detail, time.GetUtcNow())]
+            : []);
+
+    /// <summary>The creation is done: the machine is running (and, if its process ended meanwhile, stopped or failed right after).</summary>
+    public Task ReadyAsync(ConsumeContext context, MachineSagaState saga) =>
+        DecideAsync(context, saga, machine =>
+        {
+            if (!machine.Awaits(saga.OperationId) || machine.State != MachineStates.Creating || saga.Launched is not { } launched)
+            {
+                return [];
+            }
+
+            var now = time.GetUtcNow();
+            var running = new MachineRunning(machine.Id, machine.TenantId, saga.OperationId, launched.HostId, launched.Network ?? saga.Network,
+                launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
+            return saga.ExitedEarly switch
+            {
+                null => [running],
+                { ExitCode: 0 } exit => [running, new MachineStopped(machine.Id, machine.TenantId, null, 0, now)],
+                var exit => [running, new MachineFailed(machine.Id, machine.TenantId, null, exit.Reason, exit.ExitCode, now)],
+            };
+        });
+
+    /// <summary>
+    /// Everything the flow held is given back: a machine being destroyed is destroyed, a creation that failed ends
+    /// failed. Either way it stops counting against its host, once.
+    /// </summary>
+    public async Task FinishAsync(ConsumeContext context, MachineSagaState saga)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve, context.CancellationToken);
+            if (loaded.State is not { } machine)
+            {
+                return;
+            }
+
+            var now = time.GetUtcNow();
+            object? end = machine switch
+            {
+                { State: MachineStates.Destroying, Pending: { } destroy } => new MachineDestroyed(machine.Id, machine.TenantId, destroy.Id, machine.HostId, now),
+                { State: MachineStates.Creating, Pending: { } create } => new MachineFailed(machine.Id, machine.TenantId, create.Id,
+                    $"creation failed at the {saga.FailedStep} step: {saga.FailureReason}", null, now, saga.FailedStep),
+                _ => null,
+            };
+            if (end is null)
+            {
+                return;
+            }
+
+            var metadata = Metadata(context, machine.TenantId);
+            try
+            {
+                await using var session = await store.BeginSessionAsync(context.CancellationToken);
+                session.Append(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [end], metadata);
+                // A machine whose creation failed stopped counting against its host then.
+                if (machine.CreationFailedAt is null)
+                {
+                    session.Append(HostCatalog.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)], metadata);
+                }
+
+                await session.CommitAsync(context.CancellationToken);
+                return;
+            }
+            catch (WrongExpectedVersionException) when (attempt < Attempts)
+            {
+                // A user's request landed in between: decide again on it.
+            }
+        }
+    }
+
+    private async Task DecideAsync(ConsumeContext context, MachineSagaState saga, Func<Machine, IReadOnlyList<object>> decide)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve, context.CancellationToken);
+            if (loaded.State is not { } machine || decide(machine) is not { Count: > 0 } events)
+            {
+                return;
+            }
+
+            try
+            {
+                await store.AppendAsync(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, events, Metadata(context, machine.TenantId), context.CancellationToken);
+                return;
+            }
+            catch (WrongExpectedVersionException) when (attempt < Attempts)
+            {
+                // A user's request landed in between: decide again on it.
+            }
+        }
+    }
+
+    private static EventMetadata Metadata(ConsumeContext context, Guid tenantId) =>
+        new(context.CorrelationId, context.MessageId, tenantId.ToString(), "service:provisioning");
+}
