@@ -242,7 +242,7 @@ public sealed class MachineTests(PlatformStack stack)
 
     internal static async Task<JsonElement> WaitAsync(HttpClient tenant, Guid id, string state)
     {
-        var response = await tenant.GetAsync($"/api/v1/machines/{id}/wait?state={state}&timeout=30s");
+        var response = await tenant.GetAsync($"/api/v1/machines/{id}/wait?state={state}&timeout=60s");
         Assert.True(response.StatusCode == HttpStatusCode.OK, $"machine {id} did not become {state}: {await response.Content.ReadAsStringAsync()}");
         return await response.Content.ReadFromJsonAsync<JsonElement>();
     }

@@ -19,4 +19,24 @@ public static class Eventually
 
     public static Task TrueAsync(Func<bool> condition, TimeSpan timeout, string because) =>
         TrueAsync(() => Task.FromResult(condition()), timeout, because);
+
+    /// <summary>Waits until <paramref name="value"/> gives something (not null), and returns it.</summary>
+    public static async Task<T> ValueAsync<T>(Func<Task<T?>> value, TimeSpan timeout, string because) where T : struct
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (await value() is { } found)
+            {
+                return found;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Nothing within {timeout.TotalSeconds:0.#} s: {because}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
 }

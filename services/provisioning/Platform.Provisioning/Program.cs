@@ -9,7 +9,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
 {
     MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
     InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
-    Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration],
+    Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddSagaStateMachine<MachineSaga, MachineSagaState, MachineSagaDefinition>().PostgresRepository();
@@ -18,6 +18,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         bus.AddConsumer<MachineCommands>();
         bus.AddConsumer<HostCapacityReportedConsumer>();
         bus.AddConsumer<HostGuardrailsSetConsumer>();
+        bus.AddConsumer<ExitNodeCopies>();
     },
     ConfigureServices = builder =>
     {
@@ -25,6 +26,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<MachineRecorder>();
         builder.Services.AddHostedService<MachineSagaDeadlines>();
         builder.Services.AddSingleton<HostDirectory>();
+        builder.Services.AddSingleton<ExitNodeCopies>();
         builder.Services.AddSingleton<MachineReader>();
         builder.Services.AddSingleton<MachineCreation>();
         builder.Services.AddSingleton<MachineActions>();

@@ -12,7 +12,7 @@ namespace Platform.Provisioning.Machines;
 /// records the placement and the request in one transaction. A lost race for a host's last room is retried
 /// on fresh state; an Idempotency-Key makes a repeated request answer with the machine it created.
 /// </summary>
-public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, TimeProvider time)
+public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, ExitNodeCopies exitNodes, TimeProvider time)
 {
     private const int PlacementAttempts = 8;
 
@@ -34,6 +34,11 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         if (idempotencyKey is not null && await machines.FindByIdempotencyKeyAsync(tenantId, idempotencyKey, requestHash, cancellationToken) is { } repeated)
         {
             return repeated;
+        }
+
+        if (request.ExitNodeId is not null && !await exitNodes.UsableAsync(Guid.Parse(request.ExitNodeId), tenantId, cancellationToken))
+        {
+            throw Problems.Invalid("exitNodeId", "no exit node with that id exists for this tenant (GET /api/v1/exit-nodes lists them)");
         }
 
         var kind = request.Kind!;
