@@ -18,6 +18,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton<IEnumerable<IMachineDriver>>(services => DriverSetup.Create(options, services.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<HostMachines>();
         builder.Services.AddHostedService<MicroVmPreparation>();
+        builder.Services.AddHostedService<ContainerImageWatch>();
         builder.Services.AddSingleton<CapacityReporter>();
         builder.Services.AddHostedService(services => services.GetRequiredService<CapacityReporter>());
     },
