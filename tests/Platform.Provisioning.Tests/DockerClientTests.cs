@@ -129,7 +129,7 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
         Assert.True(missingContainer.IsNotFound);
         Assert.Contains("pmt-no-such-container", missingContainer.Message, StringComparison.Ordinal);
         Assert.Null(unanswered.StatusCode);
-        Assert.Contains("/tmp/pmt-no-such-socket.sock", unanswered.Message, StringComparison.Ordinal);
+        Assert.Equal("the container engine at /tmp/pmt-no-such-socket.sock does not answer: there is no such socket", unanswered.Message);
         Assert.Throws<ArgumentException>(() => Docker.InspectContainerAsync("../images/json", CancellationToken.None).GetAwaiter().GetResult());
     }
 

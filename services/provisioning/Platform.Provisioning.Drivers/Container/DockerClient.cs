@@ -216,7 +216,9 @@ public sealed partial class DockerClient : IDisposable
         }
         catch (HttpRequestException unreachable)
         {
-            throw new DockerApiException($"the container engine at {SocketPath} does not answer: {unreachable.Message}", null, unreachable);
+            // The socket's own error (refused, no such file) reads better than the HTTP one, which names the made-up host.
+            var why = File.Exists(SocketPath) ? unreachable.InnerException?.Message ?? unreachable.Message : "there is no such socket";
+            throw new DockerApiException($"the container engine at {SocketPath} does not answer: {why}", null, unreachable);
         }
         catch (OperationCanceledException timedOut) when (!cancellationToken.IsCancellationRequested)
         {
