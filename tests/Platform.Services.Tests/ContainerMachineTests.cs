@@ -19,7 +19,8 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
         var clock = Stopwatch.StartNew();
         var id = await MachineTests.CreateAsync(tenant, new { name = "boxed", kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64, labels = new { app = "web" } });
         var running = await MachineTests.WaitAsync(tenant, id, "running");
-        output.WriteLine($"container machine: POST → running in {clock.Elapsed.TotalMilliseconds:0} ms");
+        output.WriteLine($"container machine: POST → running in {clock.Elapsed.TotalMilliseconds:0} ms; the agent: "
+            + stack.Platform.HostAgent!.Output.LastOrDefault(l => l.Contains(id.ToString(), StringComparison.Ordinal) && l.Contains("running after", StringComparison.Ordinal)));
         var container = $"pm-{id:N}";
 
         Assert.Equal(("container", "container"), (running.GetProperty("kind").GetString(), running.GetProperty("driver").GetString()));

@@ -99,7 +99,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             }
             catch
             {
-                await docker.RemoveContainerAsync(id, CancellationToken.None);
+                await RemoveQuietlyAsync(id);
                 throw;
             }
         }
@@ -136,6 +136,19 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
         }
 
         await docker.RemoveContainerAsync(ContainerName(machineId), cancellationToken);
+    }
+
+    /// <summary>A container that failed to start goes, if the engine lets it; if not, the machine's tear-down removes it by its label.</summary>
+    private async Task RemoveQuietlyAsync(string container)
+    {
+        try
+        {
+            await docker.RemoveContainerAsync(container, CancellationToken.None);
+        }
+        catch (DockerApiException unanswered)
+        {
+            logger.LogWarning("Cannot remove container {Container}, which failed to start: {Reason}", container, unanswered.Message);
+        }
     }
 
     /// <summary>The image placement chose: the one tagged with the template's name whose id the version abbreviates.</summary>
