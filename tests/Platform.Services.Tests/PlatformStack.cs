@@ -19,10 +19,24 @@ public sealed class StackCollection : ICollectionFixture<PlatformStack>
 public sealed class PlatformStack : IAsyncLifetime
 {
     private readonly List<ServiceProcess> _services = [];
+    private readonly IReadOnlyList<string> _drivers;
+    private readonly (string Key, string Value)[] _agentSettings;
     private ServiceEnvironment? _environment;
     private Dictionary<string, string> _agentEnvironment = [];
 
     public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
+
+    public PlatformStack()
+        : this(["microvm", "sandbox", "simulated"])
+    {
+    }
+
+    /// <summary>A stack whose host agent offers <paramref name="drivers"/>, with more of its settings (<c>Platform__Agent__…</c>).</summary>
+    internal PlatformStack(IReadOnlyList<string> drivers, params (string Key, string Value)[] agentSettings)
+    {
+        _drivers = drivers;
+        _agentSettings = agentSettings;
+    }
 
     public string AdminCredentialsFile { get; } = Path.Combine(Path.GetTempPath(), $"platform-admin-{Guid.NewGuid():N}.json");
 
@@ -33,7 +47,7 @@ public sealed class PlatformStack : IAsyncLifetime
     /// <summary>Where the stack's micro-VMs keep their memory, sockets and snapshots (a tmpfs; 'pmt-' marks it as the tests').</summary>
     public string MicroVmRunPath { get; } = $"/dev/shm/pmt-stack-{Guid.NewGuid():N}"[..29];
 
-    /// <summary>The host agent of the stack's one host: micro-VMs, sandboxes, and the simulated driver for control-plane tests.</summary>
+    /// <summary>The host agent of the stack's one host: micro-VMs, sandboxes, and the simulated driver for control-plane tests (unless made with other drivers).</summary>
     public ServiceProcess? HostAgent { get; private set; }
 
     public string AgentStatePath { get; } = Path.Combine(Path.GetTempPath(), $"platform-agent-{Guid.NewGuid():N}");
@@ -84,14 +98,15 @@ public sealed class PlatformStack : IAsyncLifetime
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
         Addresses = Services.Zip(addresses).ToArray();
         _agentEnvironment = _environment.For(
+        [
             ("Platform__Agent__StatePath", AgentStatePath),
             ("Platform__Agent__TemplatesPath", TestEnvironment.MicroVmTemplates),
             ("Platform__Agent__MicroVmRunPath", MicroVmRunPath),
-            ("Platform__Agent__Drivers__0", "microvm"),
-            ("Platform__Agent__Drivers__1", "sandbox"),
-            ("Platform__Agent__Drivers__2", "simulated"),
+            .. _drivers.Select((driver, i) => ($"Platform__Agent__Drivers__{i}", driver)),
             ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
-            ("Platform__Agent__ReportInterval", "00:00:02"));
+            ("Platform__Agent__ReportInterval", "00:00:02"),
+            .. _agentSettings,
+        ]);
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
         Gateway = GatewayTests.StartGateway(Addresses);

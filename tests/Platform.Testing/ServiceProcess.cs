@@ -90,8 +90,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             {
                 return (await client.GetAsync("/health/ready")).IsSuccessStatusCode;
             }
-            catch (HttpRequestException)
+            catch (Exception notYet) when (notYet is HttpRequestException or TaskCanceledException)
             {
+                // Refused, or slow to answer on a busy host (a timeout of this one try): ask again until patience runs out.
                 return false;
             }
         }, patience, $"{Service} becomes ready");

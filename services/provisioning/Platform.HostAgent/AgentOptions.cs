@@ -17,13 +17,16 @@ public sealed class AgentOptions
     /// <summary>This host's name in the API; the machine's name when unset.</summary>
     public string? HostName { get; set; }
 
-    /// <summary>The drivers this host offers. <c>simulated</c> only when named here.</summary>
+    /// <summary>The drivers this host offers. <c>container</c> and <c>simulated</c> only when named here.</summary>
     public List<string> Drivers { get; set; } = ["microvm", "sandbox"];
 
     /// <summary>How many processes and threads one sandbox may run.</summary>
     public int SandboxMaxProcesses { get; set; } = 512;
 
     public SimulatedOptions Simulated { get; set; } = new();
+
+    /// <summary>The container driver's engine and limits (<c>Platform:Agent:Container</c>).</summary>
+    public ContainerOptions Container { get; set; } = new();
 
     /// <summary>
     /// Where micro-VMs' memory, sockets, serial logs and snapshots live while the agent runs: a tmpfs (guest

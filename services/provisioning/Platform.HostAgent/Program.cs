@@ -21,6 +21,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
             DriverSetup.Create(options, services.GetRequiredService<TenantNetworks>(), services.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<HostMachines>();
         builder.Services.AddHostedService<MicroVmPreparation>();
+        builder.Services.AddHostedService<ContainerImageWatch>();
         builder.Services.AddSingleton<CapacityReporter>();
         builder.Services.AddHostedService(services => services.GetRequiredService<CapacityReporter>());
         builder.Services.AddHostedService<TunnelReporter>();

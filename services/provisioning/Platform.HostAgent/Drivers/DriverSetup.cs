@@ -1,5 +1,6 @@
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Networking;
+using Platform.Provisioning.Drivers.Container;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Sandbox;
 
@@ -9,6 +10,9 @@ namespace Platform.HostAgent.Drivers;
 public static class DriverSetup
 {
     public const string Qemu = "/usr/bin/qemu-system-x86_64";
+
+    /// <summary>How long the container engine has to answer its first ping and image list while the agent starts.</summary>
+    public static readonly TimeSpan ContainerEngineTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Where, under the run path, cold-booted guests' memory files live.</summary>
     public const string MemoryDirectoryName = "memory";
@@ -37,12 +41,43 @@ public static class DriverSetup
             drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses, networks));
         }
 
+        if (options.Drivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, loggers) is { } containers)
+        {
+            drivers.Add(containers);
+        }
+
         if (options.Drivers.Contains("simulated"))
         {
             drivers.Add(new SimulatedDriver(options.Simulated, drivers.SelectMany(d => d.Templates).ToList()));
         }
 
         return drivers;
+    }
+
+    /// <summary>
+    /// The container driver when its engine answers at the configured socket, with the images it holds read once, so
+    /// that the first capacity report offers them; null, after saying why, when it does not.
+    /// </summary>
+    private static ContainerDriver? ContainerDriverFor(ContainerOptions options, ILoggerFactory loggers)
+    {
+        var docker = new DockerClient(options.Socket);
+        var driver = new ContainerDriver(docker, options, loggers.CreateLogger<ContainerDriver>());
+        try
+        {
+            using var timeout = new CancellationTokenSource(ContainerEngineTimeout);
+            // Drivers are made once, while the agent starts and before it serves anything: blocking here holds up nothing.
+            docker.PingAsync(timeout.Token).GetAwaiter().GetResult();
+            driver.RefreshTemplatesAsync(timeout.Token).GetAwaiter().GetResult();
+            return driver;
+        }
+        catch (Exception exception) when (exception is DockerApiException or OperationCanceledException)
+        {
+            loggers.CreateLogger(typeof(DriverSetup)).LogError(
+                "The container driver needs a Docker Engine API at {Socket} (podman system service, or dockerd), set by Platform:Agent:Container:Socket: {Reason}; this host offers no containers",
+                options.Socket, exception.Message);
+            docker.Dispose();
+            return null;
+        }
     }
 
     /// <summary>Every <c>{templates}/{name}/current</c> that holds a micro-VM template.</summary>
@@ -89,6 +124,21 @@ public sealed class MicroVmPreparation(IEnumerable<IMachineDriver> drivers) : Ba
         foreach (var microvm in drivers.OfType<MicroVmDriver>())
         {
             await microvm.ShutDownAsync();
+        }
+    }
+}
+
+/// <summary>Keeps the container driver's templates (the engine's images) current while the agent runs.</summary>
+public sealed class ContainerImageWatch(IEnumerable<IMachineDriver> drivers) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await Task.WhenAll(drivers.OfType<ContainerDriver>().Select(d => d.KeepTemplatesCurrentAsync(stoppingToken)));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
         }
     }
 }

@@ -32,7 +32,7 @@ public sealed class MachineRecorder(EventStore store, TimeProvider time)
             }
 
             var now = time.GetUtcNow();
-            var running = new MachineRunning(machine.Id, machine.TenantId, saga.OperationId, launched.HostId, launched.Network ?? saga.Network,
+            var running = new MachineRunning(machine.Id, machine.TenantId, saga.OperationId, launched.HostId, launched.Network,
                 launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
             return saga.ExitedEarly switch
             {

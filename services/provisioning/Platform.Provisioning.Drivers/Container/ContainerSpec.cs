@@ -1,0 +1,22 @@
+namespace Platform.Provisioning.Drivers.Container;
+
+/// <summary>
+/// A container to create: its <paramref name="Image"/> by reference or id, the command that replaces the image's
+/// <c>CMD</c> (null keeps it), and its limits. <paramref name="NetworkMode"/> is Docker's (<c>none</c>, <c>bridge</c>,
+/// a network's name); <paramref name="CgroupParent"/> null leaves the engine's default.
+/// </summary>
+public sealed record ContainerSpec(
+    string Name,
+    string Image,
+    IReadOnlyList<string>? Command,
+    IReadOnlyDictionary<string, string> Labels,
+    ContainerLimits Limits,
+    string NetworkMode = "none",
+    string? Hostname = null,
+    string? CgroupParent = null);
+
+/// <summary>
+/// What a container may use: memory (swap included: the container gets no swap beyond it), CPU in cores
+/// (0.5 = half a core), and how many processes and threads it may run.
+/// </summary>
+public sealed record ContainerLimits(long MemoryBytes, double Cpus, int MaxProcesses);
