@@ -17,13 +17,19 @@ public sealed class AgentOptions
     /// <summary>This host's name in the API; the machine's name when unset.</summary>
     public string? HostName { get; set; }
 
-    /// <summary>The drivers this host offers. <c>simulated</c> only when named here.</summary>
+    /// <summary>The drivers this host offers. <c>simulated</c> only when named here; <c>aws</c>, <c>gcp</c>, <c>azure</c> with their sections below.</summary>
     public List<string> Drivers { get; set; } = ["microvm", "sandbox"];
 
     /// <summary>How many processes and threads one sandbox may run.</summary>
     public int SandboxMaxProcesses { get; set; } = 512;
 
     public SimulatedOptions Simulated { get; set; } = new();
+
+    public AwsOptions Aws { get; set; } = new();
+
+    public GcpOptions Gcp { get; set; } = new();
+
+    public AzureOptions Azure { get; set; } = new();
 
     /// <summary>
     /// Where micro-VMs' memory, sockets, serial logs and snapshots live while the agent runs: a tmpfs (guest

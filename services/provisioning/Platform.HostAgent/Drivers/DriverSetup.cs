@@ -36,6 +36,11 @@ public static class DriverSetup
             drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses));
         }
 
+        if (options.Drivers.Contains("aws"))
+        {
+            drivers.Add(CloudDrivers.Aws(options.Aws, loggers));
+        }
+
         if (options.Drivers.Contains("simulated"))
         {
             drivers.Add(new SimulatedDriver(options.Simulated, drivers.SelectMany(d => d.Templates).ToList()));
