@@ -61,6 +61,20 @@ public sealed class AwsDriverTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_instance_that_does_not_run_within_the_launch_timeout_is_terminated_and_the_launch_fails()
+    {
+        await _ec2.DisposeAsync();
+        _ec2 = await Ec2Fake.StartAsync(() => new Ec2Fake { PollsPerTransition = 1_000_000 });
+        var driver = CloudDrivers.Aws(Options(launchTimeout: TimeSpan.FromSeconds(3)), new BasicAWSCredentials(_ec2.AccessKeyId, _ec2.SecretAccessKey), null, _logs.Factory);
+
+        var failed = await Assert.ThrowsAsync<LaunchFailedException>(() => driver.LaunchAsync(Launch(driver), CancellationToken.None));
+
+        Assert.Equal("the aws instance did not run within 00:00:03", failed.Message);
+        Assert.Equal("shutting-down", Assert.Single(_ec2.Instances).State);
+        Assert.Contains("TerminateInstances", _ec2.Actions);
+    }
+
+    [Fact]
     public async Task Throttled_requests_are_retried_with_backoff_until_ec2_answers()
     {
         var driver = Driver();
@@ -169,14 +183,14 @@ public sealed class AwsDriverTests : IAsyncLifetime
     private CloudDriver Driver(AWSCredentials? credentials = null, int attempts = 6) =>
         CloudDrivers.Aws(Options(attempts), credentials ?? new BasicAWSCredentials(_ec2.AccessKeyId, _ec2.SecretAccessKey), null, _logs.Factory);
 
-    private AwsOptions Options(int attempts = 6) => new()
+    private AwsOptions Options(int attempts = 6, TimeSpan? launchTimeout = null) => new()
     {
         Regions = ["us-east-1", "eu-west-1"],
         InstanceTypes = new() { ["t3.micro"] = new() { Vcpus = 2, MemoryMiB = 1024 }, ["t3.large"] = new() { Vcpus = 2, MemoryMiB = 8192 } },
         Images = new() { ["debian-12"] = new() { ["us-east-1"] = "ami-0a1b2c3d4e5f60001", ["eu-west-1"] = "ami-0a1b2c3d4e5f60002" } },
         Endpoint = _ec2?.Endpoint.ToString(),
         PollInterval = TimeSpan.FromMilliseconds(20),
-        LaunchTimeout = TimeSpan.FromSeconds(20),
+        LaunchTimeout = launchTimeout ?? TimeSpan.FromSeconds(20),
         RetryAttempts = attempts,
         RetryBaseDelay = TimeSpan.FromMilliseconds(10),
     };

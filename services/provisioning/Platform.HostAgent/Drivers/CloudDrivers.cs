@@ -2,6 +2,7 @@ using Amazon.Runtime;
 using Platform.Contracts.Provisioning;
 using Platform.Provisioning.Drivers.Cloud;
 using Platform.Provisioning.Drivers.Cloud.Aws;
+using Platform.Provisioning.Drivers.Cloud.Gcp;
 
 namespace Platform.HostAgent.Drivers;
 
@@ -32,6 +33,37 @@ public static class CloudDrivers
         var client = credentials is null ? null
             : new Ec2Client(Http.Value, credentials, region => endpoint ?? Ec2Client.PublicEndpoint(region), RetryOf(options), TimeProvider.System);
         return Create("aws", catalogue, client, missing, options, loggers);
+    }
+
+    /// <summary>The <c>gcp</c> driver with the service account key of its settings or of <c>GOOGLE_APPLICATION_CREDENTIALS</c>.</summary>
+    public static CloudDriver Gcp(GcpOptions options, ILoggerFactory loggers)
+    {
+        var catalogue = new CloudCatalogue(options.Zones, TypesOf(options.MachineTypes), options.Images);
+        var key = ServiceAccountKey.Load(options.CredentialsFile ?? Environment.GetEnvironmentVariable("GOOGLE_APPLICATION_CREDENTIALS"), out var missing);
+        var project = options.ProjectId ?? key?.ProjectId;
+        if (key is not null && project is null)
+        {
+            missing = "no GCP project: set Platform:Agent:Gcp:ProjectId";
+        }
+
+        ComputeEngineClient? client = null;
+        if (key is not null && project is not null)
+        {
+            try
+            {
+                var tokenEndpoint = new Uri(options.TokenEndpoint ?? key.TokenUri ?? "https://oauth2.googleapis.com/token");
+                var tokens = new GoogleAccessTokens(Http.Value, key, tokenEndpoint, GoogleAccessTokens.ComputeScope, TimeProvider.System);
+                var compute = options.ComputeEndpoint is { } endpoint ? new Uri(endpoint.EndsWith('/') ? endpoint : endpoint + "/") : ComputeEngineClient.PublicEndpoint;
+                client = new ComputeEngineClient(Http.Value, tokens, compute, project, RetryOf(options), options.PollInterval, TimeProvider.System);
+            }
+            catch (Exception unusable) when (unusable is System.Security.Cryptography.CryptographicException or ArgumentException)
+            {
+                // The exception's message is about the PEM's shape, never its content.
+                missing = $"the GCP service account key of {key.ClientEmail} holds no usable private key: {unusable.Message}";
+            }
+        }
+
+        return Create("gcp", catalogue, client, missing, options, loggers);
     }
 
     private static CloudDriver Create(string name, CloudCatalogue catalogue, ICloudInstances? client, string? unavailable, CloudOptions options, ILoggerFactory loggers)

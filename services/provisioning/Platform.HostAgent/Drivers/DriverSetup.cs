@@ -41,6 +41,11 @@ public static class DriverSetup
             drivers.Add(CloudDrivers.Aws(options.Aws, loggers));
         }
 
+        if (options.Drivers.Contains("gcp"))
+        {
+            drivers.Add(CloudDrivers.Gcp(options.Gcp, loggers));
+        }
+
         if (options.Drivers.Contains("simulated"))
         {
             drivers.Add(new SimulatedDriver(options.Simulated, drivers.SelectMany(d => d.Templates).ToList()));

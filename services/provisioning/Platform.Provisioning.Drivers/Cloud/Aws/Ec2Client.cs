@@ -22,6 +22,8 @@ public sealed class Ec2Client(HttpClient http, AWSCredentials credentials, Func<
     private static readonly HashSet<string> Transient = ["RequestLimitExceeded", "Throttling", "ServiceUnavailable", "Unavailable", "InternalError"];
 
     // Not shutting-down: an instance on its way out is not one a launch can start again.
+    private static readonly TimeSpan CleanUpTimeout = TimeSpan.FromSeconds(30);
+
     private static readonly string[] LiveStates = ["pending", "running", "stopping", "stopped"];
 
     /// <summary>The public endpoint of a region: <c>https://ec2.{region}.amazonaws.com/</c>.</summary>
@@ -63,12 +65,13 @@ public sealed class Ec2Client(HttpClient http, AWSCredentials credentials, Func<
             var answer = await SendAsync(spec.Location, "RunInstances", parameters, cancellationToken);
             return Instances(answer, spec.Location).Single();
         }
-        catch (Exception failed) when (failed is CloudException or HttpRequestException)
+        catch (Exception failed) when (failed is CloudException or HttpRequestException or OperationCanceledException)
         {
-            // A refused RunInstances makes nothing; a lost answer may have made an instance. Either way none is left.
-            if (await FindQuietlyAsync(spec, cancellationToken) is { } made)
+            // A refused RunInstances makes nothing; a lost or abandoned answer may have made an instance. Either way none is left.
+            using var cleanUp = new CancellationTokenSource(CleanUpTimeout);
+            if (await FindQuietlyAsync(spec, cleanUp.Token) is { } made)
             {
-                await DeleteAsync(made, cancellationToken);
+                await DeleteAsync(made, cleanUp.Token);
             }
 
             throw;
@@ -111,7 +114,7 @@ public sealed class Ec2Client(HttpClient http, AWSCredentials credentials, Func<
         {
             return await FindAsync(spec.MachineId, spec.Location, cancellationToken);
         }
-        catch (CloudException)
+        catch (Exception unanswered) when (unanswered is CloudException or HttpRequestException or OperationCanceledException)
         {
             return null;
         }
