@@ -20,7 +20,17 @@ public sealed class PlatformStack : IAsyncLifetime
 {
     private readonly List<ServiceProcess> _services = [];
     private ServiceEnvironment? _environment;
+    private readonly (string Key, string Value)[] _agentSettings;
     private Dictionary<string, string> _agentEnvironment = [];
+
+    /// <summary>The stack of most tests: its host offers micro-VMs, sandboxes and the simulated driver.</summary>
+    public PlatformStack()
+        : this(("Platform__Agent__Drivers__0", "microvm"), ("Platform__Agent__Drivers__1", "sandbox"), ("Platform__Agent__Drivers__2", "simulated"))
+    {
+    }
+
+    /// <summary>A stack whose host agent offers the drivers and has the settings given (environment variables), such as the cloud drivers against fakes.</summary>
+    internal PlatformStack(params (string Key, string Value)[] agentSettings) => _agentSettings = agentSettings;
 
     public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
 
@@ -78,14 +88,12 @@ public sealed class PlatformStack : IAsyncLifetime
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
         Addresses = Services.Zip(addresses).ToArray();
         _agentEnvironment = _environment.For(
-            ("Platform__Agent__StatePath", AgentStatePath),
-            ("Platform__Agent__TemplatesPath", TestEnvironment.MicroVmTemplates),
-            ("Platform__Agent__MicroVmRunPath", MicroVmRunPath),
-            ("Platform__Agent__Drivers__0", "microvm"),
-            ("Platform__Agent__Drivers__1", "sandbox"),
-            ("Platform__Agent__Drivers__2", "simulated"),
-            ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
-            ("Platform__Agent__ReportInterval", "00:00:02"));
+            [("Platform__Agent__StatePath", AgentStatePath),
+             ("Platform__Agent__TemplatesPath", TestEnvironment.MicroVmTemplates),
+             ("Platform__Agent__MicroVmRunPath", MicroVmRunPath),
+             ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
+             ("Platform__Agent__ReportInterval", "00:00:02"),
+             .. _agentSettings]);
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
         Gateway = GatewayTests.StartGateway(Addresses);

@@ -90,8 +90,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             {
                 return (await client.GetAsync("/health/ready")).IsSuccessStatusCode;
             }
-            catch (HttpRequestException)
+            catch (Exception notYet) when (notYet is HttpRequestException or TaskCanceledException)
             {
+                // Refused, or too slow to answer on a loaded machine: not ready yet.
                 return false;
             }
         }, patience, $"{Service} becomes ready");

@@ -2,6 +2,7 @@ using Amazon.Runtime;
 using Platform.Contracts.Provisioning;
 using Platform.Provisioning.Drivers.Cloud;
 using Platform.Provisioning.Drivers.Cloud.Aws;
+using Platform.Provisioning.Drivers.Cloud.Azure;
 using Platform.Provisioning.Drivers.Cloud.Gcp;
 
 namespace Platform.HostAgent.Drivers;
@@ -64,6 +65,24 @@ public static class CloudDrivers
         }
 
         return Create("gcp", catalogue, client, missing, options, loggers);
+    }
+
+    /// <summary>The <c>azure</c> driver with the service principal of the standard environment variables.</summary>
+    public static CloudDriver Azure(AzureOptions options, ILoggerFactory loggers)
+    {
+        var catalogue = new CloudCatalogue(options.Locations, TypesOf(options.VmSizes), options.Images);
+        var connection = new ArmConnection(
+            options.ArmEndpoint is { } arm ? new Uri(arm) : null, options.ArmAudience, options.AuthorityHost is { } authority ? new Uri(authority) : null, options.TrustedCertificateFile);
+        var credential = connection.FindCredential(out var missing);
+        if (credential is not null && (options.SubscriptionId is null || options.ResourceGroup is null))
+        {
+            missing = "the azure driver needs Platform:Agent:Azure:SubscriptionId and ResourceGroup";
+        }
+
+        var client = credential is null || missing is not null ? null
+            : new AzureVirtualMachines(connection.Client(credential, options.SubscriptionId!),
+                new AzureVmSettings(options.SubscriptionId!, options.ResourceGroup!, options.Subnets, options.AdminUsername, options.SshPublicKey));
+        return Create("azure", catalogue, client, missing, options, loggers);
     }
 
     private static CloudDriver Create(string name, CloudCatalogue catalogue, ICloudInstances? client, string? unavailable, CloudOptions options, ILoggerFactory loggers)

@@ -16,7 +16,7 @@ public static class DriverSetup
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
         var drivers = new List<IMachineDriver>();
-        if (options.Drivers.Contains("microvm"))
+        if (options.OfferedDrivers.Contains("microvm"))
         {
             var templates = MicroVmTemplates(options.TemplatesPath, logger);
             if (!File.Exists(Qemu))
@@ -31,22 +31,27 @@ public static class DriverSetup
             }
         }
 
-        if (options.Drivers.Contains("sandbox"))
+        if (options.OfferedDrivers.Contains("sandbox"))
         {
             drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses));
         }
 
-        if (options.Drivers.Contains("aws"))
+        if (options.OfferedDrivers.Contains("aws"))
         {
             drivers.Add(CloudDrivers.Aws(options.Aws, loggers));
         }
 
-        if (options.Drivers.Contains("gcp"))
+        if (options.OfferedDrivers.Contains("gcp"))
         {
             drivers.Add(CloudDrivers.Gcp(options.Gcp, loggers));
         }
 
-        if (options.Drivers.Contains("simulated"))
+        if (options.OfferedDrivers.Contains("azure"))
+        {
+            drivers.Add(CloudDrivers.Azure(options.Azure, loggers));
+        }
+
+        if (options.OfferedDrivers.Contains("simulated"))
         {
             drivers.Add(new SimulatedDriver(options.Simulated, drivers.SelectMany(d => d.Templates).ToList()));
         }
