@@ -17,8 +17,14 @@ public sealed class AgentOptions
     /// <summary>This host's name in the API; the machine's name when unset.</summary>
     public string? HostName { get; set; }
 
-    /// <summary>The drivers this host offers. <c>container</c> and <c>simulated</c> only when named here.</summary>
-    public List<string> Drivers { get; set; } = ["microvm", "sandbox"];
+    /// <summary>
+    /// The drivers this host offers; <c>microvm</c> and <c>sandbox</c> when none is named. <c>container</c> and <c>simulated</c> only when
+    /// named here; <c>aws</c>, <c>gcp</c>, <c>azure</c> with their sections below. (Empty by default: the configuration
+    /// binder adds to a list's defaults, so a host naming only <c>aws</c> would offer micro-VMs too.)
+    /// </summary>
+    public List<string> Drivers { get; set; } = [];
+
+    public IReadOnlyList<string> OfferedDrivers => Drivers.Count > 0 ? Drivers : ["microvm", "sandbox"];
 
     /// <summary>How many processes and threads one sandbox may run.</summary>
     public int SandboxMaxProcesses { get; set; } = 512;
@@ -27,6 +33,12 @@ public sealed class AgentOptions
 
     /// <summary>The container driver's engine and limits (<c>Platform:Agent:Container</c>).</summary>
     public ContainerOptions Container { get; set; } = new();
+
+    public AwsOptions Aws { get; set; } = new();
+
+    public GcpOptions Gcp { get; set; } = new();
+
+    public AzureOptions Azure { get; set; } = new();
 
     /// <summary>
     /// Where micro-VMs' memory, sockets, serial logs and snapshots live while the agent runs: a tmpfs (guest

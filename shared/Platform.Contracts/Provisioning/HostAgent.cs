@@ -3,6 +3,7 @@ namespace Platform.Contracts.Provisioning;
 /// <summary>
 /// Command to one host agent (its own queue, <c>host-agent-{hostId}</c>): run the machine, cold or from a
 /// ready snapshot. Idempotent by machine id: a machine that runs already is reported running again.
+/// <paramref name="Region"/> and <paramref name="InstanceType"/> only for cloud machines.
 /// </summary>
 public sealed record LaunchMachine(
     Guid MachineId,
@@ -14,7 +15,9 @@ public sealed record LaunchMachine(
     MachineShape Shape,
     IReadOnlyList<string>? Command,
     string Boot,
-    NetworkAttachment? Network);
+    NetworkAttachment? Network,
+    string? Region = null,
+    string? InstanceType = null);
 
 /// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
 public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);

@@ -1,7 +1,24 @@
 namespace Platform.Contracts.Provisioning;
 
-/// <summary>What one driver on a host accepts; placement and validation check requests against it.</summary>
-public sealed record DriverCapacity(string Name, string Kind, int MaxVcpus, int MinMemoryMiB, int MaxMemoryMiB, int MaxDiskMiB);
+/// <summary>
+/// What one driver on a host accepts; placement and validation check requests against it. A cloud driver also
+/// names the <paramref name="Regions"/> (regions, zones or locations) and <paramref name="InstanceTypes"/> it offers,
+/// the first region being its default; <paramref name="Unavailable"/> says why it can take no machine now (no
+/// credentials), in words an operator can act on.
+/// </summary>
+public sealed record DriverCapacity(
+    string Name,
+    string Kind,
+    int MaxVcpus,
+    int MinMemoryMiB,
+    int MaxMemoryMiB,
+    int MaxDiskMiB,
+    IReadOnlyList<string>? Regions = null,
+    IReadOnlyList<InstanceType>? InstanceTypes = null,
+    string? Unavailable = null);
+
+/// <summary>A cloud's instance type (machine type, VM size) as a driver offers it.</summary>
+public sealed record InstanceType(string Name, int Vcpus, int MemoryMiB);
 
 /// <summary>A template a host can run machines from; <paramref name="Sha256"/> is the hash its version abbreviates.</summary>
 public sealed record TemplateOnHost(string Name, string Version, string Kind, string Sha256, IReadOnlyList<MachineShape> Snapshots);

@@ -9,11 +9,15 @@ public sealed record TemplateRef(string Name, string Version);
 /// <summary>
 /// Where a machine is on the network: its address inside its network namespace and the host side of it.
 /// The driver plugs the machine into it; until the networking service hands these out, the host agent
-/// makes a host-local one.
+/// makes a host-local one. A cloud instance's is its cloud's: its private address in <paramref name="Namespace"/>
+/// <c>{driver}:{region}</c>, and its <paramref name="PublicAddress"/> when it has one.
 /// </summary>
-public sealed record NetworkAttachment(string Namespace, string Address, int PrefixLength, string Gateway, string Mac);
+public sealed record NetworkAttachment(string Namespace, string Address, int PrefixLength, string Gateway, string Mac, string? PublicAddress = null);
 
-/// <summary>A tenant asked for a machine; it is placed on <paramref name="HostId"/> and is now <c>creating</c>.</summary>
+/// <summary>
+/// A tenant asked for a machine; it is placed on <paramref name="HostId"/> and is now <c>creating</c>. A cloud
+/// machine also has the <paramref name="Region"/> and <paramref name="InstanceType"/> placement chose.
+/// </summary>
 public sealed record MachineRequested(
     Guid MachineId,
     Guid TenantId,
@@ -28,7 +32,9 @@ public sealed record MachineRequested(
     IReadOnlyList<string>? Command,
     string Boot,
     DateTimeOffset RequestedAt,
-    Guid? ExitNodeId = null) : IIntegrationEvent;
+    Guid? ExitNodeId = null,
+    string? Region = null,
+    string? InstanceType = null) : IIntegrationEvent;
 
 public sealed record MachineStartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 

@@ -21,7 +21,7 @@ public static class DriverSetup
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
         var drivers = new List<IMachineDriver>();
-        if (options.Drivers.Contains("microvm"))
+        if (options.OfferedDrivers.Contains("microvm"))
         {
             var templates = MicroVmTemplates(options.TemplatesPath, logger);
             if (!File.Exists(Qemu))
@@ -36,17 +36,32 @@ public static class DriverSetup
             }
         }
 
-        if (options.Drivers.Contains("sandbox"))
+        if (options.OfferedDrivers.Contains("sandbox"))
         {
             drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses, networks));
         }
 
-        if (options.Drivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, loggers) is { } containers)
+        if (options.OfferedDrivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, loggers) is { } containers)
         {
             drivers.Add(containers);
         }
 
-        if (options.Drivers.Contains("simulated"))
+        if (options.OfferedDrivers.Contains("aws"))
+        {
+            drivers.Add(CloudDrivers.Aws(options.Aws, loggers));
+        }
+
+        if (options.OfferedDrivers.Contains("gcp"))
+        {
+            drivers.Add(CloudDrivers.Gcp(options.Gcp, loggers));
+        }
+
+        if (options.OfferedDrivers.Contains("azure"))
+        {
+            drivers.Add(CloudDrivers.Azure(options.Azure, loggers));
+        }
+
+        if (options.OfferedDrivers.Contains("simulated"))
         {
             drivers.Add(new SimulatedDriver(options.Simulated, drivers.SelectMany(d => d.Templates).ToList()));
         }

@@ -52,7 +52,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
 
         for (var attempt = 1; ; attempt++)
         {
-            var host = await PlaceAsync(driver, template, shape, cancellationToken);
+            var (host, region, instanceType) = await PlaceAsync(driver, template, shape, request.Region, request.InstanceType, cancellationToken);
             var now = time.GetUtcNow();
             try
             {
@@ -62,7 +62,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
                 {
                     new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
                         request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
-                        request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId)),
+                        request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType),
                 };
                 if (idempotencyKey is not null)
                 {
@@ -111,7 +111,8 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         return new TemplateRef(known[0].Name, known[0].Version);
     }
 
-    private async Task<HostView> PlaceAsync(string driver, TemplateRef template, MachineShape shape, CancellationToken cancellationToken)
+    private async Task<(HostView Host, string? Region, string? InstanceType)> PlaceAsync(
+        string driver, TemplateRef template, MachineShape shape, string? region, string? instanceType, CancellationToken cancellationToken)
     {
         var offering = (await hosts.HostsAsync(cancellationToken)).Where(h => h.Drivers.Any(d => d.Name == driver)).ToList();
         if (offering.Count == 0)
@@ -119,11 +120,17 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             throw Problems.Invalid("driver", $"no host offers the {driver} driver");
         }
 
-        var fitting = offering.Where(h => Fits(h.Drivers.First(d => d.Name == driver), shape) is null).ToList();
+        var available = offering.Where(h => h.Drivers.First(d => d.Name == driver).Unavailable is null).ToList();
+        if (available.Count == 0)
+        {
+            throw Problems.Invalid("driver", $"the {driver} driver can take no machine now: {offering[0].Drivers.First(d => d.Name == driver).Unavailable}");
+        }
+
+        var fitting = available.Where(h => (Fits(h.Drivers.First(d => d.Name == driver), shape) ?? CloudPlacement.Refusal(h.Drivers.First(d => d.Name == driver), region, instanceType, shape)) is null).ToList();
         if (fitting.Count == 0)
         {
-            var limits = offering.Select(h => h.Drivers.First(d => d.Name == driver)).First();
-            var (field, message) = Fits(limits, shape)!.Value;
+            var limits = available.Select(h => h.Drivers.First(d => d.Name == driver)).First();
+            var (field, message) = (Fits(limits, shape) ?? CloudPlacement.Refusal(limits, region, instanceType, shape))!.Value;
             throw Problems.Invalid(field, message);
         }
 
@@ -134,11 +141,14 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         }
 
         var guardrails = await hosts.GuardrailsAsync(cancellationToken);
-        var judged = withTemplate.Select(h => (Host: h, Refusal: h.Refusal(shape, guardrails))).ToList();
+        // A cloud machine runs in its cloud, not on the host that drives it: the host guardrails are not about it.
+        var judged = withTemplate.Select(h => (Host: h, Refusal: h.Drivers.First(d => d.Name == driver).Kind == MachineKinds.Cloud ? null : h.Refusal(shape, guardrails))).ToList();
         // The host with the most memory left takes it.
-        return judged.Where(j => j.Refusal is null).Select(j => j.Host).MaxBy(h => h.MemoryMiB - h.Used.MemoryMiB)
+        var chosen = judged.Where(j => j.Refusal is null).Select(j => j.Host).MaxBy(h => h.MemoryMiB - h.Used.MemoryMiB)
             ?? throw new ProblemException(ProblemTypes.PlacementRefused, StatusCodes.Status409Conflict,
                 "No host can take this machine within the host guardrails.", string.Join("; ", judged.Select(j => j.Refusal)) + ".");
+        var (chosenRegion, chosenType) = CloudPlacement.Choose(chosen.Drivers.First(d => d.Name == driver), region, instanceType, shape);
+        return (chosen, chosenRegion, chosenType);
     }
 
     private static (string Field, string Message)? Fits(DriverCapacity driver, MachineShape shape)

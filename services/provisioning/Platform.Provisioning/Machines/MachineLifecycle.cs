@@ -27,7 +27,8 @@ public sealed class MachineLifecycle(EventStore store) :
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
 
     public static LaunchMachine Launch(Machine machine, Guid operationId) => new(
-        machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network);
+        machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network,
+        machine.Region, machine.InstanceType);
 
     /// <summary>Sends the command only while the machine still waits for that operation (a stale redelivery sends nothing).</summary>
     private async Task WhenAwaitedAsync<T>(ConsumeContext context, Guid machineId, Guid operationId, Func<Machine, T> command) where T : class

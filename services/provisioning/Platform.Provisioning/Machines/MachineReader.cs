@@ -33,18 +33,20 @@ public sealed record MachineView(
     PendingOperationView? PendingOperation,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    long Version)
+    long Version,
+    string? Region = null,
+    string? InstanceType = null)
 {
     public static MachineView Of(Machine m, long version) => new(
         m.Id, m.Name, m.Kind, m.Driver, m.State, m.Template, m.Shape.Vcpus, m.Shape.MemoryMiB, m.Shape.DiskMiB, m.Labels, m.HostId, m.Accelerator,
-        m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac) : null, m.ExitNodeId, m.Command, m.LastError,
-        m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version);
+        m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac, n.PublicAddress) : null, m.ExitNodeId, m.Command, m.LastError,
+        m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version, m.Region, m.InstanceType);
 
     [JsonIgnore]
     public string ETag => $"\"{Version}\"";
 }
 
-public sealed record MachineNetworkView(string Ip, int PrefixLength, string Gateway, string Mac);
+public sealed record MachineNetworkView(string Ip, int PrefixLength, string Gateway, string Mac, string? PublicIp = null);
 
 public sealed record PendingOperationView(Guid Id, string Type);
 

@@ -7,7 +7,7 @@ using Platform.Contracts.Provisioning;
 
 namespace Platform.Provisioning.Machines;
 
-/// <summary>The body of <c>POST /api/v1/machines</c>.</summary>
+/// <summary>The body of <c>POST /api/v1/machines</c>; <see cref="Region"/> and <see cref="InstanceType"/> only for cloud machines.</summary>
 public sealed record CreateMachineRequest(
     string? Name,
     string? Kind,
@@ -19,7 +19,9 @@ public sealed record CreateMachineRequest(
     Dictionary<string, string>? Labels,
     string? ExitNodeId,
     List<string>? Command,
-    string? Boot);
+    string? Boot,
+    string? Region = null,
+    string? InstanceType = null);
 
 public sealed record MachineAccepted(Guid Id, Guid OperationId);
 
@@ -131,6 +133,17 @@ public static partial class MachineRequestRules
         if (request.Boot is not null && !BootModes.Contains(request.Boot))
         {
             Refuse("boot", $"must be one of {string.Join(", ", BootModes)}");
+        }
+
+        // Which regions and instance types exist is the cloud drivers' to say, in placement.
+        if (request.Region is not null && request.Kind != MachineKinds.Cloud)
+        {
+            Refuse("region", "only cloud machines have a region");
+        }
+
+        if (request.InstanceType is not null && request.Kind != MachineKinds.Cloud)
+        {
+            Refuse("instanceType", "only cloud machines have an instance type");
         }
 
         return errors;
