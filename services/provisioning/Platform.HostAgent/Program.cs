@@ -1,6 +1,7 @@
 using MassTransit;
 using Platform.HostAgent;
 using Platform.HostAgent.Drivers;
+using Platform.HostAgent.Telemetry;
 using Platform.Hosting;
 
 // The host agent: runs machines on this host for provisioning, through the drivers it offers. It keeps no
@@ -20,5 +21,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddHostedService<MicroVmPreparation>();
         builder.Services.AddSingleton<CapacityReporter>();
         builder.Services.AddHostedService(services => services.GetRequiredService<CapacityReporter>());
+        builder.Services.AddHostedService<MetricsReporter>();
+        builder.Services.AddHostedService<HealthProber>();
     },
 });

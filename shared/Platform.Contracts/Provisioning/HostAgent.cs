@@ -14,7 +14,8 @@ public sealed record LaunchMachine(
     MachineShape Shape,
     IReadOnlyList<string>? Command,
     string Boot,
-    NetworkAttachment? Network);
+    NetworkAttachment? Network,
+    MachineProbe? Probe = null);
 
 /// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
 public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);

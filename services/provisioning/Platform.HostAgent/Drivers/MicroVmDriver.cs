@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Sockets;
 using Platform.Contracts.Provisioning;
+using Platform.HostAgent.Telemetry;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Networking;
 
@@ -327,7 +329,8 @@ public sealed class MicroVmDriver(
         public bool IsLive => !Vm.Exited.IsCompleted && !Vm.Warmed.IsFaulted && !Vm.Warmed.IsCanceled;
     }
 
-    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine
+    /// <summary>Measured by its QEMU process; reached inside its namespace, where its guest agent answers the heartbeat.</summary>
+    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine
     {
         public NetworkAttachment? Network => attachment;
 
@@ -344,6 +347,27 @@ public sealed class MicroVmDriver(
             await vm.DisposeAsync();
             await network.DeleteAsync();
         }
+
+        public Func<CancellationToken, Task<string?>>? Heartbeat => vm.HeartbeatAsync;
+
+        public MachineUsage? Sample()
+        {
+            try
+            {
+                // QEMU holds the tap's host side: what the tap sent, the guest received.
+                var (tapReceived, tapSent) = ProcessUsage.NetworkBytes(vm.ProcessId);
+                return new MachineUsage(ProcessUsage.CpuNanoseconds(vm.ProcessId), ProcessUsage.ResidentBytes(vm.ProcessId), (long)vm.Spec.MemoryMiB * 1024 * 1024,
+                    null, 0, tapSent, tapReceived);
+            }
+            catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or InvalidOperationException)
+            {
+                // QEMU has just ended.
+                return null;
+            }
+        }
+
+        public Task<Socket> ConnectAsync(int port, CancellationToken cancellationToken) =>
+            vm.Spec.Network.ConnectAsync(IPAddress.Parse(attachment.Address), port, cancellationToken);
 
         private static async Task<MachineExit> WatchAsync(MicroVm vm)
         {

@@ -55,14 +55,15 @@ public sealed record Machine(
     string? LastError,
     int? ExitCode,
     DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt)
+    DateTimeOffset UpdatedAt,
+    MachineProbe? Probe = null)
 {
     public static string StreamOf(Guid machineId) => $"machine-{machineId}";
 
     public static Machine Create(MachineRequested requested) => new(
         requested.MachineId, requested.TenantId, requested.Name, requested.Kind, requested.Driver, requested.HostId, requested.Template,
         requested.Shape, requested.Labels.ToImmutableSortedDictionary(), requested.Command, requested.Boot, MachineStates.Creating,
-        new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt);
+        new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt, requested.Probe);
 
     public static Machine Evolve(Machine? machine, object @event) =>
         machine is null ? Create((MachineRequested)@event) : machine.Apply(@event);

@@ -56,7 +56,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
                 var events = new List<object>
                 {
                     new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
-                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now),
+                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now, request.Probe),
                 };
                 if (idempotencyKey is not null)
                 {
