@@ -69,6 +69,8 @@ public sealed class PlatformStack : IAsyncLifetime
                     ("Platform__Telemetry__Webhooks__MaxAttempts", "6"),
                     ("Platform__Telemetry__Webhooks__InitialBackoff", "00:00:00.100"),
                     ("Platform__Telemetry__Webhooks__MaxBackoff", "00:00:00.500"),
+                    // Tests look at rollups and retention within seconds.
+                    ("Platform__Telemetry__Metrics__RollupInterval", "00:00:01"),
                     // Off unless a test's tenant turns it on: other tests fail machines on purpose and look at them failed.
                     ("Platform__Telemetry__Healing__Enabled", "false")),
                 _ => _environment.For(),
@@ -85,7 +87,9 @@ public sealed class PlatformStack : IAsyncLifetime
             ("Platform__Agent__Drivers__1", "sandbox"),
             ("Platform__Agent__Drivers__2", "simulated"),
             ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
-            ("Platform__Agent__ReportInterval", "00:00:02"));
+            ("Platform__Agent__ReportInterval", "00:00:02"),
+            ("Platform__Agent__MetricsInterval", "00:00:01"),
+            ("Platform__Agent__HeartbeatInterval", "00:00:01"));
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
         Gateway = GatewayTests.StartGateway(Addresses);
