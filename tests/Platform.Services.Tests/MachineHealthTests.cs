@@ -91,6 +91,33 @@ public sealed class MachineHealthTests(PlatformStack stack)
         await MachineTests.WaitAsync(tenant, id, "destroyed");
     }
 
+    [Fact]
+    public async Task A_micro_vm_answers_its_guest_agent_heartbeat_and_reports_its_qemus_usage()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var since = DateTimeOffset.UtcNow.AddSeconds(-5);
+        var id = await MachineTests.CreateAsync(tenant, new { name = "beating", kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        await MachineTests.WaitAsync(tenant, id, "running");
+
+        var health = await WaitForHealthAsync(tenant, id, "healthy");
+
+        Assert.Equal("heartbeat", Assert.Single(health.GetProperty("checks").EnumerateArray()).GetProperty("name").GetString());
+        JsonElement point = default;
+        await Eventually.TrueAsync(async () =>
+        {
+            var series = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/metrics?from={MachineMetricsTests.Iso(since)}&step=1s");
+            point = series.GetProperty("points").EnumerateArray().LastOrDefault();
+            return point.ValueKind == JsonValueKind.Object;
+        }, Patience, "the micro-VM's QEMU is sampled");
+        Assert.True(point.GetProperty("memoryBytes").GetInt64() > 0);
+        Assert.Equal(128L * 1024 * 1024, point.GetProperty("memoryLimitBytes").GetInt64());
+        Assert.False(point.TryGetProperty("processes", out _), "a guest's processes are not counted");
+
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await MachineTests.WaitAsync(tenant, id, "destroyed");
+    }
+
     [Theory]
     [InlineData("""{"tcp":0}""")]
     [InlineData("""{"tcp":80,"http":{"port":80,"path":"/"}}""")]
