@@ -90,8 +90,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             {
                 return (await client.GetAsync("/health/ready")).IsSuccessStatusCode;
             }
-            catch (HttpRequestException)
+            catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException)
             {
+                // Not listening yet, or too busy starting to answer within the client's timeout (a loaded host): ask again.
                 return false;
             }
         }, patience, $"{Service} becomes ready");
