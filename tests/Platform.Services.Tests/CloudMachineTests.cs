@@ -69,7 +69,7 @@ public sealed class CloudMachineTests(CloudStack clouds)
         var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "aws", template = "debian-12-aws", vcpus = 1, memoryMiB = 512 });
 
         var failed = await MachineTests.WaitAsync(tenant, id, "failed");
-        Assert.StartsWith("aws: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.StartsWith("creation failed at the launch step: aws: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         Assert.DoesNotContain(clouds.Ec2.Instances, i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString() && i.State != "terminated");
     }
 

@@ -39,7 +39,7 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
         var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
         Assert.Equal(
             ["MachineRequested", "MachineRunning", "MachineStopRequested", "MachineStopped", "MachineStartRequested", "MachineRunning", "MachineDestroyRequested", "MachineDestroyed"],
-            history.EnumerateArray().Select(e => e.GetProperty("type").GetString()));
+            history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).Where(t => t != "MachineStepCompleted"));
     }
 
     [Fact]

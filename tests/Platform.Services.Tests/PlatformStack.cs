@@ -89,6 +89,8 @@ public sealed class PlatformStack : IAsyncLifetime
                     ("Platform__Telemetry__Webhooks__MaxAttempts", "6"),
                     ("Platform__Telemetry__Webhooks__InitialBackoff", "00:00:00.100"),
                     ("Platform__Telemetry__Webhooks__MaxBackoff", "00:00:00.500"),
+                    // Tests look at rollups and retention within seconds.
+                    ("Platform__Telemetry__Metrics__RollupInterval", "00:00:01"),
                     // Off unless a test's tenant turns it on: other tests fail machines on purpose and look at them failed.
                     ("Platform__Telemetry__Healing__Enabled", "false")),
                 _ => _environment.For(),
@@ -105,6 +107,8 @@ public sealed class PlatformStack : IAsyncLifetime
             .. _drivers.Select((driver, i) => ($"Platform__Agent__Drivers__{i}", driver)),
             ("Platform__Agent__Simulated__LaunchLatencyMs", "20"),
             ("Platform__Agent__ReportInterval", "00:00:02"),
+            ("Platform__Agent__MetricsInterval", "00:00:01"),
+            ("Platform__Agent__HeartbeatInterval", "00:00:01"),
             .. _agentSettings,
         ]);
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);

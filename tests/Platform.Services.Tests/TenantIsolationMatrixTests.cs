@@ -79,6 +79,10 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["DELETE /api/v1/machines/{machineId}"] = new(Kind.TenantResource, true),
         ["GET /api/v1/machines/{machineId}/wait"] = new(Kind.TenantResource, false),
         ["GET /api/v1/machines/{machineId}/events"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/machines/{machineId}/metrics"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/machines/{machineId}/health"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/costs"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/hosts/{hostId}/metrics"] = new(Kind.PlatformAdmin, false),
         ["GET /api/v1/operations/{operationId}"] = new(Kind.TenantResource, false),
         ["GET /api/v1/hosts"] = new(Kind.PlatformAdmin, false),
         ["GET /api/v1/networks"] = new(Kind.OwnScope, false),
@@ -121,6 +125,7 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var (machineOfB, operationOfB) = await CreateMachineAsync(adminOfB);
         var exitNodeOfA = await CreateExitNodeAsync(adminOfA);
         var exitNodeOfB = await CreateExitNodeAsync(adminOfB);
+        var hostId = (await admin.GetFromJsonAsync<JsonElement>("/api/v1/hosts")).EnumerateArray().First().GetProperty("id").GetGuid();
         Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
 
@@ -139,11 +144,11 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
             var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal)
-                .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal);
+                .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal);
             var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal)
-                .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal);
+                .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {

@@ -4,8 +4,8 @@ using Yarp.ReverseProxy.Configuration;
 namespace Platform.Gateway;
 
 /// <summary>
-/// The gateway's route table: <c>/api/v1/{service}/…</c> and each service's public resources go to that
-/// service, at the address configured under <c>Platform:Gateway:Services:{service}</c>.
+/// The gateway's route table: <c>/api/v1/{service}/…</c>, each service's public resources and the sub-resources it
+/// answers under another's go to that service, at the address configured under <c>Platform:Gateway:Services:{service}</c>.
 /// </summary>
 public static class ServiceRoutes
 {
@@ -17,8 +17,22 @@ public static class ServiceRoutes
         ["provisioning"] = ["machines", "operations", "hosts", "templates"],
         ["networking"] = ["networks", "exit-nodes", "tunnels"],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
-        ["telemetry"] = ["audit", "events", "subscriptions", "healing", "automation"],
+        ["telemetry"] = ["audit", "events", "subscriptions", "healing", "automation", "costs"],
     };
+
+    /// <summary>
+    /// Paths under another service's resource that a service answers: a machine's metrics and health, and a host's
+    /// metrics, are telemetry's though <c>machines</c> and <c>hosts</c> are provisioning's. They are matched before any
+    /// resource's catch-all (a lower <see cref="RouteConfig.Order"/>).
+    /// </summary>
+    public static readonly IReadOnlyList<(string Service, string Path)> SubResources =
+    [
+        ("telemetry", "/api/v1/machines/{id}/metrics"),
+        ("telemetry", "/api/v1/machines/{id}/health"),
+        ("telemetry", "/api/v1/hosts/{id}/metrics"),
+    ];
+
+    private const int SubResourceOrder = -1;
 
     public static IReadOnlyDictionary<string, Uri> Addresses(IConfiguration configuration)
     {
@@ -56,6 +70,17 @@ public static class ServiceRoutes
                     RouteId = $"{service}-{prefix}",
                     ClusterId = service,
                     Match = new RouteMatch { Path = $"/api/v1/{prefix}/{{**rest}}" },
+                });
+            }
+
+            foreach (var path in SubResources.Where(r => r.Service == service).Select(r => r.Path))
+            {
+                routes.Add(new RouteConfig
+                {
+                    RouteId = $"{service}-{path.Replace("/api/v1/", "", StringComparison.Ordinal).Replace("/{id}/", "-", StringComparison.Ordinal)}",
+                    ClusterId = service,
+                    Order = SubResourceOrder,
+                    Match = new RouteMatch { Path = path },
                 });
             }
 

@@ -57,4 +57,10 @@ public sealed class AgentOptions
 
     /// <summary>How often the agent repeats its capacity report.</summary>
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often the agent samples its machines and the host and reports their metrics.</summary>
+    public TimeSpan MetricsInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often a machine's driver heartbeat (a micro-VM's guest agent) is checked, unless its declared probe sets an interval.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -20,6 +20,9 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
 
     public IReadOnlyCollection<IMachineDriver> Drivers => _drivers.Values;
 
+    /// <summary>The machines running now, each with what it was launched as: what the agent samples and probes.</summary>
+    public IReadOnlyList<(LaunchMachine Launch, IRunningMachine Machine)> RunningMachines => _running.Values.Select(r => (r.Launch, r.Machine)).ToList();
+
     public async Task LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
         if (_running.TryGetValue(launch.MachineId, out var already))

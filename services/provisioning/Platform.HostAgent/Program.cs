@@ -2,6 +2,7 @@ using MassTransit;
 using Platform.HostAgent;
 using Platform.HostAgent.Drivers;
 using Platform.HostAgent.Networking;
+using Platform.HostAgent.Telemetry;
 using Platform.Hosting;
 
 // The host agent: runs machines on this host for provisioning, through the drivers it offers. It keeps no
@@ -25,5 +26,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton<CapacityReporter>();
         builder.Services.AddHostedService(services => services.GetRequiredService<CapacityReporter>());
         builder.Services.AddHostedService<TunnelReporter>();
+        builder.Services.AddHostedService<MetricsReporter>();
+        builder.Services.AddHostedService<HealthProber>();
     },
 });

@@ -2,16 +2,23 @@ using MassTransit;
 using Platform.Hosting;
 using Platform.Telemetry;
 using Platform.Telemetry.Audit;
+using Platform.Telemetry.Costs;
 using Platform.Telemetry.Healing;
+using Platform.Telemetry.Health;
+using Platform.Telemetry.Machines;
+using Platform.Telemetry.Metrics;
 using Platform.Telemetry.Webhooks;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TelemetryService.Name)
 {
-    Migrations = [AuditLog.Migration, WebhookStore.Migration, HealingStore.Migration],
+    Migrations = [AuditLog.Migration, WebhookStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>();
         bus.AddConsumer<HealingWatchdog>();
+        bus.AddConsumer<MachineLedgerConsumer, MachineLedgerConsumerDefinition>();
+        bus.AddConsumer<MetricsConsumer>();
+        bus.AddConsumer<HealthConsumer>();
     },
     ConfigureServices = builder =>
     {
@@ -21,11 +28,20 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(Telemetry
         builder.Services.AddHostedService<WebhookDispatcher>();
         builder.Services.AddSingleton<HealingStore>();
         builder.Services.AddHostedService<HealingSweeper>();
+        builder.Services.AddSingleton<MachineLedger>();
+        builder.Services.AddSingleton<MetricStore>();
+        builder.Services.Configure<MetricsOptions>(builder.Configuration.GetSection(MetricsOptions.Section));
+        builder.Services.AddHostedService<MetricsRollup>();
+        builder.Services.AddSingleton<PriceTable>();
+        builder.Services.AddSingleton<HealthStore>();
     },
     MapEndpoints = app =>
     {
         app.MapAudit();
         app.MapWebhooks();
         app.MapHealing();
+        app.MapMetrics();
+        app.MapCosts();
+        app.MapHealth();
     },
 });

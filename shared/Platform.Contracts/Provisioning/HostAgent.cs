@@ -17,7 +17,8 @@ public sealed record LaunchMachine(
     string Boot,
     NetworkAttachment? Network,
     string? Region = null,
-    string? InstanceType = null);
+    string? InstanceType = null,
+    MachineProbe? Probe = null);
 
 /// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
 public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);

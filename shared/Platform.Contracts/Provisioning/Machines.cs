@@ -15,6 +15,24 @@ public sealed record TemplateRef(string Name, string Version);
 public sealed record NetworkAttachment(string Namespace, string Address, int PrefixLength, string Gateway, string Mac, string? PublicAddress = null);
 
 /// <summary>
+/// A check its host agent runs against a machine, declared at creation: a TCP connection to <paramref name="Tcp"/>,
+/// or an HTTP GET of <paramref name="Http"/> answering 2xx or 3xx, from inside the machine's network, every
+/// <paramref name="IntervalSeconds"/>. After <paramref name="UnhealthyAfter"/> failures in a row the machine is unhealthy.
+/// </summary>
+public sealed record MachineProbe(int? Tcp, HttpProbe? Http, int? IntervalSeconds, int? UnhealthyAfter)
+{
+    public const int DefaultIntervalSeconds = 10;
+    public const int DefaultUnhealthyAfter = 3;
+
+    public TimeSpan Interval => TimeSpan.FromSeconds(IntervalSeconds ?? DefaultIntervalSeconds);
+
+    public int FailuresToUnhealthy => UnhealthyAfter ?? DefaultUnhealthyAfter;
+}
+
+/// <summary>An HTTP probe: <c>GET {Path}</c> on <paramref name="Port"/>.</summary>
+public sealed record HttpProbe(int Port, string Path);
+
+/// <summary>
 /// A tenant asked for a machine; it is placed on <paramref name="HostId"/> and is now <c>creating</c>. A cloud
 /// machine also has the <paramref name="Region"/> and <paramref name="InstanceType"/> placement chose.
 /// </summary>
@@ -34,7 +52,8 @@ public sealed record MachineRequested(
     DateTimeOffset RequestedAt,
     Guid? ExitNodeId = null,
     string? Region = null,
-    string? InstanceType = null) : IIntegrationEvent;
+    string? InstanceType = null,
+    MachineProbe? Probe = null) : IIntegrationEvent;
 
 public sealed record MachineStartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 
@@ -85,3 +104,10 @@ public sealed record MachineDestroyed(Guid MachineId, Guid TenantId, Guid Operat
 /// Idempotent by <paramref name="OperationId"/>; a machine whose state does not allow it is left alone.
 /// </summary>
 public sealed record StartMachine(Guid MachineId, Guid TenantId, Guid OperationId, string RequestedBy);
+
+/// <summary>
+/// Command from another service (the healing watchdog, for an unhealthy machine): restart a running machine, as a
+/// user's <c>POST /machines/{id}/restart</c> would. Idempotent by <paramref name="OperationId"/>; a machine whose
+/// state does not allow it is left alone.
+/// </summary>
+public sealed record RestartMachine(Guid MachineId, Guid TenantId, Guid OperationId, string RequestedBy);

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Sockets;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Networking;
+using Platform.HostAgent.Telemetry;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Networking;
 
@@ -160,6 +162,7 @@ public sealed class MicroVmDriver(
         try
         {
             await networks.BridgeTapAsync(launch.TenantId, network, Tap);
+            machine.ReachableFrom = NetworkNamespace.Open(networks.SegmentOf(launch.TenantId));
             return machine;
         }
         catch (IOException failed)
@@ -352,8 +355,18 @@ public sealed class MicroVmDriver(
         public bool IsLive => !Vm.Exited.IsCompleted && !Vm.Warmed.IsFaulted && !Vm.Warmed.IsCanceled;
     }
 
-    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine
+    /// <summary>Measured by its QEMU process; reached from its own namespace, or its tenant's segment once it joined it.</summary>
+    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine
     {
+        /// <summary>Where its guest answers: its own namespace while its tap has the gateway's address, then its segment.</summary>
+        public NetworkNamespace ReachableFrom
+        {
+            get => _reachableFrom ?? network;
+            set => _reachableFrom = value;
+        }
+
+        private NetworkNamespace? _reachableFrom;
+
         public NetworkAttachment? Network => attachment;
 
         public string? Accelerator => vm.Accelerator;
@@ -369,6 +382,27 @@ public sealed class MicroVmDriver(
             await vm.DisposeAsync();
             await network.DeleteAsync();
         }
+
+        public Func<CancellationToken, Task<string?>>? Heartbeat => cancellationToken => vm.HeartbeatAsync(ReachableFrom, cancellationToken);
+
+        public MachineUsage? Sample()
+        {
+            try
+            {
+                // QEMU holds the tap's host side: what the tap sent, the guest received.
+                var (tapReceived, tapSent) = ProcessUsage.NetworkBytes(vm.ProcessId);
+                return new MachineUsage(ProcessUsage.CpuNanoseconds(vm.ProcessId), ProcessUsage.ResidentBytes(vm.ProcessId), (long)vm.Spec.MemoryMiB * 1024 * 1024,
+                    null, 0, tapSent, tapReceived);
+            }
+            catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or InvalidOperationException)
+            {
+                // QEMU has just ended.
+                return null;
+            }
+        }
+
+        public Task<Socket> ConnectAsync(int port, CancellationToken cancellationToken) =>
+            ReachableFrom.ConnectAsync(IPAddress.Parse(attachment.Address), port, cancellationToken);
 
         private static async Task<MachineExit> WatchAsync(MicroVm vm)
         {

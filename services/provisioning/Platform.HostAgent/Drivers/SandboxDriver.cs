@@ -1,7 +1,10 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Networking;
+using Platform.HostAgent.Telemetry;
 using Platform.Provisioning.Drivers.Networking;
 using Platform.Provisioning.Drivers.Sandbox;
 
@@ -53,7 +56,7 @@ public sealed class SandboxDriver : IMachineDriver
                 await _networks.PlugNamespaceAsync(launch.TenantId, network);
             }
 
-            return new RunningSandbox(_runner.Start(spec), launch.Shape.MemoryMiB, launch.Network);
+            return new RunningSandbox(_runner.Start(spec), _runner.Cgroups, launch.Shape.MemoryMiB, launch.Network);
         }
         catch (Exception exception) when (exception is ArgumentException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
         {
@@ -72,7 +75,8 @@ public sealed class SandboxDriver : IMachineDriver
 
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 
-    private sealed class RunningSandbox(SandboxProcess process, int memoryMiB, NetworkAttachment? network) : IRunningMachine
+    /// <summary>Measured by its cgroups; its network is its own namespace, a port of its tenant's segment when it has an address.</summary>
+    private sealed class RunningSandbox(SandboxProcess process, Cgroups cgroups, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine
     {
         public NetworkAttachment? Network => network;
 
@@ -85,6 +89,31 @@ public sealed class SandboxDriver : IMachineDriver
         public async Task StopAsync(CancellationToken cancellationToken) => await process.DisposeAsync();
 
         public ValueTask DisposeAsync() => process.DisposeAsync();
+
+        public Func<CancellationToken, Task<string?>>? Heartbeat => null;
+
+        public MachineUsage? Sample()
+        {
+            if (cgroups.Usage(process.Spec.Id) is not { } usage || process.InsideProcessId is not { } inside)
+            {
+                return null;
+            }
+
+            try
+            {
+                var (received, sent) = ProcessUsage.NetworkBytes(inside);
+                return new MachineUsage(usage.CpuNanoseconds, usage.MemoryBytes, usage.MemoryLimitBytes, usage.Processes, 0, received, sent);
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+        }
+
+        public Task<Socket> ConnectAsync(int port, CancellationToken cancellationToken) =>
+            process.InsideProcessId is { } inside
+                ? NetworkNamespace.OfProcess(inside).ConnectAsync(IPAddress.Loopback, port, cancellationToken)
+                : throw new IOException("the sandbox has no process running");
 
         private static async Task<MachineExit> WatchAsync(SandboxProcess process, int memoryMiB)
         {

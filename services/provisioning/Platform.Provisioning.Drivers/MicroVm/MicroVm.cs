@@ -98,6 +98,29 @@ public sealed class MicroVm : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// One heartbeat of the guest agent, from inside the VM's namespace, as readiness probes it: null when it answers
+    /// with the identity the VM was given, else what went wrong. The caller's token bounds how long it may take.
+    /// </summary>
+    public Task<string?> HeartbeatAsync(CancellationToken cancellationToken) => HeartbeatAsync(Spec.Network, cancellationToken);
+
+    /// <summary>The heartbeat asked from <paramref name="from"/>: the VM's tenant segment once it joined one.</summary>
+    public async Task<string?> HeartbeatAsync(Networking.NetworkNamespace from, CancellationToken cancellationToken)
+    {
+        var identity = Spec.Identity;
+        try
+        {
+            using var socket = await from.ConnectAsync(identity.Address, Spec.Template.GuestAgentPort, cancellationToken);
+            using var reader = new StreamReader(new System.Net.Sockets.NetworkStream(socket, ownsSocket: false));
+            var answer = await reader.ReadLineAsync(cancellationToken);
+            return answer == identity.AgentGreeting ? null : $"its guest agent answered '{answer}', not its identity";
+        }
+        catch (Exception exception) when (exception is System.Net.Sockets.SocketException or IOException)
+        {
+            return $"its guest agent at {identity.Address}:{Spec.Template.GuestAgentPort} does not answer: {exception.Message}";
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1)

@@ -91,6 +91,10 @@ public sealed partial class NetworkNamespace
             ? new NetworkNamespace(name, "unknown", IPAddress.Any, 0)
             : throw new ArgumentException("A namespace name is 1 to 64 letters, digits, '-' or '_'.", nameof(name));
 
+    /// <summary>The namespace <paramref name="processId"/> runs in, named or not (a sandbox's): to connect into it.</summary>
+    public static NetworkNamespace OfProcess(int processId) =>
+        new($"process-{processId}", "unknown", IPAddress.Any, 0, processId);
+
     /// <summary>
     /// Removes the name of the namespace <paramref name="processId"/> runs in: from then on it lives exactly as long as
     /// that process (and whatever else runs in it), so that nothing of it outlives the process even if this one is

@@ -29,6 +29,33 @@ public abstract class Cgroups
     /// <summary>Whether the sandbox tried to start more processes than its limit allows (the kernel refused the fork).</summary>
     public abstract bool HitProcessLimit(string id);
 
+    /// <summary>What the sandbox uses now, from its cgroups' own counters; null once its cgroups are gone.</summary>
+    public CgroupUsage? Usage(string id)
+    {
+        try
+        {
+            return ReadUsage(id);
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException or FormatException)
+        {
+            // Removed while being read: the sandbox has just ended.
+            return null;
+        }
+    }
+
+    protected abstract CgroupUsage ReadUsage(string id);
+
+    protected static long ReadNumber(string file)
+    {
+        var text = File.ReadAllText(file).Trim();
+        // v2 writes "max" for no limit.
+        return text == "max" ? long.MaxValue : long.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    protected static long Counter(string file, string counter) =>
+        File.ReadAllLines(file).Select(l => l.Split(' ')).Where(p => p.Length == 2 && p[0] == counter)
+            .Select(p => long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture)).FirstOrDefault();
+
     protected static bool CounterAboveZero(string file, string counter) =>
         File.Exists(file) && File.ReadAllLines(file).Any(l => l.StartsWith(counter + " ", StringComparison.Ordinal) && l != counter + " 0");
 
@@ -78,7 +105,8 @@ public abstract class Cgroups
 
 internal sealed class CgroupsV1 : Cgroups
 {
-    private static readonly string[] Controllers = ["memory", "pids", "cpu"];
+    /// <summary>cpuacct counts the CPU time the sandbox used; it is mounted apart from cpu on some hosts, with it (cpu,cpuacct) on others.</summary>
+    private static readonly string[] Controllers = Directory.Exists(Path.Combine(Root, "cpuacct")) ? ["memory", "pids", "cpu", "cpuacct"] : ["memory", "pids", "cpu"];
 
     public override string Version => "v1";
 
@@ -111,6 +139,17 @@ internal sealed class CgroupsV1 : Cgroups
     public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, "memory", Parent, id, "memory.oom_control"), "oom_kill");
 
     public override bool HitProcessLimit(string id) => CounterAboveZero(Path.Combine(Root, "pids", Parent, id, "pids.events"), "max");
+
+    protected override CgroupUsage ReadUsage(string id)
+    {
+        var memory = Path.Combine(Root, "memory", Parent, id);
+        var cpuacct = Path.Combine(Root, "cpuacct", Parent, id, "cpuacct.usage");
+        return new CgroupUsage(
+            File.Exists(cpuacct) ? ReadNumber(cpuacct) : 0,
+            ReadNumber(Path.Combine(memory, "memory.usage_in_bytes")),
+            ReadNumber(Path.Combine(memory, "memory.limit_in_bytes")),
+            (int)ReadNumber(Path.Combine(Root, "pids", Parent, id, "pids.current")));
+    }
 }
 
 internal sealed class CgroupsV2 : Cgroups
@@ -137,4 +176,17 @@ internal sealed class CgroupsV2 : Cgroups
     public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, Parent, id, "memory.events"), "oom_kill");
 
     public override bool HitProcessLimit(string id) => CounterAboveZero(Path.Combine(Root, Parent, id, "pids.events"), "max");
+
+    protected override CgroupUsage ReadUsage(string id)
+    {
+        var directory = Path.Combine(Root, Parent, id);
+        return new CgroupUsage(
+            Counter(Path.Combine(directory, "cpu.stat"), "usage_usec") * 1000,
+            ReadNumber(Path.Combine(directory, "memory.current")),
+            ReadNumber(Path.Combine(directory, "memory.max")),
+            (int)ReadNumber(Path.Combine(directory, "pids.current")));
+    }
 }
+
+/// <summary>A sandbox's use of the host: CPU time since it started (ns), memory in use and its limit (bytes), and its processes.</summary>
+public sealed record CgroupUsage(long CpuNanoseconds, long MemoryBytes, long MemoryLimitBytes, int Processes);

@@ -27,6 +27,26 @@ public sealed class SandboxProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>
+    /// A process inside the sandbox's namespaces, through which its network is entered: bubblewrap's child (bubblewrap
+    /// itself stays in the host's); null before it has one or once it has ended.
+    /// </summary>
+    public int? InsideProcessId
+    {
+        get
+        {
+            try
+            {
+                var children = File.ReadAllText($"/proc/{ProcessId}/task/{ProcessId}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return children.Length > 0 ? int.Parse(children[0], System.Globalization.CultureInfo.InvariantCulture) : null;
+            }
+            catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+    }
+
     /// <summary>Waits for the sandbox's command to end and tells how.</summary>
     public async Task<SandboxExit> WaitAsync(TimeSpan timeout)
     {

@@ -59,7 +59,8 @@ public sealed record Machine(
     Guid? ExitNodeId = null,
     string? CreationFailedAt = null,
     string? Region = null,
-    string? InstanceType = null)
+    string? InstanceType = null,
+    MachineProbe? Probe = null)
 {
     /// <summary>The steps done so far of the operation in flight (see <see cref="MachineStepCompleted"/>).</summary>
     public ImmutableList<string> Steps { get; init; } = [];
@@ -70,7 +71,7 @@ public sealed record Machine(
         requested.MachineId, requested.TenantId, requested.Name, requested.Kind, requested.Driver, requested.HostId, requested.Template,
         requested.Shape, requested.Labels.ToImmutableSortedDictionary(), requested.Command, requested.Boot, MachineStates.Creating,
         new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt,
-        requested.ExitNodeId, null, requested.Region, requested.InstanceType);
+        requested.ExitNodeId, null, requested.Region, requested.InstanceType, requested.Probe);
 
     public static Machine Evolve(Machine? machine, object @event) =>
         machine is null ? Create((MachineRequested)@event) : machine.Apply(@event);

@@ -28,7 +28,7 @@ public sealed class MachineLifecycle(EventStore store) :
 
     public static LaunchMachine Launch(Machine machine, Guid operationId) => new(
         machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network,
-        machine.Region, machine.InstanceType);
+        machine.Region, machine.InstanceType, machine.Probe);
 
     /// <summary>Sends the command only while the machine still waits for that operation (a stale redelivery sends nothing).</summary>
     private async Task WhenAwaitedAsync<T>(ConsumeContext context, Guid machineId, Guid operationId, Func<Machine, T> command) where T : class
@@ -47,15 +47,20 @@ public sealed class MachineLifecycle(EventStore store) :
     }
 }
 
-/// <summary>Requests other services send over the bus (the healing watchdog's starts).</summary>
-public sealed class MachineCommands(MachineActions actions, ILogger<MachineCommands> logger) : IConsumer<StartMachine>
+/// <summary>Requests other services send over the bus (the healing watchdog's starts and restarts).</summary>
+public sealed class MachineCommands(MachineActions actions, ILogger<MachineCommands> logger) : IConsumer<StartMachine>, IConsumer<RestartMachine>
 {
-    public async Task Consume(ConsumeContext<StartMachine> context)
+    public Task Consume(ConsumeContext<StartMachine> context) =>
+        RequestAsync(context, context.Message.MachineId, context.Message.TenantId, "start", context.Message.OperationId, context.Message.RequestedBy);
+
+    public Task Consume(ConsumeContext<RestartMachine> context) =>
+        RequestAsync(context, context.Message.MachineId, context.Message.TenantId, "restart", context.Message.OperationId, context.Message.RequestedBy);
+
+    private async Task RequestAsync(ConsumeContext context, Guid machineId, Guid tenantId, string action, Guid operationId, string requestedBy)
     {
-        var command = context.Message;
-        if (!await actions.RequestFromServiceAsync(command.MachineId, command.TenantId, "start", command.OperationId, command.RequestedBy, context.CorrelationId, context.CancellationToken))
+        if (!await actions.RequestFromServiceAsync(machineId, tenantId, action, operationId, requestedBy, context.CorrelationId, context.CancellationToken))
         {
-            logger.LogInformation("Start of machine {MachineId} requested by {Actor} changed nothing: the machine's state does not allow it", command.MachineId, command.RequestedBy);
+            logger.LogInformation("{Action} of machine {MachineId} requested by {Actor} changed nothing: the machine's state does not allow it", action, machineId, requestedBy);
         }
     }
 }

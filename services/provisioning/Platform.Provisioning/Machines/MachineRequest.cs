@@ -21,7 +21,8 @@ public sealed record CreateMachineRequest(
     List<string>? Command,
     string? Boot,
     string? Region = null,
-    string? InstanceType = null);
+    string? InstanceType = null,
+    MachineProbe? Probe = null);
 
 public sealed record MachineAccepted(Guid Id, Guid OperationId);
 
@@ -56,6 +57,8 @@ public static partial class MachineRequestRules
     public const int MaxDiskMiB = 2 * 1024 * 1024;
     public const int MaxLabels = 32;
     public const int MaxCommandArguments = 64;
+    public const int MaxProbeIntervalSeconds = 3600;
+    public const int MaxProbeFailures = 100;
 
     public static IReadOnlyList<string> Drivers { get; } = ["microvm", "sandbox", "container", "aws", "gcp", "azure", "simulated"];
 
@@ -146,7 +149,38 @@ public static partial class MachineRequestRules
             Refuse("instanceType", "only cloud machines have an instance type");
         }
 
+        if (request.Probe is { } probe && ProbeProblem(probe) is { } problem)
+        {
+            Refuse("probe", problem);
+        }
+
         return errors;
+    }
+
+    /// <summary>What is wrong with a declared probe, or null: exactly one of tcp and http, a real port, an absolute path, sane timing.</summary>
+    private static string? ProbeProblem(MachineProbe probe)
+    {
+        if ((probe.Tcp is null) == (probe.Http is null))
+        {
+            return "declares exactly one of tcp (a port) or http ({port, path})";
+        }
+
+        if (probe.Tcp is < 1 or > 65535 || probe.Http is { Port: < 1 or > 65535 })
+        {
+            return "its port must be between 1 and 65535";
+        }
+
+        if (probe.Http is { } http && (http.Path is null || !http.Path.StartsWith('/') || http.Path.Length > 1024 || http.Path.Any(char.IsControl) || http.Path.Contains(' ')))
+        {
+            return "http.path must be an absolute path such as /healthz (at most 1024 characters, no spaces)";
+        }
+
+        if (probe.IntervalSeconds is < 1 or > MaxProbeIntervalSeconds)
+        {
+            return $"intervalSeconds must be between 1 and {MaxProbeIntervalSeconds}";
+        }
+
+        return probe.UnhealthyAfter is < 1 or > MaxProbeFailures ? $"unhealthyAfter must be between 1 and {MaxProbeFailures}" : null;
     }
 
     /// <summary>Two requests are the same request when this hash is: it keys the Idempotency-Key check.</summary>

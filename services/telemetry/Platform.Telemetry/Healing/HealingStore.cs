@@ -5,9 +5,18 @@ using Platform.Hosting;
 
 namespace Platform.Telemetry.Healing;
 
-/// <summary>What the watchdog knows of one machine: whether it may heal it, how often it did lately, and when it starts it next.</summary>
+/// <summary>
+/// What the watchdog knows of one machine: whether it may heal it, how often it did lately, and when it acts next:
+/// <see cref="Action"/> is <c>start</c> (it failed) or <c>restart</c> (it runs but is unhealthy).
+/// </summary>
 public sealed record HealingState(
-    Guid MachineId, Guid TenantId, bool OptedOut, int Attempts, DateTimeOffset? DueAt, string? LastReason, DateTimeOffset? LastFailedAt, bool Abandoned);
+    Guid MachineId, Guid TenantId, bool OptedOut, int Attempts, DateTimeOffset? DueAt, string? LastReason, DateTimeOffset? LastFailedAt, bool Abandoned, string Action = HealingActions.Start);
+
+public static class HealingActions
+{
+    public const string Start = "start";
+    public const string Restart = "restart";
+}
 
 /// <summary>The watchdog's tables: one row per machine it watches, and each tenant's policy (folded from <c>healing-policy-{tenantId}</c>).</summary>
 public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, IConfiguration configuration)
@@ -30,6 +39,9 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
         CREATE INDEX ON {schema}.healing_machines (tenant_id, machine_id);
         """);
 
+    /// <summary>An unhealthy machine is restarted, a failed one started: the row says which is due.</summary>
+    public static SchemaMigration ActionMigration { get; } = new("healing", 2, "ALTER TABLE {schema}.healing_machines ADD COLUMN action text NOT NULL DEFAULT 'start';");
+
     public static string PolicyStreamOf(Guid tenantId) => $"healing-policy-{tenantId}";
 
     public async Task<HealingPolicy> PolicyAsync(Guid tenantId, CancellationToken cancellationToken)
@@ -42,7 +54,7 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
     public async Task<HealingState?> FindAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid machineId, CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand($"""
-            SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned
+            SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned, action
             FROM {store.Schema}.healing_machines WHERE machine_id = $1 FOR UPDATE
             """, connection, transaction);
         command.Parameters.AddWithValue(machineId);
@@ -54,7 +66,7 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand($"""
-            SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned
+            SELECT machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned, action
             FROM {store.Schema}.healing_machines WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY machine_id LIMIT 500
             """, connection);
         command.Parameters.AddWithValue((object?)tenantId ?? DBNull.Value);
@@ -71,10 +83,10 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
     public async Task SaveAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, HealingState state, CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand($"""
-            INSERT INTO {store.Schema}.healing_machines (machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            INSERT INTO {store.Schema}.healing_machines (machine_id, tenant_id, opted_out, attempts, due_at, last_reason, last_failed_at, abandoned, action)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             ON CONFLICT (machine_id) DO UPDATE SET opted_out = excluded.opted_out, attempts = excluded.attempts, due_at = excluded.due_at,
-                last_reason = excluded.last_reason, last_failed_at = excluded.last_failed_at, abandoned = excluded.abandoned
+                last_reason = excluded.last_reason, last_failed_at = excluded.last_failed_at, abandoned = excluded.abandoned, action = excluded.action
             """, connection, transaction);
         command.Parameters.AddWithValue(state.MachineId);
         command.Parameters.AddWithValue(state.TenantId);
@@ -84,6 +96,7 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
         command.Parameters.AddWithValue((object?)state.LastReason ?? DBNull.Value);
         command.Parameters.AddWithValue((object?)state.LastFailedAt ?? DBNull.Value);
         command.Parameters.AddWithValue(state.Abandoned);
+        command.Parameters.AddWithValue(state.Action);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
@@ -98,5 +111,5 @@ public sealed class HealingStore(NpgsqlDataSource dataSource, EventStore store, 
     private static HealingState Read(NpgsqlDataReader reader) => new(
         reader.GetGuid(0), reader.GetGuid(1), reader.GetBoolean(2), reader.GetInt32(3),
         reader.IsDBNull(4) ? null : reader.GetFieldValue<DateTimeOffset>(4), reader.IsDBNull(5) ? null : reader.GetString(5),
-        reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6), reader.GetBoolean(7));
+        reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6), reader.GetBoolean(7), reader.GetString(8));
 }
