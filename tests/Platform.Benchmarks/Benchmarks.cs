@@ -8,6 +8,7 @@ internal static class Benchmarks
         ["audit"] = AuditBenchmark.RunAsync,
         ["sandbox"] = SandboxBenchmark.RunAsync,
         ["machines"] = MachinesBenchmark.RunAsync,
+        ["saga"] = SagaBenchmark.RunAsync,
     };
 
     public static string Required(string variable) =>

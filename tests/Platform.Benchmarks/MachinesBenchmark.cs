@@ -2,16 +2,14 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Platform.Hosting.Security;
-using Platform.Testing;
 
 namespace Platform.Benchmarks;
 
 /// <summary>
-/// Create→running through provisioning's HTTP API, one machine at a time, on the bench instance: a real
-/// provisioning service and host agent, real QEMU micro-VMs (cold, and restored from the agent's ready
-/// snapshot) and real sandboxes. Each figure is the time from POST /machines to the answer of
-/// /wait?state=running. The gateway is left out: it adds its own (measured) proxy hop to every call alike.
+/// Create→running through provisioning's HTTP API, one machine at a time, on the bench instance (see
+/// <see cref="BenchStack"/>): the whole creation saga (quota, address, launch, registration), real QEMU micro-VMs
+/// (cold, and restored from the agent's ready snapshot) and real sandboxes, each in its tenant's segment. Each figure
+/// is the time from POST /machines to the answer of /wait?state=running.
 /// </summary>
 internal static class MachinesBenchmark
 {
@@ -20,78 +18,44 @@ internal static class MachinesBenchmark
         var cold = args.Length > 0 ? int.Parse(args[0]) : 10;
         var snapshot = args.Length > 1 ? int.Parse(args[1]) : 40;
         var sandboxes = args.Length > 2 ? int.Parse(args[2]) : 100;
-        await using var database = await PostgresDatabase.CreateAsync();
-        await using var virtualHost = await RabbitVirtualHost.CreateAsync();
-        var agentState = Path.Combine(Path.GetTempPath(), $"platform-agent-bench-{Guid.NewGuid():N}");
-        var runPath = $"/dev/shm/pmb-{Guid.NewGuid():N}"[..22];
-        var common = new Dictionary<string, string>
+        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>());
+        using var client = await stack.AdminAsync();
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (!(await client.GetStringAsync("/api/v1/hosts")).Contains("\"snapshots\":[{", StringComparison.Ordinal))
         {
-            ["ConnectionStrings__Postgres"] = database.ConnectionString,
-            ["ConnectionStrings__RabbitMq"] = virtualHost.ConnectionString,
-        };
-        await using var provisioning = ServiceProcess.Start("provisioning", common);
-        await provisioning.WaitUntilReadyAsync();
-        try
-        {
-            await using var agent = ServiceProcess.Start("host-agent", new Dictionary<string, string>(common)
+            if (DateTime.UtcNow > deadline)
             {
-                ["Platform__Agent__StatePath"] = agentState,
-                ["Platform__Agent__TemplatesPath"] = Benchmarks.Required("PLATFORM_MICROVM_TEMPLATES"),
-                ["Platform__Agent__MicroVmRunPath"] = runPath,
-                ["Platform__Agent__ReportInterval"] = "00:00:01",
-            });
-            await agent.WaitUntilReadyAsync();
-            using var client = await provisioning.CreateGatewayLikeClientAsync();
-            client.DefaultRequestHeaders.Add(IdentityHeaders.Subject, "user:bench");
-            client.DefaultRequestHeaders.Add(IdentityHeaders.Role, Roles.PlatformAdmin);
-            var deadline = DateTime.UtcNow.AddMinutes(3);
-            while (!(await client.GetStringAsync("/api/v1/hosts")).Contains("\"snapshots\":[{", StringComparison.Ordinal))
-            {
-                if (DateTime.UtcNow > deadline)
-                {
-                    throw new TimeoutException("the host agent made no snapshot in 3 minutes");
-                }
-
-                await Task.Delay(200);
+                throw new TimeoutException("the host agent made no snapshot in 3 minutes");
             }
 
-            using var tenant = await provisioning.CreateGatewayLikeClientAsync();
-            tenant.DefaultRequestHeaders.Add(IdentityHeaders.Subject, "user:bench");
-            tenant.DefaultRequestHeaders.Add(IdentityHeaders.Role, Roles.TenantAdmin);
-            tenant.DefaultRequestHeaders.Add(IdentityHeaders.TenantId, Guid.CreateVersion7().ToString());
+            await Task.Delay(200);
+        }
 
-            await MeasureAsync(tenant, "sandbox", 5, new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }, _ => Task.CompletedTask);
-            Report("sandbox", await MeasureAsync(tenant, "sandbox", sandboxes, new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }, _ => Task.CompletedTask));
-            Report("microvm_snapshot", await MeasureAsync(tenant, "snap", snapshot, new { kind = "microvm", vcpus = 1, memoryMiB = 128 }, _ => Task.CompletedTask));
-            double? rss = null;
-            Report("microvm_cold", await MeasureAsync(tenant, "cold", cold, new { kind = "microvm", vcpus = 1, memoryMiB = 128, boot = "cold" }, async machine =>
-            {
-                if (rss is null)
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(2)); // idle: past the guest's boot work
-                    rss = QemuRssMiB(machine) - 128;
-                }
-            }));
-            Benchmarks.Report("microvm_rss_overhead_mib", rss ?? double.NaN);
-        }
-        finally
+        using var tenant = await stack.TenantAsync();
+        await MeasureAsync(tenant, "sandbox", 5, new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }, _ => Task.CompletedTask);
+        Report("sandbox", await MeasureAsync(tenant, "sandbox", sandboxes, new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }, _ => Task.CompletedTask));
+        Report("microvm_snapshot", await MeasureAsync(tenant, "snap", snapshot, new { kind = "microvm", vcpus = 1, memoryMiB = 128 }, _ => Task.CompletedTask));
+        double? rss = null;
+        Report("microvm_cold", await MeasureAsync(tenant, "cold", cold, new { kind = "microvm", vcpus = 1, memoryMiB = 128, boot = "cold" }, async machine =>
         {
-            foreach (var directory in new[] { agentState, runPath }.Where(Directory.Exists))
+            if (rss is null)
             {
-                Directory.Delete(directory, recursive: true);
+                await Task.Delay(TimeSpan.FromSeconds(2)); // idle: past the guest's boot work
+                rss = QemuRssMiB(machine) - 128;
             }
-        }
+        }));
+        Benchmarks.Report("microvm_rss_overhead_mib", rss ?? double.NaN);
     }
 
-    private static void Report(string name, IReadOnlyList<double> milliseconds)
+    internal static void Report(string name, IReadOnlyList<double> milliseconds)
     {
         var sorted = milliseconds.Order().ToArray();
         Benchmarks.Report($"{name}_p50_ms", sorted[(int)Math.Floor((sorted.Length - 1) * 0.50)]);
         Benchmarks.Report($"{name}_p99_ms", sorted[(int)Math.Ceiling((sorted.Length - 1) * 0.99)]);
     }
 
-    /// <summary>Creates, waits for running, then destroys (untimed) <paramref name="count"/> machines one after another.</summary>
-    private static async Task<IReadOnlyList<double>> MeasureAsync(HttpClient tenant, string prefix, int count, object body, Func<Guid, Task> whileRunning)
+    /// <summary>Creates, waits for running, then destroys <paramref name="count"/> machines one after another (timing the destroys into <paramref name="destroys"/> when given).</summary>
+    internal static async Task<IReadOnlyList<double>> MeasureAsync(HttpClient tenant, string prefix, int count, object body, Func<Guid, Task> whileRunning, List<double>? destroys = null)
     {
         var timings = new List<double>();
         for (var i = 0; i < count; i++)
@@ -112,8 +76,10 @@ internal static class MachinesBenchmark
             }
 
             await whileRunning(id);
+            clock.Restart();
             await tenant.DeleteAsync($"/api/v1/machines/{id}");
             await tenant.GetAsync($"/api/v1/machines/{id}/wait?state=destroyed&timeout=60s");
+            destroys?.Add(clock.Elapsed.TotalMilliseconds);
         }
 
         return timings;

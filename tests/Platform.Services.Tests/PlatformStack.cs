@@ -23,6 +23,7 @@ public sealed class PlatformStack : IAsyncLifetime
     private readonly (string Key, string Value)[] _agentSettings;
     private ServiceEnvironment? _environment;
     private Dictionary<string, string> _agentEnvironment = [];
+    private readonly Dictionary<string, Dictionary<string, string>> _serviceEnvironments = [];
 
     public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
 
@@ -57,6 +58,9 @@ public sealed class PlatformStack : IAsyncLifetime
 
     public ServiceProcess Service(string name) => _services.Single(s => s.Service == name);
 
+    /// <summary>More settings for a service of the stack (environment variables), beside those every stack has.</summary>
+    internal IReadOnlyList<(string Service, string Key, string Value)> ServiceSettings { get; init; } = [];
+
     /// <summary>Every line every process of the stack wrote so far.</summary>
     public IEnumerable<string> Output => _services.SelectMany(s => s.Output);
 
@@ -65,7 +69,7 @@ public sealed class PlatformStack : IAsyncLifetime
         _environment = await ServiceEnvironment.CreateAsync();
         foreach (var name in Services)
         {
-            _services.Add(ServiceProcess.Start(name, name switch
+            var environment = name switch
             {
                 // Room for the machines every test class leaves behind on the stack's one small host.
                 "tenancy" => _environment.For(("Platform__Tenancy__AdminCredentialsFile", AdminCredentialsFile),
@@ -94,7 +98,14 @@ public sealed class PlatformStack : IAsyncLifetime
                     // Off unless a test's tenant turns it on: other tests fail machines on purpose and look at them failed.
                     ("Platform__Telemetry__Healing__Enabled", "false")),
                 _ => _environment.For(),
-            }));
+            };
+            foreach (var (_, key, value) in ServiceSettings.Where(setting => setting.Service == name))
+            {
+                environment[key] = value;
+            }
+
+            _serviceEnvironments[name] = environment;
+            _services.Add(ServiceProcess.Start(name, environment));
         }
 
         var addresses = await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
@@ -125,6 +136,28 @@ public sealed class PlatformStack : IAsyncLifetime
         await HostAgent!.KillAsync(entireProcessTree: false);
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
+    }
+
+    /// <summary>
+    /// A service crashes (SIGKILL, as a power cut or the OOM killer would) and starts again on the same port and state;
+    /// the host agent crashes alone (its machines' processes live on), as in <see cref="CrashAndRestartHostAgentAsync"/>.
+    /// </summary>
+    public async Task CrashAndRestartAsync(string service)
+    {
+        if (service == "host-agent")
+        {
+            await CrashAndRestartHostAgentAsync();
+            return;
+        }
+
+        var index = _services.FindIndex(s => s.Service == service);
+        var crashed = _services[index];
+        var address = await crashed.Address;
+        await crashed.KillAsync();
+        await crashed.DisposeAsync();
+        var environment = new Dictionary<string, string>(_serviceEnvironments[service]) { ["ASPNETCORE_URLS"] = address.GetLeftPart(UriPartial.Authority) };
+        _services[index] = ServiceProcess.Start(service, environment);
+        await _services[index].WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
     }
 
     public async Task<HttpClient> AnonymousAsync() => new() { BaseAddress = await Gateway.Address };

@@ -37,6 +37,22 @@ public sealed class RabbitVirtualHost : IAsyncDisposable
         return document.RootElement.EnumerateArray().Select(q => q.GetProperty("name").GetString()!).ToArray();
     }
 
+    /// <summary>The broker closes every client connection of this virtual host, as it does when it restarts: clients must reconnect.</summary>
+    public async Task<int> CloseConnectionsAsync()
+    {
+        var json = await _management.GetStringAsync($"api/vhosts/{Name}/connections?columns=name");
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+        var names = document.RootElement.EnumerateArray().Select(c => c.GetProperty("name").GetString()!).ToArray();
+        foreach (var name in names)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Delete, $"api/connections/{Uri.EscapeDataString(name)}");
+            request.Headers.Add("X-Reason", "the broker restarts (chaos test)");
+            await _management.SendAsync(request);
+        }
+
+        return names.Length;
+    }
+
     public async ValueTask DisposeAsync()
     {
         using (_management)

@@ -43,6 +43,16 @@ public sealed class MachineRecorder(EventStore store, TimeProvider time)
         });
 
     /// <summary>
+    /// The machine's process ended while it runs: stopped (exit 0) or failed. The host's report reaches the saga and
+    /// <see cref="HostReports"/> alike; whichever sees the machine running records it, once.
+    /// </summary>
+    public Task ExitedAsync(ConsumeContext context, MachineSagaState saga, MachineExited exit) =>
+        DecideAsync(context, saga, machine =>
+            machine.State != MachineStates.Running ? []
+            : exit.ExitCode == 0 ? [new MachineStopped(machine.Id, machine.TenantId, null, 0, time.GetUtcNow())]
+            : [new MachineFailed(machine.Id, machine.TenantId, null, exit.Reason, exit.ExitCode, time.GetUtcNow())]);
+
+    /// <summary>
     /// Everything the flow held is given back: a machine being destroyed is destroyed, a creation that failed ends
     /// failed. Either way it stops counting against its host, once.
     /// </summary>

@@ -107,6 +107,8 @@ public sealed class MachineSaga : MassTransitStateMachine<MachineSagaState>
 
         // A machine whose process ends while its creation goes on ran nonetheless: it ends stopped or failed once it is created.
         During(new[] { Launching, AttachingTunnel, Registering }, When(Exited).Then(c => c.Saga.ExitedEarly = c.Message));
+        // Reported just as the creation ended, it may have reached HostReports while the machine was still creating.
+        During(Ready, When(Exited).ThenAsync(c => Recorder(c).ExitedAsync(c, c.Saga, c.Message)));
 
         DuringAny(When(Overdue, c => c.Message.Step == c.Saga.Step && c.Message.Attempt == c.Saga.Attempts).ThenAsync(OverdueAsync));
 

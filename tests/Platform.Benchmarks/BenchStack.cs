@@ -1,0 +1,117 @@
+using Platform.Hosting.Security;
+using Platform.Testing;
+
+namespace Platform.Benchmarks;
+
+/// <summary>
+/// What a machine's creation needs on the bench instance: provisioning (and its saga), networking (addresses), tenancy
+/// (quota and inventory) and one host agent, as real processes on a database and virtual host of their own. Telemetry
+/// and the gateway are left out: neither is on a creation's path (the gateway adds its own, measured, proxy hop).
+/// </summary>
+internal sealed class BenchStack : IAsyncDisposable
+{
+    private readonly List<ServiceProcess> _services = [];
+    private readonly string _agentState = Path.Combine(Path.GetTempPath(), $"platform-agent-bench-{Guid.NewGuid():N}");
+    private readonly string _adminCredentials = Path.Combine(Path.GetTempPath(), $"platform-admin-bench-{Guid.NewGuid():N}.json");
+    private PostgresDatabase? _database;
+    private RabbitVirtualHost? _virtualHost;
+
+    public string RunPath { get; } = $"/dev/shm/pmb-{Guid.NewGuid():N}"[..22];
+
+    public ServiceProcess Provisioning => _services.Single(s => s.Service == "provisioning");
+
+    public static async Task<BenchStack> StartAsync(IReadOnlyDictionary<string, string> agentSettings)
+    {
+        var stack = new BenchStack();
+        try
+        {
+            await stack.StartServicesAsync(agentSettings);
+            return stack;
+        }
+        catch
+        {
+            await stack.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>A client that calls provisioning as the gateway would for a tenant-admin of a tenant of its own.</summary>
+    public async Task<HttpClient> TenantAsync()
+    {
+        var tenant = await Provisioning.CreateGatewayLikeClientAsync();
+        tenant.DefaultRequestHeaders.Add(IdentityHeaders.Subject, "user:bench");
+        tenant.DefaultRequestHeaders.Add(IdentityHeaders.Role, Roles.TenantAdmin);
+        tenant.DefaultRequestHeaders.Add(IdentityHeaders.TenantId, Guid.CreateVersion7().ToString());
+        return tenant;
+    }
+
+    public async Task<HttpClient> AdminAsync()
+    {
+        var admin = await Provisioning.CreateGatewayLikeClientAsync();
+        admin.DefaultRequestHeaders.Add(IdentityHeaders.Subject, "user:bench");
+        admin.DefaultRequestHeaders.Add(IdentityHeaders.Role, Roles.PlatformAdmin);
+        return admin;
+    }
+
+    private async Task StartServicesAsync(IReadOnlyDictionary<string, string> agentSettings)
+    {
+        _database = await PostgresDatabase.CreateAsync();
+        _virtualHost = await RabbitVirtualHost.CreateAsync();
+        var common = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Postgres"] = _database.ConnectionString,
+            ["ConnectionStrings__RabbitMq"] = _virtualHost.ConnectionString,
+        };
+        _services.Add(ServiceProcess.Start("provisioning", common));
+        _services.Add(ServiceProcess.Start("networking", common));
+        _services.Add(ServiceProcess.Start("tenancy", new Dictionary<string, string>(common)
+        {
+            ["Platform__Tenancy__AdminCredentialsFile"] = _adminCredentials,
+            // A benchmark's tenant makes hundreds of machines; the quota is not what is measured.
+            ["Platform__Tenancy__DefaultQuota__Machines"] = "100000",
+            ["Platform__Tenancy__DefaultQuota__Vcpus"] = "100000",
+            ["Platform__Tenancy__DefaultQuota__MemoryMiB"] = "100000000",
+        }));
+        await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
+        var agent = new Dictionary<string, string>(common)
+        {
+            ["Platform__Agent__StatePath"] = _agentState,
+            ["Platform__Agent__TemplatesPath"] = Benchmarks.Required("PLATFORM_MICROVM_TEMPLATES"),
+            ["Platform__Agent__MicroVmRunPath"] = RunPath,
+            ["Platform__Agent__ReportInterval"] = "00:00:01",
+        };
+        foreach (var (key, value) in agentSettings)
+        {
+            agent[key] = value;
+        }
+
+        _services.Add(ServiceProcess.Start("host-agent", agent));
+        await _services[^1].WaitUntilReadyAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // The agent first, cleanly: it stops its machines and removes its pools, namespaces and run files.
+        foreach (var agent in _services.Where(s => s.Service == "host-agent"))
+        {
+            await agent.StopAsync(TimeSpan.FromSeconds(30));
+        }
+
+        await new DisposeAll(_services).DisposeAsync();
+        if (_virtualHost is not null)
+        {
+            await _virtualHost.DisposeAsync();
+        }
+
+        if (_database is not null)
+        {
+            await _database.DisposeAsync();
+        }
+
+        File.Delete(_adminCredentials);
+        foreach (var directory in new[] { _agentState, RunPath }.Where(Directory.Exists))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
