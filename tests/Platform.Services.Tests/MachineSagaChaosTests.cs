@@ -31,6 +31,9 @@ public sealed class MachineSagaChaosTests(ITestOutputHelper output) : IAsyncLife
             ("provisioning", "Platform__Provisioning__Saga__StepTimeout", "00:00:03"),
             ("provisioning", "Platform__Provisioning__Saga__LaunchTimeout", "00:00:05"),
             ("provisioning", "Platform__Provisioning__Saga__MaxAttempts", "8"),
+            // Simulated machines take no CPU: room for all of them on the stack's one small host.
+            ("provisioning", "Platform__Provisioning__DefaultGuardrails__MaxVcpuOvercommit", "1000"),
+            ("tenancy", "Platform__Tenancy__DefaultGuardrails__MaxVcpuOvercommit", "1000"),
         ],
     };
 
@@ -65,11 +68,26 @@ public sealed class MachineSagaChaosTests(ITestOutputHelper output) : IAsyncLife
 
         // Every creation ends: ready, or failed with what it took given back.
         var outcomes = new Dictionary<Guid, (string State, string? Error)>();
-        await Eventually.TrueAsync(async () =>
+        try
         {
-            outcomes = await StatesAsync(tenant);
-            return machines.Values.All(id => outcomes.TryGetValue(id, out var s) && s.State is not ("creating" or "destroying"));
-        }, Settle, "every creation ends");
+            await Eventually.TrueAsync(async () =>
+            {
+                outcomes = await StatesAsync(tenant);
+                return machines.Values.All(id => outcomes.TryGetValue(id, out var s) && s.State is not ("creating" or "destroying"));
+            }, Settle, "every creation ends");
+        }
+        catch (TimeoutException)
+        {
+            foreach (var stuck in outcomes.Where(o => o.Value.State is "creating" or "destroying").Take(5))
+            {
+                var machine = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{stuck.Key}");
+                output.WriteLine($"stuck {stuck.Key}: {machine}");
+                output.WriteLine($"  operation: {await tenant.GetStringAsync($"/api/v1/operations/{machine.GetProperty("pendingOperation").GetProperty("id").GetGuid()}")}");
+            }
+
+            output.WriteLine(string.Join("\n", _stack.Output.Where(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal)).Take(30)));
+            throw;
+        }
         Assert.Equal(count, outcomes.Count);
         var created = outcomes.Where(o => o.Value.Error?.StartsWith("creation failed", StringComparison.Ordinal) != true).Select(o => o.Key).ToHashSet();
         var undone = outcomes.Keys.Except(created).ToHashSet();

@@ -14,7 +14,8 @@ namespace Platform.Provisioning.Machines;
 /// </summary>
 public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, ExitNodeCopies exitNodes, TimeProvider time)
 {
-    private const int PlacementAttempts = 8;
+    /// <summary>Many creations at once contend for one host's stream; each lost race is placed again, after a short random pause.</summary>
+    private const int PlacementAttempts = 50;
 
     public async Task<MachineAccepted> CreateAsync(CreateMachineRequest request, Caller caller, string? idempotencyKey, Guid? correlationId, CancellationToken cancellationToken)
     {
@@ -75,7 +76,8 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             }
             catch (WrongExpectedVersionException) when (attempt < PlacementAttempts)
             {
-                // Another request took room on that host first: place again on what is left.
+                // Another request took room on that host first: place again on what is left (apart, so the racers do not race again in step).
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, 4 * Math.Min(attempt, 10))), cancellationToken);
             }
             catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.LiveNameIndex)
             {
