@@ -127,6 +127,8 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
             await GatewayTests.AssertProblemAsync(await other.DeleteAsync(location), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
             Assert.DoesNotContain(forward.ToString(), await other.GetStringAsync("/api/v1/port-forwards"), StringComparison.Ordinal);
             Assert.Contains(forward.ToString(), await tenant.GetStringAsync($"/api/v1/machines/{running}/ports"), StringComparison.Ordinal);
+            var key = Guid.NewGuid().ToString();
+            Assert.Equal(await PostWithKeyAsync(tenant, running, key), await PostWithKeyAsync(tenant, running, key));
 
             foreach (var body in new object[] { new { port = 0 }, new { port = 70000 }, new { } })
             {
@@ -156,6 +158,33 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
         }
     }
 
+    [Fact]
+    public async Task A_restarted_host_agent_removes_a_forward_of_its_segments_that_no_record_explains()
+    {
+        using var admin = await stack.Platform.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var machine = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
+        try
+        {
+            await MachineTests.WaitAsync(tenant, machine, "running");
+            var (forward, location) = await ForwardWhenKnownAsync(tenant, machine, 80);
+            await OpenAsync(tenant, location);
+            var table = PortForward.TableNameFor(forward.ToString());
+            Assert.Contains(table, await ReadAsync("nft", "list", "tables"), StringComparison.Ordinal);
+
+            // As if the agent had crashed after making the forward and before recording it.
+            File.Delete(Path.Combine(stack.Platform.AgentStatePath, "forwards", $"{forward}.json"));
+            await stack.Platform.CrashAndRestartHostAgentAsync();
+
+            await Eventually.TrueAsync(async () => !(await ReadAsync("nft", "list", "tables")).Contains(table, StringComparison.Ordinal), Patience,
+                "the restarted agent removes the unexplained forward");
+        }
+        finally
+        {
+            await DestroyAsync(tenant, machine);
+        }
+    }
+
     /// <summary>Networking learns that a machine runs from provisioning's event: the first request may come before it.</summary>
     private static Task<(Guid Id, Uri Location)> ForwardWhenKnownAsync(HttpClient tenant, Guid machine, int port) =>
         Eventually.ValueAsync(async () =>
@@ -173,6 +202,15 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
         var body = await response.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("opening", body.GetProperty("state").GetString());
         return (body.GetProperty("id").GetGuid(), response.Headers.Location!);
+    }
+
+    private static async Task<Guid> PostWithKeyAsync(HttpClient tenant, Guid machine, string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{machine}/ports") { Content = JsonContent.Create(new { port = 443 }) };
+        request.Headers.Add("Idempotency-Key", key);
+        using var response = await tenant.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
     }
 
     private static Task<JsonElement> OpenAsync(HttpClient tenant, Uri location) =>

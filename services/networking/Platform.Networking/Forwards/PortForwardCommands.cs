@@ -1,6 +1,7 @@
 using MassTransit;
 using Platform.Contracts.Networking;
 using Platform.EventSourcing;
+using Platform.Hosting.Problems;
 using Platform.Networking.Addressing;
 
 namespace Platform.Networking.Forwards;
@@ -77,8 +78,7 @@ public sealed class PortForwardCommands(EventStore store, PortForwarding forward
             case { State: PortForwardStates.Closing or PortForwardStates.Removed or PortForwardStates.Failed }:
             case null:
                 // Opened after it was removed (a late copy of the command): close it again.
-                await PortForwarding.CloseOnHostAsync(context, new MachinePortForward(report.ForwardId, report.MachineId, report.TenantId, report.HostId, "", 0, "", null, null, null),
-                    context.CancellationToken);
+                await PortForwarding.CloseOnHostAsync(context, report.HostId, new ClosePortForward(report.ForwardId, report.MachineId, report.TenantId), context.CancellationToken);
                 break;
         }
     }
@@ -93,7 +93,7 @@ public sealed class PortForwardCommands(EventStore store, PortForwarding forward
                 await store.AppendAsync(MachinePortForward.StreamOf(report.ForwardId), loaded.ExpectedVersion,
                     [new PortForwardAbandoned(forward.ForwardId, forward.MachineId, forward.TenantId, report.Reason, time.GetUtcNow())], Metadata(context, forward.TenantId), context.CancellationToken);
                 logger.LogWarning("Port {Port} of machine {MachineId} could not be forwarded: {Reason}", forward.Port, forward.MachineId, report.Reason);
-                await context.Publish(new PortForwardRefused(forward.ForwardId, forward.MachineId, forward.TenantId, Hosting.Problems.ProblemTypes.Conflict,
+                await context.Publish(new PortForwardRefused(forward.ForwardId, forward.MachineId, forward.TenantId, ProblemTypes.Conflict,
                     $"the host could not open the forward: {report.Reason}"));
                 break;
             case { State: PortForwardStates.Closing } forward:

@@ -158,10 +158,13 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
     public PortForwardRemoved Removed(MachinePortForward forward, string? reason) =>
         new(forward.ForwardId, forward.MachineId, forward.TenantId, forward.HostId, forward.Port, forward.HostPort, reason, time.GetUtcNow());
 
-    public static async Task CloseOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, CancellationToken cancellationToken)
+    public static Task CloseOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, CancellationToken cancellationToken) =>
+        CloseOnHostAsync(send, forward.HostId, new ClosePortForward(forward.ForwardId, forward.MachineId, forward.TenantId), cancellationToken);
+
+    public static async Task CloseOnHostAsync(ISendEndpointProvider send, Guid hostId, ClosePortForward command, CancellationToken cancellationToken)
     {
-        var endpoint = await send.GetSendEndpoint(TunnelCommands.AgentQueue(forward.HostId));
-        await endpoint.Send(new ClosePortForward(forward.ForwardId, forward.MachineId, forward.TenantId), cancellationToken);
+        var endpoint = await send.GetSendEndpoint(TunnelCommands.AgentQueue(hostId));
+        await endpoint.Send(command, cancellationToken);
     }
 
     private static async Task OpenOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, ForwardPort command, CancellationToken cancellationToken)
