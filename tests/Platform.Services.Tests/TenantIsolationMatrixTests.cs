@@ -96,6 +96,11 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["DELETE /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, true),
         ["GET /api/v1/tunnels"] = new(Kind.OwnScope, false),
         ["GET /api/v1/tunnels/{machineId}"] = new(Kind.TenantResource, false),
+        ["POST /api/v1/machines/{machineId}/ports"] = new(Kind.TenantResource, true, new { port = 8080 }),
+        ["GET /api/v1/machines/{machineId}/ports"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/machines/{machineId}/ports/{forwardId}"] = new(Kind.TenantResource, false),
+        ["DELETE /api/v1/machines/{machineId}/ports/{forwardId}"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/port-forwards"] = new(Kind.OwnScope, false),
         ["GET /api/v1/networks/pools"] = new(Kind.PlatformAdmin, false),
         ["POST /api/v1/networks/pools"] = new(Kind.PlatformAdmin, true, new { name = "matrix", cidr = "10.200.0.0/16", subnetPrefixLength = 24 }),
         ["GET /api/v1/templates"] = new(Kind.OwnScope, false),
@@ -144,11 +149,13 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
             var onB = template.Replace("{tenantId}", tenantB.ToString(), StringComparison.Ordinal).Replace("{keyId}", keyOfB.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal)
-                .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal);
+                .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal)
+                .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal);
             var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal)
-                .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal);
+                .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal)
+                .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {

@@ -15,21 +15,23 @@ public static class ServiceRoutes
     public static readonly IReadOnlyDictionary<string, string[]> Services = new Dictionary<string, string[]>
     {
         ["provisioning"] = ["machines", "operations", "hosts", "templates"],
-        ["networking"] = ["networks", "exit-nodes", "tunnels"],
+        ["networking"] = ["networks", "exit-nodes", "tunnels", "port-forwards"],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
         ["telemetry"] = ["audit", "events", "subscriptions", "healing", "automation", "costs"],
     };
 
     /// <summary>
     /// Paths under another service's resource that a service answers: a machine's metrics and health, and a host's
-    /// metrics, are telemetry's though <c>machines</c> and <c>hosts</c> are provisioning's. They are matched before any
-    /// resource's catch-all (a lower <see cref="RouteConfig.Order"/>).
+    /// metrics, are telemetry's, and a machine's port forwards networking's, though <c>machines</c> and <c>hosts</c> are
+    /// provisioning's. They are matched before any resource's catch-all (a lower <see cref="RouteConfig.Order"/>).
     /// </summary>
     public static readonly IReadOnlyList<(string Service, string Path)> SubResources =
     [
         ("telemetry", "/api/v1/machines/{id}/metrics"),
         ("telemetry", "/api/v1/machines/{id}/health"),
         ("telemetry", "/api/v1/hosts/{id}/metrics"),
+        ("networking", "/api/v1/machines/{id}/ports"),
+        ("networking", "/api/v1/machines/{id}/ports/{**rest}"),
     ];
 
     private const int SubResourceOrder = -1;
@@ -77,7 +79,7 @@ public static class ServiceRoutes
             {
                 routes.Add(new RouteConfig
                 {
-                    RouteId = $"{service}-{path.Replace("/api/v1/", "", StringComparison.Ordinal).Replace("/{id}/", "-", StringComparison.Ordinal)}",
+                    RouteId = $"{service}-{path.Replace("/api/v1/", "", StringComparison.Ordinal).Replace("/{id}/", "-", StringComparison.Ordinal).Replace("/{**rest}", "-item", StringComparison.Ordinal)}",
                     ClusterId = service,
                     Order = SubResourceOrder,
                     Match = new RouteMatch { Path = path },

@@ -2,6 +2,7 @@ using MassTransit;
 using Platform.Hosting;
 using Platform.Networking.Addressing;
 using Platform.Networking.ExitNodes;
+using Platform.Networking.Forwards;
 using Platform.Networking.Tunnels;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networking")
@@ -11,26 +12,33 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networki
         .Map<TunnelAbandoned>(nameof(TunnelAbandoned))
         .Map<TunnelDetachRequested>(nameof(TunnelDetachRequested))
         .Map<TunnelAddressLeased>(nameof(TunnelAddressLeased))
-        .Map<TunnelAddressReleased>(nameof(TunnelAddressReleased)),
-    InlineProjections = [new ExitNodeCatalog("networking"), new TunnelCatalog("networking")],
-    Migrations = [ExitNodeCatalog.Migration, TunnelCatalog.Migration],
+        .Map<TunnelAddressReleased>(nameof(TunnelAddressReleased))
+        .Map<PortForwardRequested>(nameof(PortForwardRequested))
+        .Map<PortForwardAbandoned>(nameof(PortForwardAbandoned))
+        .Map<PortForwardRemoveRequested>(nameof(PortForwardRemoveRequested)),
+    InlineProjections = [new ExitNodeCatalog("networking"), new TunnelCatalog("networking"), new PortForwardCatalog("networking")],
+    Migrations = [ExitNodeCatalog.Migration, TunnelCatalog.Migration, PortForwardCatalog.Migration, MachineCopies.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AllocateNetworkConsumer, AllocateNetworkConsumerDefinition>();
         bus.AddConsumer<ReleaseNetworkConsumer, ReleaseNetworkConsumerDefinition>();
         bus.AddConsumer<TunnelCommands, TunnelCommandsDefinition>();
         bus.AddConsumer<TunnelHandshakesConsumer>();
+        bus.AddConsumer<PortForwardCommands, PortForwardCommandsDefinition>();
+        bus.AddConsumer<MachineCopies, MachineCopiesDefinition>();
     },
     ConfigureServices = builder =>
     {
         builder.Services.AddSingleton(NetworkingOptions.Read(builder.Configuration));
         builder.Services.AddSingleton<AddressAllocation>();
         builder.Services.AddHostedService<DefaultPool>();
+        builder.Services.AddSingleton<PortForwarding>();
     },
     MapEndpoints = app =>
     {
         app.MapNetworks();
         app.MapExitNodes();
         app.MapTunnels();
+        app.MapPortForwards();
     },
 });

@@ -1,5 +1,7 @@
+using System.Net;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Drivers;
+using Platform.Provisioning.Drivers.Networking;
 
 namespace Platform.HostAgent;
 
@@ -55,6 +57,9 @@ public sealed class AgentOptions
     /// </summary>
     public int SnapshotPoolSize { get; set; } = 2;
 
+    /// <summary>Where host ports for machines' port forwards come from (<c>Platform:Agent:PortForwards</c>).</summary>
+    public PortForwardSettings PortForwards { get; set; } = new();
+
     /// <summary>How often the agent repeats its capacity report.</summary>
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -63,4 +68,25 @@ public sealed class AgentOptions
 
     /// <summary>How often a machine's driver heartbeat (a micro-VM's guest agent) is checked, unless its declared probe sets an interval.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>
+/// The host ports the agent forwards to machines, and the network the tenant segments' uplinks take their /30s from.
+/// Keep the range out of the kernel's ephemeral ports (<c>net.ipv4.ip_local_port_range</c>, 32768–60999 by default) or
+/// reserve it (<c>net.ipv4.ip_local_reserved_ports</c>): a forwarded port's traffic goes to the machine even if a program
+/// binds the port later.
+/// </summary>
+public sealed class PortForwardSettings
+{
+    public int FirstPort { get; set; } = 20000;
+
+    public int LastPort { get; set; } = 20999;
+
+    /// <summary>Link-local, so that it collides with no routed network: 256 segments with forwards at once.</summary>
+    public string TransferNetwork { get; set; } = "169.254.200.0/22";
+
+    /// <summary>The host address the API shows with each forward; the source address of the host's default route when unset.</summary>
+    public string? Address { get; set; }
+
+    public PortForwardOptions ToOptions() => new(FirstPort, LastPort, IPNetwork.Parse(TransferNetwork));
 }

@@ -11,9 +11,14 @@ namespace Platform.HostAgent;
 /// host's own queue too, so that every agent hears it): a provisioning that just started may have missed the
 /// last capacity report, so it gets one at once.
 /// </summary>
-public sealed class HostCommands(HostMachines machines, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, ILogger<HostCommands> logger) :
-    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>, IConsumer<ServiceStarted>
+public sealed class HostCommands(
+    HostMachines machines, MachineRecords records, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, ILogger<HostCommands> logger) :
+    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>,
+    IConsumer<OpenPortForward>, IConsumer<ClosePortForward>, IConsumer<ServiceStarted>
 {
+    /// <summary>Drivers whose machines sit in their tenant's segment, where a host port can reach them.</summary>
+    private static readonly HashSet<string> SegmentDrivers = ["sandbox", "microvm"];
+
     public Task Consume(ConsumeContext<ServiceStarted> context)
     {
         if (context.Message.Service == "provisioning")
@@ -51,6 +56,42 @@ public sealed class HostCommands(HostMachines machines, TenantNetworks networks,
         await networks.RemoveTunnelAsync(context.Message.MachineId);
         await context.Publish(new TunnelRemoved(context.Message.MachineId, context.Message.TenantId, host.HostId));
     }
+
+    public async Task Consume(ConsumeContext<OpenPortForward> context)
+    {
+        var command = context.Message;
+        // A machine torn down (or never here) has no address to forward to: opening would leave a forward nothing closes.
+        var refusal = records.Find(command.MachineId) switch
+        {
+            null => $"machine {command.MachineId} is not on host {host.Name}",
+            { Launch.TenantId: var tenantId } when tenantId != command.TenantId => $"machine {command.MachineId} is not on host {host.Name}",
+            { Launch.Driver: var driver } when !SegmentDrivers.Contains(driver) => $"a {driver} machine is not in its tenant's network on the host",
+            _ => null,
+        };
+        if (refusal is not null)
+        {
+            await context.Publish(new PortForwardFailed(command.ForwardId, command.MachineId, command.TenantId, host.HostId, refusal));
+            return;
+        }
+
+        try
+        {
+            var hostPort = await networks.OpenPortForwardAsync(command);
+            await context.Publish(new PortForwardOpened(command.ForwardId, command.MachineId, command.TenantId, host.HostId, hostPort, networks.ForwardAddress));
+        }
+        catch (Exception failed) when (failed is InvalidOperationException or IOException or ArgumentException or FormatException)
+        {
+            // The driver leaves nothing behind on failure; "no port free" is the usual reason.
+            logger.LogWarning(failed, "Port {Port} of machine {MachineId} could not be forwarded", command.Port, command.MachineId);
+            await context.Publish(new PortForwardFailed(command.ForwardId, command.MachineId, command.TenantId, host.HostId, failed.Message));
+        }
+    }
+
+    public async Task Consume(ConsumeContext<ClosePortForward> context)
+    {
+        await networks.ClosePortForwardAsync(context.Message.ForwardId, context.Message.TenantId);
+        await context.Publish(new PortForwardClosed(context.Message.ForwardId, context.Message.MachineId, context.Message.TenantId, host.HostId));
+    }
 }
 
 /// <summary>
@@ -76,5 +117,7 @@ public sealed class HostCommandsDefinition : ConsumerDefinition<HostCommands>
         consumer.Message<TearDownMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<SetUpTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<RemoveTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<OpenPortForward>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<ClosePortForward>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
     }
 }

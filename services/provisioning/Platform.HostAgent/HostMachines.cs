@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using MassTransit;
+using Platform.Contracts.Networking;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Drivers;
 using Platform.HostAgent.Networking;
@@ -85,6 +86,12 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         }
 
         records.Forget(tearDown.MachineId);
+        // Its forwards point at an address that is free now; networking hears they are closed.
+        foreach (var forwardId in await networks.ClosePortForwardsOfAsync(tearDown.MachineId, tearDown.TenantId))
+        {
+            await PublishAsync(new PortForwardClosed(forwardId, tearDown.MachineId, tearDown.TenantId, host.HostId));
+        }
+
         await networks.RemoveSegmentIfUnusedAsync(tearDown.TenantId, () => records.All().Count(r => r.Launch.TenantId == tearDown.TenantId));
         await PublishAsync(new MachineTornDown(tearDown.MachineId, tearDown.TenantId, tearDown.OperationId, host.HostId));
     }
@@ -108,8 +115,12 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         }
     }
 
-    /// <summary>After the machines: tunnels and segments that no record explains.</summary>
-    public Task ReconcileNetworksAsync() => networks.ReconcileAsync(records.All().Select(r => r.Launch.TenantId).ToHashSet());
+    /// <summary>After the machines: forwards, tunnels and segments that no record explains.</summary>
+    public Task ReconcileNetworksAsync()
+    {
+        var all = records.All();
+        return networks.ReconcileAsync(all.Select(r => r.Launch.MachineId).ToHashSet(), all.Select(r => r.Launch.TenantId).ToHashSet());
+    }
 
     /// <summary>Stops every machine (the agent is shutting down); their records stay for the next start.</summary>
     public async Task StopAllAsync()

@@ -1,0 +1,55 @@
+using Platform.Contracts.Networking;
+
+namespace Platform.Networking.Forwards;
+
+public static class PortForwardStates
+{
+    public const string Opening = "opening";
+    public const string Open = "open";
+    public const string Closing = "closing";
+
+    /// <summary>The host could not open it; it stays visible (with why) until it is deleted or its machine goes.</summary>
+    public const string Failed = "failed";
+
+    public const string Removed = "removed";
+}
+
+/// <summary>Networking's own event: the forward is being opened on the machine's host.</summary>
+public sealed record PortForwardRequested(Guid ForwardId, Guid MachineId, Guid TenantId, Guid HostId, string MachineAddress, int Port, DateTimeOffset RequestedAt);
+
+/// <summary>Networking's own event: the host could not open the forward; nothing of it is on the host.</summary>
+public sealed record PortForwardAbandoned(Guid ForwardId, Guid MachineId, Guid TenantId, string Reason, DateTimeOffset AbandonedAt);
+
+/// <summary>Networking's own event: the forward is being closed on its host.</summary>
+public sealed record PortForwardRemoveRequested(Guid ForwardId, Guid TenantId, DateTimeOffset RequestedAt);
+
+/// <summary>A host port forwarded to a machine's port, folded from its stream <c>port-forward-{forwardId}</c>.</summary>
+public sealed record MachinePortForward(
+    Guid ForwardId,
+    Guid MachineId,
+    Guid TenantId,
+    Guid HostId,
+    string MachineAddress,
+    int Port,
+    string State,
+    int? HostPort,
+    string? HostAddress,
+    string? LastError)
+{
+    public static string StreamOf(Guid forwardId) => $"port-forward-{forwardId}";
+
+    /// <summary>Whether the host may hold something of it: a close must reach the host.</summary>
+    public bool MayBeOnHost => State is PortForwardStates.Opening or PortForwardStates.Open or PortForwardStates.Closing;
+
+    public static MachinePortForward Evolve(MachinePortForward? forward, object @event) => @event switch
+    {
+        PortForwardRequested e => new MachinePortForward(e.ForwardId, e.MachineId, e.TenantId, e.HostId, e.MachineAddress, e.Port, PortForwardStates.Opening, null, null, null),
+        PortForwarded e when forward is not null => forward with { State = PortForwardStates.Open, HostPort = e.HostPort, HostAddress = e.HostAddress },
+        PortForwardAbandoned e when forward is not null => forward with { State = PortForwardStates.Failed, LastError = e.Reason },
+        PortForwardRemoveRequested when forward is not null => forward with { State = PortForwardStates.Closing },
+        PortForwardRemoved when forward is not null => forward with { State = PortForwardStates.Removed },
+        // Removed before anything was requested: recorded, so that a late request makes nothing.
+        PortForwardRemoved e => new MachinePortForward(e.ForwardId, e.MachineId, e.TenantId, e.HostId, "", e.Port, PortForwardStates.Removed, null, null, e.Reason),
+        _ => forward ?? throw new InvalidOperationException($"A port forward stream cannot start with {@event.GetType().Name}."),
+    };
+}

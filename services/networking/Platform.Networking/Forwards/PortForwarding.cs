@@ -1,0 +1,206 @@
+using MassTransit;
+using Npgsql;
+using Platform.Contracts.Networking;
+using Platform.EventSourcing;
+using Platform.Hosting.Problems;
+using Platform.Networking.Tunnels;
+
+namespace Platform.Networking.Forwards;
+
+/// <summary>Why a forward was not asked for: a problem type, the HTTP status it maps to, and words a user can act on.</summary>
+public sealed record ForwardRefusal(string ProblemType, int Status, string Reason);
+
+/// <summary>
+/// The decisions about port forwards, one place for the API and the bus: a forward is asked for on a running machine of
+/// its tenant that sits in a tenant segment, recorded as opening and sent to the machine's host agent; removing one
+/// closes it on the host first. Every decision reads the forward's stream and appends with its version, so repeats and
+/// races settle on one outcome: one in flight is sent to the host again, one done is left as it is.
+/// </summary>
+public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource, TimeProvider time, ILogger<PortForwarding> logger)
+{
+    private const int Attempts = 5;
+
+    /// <summary>Asks for the forward, or finds it asked for already; a refusal changes nothing.</summary>
+    public async Task<(MachinePortForward? Forward, ForwardRefusal? Refusal)> RequestAsync(
+        ForwardPort command, MachineCopy? machine, ISendEndpointProvider send, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(command.ForwardId), MachinePortForward.Evolve, cancellationToken);
+            if (loaded.State is { } existing)
+            {
+                if (existing.TenantId != command.TenantId || existing.MachineId != command.MachineId)
+                {
+                    return (null, new ForwardRefusal(ProblemTypes.Conflict, StatusCodes.Status409Conflict, $"the forward id {command.ForwardId} is taken by another forward"));
+                }
+
+                if (existing.State == PortForwardStates.Opening)
+                {
+                    await OpenOnHostAsync(send, existing, command, cancellationToken);
+                }
+
+                return (existing, null);
+            }
+
+            if (Check(command, machine) is { } refusal)
+            {
+                return (null, refusal);
+            }
+
+            var requested = new PortForwardRequested(command.ForwardId, command.MachineId, command.TenantId, command.HostId, command.MachineAddress, command.Port, time.GetUtcNow());
+            try
+            {
+                await store.AppendAsync(MachinePortForward.StreamOf(command.ForwardId), ExpectedVersion.NoStream, [requested], metadata, cancellationToken);
+            }
+            catch (WrongExpectedVersionException) when (attempt < Attempts)
+            {
+                // A copy of this request (or one with the same Idempotency-Key) came first: answer as it did.
+                continue;
+            }
+
+            var forward = MachinePortForward.Evolve(null, requested);
+            await OpenOnHostAsync(send, forward, command, cancellationToken);
+            return (forward, null);
+        }
+    }
+
+    /// <summary>
+    /// Closes the forward on its host (or forgets it, when the host holds nothing of it). Null when no forward of
+    /// <paramref name="tenantId"/> has that id; a removed one is answered with its state again.
+    /// </summary>
+    public async Task<MachinePortForward?> RemoveAsync(Guid forwardId, Guid tenantId, ISendEndpointProvider send, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, cancellationToken);
+            if (loaded.State is not { } forward || forward.TenantId != tenantId)
+            {
+                return null;
+            }
+
+            try
+            {
+                switch (forward.State)
+                {
+                    case PortForwardStates.Opening or PortForwardStates.Open:
+                        await store.AppendAsync(MachinePortForward.StreamOf(forwardId), loaded.ExpectedVersion,
+                            [new PortForwardRemoveRequested(forwardId, tenantId, time.GetUtcNow())], metadata, cancellationToken);
+                        await CloseOnHostAsync(send, forward, cancellationToken);
+                        return forward with { State = PortForwardStates.Closing };
+                    case PortForwardStates.Closing:
+                        await CloseOnHostAsync(send, forward, cancellationToken);
+                        return forward;
+                    case PortForwardStates.Failed:
+                        await store.AppendAsync(MachinePortForward.StreamOf(forwardId), loaded.ExpectedVersion, [Removed(forward, null)], metadata, cancellationToken);
+                        return forward with { State = PortForwardStates.Removed };
+                    default:
+                        return forward;
+                }
+            }
+            catch (WrongExpectedVersionException) when (attempt < Attempts)
+            {
+                // The host answered meanwhile: decide again on what it said.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Forgets every forward of a machine that is gone from its host (its agent closed them when it tore the machine
+    /// down), and tells the host to close them all the same: a forward opened in a race with the teardown must not stay.
+    /// </summary>
+    public async Task RemoveAllOfAsync(Guid machineId, Guid tenantId, string reason, ISendEndpointProvider send, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        foreach (var forwardId in await ForwardsOfAsync(machineId, cancellationToken))
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, cancellationToken);
+                if (loaded.State is not { State: not PortForwardStates.Removed } forward || forward.TenantId != tenantId)
+                {
+                    break;
+                }
+
+                try
+                {
+                    await store.AppendAsync(MachinePortForward.StreamOf(forwardId), loaded.ExpectedVersion, [Removed(forward, reason)], metadata, cancellationToken);
+                }
+                catch (WrongExpectedVersionException) when (attempt < Attempts)
+                {
+                    continue;
+                }
+
+                if (forward.MayBeOnHost)
+                {
+                    await CloseOnHostAsync(send, forward, cancellationToken);
+                }
+
+                logger.LogInformation("Port forward {ForwardId} of machine {MachineId} removed: {Reason}", forwardId, machineId, reason);
+                break;
+            }
+        }
+    }
+
+    /// <summary>The forwards of a machine that have a row (every one not removed).</summary>
+    public async Task<IReadOnlyList<Guid>> ForwardsOfAsync(Guid machineId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT forward_id FROM {store.Schema}.port_forwards WHERE machine_id = $1");
+        command.Parameters.AddWithValue(machineId);
+        var forwards = new List<Guid>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            forwards.Add(reader.GetGuid(0));
+        }
+
+        return forwards;
+    }
+
+    public PortForwardRemoved Removed(MachinePortForward forward, string? reason) =>
+        new(forward.ForwardId, forward.MachineId, forward.TenantId, forward.HostId, forward.Port, forward.HostPort, reason, time.GetUtcNow());
+
+    public static Task CloseOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, CancellationToken cancellationToken) =>
+        CloseOnHostAsync(send, forward.HostId, new ClosePortForward(forward.ForwardId, forward.MachineId, forward.TenantId), cancellationToken);
+
+    public static async Task CloseOnHostAsync(ISendEndpointProvider send, Guid hostId, ClosePortForward command, CancellationToken cancellationToken)
+    {
+        var endpoint = await send.GetSendEndpoint(TunnelCommands.AgentQueue(hostId));
+        await endpoint.Send(command, cancellationToken);
+    }
+
+    private static async Task OpenOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, ForwardPort command, CancellationToken cancellationToken)
+    {
+        var endpoint = await send.GetSendEndpoint(TunnelCommands.AgentQueue(forward.HostId));
+        await endpoint.Send(new OpenPortForward(forward.ForwardId, forward.MachineId, forward.TenantId, forward.MachineAddress, command.Gateway, command.PrefixLength, forward.Port),
+            cancellationToken);
+    }
+
+    /// <summary>The command must match networking's copy of the machine: its tenant's, running on that host at that address, in a segment.</summary>
+    private static ForwardRefusal? Check(ForwardPort command, MachineCopy? machine)
+    {
+        if (command.Port is < 1 or > 65535)
+        {
+            return new ForwardRefusal(ProblemTypes.ValidationFailed, StatusCodes.Status422UnprocessableEntity, "a port is 1 to 65535");
+        }
+
+        if (machine is null || machine.TenantId != command.TenantId || machine.State == MachineCopyStates.Destroyed)
+        {
+            return new ForwardRefusal(ProblemTypes.NotFound, StatusCodes.Status404NotFound, $"there is no machine {command.MachineId} of this tenant");
+        }
+
+        if (machine.Driver is { } driver && !MachineCopy.SegmentDrivers.Contains(driver))
+        {
+            return new ForwardRefusal(ProblemTypes.Conflict, StatusCodes.Status409Conflict,
+                $"machine {command.MachineId} is a {driver} machine: only sandbox and microvm machines sit in their tenant's network on a host, where a host port can reach them");
+        }
+
+        if (machine.State != MachineCopyStates.Running || machine.Address is null || machine.HostId is null)
+        {
+            return new ForwardRefusal(ProblemTypes.Conflict, StatusCodes.Status409Conflict,
+                $"machine {command.MachineId} is not running with an address (it is {machine.State}); forward its ports once it runs");
+        }
+
+        return machine.HostId != command.HostId || machine.Address != command.MachineAddress
+            ? new ForwardRefusal(ProblemTypes.Conflict, StatusCodes.Status409Conflict, $"machine {command.MachineId} runs on host {machine.HostId} at {machine.Address}, not where the command says")
+            : null;
+    }
+}
