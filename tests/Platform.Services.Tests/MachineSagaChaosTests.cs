@@ -85,7 +85,8 @@ public sealed class MachineSagaChaosTests(ITestOutputHelper output) : IAsyncLife
                 output.WriteLine($"  operation: {await tenant.GetStringAsync($"/api/v1/operations/{machine.GetProperty("pendingOperation").GetProperty("id").GetGuid()}")}");
             }
 
-            output.WriteLine(string.Join("\n", _stack.Output.Where(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal)).Take(30)));
+            output.WriteLine(await _stack.Environment.VirtualHost.QueueStatsAsync());
+            output.WriteLine(string.Join("\n", _stack.Output.Where(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal)).TakeLast(10)));
             throw;
         }
         Assert.Equal(count, outcomes.Count);

@@ -37,6 +37,15 @@ public sealed class RabbitVirtualHost : IAsyncDisposable
         return document.RootElement.EnumerateArray().Select(q => q.GetProperty("name").GetString()!).ToArray();
     }
 
+    /// <summary>Each queue with its ready and unacknowledged messages and its consumers: what to look at when messages stop flowing.</summary>
+    public async Task<string> QueueStatsAsync()
+    {
+        var json = await _management.GetStringAsync($"api/queues/{Name}?columns=name,messages_ready,messages_unacknowledged,consumers");
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+        return string.Join("\n", document.RootElement.EnumerateArray().Select(q =>
+            $"{q.GetProperty("name").GetString()}: ready {q.GetProperty("messages_ready")}, unacked {q.GetProperty("messages_unacknowledged")}, consumers {q.GetProperty("consumers")}"));
+    }
+
     /// <summary>The broker closes every client connection of this virtual host, as it does when it restarts: clients must reconnect.</summary>
     public async Task<int> CloseConnectionsAsync()
     {
