@@ -30,7 +30,7 @@ public sealed partial class ArmFake : IAsyncDisposable
     private readonly ConcurrentDictionary<string, DateTimeOffset> _tokens = new();
     private readonly Dictionary<string, Vm> _vms = new(StringComparer.OrdinalIgnoreCase);
     private readonly Dictionary<string, AsyncOperation> _operations = new();
-    private readonly ConcurrentQueue<string> _requests = new();
+    private readonly ConcurrentQueue<(DateTimeOffset At, string Request)> _requests = new();
     private readonly object _gate = new();
     private LoopbackCertificates? _certificates;
     private LoopbackServer? _server;
@@ -80,7 +80,10 @@ public sealed partial class ArmFake : IAsyncDisposable
     public int TokensIssued => _tokens.Count;
 
     /// <summary>Every request as <c>METHOD /path</c> (no query), in order, refused ones included.</summary>
-    public IReadOnlyList<string> Requests => _requests.ToArray();
+    public IReadOnlyList<string> Requests => _requests.Select(r => r.Request).ToArray();
+
+    /// <summary>When each of <see cref="Requests"/> arrived.</summary>
+    public IReadOnlyList<DateTimeOffset> RequestTimes => _requests.Select(r => r.At).ToArray();
 
     /// <summary>The virtual machines that exist now (deleted ones are gone).</summary>
     public IReadOnlyList<FakeVm> Vms
@@ -137,7 +140,7 @@ public sealed partial class ArmFake : IAsyncDisposable
     {
         var request = context.Request;
         var path = request.Path.Value ?? "/";
-        _requests.Enqueue($"{request.Method} {path}");
+        _requests.Enqueue((DateTimeOffset.UtcNow, $"{request.Method} {path}"));
         var token = TokenPath().Match(path);
         var (status, answer) = token.Success ? await TokenAsync(request, token.Groups["tenant"].Value) : await ArmAsync(context);
         context.Response.StatusCode = status;
@@ -414,10 +417,10 @@ public sealed partial class ArmFake : IAsyncDisposable
     {
         if (_operations.Values.FirstOrDefault(o => o.Vm == vm && o.Status == "InProgress") is { } running)
         {
-            return Error(409, "OperationNotAllowed", $"Operation '{kind}' is not allowed since the virtual machine '{vm.Name}' is being {running.Kind}d. Retry after the operation completes.");
+            return Error(409, "OperationNotAllowed", $"Operation '{kind}' is not allowed on VM '{vm.Name}' since the VM is marked for another operation ('{running.Kind}') in progress. Retry after it completes.");
         }
 
-        var operation = new AsyncOperation(Guid.NewGuid().ToString(), kind, vm, after, failure, PollsPerOperation);
+        var operation = new AsyncOperation(Guid.NewGuid().ToString(), kind, vm, apiVersion, after, failure, PollsPerOperation);
         _operations[operation.Id] = operation;
         (vm.ProvisioningState, vm.PowerState) = during;
         var status = $"{Endpoint}subscriptions/{SubscriptionId}/providers/Microsoft.Compute/locations/{vm.Location}/operations/{operation.Id}?p={Guid.NewGuid()}&api-version={apiVersion}";
@@ -456,7 +459,7 @@ public sealed partial class ArmFake : IAsyncDisposable
 
             if (operation.Status == "InProgress")
             {
-                response.Headers.Location = $"{Endpoint}subscriptions/{SubscriptionId}/providers/Microsoft.Compute/locations/{operation.Vm.Location}/operations/{id}?monitor=true&api-version=2022-08-01";
+                response.Headers.Location = $"{Endpoint}subscriptions/{SubscriptionId}/providers/Microsoft.Compute/locations/{operation.Vm.Location}/operations/{id}?monitor=true&api-version={operation.ApiVersion}";
                 return (202, null);
             }
 
@@ -573,7 +576,7 @@ public sealed partial class ArmFake : IAsyncDisposable
         }
     }
 
-    private sealed class AsyncOperation(string id, string kind, Vm vm, (string Provisioning, string Power)? after, (string Code, string Message)? failure, int polls)
+    private sealed class AsyncOperation(string id, string kind, Vm vm, string apiVersion, (string Provisioning, string Power)? after, (string Code, string Message)? failure, int polls)
     {
         private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
         private int _polls;
@@ -583,6 +586,8 @@ public sealed partial class ArmFake : IAsyncDisposable
         public string Kind => kind;
 
         public Vm Vm => vm;
+
+        public string ApiVersion => apiVersion;
 
         public (string Provisioning, string Power)? After => after;
 
