@@ -60,6 +60,53 @@ public sealed class CloudMachineTests(CloudStack clouds)
     }
 
     [Fact]
+    public async Task An_azure_machine_runs_is_deallocated_starts_and_is_destroyed_and_its_vm_with_it()
+    {
+        using var admin = await Stack.AdminAsync();
+        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+
+        var id = await MachineTests.CreateAsync(tenant, new { name = "azure-web", kind = "cloud", driver = "azure", template = "debian-12-azure", vcpus = 1, memoryMiB = 512 });
+
+        var running = await MachineTests.WaitAsync(tenant, id, "running");
+        Assert.Equal(("azure", "westeurope", "Standard_B1s"), (running.GetProperty("driver").GetString(), running.GetProperty("region").GetString(), running.GetProperty("instanceType").GetString()));
+        var vm = Vm(id);
+        Assert.Equal(($"pm-{id:N}", tenantId.ToString(), "running"), (vm.Name, vm.Tags["platform-tenant-id"], vm.PowerState));
+        Assert.Equal("azure-web", vm.Properties["osProfile"]!["computerName"]!.GetValue<string>());
+
+        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await MachineTests.WaitAsync(tenant, id, "stopped");
+        Assert.Equal("deallocated", Vm(id).PowerState);
+        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await MachineTests.WaitAsync(tenant, id, "running");
+        Assert.Equal("running", Vm(id).PowerState);
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        Assert.DoesNotContain(clouds.Arm.Vms, v => v.Tags.GetValueOrDefault("platform-machine-id") == id.ToString());
+
+        var events = await tenant.GetStringAsync($"/api/v1/machines/{id}/events");
+        foreach (var said in clouds.Output.Append(events))
+        {
+            Assert.DoesNotContain(clouds.Arm.ClientSecret, said, StringComparison.Ordinal);
+            Assert.DoesNotContain("eyJ0eXAi", said, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task An_azure_allocation_failure_fails_the_machine_with_azures_message_and_leaves_no_vm()
+    {
+        using var admin = await Stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        clouds.Arm.FailNextCreateForAllocation();
+
+        var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "azure", template = "debian-12-azure", vcpus = 1, memoryMiB = 512 });
+
+        var failed = await MachineTests.WaitAsync(tenant, id, "failed");
+        Assert.StartsWith("creation failed at the launch step: azure: AllocationFailed: Allocation failed. We do not have sufficient capacity for the requested VM size in this region.",
+            failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(clouds.Arm.Vms, v => v.Tags.GetValueOrDefault("platform-machine-id") == id.ToString());
+    }
+
+    [Fact]
     public async Task A_launch_ec2_refuses_for_capacity_fails_the_machine_with_the_providers_message()
     {
         using var admin = await Stack.AdminAsync();
@@ -77,7 +124,7 @@ public sealed class CloudMachineTests(CloudStack clouds)
     [InlineData("""{"kind":"cloud","driver":"aws","template":"debian-12-aws","region":"mars-north-1","vcpus":1,"memoryMiB":512}""", "region", "us-east-1, eu-west-1")]
     [InlineData("""{"kind":"cloud","driver":"aws","template":"debian-12-aws","instanceType":"p5.48xlarge","vcpus":1,"memoryMiB":512}""", "instanceType", "t3.micro (2 vCPUs, 1024 MiB)")]
     [InlineData("""{"kind":"cloud","driver":"aws","template":"debian-12-aws","instanceType":"t3.micro","vcpus":2,"memoryMiB":4096}""", "instanceType", "less than the 2 vCPUs and 4096 MiB asked")]
-    [InlineData("""{"kind":"cloud","driver":"azure","template":"debian-12-azure","vcpus":1,"memoryMiB":512}""", "driver", "no Azure credentials")]
+    [InlineData("""{"kind":"cloud","driver":"azure","template":"debian-12-azure","region":"eastus","vcpus":1,"memoryMiB":512}""", "region", "the azure driver offers westeurope; not eastus")]
     [InlineData("""{"kind":"cloud","driver":"gcp","template":"debian-12-gcp","region":"us-east-1","vcpus":1,"memoryMiB":512}""", "region", "us-central1-a")]
     public async Task Bad_cloud_input_is_a_problem_naming_the_field_and_the_allowed_values_before_anything_is_spent(string body, string field, string detail)
     {
@@ -94,7 +141,7 @@ public sealed class CloudMachineTests(CloudStack clouds)
     }
 
     [Fact]
-    public async Task The_cloud_host_reports_each_drivers_regions_and_instance_types_and_why_azure_is_unavailable()
+    public async Task The_cloud_host_reports_each_drivers_regions_and_instance_types()
     {
         using var admin = await Stack.AdminAsync();
 
@@ -103,9 +150,13 @@ public sealed class CloudMachineTests(CloudStack clouds)
         Assert.Equal(["us-east-1", "eu-west-1"], drivers["aws"].GetProperty("regions").EnumerateArray().Select(r => r.GetString()));
         Assert.Equal(["t3.large", "t3.micro"], drivers["aws"].GetProperty("instanceTypes").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
         Assert.False(drivers["aws"].TryGetProperty("unavailable", out _));
-        Assert.StartsWith("no Azure credentials", drivers["azure"].GetProperty("unavailable").GetString(), StringComparison.Ordinal);
+        Assert.Equal(["westeurope"], drivers["azure"].GetProperty("regions").EnumerateArray().Select(r => r.GetString()));
+        Assert.False(drivers["azure"].TryGetProperty("unavailable", out _));
         Assert.Contains("debian-12-gcp", await admin.GetStringAsync("/api/v1/templates"), StringComparison.Ordinal);
     }
+
+    private Platform.Testing.Clouds.ArmFake.FakeVm Vm(Guid machineId) =>
+        clouds.Arm.Vms.Single(v => v.Tags.GetValueOrDefault("platform-machine-id") == machineId.ToString());
 
     private Platform.Testing.Clouds.Ec2Fake.FakeInstance Instance(Guid machineId) =>
         clouds.Ec2.Instances.Single(i => i.Tags.GetValueOrDefault("platform:machine-id") == machineId.ToString());

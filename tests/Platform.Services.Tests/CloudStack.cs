@@ -14,7 +14,8 @@ public sealed class CloudStackCollection : ICollectionFixture<CloudStack>
 /// <summary>
 /// A stack of its own whose host agent offers only the cloud drivers: <c>aws</c> against a local EC2 (its key pair
 /// in the agent's environment, as an operator would set it), <c>gcp</c> against a local Compute Engine (a service
-/// account key file), and <c>azure</c> configured but without credentials, so it is offered and unavailable.
+/// account key file), and <c>azure</c> against a local Resource Manager and Entra over https (a service principal
+/// in the agent's environment, the fake's CA as the trusted certificate).
 /// </summary>
 public sealed class CloudStack : IAsyncLifetime
 {
@@ -26,11 +27,14 @@ public sealed class CloudStack : IAsyncLifetime
 
     public ComputeEngineFake ComputeEngine { get; private set; } = null!;
 
+    public ArmFake Arm { get; private set; } = null!;
+
     public async Task InitializeAsync()
     {
         Ec2 = await Ec2Fake.StartAsync();
         ComputeEngine = await ComputeEngineFake.StartAsync();
         await File.WriteAllTextAsync(_gcpKeyFile, ComputeEngine.KeyJson());
+        Arm = await ArmFake.StartAsync();
         Stack = new PlatformStack(
             ["aws", "gcp", "azure"],
             ("AWS_ACCESS_KEY_ID", Ec2.AccessKeyId),
@@ -53,14 +57,23 @@ public sealed class CloudStack : IAsyncLifetime
             ("Platform__Agent__Gcp__MachineTypes__e2-small__MemoryMiB", "2048"),
             ("Platform__Agent__Gcp__Images__debian-12-gcp__us-central1-a", "projects/debian-cloud/global/images/family/debian-12"),
             ("Platform__Agent__Gcp__PollInterval", "00:00:00.100"),
-            ("Platform__Agent__Azure__SubscriptionId", "00000000-0000-0000-0000-000000000001"),
-            ("Platform__Agent__Azure__ResourceGroup", "platform"),
+            ("AZURE_TENANT_ID", Arm.TenantId),
+            ("AZURE_CLIENT_ID", Arm.ClientId),
+            ("AZURE_CLIENT_SECRET", Arm.ClientSecret),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", ""),
+            ("Platform__Agent__Azure__ArmEndpoint", Arm.Endpoint.ToString()),
+            ("Platform__Agent__Azure__ArmAudience", Arm.Audience),
+            ("Platform__Agent__Azure__AuthorityHost", Arm.Endpoint.ToString()),
+            ("Platform__Agent__Azure__TrustedCertificateFile", Arm.TrustedCertificateFile),
+            ("Platform__Agent__Azure__SubscriptionId", Arm.SubscriptionId),
+            ("Platform__Agent__Azure__ResourceGroup", Arm.ResourceGroup),
             ("Platform__Agent__Azure__Locations__0", "westeurope"),
             ("Platform__Agent__Azure__VmSizes__Standard_B1s__Vcpus", "1"),
             ("Platform__Agent__Azure__VmSizes__Standard_B1s__MemoryMiB", "1024"),
             ("Platform__Agent__Azure__Images__debian-12-azure__westeurope", "Debian:debian-12:12-gen2:latest"),
-            // The test runner's own environment must not lend the agent Azure credentials.
-            ("AZURE_TENANT_ID", ""), ("AZURE_CLIENT_ID", ""), ("AZURE_CLIENT_SECRET", ""));
+            ("Platform__Agent__Azure__Subnets__westeurope", Arm.Subnets["westeurope"]),
+            ("Platform__Agent__Azure__SshPublicKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnlyNotARealKey0000000000 platform@test"),
+            ("Platform__Agent__Azure__PollInterval", "00:00:00.100"));
         await Stack.InitializeAsync();
         using var admin = await Stack.AdminAsync();
         await Eventually.TrueAsync(async () => (await admin.GetFromJsonAsync<JsonElement>("/api/v1/hosts")).EnumerateArray()
@@ -76,6 +89,7 @@ public sealed class CloudStack : IAsyncLifetime
         await Stack.DisposeAsync();
         await Ec2.DisposeAsync();
         await ComputeEngine.DisposeAsync();
+        await Arm.DisposeAsync();
         File.Delete(_gcpKeyFile);
     }
 }

@@ -1,4 +1,5 @@
 using Amazon.Runtime;
+using Azure.Core;
 using Platform.Contracts.Provisioning;
 using Platform.Provisioning.Drivers.Cloud;
 using Platform.Provisioning.Drivers.Cloud.Aws;
@@ -70,20 +71,33 @@ public static class CloudDrivers
     /// <summary>The <c>azure</c> driver with the service principal of the standard environment variables.</summary>
     public static CloudDriver Azure(AzureOptions options, ILoggerFactory loggers)
     {
+        var credential = ArmConnectionOf(options).FindCredential(out var missing);
+        return Azure(options, credential, missing, loggers);
+    }
+
+    /// <summary>The <c>azure</c> driver with this credential; without it, unavailable for the reason <paramref name="missing"/> gives.</summary>
+    public static CloudDriver Azure(AzureOptions options, TokenCredential? credential, string? missing, ILoggerFactory loggers)
+    {
         var catalogue = new CloudCatalogue(options.Locations, TypesOf(options.VmSizes), options.Images);
-        var connection = new ArmConnection(
-            options.ArmEndpoint is { } arm ? new Uri(arm) : null, options.ArmAudience, options.AuthorityHost is { } authority ? new Uri(authority) : null, options.TrustedCertificateFile);
-        var credential = connection.FindCredential(out var missing);
         if (credential is not null && (options.SubscriptionId is null || options.ResourceGroup is null))
         {
             missing = "the azure driver needs Platform:Agent:Azure:SubscriptionId and ResourceGroup";
         }
+        else if (credential is not null && options.SshPublicKey is null)
+        {
+            // Its VMs take no password, and Azure refuses a Linux VM that allows neither a password nor a key.
+            missing = "the azure driver needs Platform:Agent:Azure:SshPublicKey: its VMs allow no password login";
+        }
 
         var client = credential is null || missing is not null ? null
-            : new AzureVirtualMachines(connection.Client(credential, options.SubscriptionId!),
-                new AzureVmSettings(options.SubscriptionId!, options.ResourceGroup!, options.Subnets, options.AdminUsername, options.SshPublicKey));
+            : new AzureVirtualMachines(ArmConnectionOf(options).Client(credential, options.SubscriptionId!, RetryOf(options)),
+                new AzureVmSettings(options.SubscriptionId!, options.ResourceGroup!, options.Subnets, options.AdminUsername, options.SshPublicKey, options.PollInterval));
         return Create("azure", catalogue, client, missing, options, loggers);
     }
+
+    /// <summary>How the azure driver reaches Resource Manager and Entra with these settings: public Azure, or the endpoints, audience and CA they name.</summary>
+    public static ArmConnection ArmConnectionOf(AzureOptions options) => new(
+        options.ArmEndpoint is { } arm ? new Uri(arm) : null, options.ArmAudience, options.AuthorityHost is { } authority ? new Uri(authority) : null, options.TrustedCertificateFile);
 
     private static CloudDriver Create(string name, CloudCatalogue catalogue, ICloudInstances? client, string? unavailable, CloudOptions options, ILoggerFactory loggers)
     {

@@ -30,17 +30,29 @@ public sealed record ArmConnection(Uri? ArmEndpoint, string? ArmAudience, Uri? A
             return null;
         }
 
-        var authority = AuthorityHost ?? AzureAuthorityHosts.AzurePublicCloud;
-        // Instance discovery asks login.microsoftonline.com about the authority: only right for Microsoft's own.
-        var discover = AuthorityHost is null;
-        return secret is not null
-            ? new ClientSecretCredential(tenant, client, secret, new ClientSecretCredentialOptions { AuthorityHost = authority, DisableInstanceDiscovery = !discover, Transport = Transport() })
-            : new ClientCertificateCredential(tenant, client, certificate, new ClientCertificateCredentialOptions { AuthorityHost = authority, DisableInstanceDiscovery = !discover, Transport = Transport() });
+        return secret is not null ? ServicePrincipal(tenant, client, secret) : ServicePrincipalWithCertificate(tenant, client, certificate!);
     }
 
-    public ArmClient Client(TokenCredential credential, string subscriptionId)
+    /// <summary>A service principal that signs in with a client secret at this connection's authority.</summary>
+    public TokenCredential ServicePrincipal(string tenantId, string clientId, string clientSecret) =>
+        new ClientSecretCredential(tenantId, clientId, clientSecret, new ClientSecretCredentialOptions { AuthorityHost = Authority, DisableInstanceDiscovery = !Discover, Transport = Transport() });
+
+    /// <summary>A service principal that signs in with a certificate (a PEM or PFX file) at this connection's authority.</summary>
+    public TokenCredential ServicePrincipalWithCertificate(string tenantId, string clientId, string certificateFile) =>
+        new ClientCertificateCredential(tenantId, clientId, certificateFile, new ClientCertificateCredentialOptions { AuthorityHost = Authority, DisableInstanceDiscovery = !Discover, Transport = Transport() });
+
+    /// <summary>
+    /// A Resource Manager client for the subscription. Its pipeline retries throttled (429) and failed (5xx) requests
+    /// itself, honouring <c>Retry-After</c>; <paramref name="retry"/> sets how often and how long it backs off otherwise.
+    /// </summary>
+    public ArmClient Client(TokenCredential credential, string subscriptionId, CloudRetry? retry = null)
     {
         var options = new ArmClientOptions { Transport = Transport() };
+        if (retry is not null)
+        {
+            (options.Retry.Mode, options.Retry.MaxRetries, options.Retry.Delay, options.Retry.MaxDelay) = (RetryMode.Exponential, Math.Max(0, retry.Attempts - 1), retry.BaseDelay, retry.MaxDelay);
+        }
+
         if (ArmEndpoint is not null)
         {
             options.Environment = new ArmEnvironment(ArmEndpoint, ArmAudience ?? ArmEndpoint.ToString());
@@ -48,6 +60,11 @@ public sealed record ArmConnection(Uri? ArmEndpoint, string? ArmAudience, Uri? A
 
         return new ArmClient(credential, subscriptionId, options);
     }
+
+    private Uri Authority => AuthorityHost ?? AzureAuthorityHosts.AzurePublicCloud;
+
+    // Instance discovery asks login.microsoftonline.com about the authority: only right for Microsoft's own.
+    private bool Discover => AuthorityHost is null;
 
     private HttpClientTransport Transport()
     {

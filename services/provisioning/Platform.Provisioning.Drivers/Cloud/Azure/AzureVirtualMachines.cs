@@ -1,14 +1,19 @@
+using System.Text.Json;
 using Azure;
 using Azure.Core;
 using Azure.ResourceManager;
 using Azure.ResourceManager.Compute;
 using Azure.ResourceManager.Compute.Models;
 using Azure.ResourceManager.Resources;
+using Microsoft.Identity.Client;
 
 namespace Platform.Provisioning.Drivers.Cloud.Azure;
 
-/// <summary>What the Azure client needs besides credentials: where VMs go and how they are made.</summary>
-public sealed record AzureVmSettings(string SubscriptionId, string ResourceGroup, IReadOnlyDictionary<string, string> Subnets, string AdminUsername, string? SshPublicKey);
+/// <summary>
+/// What the Azure client needs besides credentials: where VMs go, how they are made, and how often a long-running
+/// operation is polled when Azure does not say (<c>Retry-After</c>).
+/// </summary>
+public sealed record AzureVmSettings(string SubscriptionId, string ResourceGroup, IReadOnlyDictionary<string, string> Subnets, string AdminUsername, string? SshPublicKey, TimeSpan PollInterval);
 
 /// <summary>
 /// Azure virtual machines through Azure.ResourceManager.Compute: create-or-update, power on, deallocate and delete
@@ -69,8 +74,11 @@ public sealed class AzureVirtualMachines(ArmClient arm, AzureVmSettings settings
 
         try
         {
-            var created = await Call(async () => (await (await ResourceGroupAsync(cancellationToken)).GetVirtualMachines()
-                .CreateOrUpdateAsync(WaitUntil.Completed, name, data, cancellationToken: cancellationToken)).Value);
+            var created = await Call(async () =>
+            {
+                var operation = await (await ResourceGroupAsync(cancellationToken)).GetVirtualMachines().CreateOrUpdateAsync(WaitUntil.Started, name, data, cancellationToken: cancellationToken);
+                return (await operation.WaitForCompletionAsync(settings.PollInterval, cancellationToken)).Value;
+            });
             return InstanceOf((await GetVmAsync(created.Data.Name, cancellationToken))?.Data ?? created.Data);
         }
         catch (Exception failed) when (failed is CloudException or OperationCanceledException)
@@ -90,21 +98,29 @@ public sealed class AzureVirtualMachines(ArmClient arm, AzureVmSettings settings
         await GetVmAsync(instance.Id, cancellationToken) is { } vm ? InstanceOf(vm.Data) : null;
 
     public async Task StartAsync(CloudInstance instance, CancellationToken cancellationToken) =>
-        await Call(async () => await Vm(instance).PowerOnAsync(WaitUntil.Completed, cancellationToken));
+        await Call(async () => await CompletedAsync(await Vm(instance).PowerOnAsync(WaitUntil.Started, cancellationToken), cancellationToken));
 
     public async Task StopAsync(CloudInstance instance, CancellationToken cancellationToken) =>
-        await Call(async () => await Vm(instance).DeallocateAsync(WaitUntil.Completed, cancellationToken: cancellationToken));
+        await Call(async () => await CompletedAsync(await Vm(instance).DeallocateAsync(WaitUntil.Started, cancellationToken: cancellationToken), cancellationToken));
 
     public async Task DeleteAsync(CloudInstance instance, CancellationToken cancellationToken)
     {
         try
         {
-            await Call(async () => await Vm(instance).DeleteAsync(WaitUntil.Completed, cancellationToken: cancellationToken));
+            await Call(async () => await CompletedAsync(await Vm(instance).DeleteAsync(WaitUntil.Started, cancellationToken: cancellationToken), cancellationToken));
         }
         catch (CloudException gone) when (gone.Status == 404)
         {
         }
     }
+
+    /// <summary>
+    /// Follows a long-running operation to its end, asking every <see cref="AzureVmSettings.PollInterval"/> like the
+    /// other clouds' drivers rather than on the SDK's own schedule (this SDK version never asks more often than once a
+    /// second, whatever the interval).
+    /// </summary>
+    private async Task<Response> CompletedAsync(ArmOperation operation, CancellationToken cancellationToken) =>
+        await operation.WaitForCompletionResponseAsync(settings.PollInterval, cancellationToken);
 
     private async Task<ResourceGroupResource> ResourceGroupAsync(CancellationToken cancellationToken) =>
         (await arm.GetSubscriptionResource(SubscriptionResource.CreateResourceIdentifier(settings.SubscriptionId)).GetResourceGroupAsync(settings.ResourceGroup, cancellationToken)).Value;
@@ -140,9 +156,30 @@ public sealed class AzureVirtualMachines(ArmClient arm, AzureVmSettings settings
         {
             throw new CloudException("azure", failed.ErrorCode ?? $"HTTP {failed.Status}", FirstLine(failed.Message), failed.Status, failed);
         }
+        catch (global::Azure.Identity.AuthenticationFailedException failed) when (failed.InnerException is MsalServiceException { ResponseBody: { Length: > 0 } body } refused)
+        {
+            // Azure.Identity's own message says only that the credential failed; Entra's answer says why (AADSTS7000215: Invalid client secret…).
+            var (code, description) = EntraError(body);
+            throw new CloudException("azure", code ?? refused.ErrorCode, FirstLine(description ?? refused.Message), refused.StatusCode, failed);
+        }
         catch (global::Azure.Identity.AuthenticationFailedException failed)
         {
-            throw new CloudException("azure", "AuthenticationFailed", FirstLine(failed.Message), 401, failed);
+            throw new CloudException("azure", "AuthenticationFailed", FirstLine(failed.InnerException?.Message ?? failed.Message), 401, failed);
+        }
+    }
+
+    /// <summary>Entra's OAuth error (<c>error</c>, <c>error_description</c>) from its answer, when it is one.</summary>
+    private static (string? Code, string? Description) EntraError(string body)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(body);
+            string? Text(string name) => json.RootElement.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+            return (Text("error"), Text("error_description"));
+        }
+        catch (JsonException)
+        {
+            return (null, null);
         }
     }
 
