@@ -41,7 +41,8 @@ public static class PlatformHost
             var app = Build(args, definition);
             await StartDependenciesAsync(app, definition);
             await app.RunAsync();
-            return 0;
+            // A service may end itself to be started again (see BusWatchdog): its exit code says so.
+            return Environment.ExitCode;
         }
         catch (StartupException exception)
         {

@@ -41,6 +41,8 @@ public static class MessagingServiceCollectionExtensions
                 rabbit.ConfigureEndpoints(context);
             });
         });
+        services.AddSingleton(broker);
+        services.AddHostedService<BusWatchdog>();
         return services;
     }
 }

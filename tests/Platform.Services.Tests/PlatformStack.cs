@@ -24,6 +24,9 @@ public sealed class PlatformStack : IAsyncLifetime
     private ServiceEnvironment? _environment;
     private Dictionary<string, string> _agentEnvironment = [];
     private readonly Dictionary<string, Dictionary<string, string>> _serviceEnvironments = [];
+    private readonly SemaphoreSlim _restarting = new(1, 1);
+    private readonly CancellationTokenSource _stopSupervising = new();
+    private Task _supervising = Task.CompletedTask;
 
     public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
 
@@ -128,6 +131,36 @@ public sealed class PlatformStack : IAsyncLifetime
         _services.Add(Gateway);
         await Gateway.WaitUntilReadyAsync();
         await Eventually.TrueAsync(() => File.Exists(AdminCredentialsFile), TimeSpan.FromSeconds(30), "tenancy writes the first admin's credentials");
+        _supervising = SuperviseAsync(_stopSupervising.Token);
+    }
+
+    /// <summary>
+    /// As <c>./platform</c> does: a service that ends asking to be started again (exit code 75, see
+    /// <c>BusWatchdog</c>) is started again on its port.
+    /// </summary>
+    private async Task SuperviseAsync(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(500, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            foreach (var service in Services.Where(name => _services.Single(s => s.Service == name) is { HasExited: true, ExitCode: 75 }))
+            {
+                await RestartAsync(service, crash: false);
+            }
+
+            if (HostAgent is { HasExited: true, ExitCode: 75 })
+            {
+                await CrashAndRestartHostAgentAsync();
+            }
+        }
     }
 
     /// <summary>The host agent crashes (SIGKILL to it alone: its machines' processes live on) and a new one starts on its state.</summary>
@@ -150,14 +183,31 @@ public sealed class PlatformStack : IAsyncLifetime
             return;
         }
 
-        var index = _services.FindIndex(s => s.Service == service);
-        var crashed = _services[index];
-        var address = await crashed.Address;
-        await crashed.KillAsync();
-        await crashed.DisposeAsync();
-        var environment = new Dictionary<string, string>(_serviceEnvironments[service]) { ["ASPNETCORE_URLS"] = address.GetLeftPart(UriPartial.Authority) };
-        _services[index] = ServiceProcess.Start(service, environment);
-        await _services[index].WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+        await RestartAsync(service, crash: true);
+    }
+
+    private async Task RestartAsync(string service, bool crash)
+    {
+        await _restarting.WaitAsync();
+        try
+        {
+            var index = _services.FindIndex(s => s.Service == service);
+            var previous = _services[index];
+            var address = await previous.Address;
+            if (crash)
+            {
+                await previous.KillAsync();
+            }
+
+            await previous.DisposeAsync();
+            var environment = new Dictionary<string, string>(_serviceEnvironments[service]) { ["ASPNETCORE_URLS"] = address.GetLeftPart(UriPartial.Authority) };
+            _services[index] = ServiceProcess.Start(service, environment);
+            await _services[index].WaitUntilReadyAsync(TimeSpan.FromSeconds(120));
+        }
+        finally
+        {
+            _restarting.Release();
+        }
     }
 
     public async Task<HttpClient> AnonymousAsync() => new() { BaseAddress = await Gateway.Address };
@@ -185,6 +235,8 @@ public sealed class PlatformStack : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        await _stopSupervising.CancelAsync();
+        await _supervising;
         // Stopped cleanly, the agent stops its machines and removes its snapshots, namespaces and run files.
         if (HostAgent is { } agent)
         {
