@@ -20,6 +20,9 @@ internal sealed class BenchStack : IAsyncDisposable
 
     public ServiceProcess Provisioning => _services.Single(s => s.Service == "provisioning");
 
+    /// <summary>The errors every process of the stack logged: what a failed run prints.</summary>
+    public IEnumerable<string> Errors => _services.SelectMany(s => s.Output).Where(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal));
+
     public static async Task<BenchStack> StartAsync(IReadOnlyDictionary<string, string> agentSettings)
     {
         var stack = new BenchStack();
@@ -62,7 +65,13 @@ internal sealed class BenchStack : IAsyncDisposable
             ["ConnectionStrings__Postgres"] = _database.ConnectionString,
             ["ConnectionStrings__RabbitMq"] = _virtualHost.ConnectionString,
         };
-        _services.Add(ServiceProcess.Start("provisioning", common));
+        // Simulated machines take no room: the guardrails are not what is measured either.
+        var roomy = new Dictionary<string, string>
+        {
+            ["MaxVcpuOvercommit"] = "1000",
+            ["MaxMachinesPerHost"] = "100000",
+        };
+        _services.Add(ServiceProcess.Start("provisioning", new Dictionary<string, string>(common.Concat(roomy.Select(r => KeyValuePair.Create($"Platform__Provisioning__DefaultGuardrails__{r.Key}", r.Value))))));
         _services.Add(ServiceProcess.Start("networking", common));
         _services.Add(ServiceProcess.Start("tenancy", new Dictionary<string, string>(common)
         {
@@ -71,6 +80,8 @@ internal sealed class BenchStack : IAsyncDisposable
             ["Platform__Tenancy__DefaultQuota__Machines"] = "100000",
             ["Platform__Tenancy__DefaultQuota__Vcpus"] = "100000",
             ["Platform__Tenancy__DefaultQuota__MemoryMiB"] = "100000000",
+            ["Platform__Tenancy__DefaultGuardrails__MaxVcpuOvercommit"] = "1000",
+            ["Platform__Tenancy__DefaultGuardrails__MaxMachinesPerHost"] = "100000",
         }));
         await Task.WhenAll(_services.Select(s => s.WaitUntilReadyAsync()));
         var agent = new Dictionary<string, string>(common)
@@ -87,6 +98,9 @@ internal sealed class BenchStack : IAsyncDisposable
 
         _services.Add(ServiceProcess.Start("host-agent", agent));
         await _services[^1].WaitUntilReadyAsync();
+        using var admin = await AdminAsync();
+        await Eventually.TrueAsync(async () => (await admin.GetStringAsync("/api/v1/hosts")).Contains("\"templates\":[{", StringComparison.Ordinal),
+            TimeSpan.FromMinutes(1), "the host agent registers its host and templates");
     }
 
     public async ValueTask DisposeAsync()

@@ -16,6 +16,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
 {
     /// <summary>Many creations at once contend for one host's stream; each lost race is placed again, after a short random pause.</summary>
     private const int PlacementAttempts = 50;
+    private readonly SemaphoreSlim _placing = new(1, 1);
 
     public async Task<MachineAccepted> CreateAsync(CreateMachineRequest request, Caller caller, string? idempotencyKey, Guid? correlationId, CancellationToken cancellationToken)
     {
@@ -51,42 +52,57 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         var name = request.Name ?? $"{kind}-{machineId.ToString("N")[^8..]}";
         var metadata = new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: caller.Subject);
 
-        for (var attempt = 1; ; attempt++)
+        // Placements in this instance take turns: racing each other for a host's stream they would mostly lose and retry.
+        // The expected version still settles races with other instances.
+        await _placing.WaitAsync(cancellationToken);
+        try
         {
-            var (host, region, instanceType) = await PlaceAsync(driver, template, shape, request.Region, request.InstanceType, cancellationToken);
-            var now = time.GetUtcNow();
-            try
-            {
-                await using var session = await store.BeginSessionAsync(cancellationToken);
-                session.Append(HostCatalog.StreamOf(host.Id), ExpectedVersion.Exactly(host.Version), [new MachinePlaced(host.Id, machineId, tenantId, shape, now)], metadata);
-                var events = new List<object>
-                {
-                    new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
-                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
-                        request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType, request.Probe),
-                };
-                if (idempotencyKey is not null)
-                {
-                    events.Add(new IdempotencyKeyRecorded(tenantId, idempotencyKey, requestHash, machineId, operationId));
-                }
+            return await PlaceAndRecordAsync();
+        }
+        finally
+        {
+            _placing.Release();
+        }
 
-                session.Append(Machine.StreamOf(machineId), ExpectedVersion.NoStream, events, metadata);
-                await session.CommitAsync(cancellationToken);
-                return new MachineAccepted(machineId, operationId);
-            }
-            catch (WrongExpectedVersionException) when (attempt < PlacementAttempts)
+        async Task<MachineAccepted> PlaceAndRecordAsync()
+        {
+            for (var attempt = 1; ; attempt++)
             {
-                // Another request took room on that host first: place again on what is left (apart, so the racers do not race again in step).
-                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, 4 * Math.Min(attempt, 10))), cancellationToken);
-            }
-            catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.LiveNameIndex)
-            {
-                throw Problems.Conflict($"A machine named '{name}' exists already in this tenant; destroy it or choose another name.");
-            }
-            catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.IdempotencyKeyIndex)
-            {
-                return await machines.FindByIdempotencyKeyAsync(tenantId, idempotencyKey!, requestHash, cancellationToken)
-                    ?? throw new InvalidOperationException("The Idempotency-Key is taken, but by no request found.");
+                var (host, region, instanceType) = await PlaceAsync(driver, template, shape, request.Region, request.InstanceType, cancellationToken);
+                var now = time.GetUtcNow();
+                try
+                {
+                    await using var session = await store.BeginSessionAsync(cancellationToken);
+                    session.Append(HostCatalog.StreamOf(host.Id), ExpectedVersion.Exactly(host.Version), [new MachinePlaced(host.Id, machineId, tenantId, shape, now)], metadata);
+                    var events = new List<object>
+                    {
+                        new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
+                            request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
+                            request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType, request.Probe),
+                    };
+                    if (idempotencyKey is not null)
+                    {
+                        events.Add(new IdempotencyKeyRecorded(tenantId, idempotencyKey, requestHash, machineId, operationId));
+                    }
+
+                    session.Append(Machine.StreamOf(machineId), ExpectedVersion.NoStream, events, metadata);
+                    await session.CommitAsync(cancellationToken);
+                    return new MachineAccepted(machineId, operationId);
+                }
+                catch (WrongExpectedVersionException) when (attempt < PlacementAttempts)
+                {
+                    // Another request took room on that host first: place again on what is left (apart, so the racers do not race again in step).
+                    await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, 4 * Math.Min(attempt, 10))), cancellationToken);
+                }
+                catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.LiveNameIndex)
+                {
+                    throw Problems.Conflict($"A machine named '{name}' exists already in this tenant; destroy it or choose another name.");
+                }
+                catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.IdempotencyKeyIndex)
+                {
+                    return await machines.FindByIdempotencyKeyAsync(tenantId, idempotencyKey!, requestHash, cancellationToken)
+                        ?? throw new InvalidOperationException("The Idempotency-Key is taken, but by no request found.");
+                }
             }
         }
     }

@@ -7,13 +7,16 @@ namespace Platform.Provisioning.Machines.Saga;
 
 /// <summary>
 /// One machine's messages one at a time per instance and in the order they arrived (an agent's "launched" before its
-/// "exited"), many machines at once; a race between instances is still settled by the saga row's version.
+/// "exited"), sixteen machines at once; a race between instances is still settled by the saga row's version.
 /// </summary>
 public sealed class MachineSagaDefinition : SagaDefinition<MachineSagaState>
 {
     protected override void ConfigureSaga(IReceiveEndpointConfigurator endpoint, ISagaConfigurator<MachineSagaState> saga, IRegistrationContext context)
     {
-        endpoint.PrefetchCount = 64;
+        // Each message holds its saga row's transaction (one connection) while the recorder uses another: bounded well
+        // below the connection pool, or a burst of messages holds every connection waiting for a second one.
+        endpoint.PrefetchCount = 32;
+        endpoint.ConcurrentMessageLimit = 16;
         var partitioner = endpoint.CreatePartitioner(32);
         void ByMachine<T>(Func<T, Guid> machineId) where T : class => saga.Message<T>(m => m.UsePartitioner(partitioner, c => machineId(c.Message)));
 
