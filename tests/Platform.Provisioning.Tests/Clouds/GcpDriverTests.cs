@@ -100,7 +100,8 @@ public sealed class GcpDriverTests : IAsyncLifetime
     public async Task An_access_token_is_reused_until_shortly_before_it_expires_and_then_replaced()
     {
         await _gce.DisposeAsync();
-        _gce = await ComputeEngineFake.StartAsync(() => new ComputeEngineFake { TokenLifetime = TimeSpan.FromSeconds(2) });
+        // Long enough that a launch on a loaded host stays within the token's first half (it is refreshed halfway).
+        _gce = await ComputeEngineFake.StartAsync(() => new ComputeEngineFake { TokenLifetime = TimeSpan.FromSeconds(20) });
         await File.WriteAllTextAsync(_keyFile, _gce.KeyJson());
         var driver = Driver();
         var launch = Launch(driver);
@@ -110,7 +111,7 @@ public sealed class GcpDriverTests : IAsyncLifetime
             Assert.Equal(1, _gce.TokensIssued);
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        await Task.Delay(TimeSpan.FromSeconds(10.5));
         await driver.CleanUpAsync(launch.MachineId, CancellationToken.None);
 
         Assert.Equal(2, _gce.TokensIssued);
