@@ -102,11 +102,9 @@ public sealed class HostCommandsDefinition : ConsumerDefinition<HostCommands>
 {
     public HostCommandsDefinition(HostIdentity host)
     {
-        EndpointName = QueueOf(host.HostId);
+        EndpointName = HostAgentQueue.NameOf(host.HostId);
         ConcurrentMessageLimit = 32;
     }
-
-    public static string QueueOf(Guid hostId) => $"host-agent-{hostId}";
 
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<HostCommands> consumer, IRegistrationContext context)
     {

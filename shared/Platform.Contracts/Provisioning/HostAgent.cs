@@ -1,5 +1,13 @@
 namespace Platform.Contracts.Provisioning;
 
+/// <summary>Where a host agent takes its commands: its own queue, named from its host id.</summary>
+public static class HostAgentQueue
+{
+    public static string NameOf(Guid hostId) => $"host-agent-{hostId}";
+
+    public static Uri AddressOf(Guid hostId) => new($"queue:{NameOf(hostId)}");
+}
+
 /// <summary>
 /// Command to one host agent (its own queue, <c>host-agent-{hostId}</c>): run the machine, cold or from a
 /// ready snapshot. Idempotent by machine id: a machine that runs already is reported running again.

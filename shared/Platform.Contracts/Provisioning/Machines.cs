@@ -12,7 +12,14 @@ public sealed record TemplateRef(string Name, string Version);
 /// makes a host-local one. A cloud instance's is its cloud's: its private address in <paramref name="Namespace"/>
 /// <c>{driver}:{region}</c>, and its <paramref name="PublicAddress"/> when it has one.
 /// </summary>
-public sealed record NetworkAttachment(string Namespace, string Address, int PrefixLength, string Gateway, string Mac, string? PublicAddress = null);
+public sealed record NetworkAttachment(string Namespace, string Address, int PrefixLength, string Gateway, string Mac, string? PublicAddress = null)
+{
+    /// <summary>The network namespace of the machine's own on its host.</summary>
+    public static string NamespaceOf(Guid machineId) => $"pm-{machineId:N}";
+
+    /// <summary>A locally administered unicast MAC made from the machine id: the same machine gets the same one wherever it runs.</summary>
+    public static string MacOf(Guid machineId) => "02:" + string.Join(':', machineId.ToByteArray()[^5..].Select(b => b.ToString("x2")));
+}
 
 /// <summary>
 /// A check its host agent runs against a machine, declared at creation: a TCP connection to <paramref name="Tcp"/>,

@@ -1,6 +1,7 @@
 using MassTransit;
 using Npgsql;
 using Platform.Contracts.Networking;
+using Platform.Contracts.Provisioning;
 using Platform.EventSourcing;
 using Platform.Hosting.Problems;
 using Platform.Networking.Tunnels;
@@ -163,13 +164,13 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
 
     public static async Task CloseOnHostAsync(ISendEndpointProvider send, Guid hostId, ClosePortForward command, CancellationToken cancellationToken)
     {
-        var endpoint = await send.GetSendEndpoint(TunnelCommands.AgentQueue(hostId));
+        var endpoint = await send.GetSendEndpoint(HostAgentQueue.AddressOf(hostId));
         await endpoint.Send(command, cancellationToken);
     }
 
     private static async Task OpenOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, ForwardPort command, CancellationToken cancellationToken)
     {
-        var endpoint = await send.GetSendEndpoint(TunnelCommands.AgentQueue(forward.HostId));
+        var endpoint = await send.GetSendEndpoint(HostAgentQueue.AddressOf(forward.HostId));
         await endpoint.Send(new OpenPortForward(forward.ForwardId, forward.MachineId, forward.TenantId, forward.MachineAddress, command.Gateway, command.PrefixLength, forward.Port),
             cancellationToken);
     }

@@ -3,6 +3,7 @@ using MassTransit;
 using Npgsql;
 using Platform.Contracts;
 using Platform.Contracts.Networking;
+using Platform.Contracts.Provisioning;
 using Platform.EventSourcing;
 using Platform.Networking.Addressing;
 
@@ -17,8 +18,6 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
     IConsumer<AttachTunnel>, IConsumer<DetachTunnel>, IConsumer<TunnelSetUp>, IConsumer<TunnelSetUpFailed>, IConsumer<TunnelRemoved>
 {
     private const int Attempts = 20;
-
-    public static Uri AgentQueue(Guid hostId) => new($"queue:host-agent-{hostId}");
 
     public async Task Consume(ConsumeContext<AttachTunnel> context)
     {
@@ -180,7 +179,7 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
 
     private static async Task SendAsync<T>(ConsumeContext context, Guid hostId, T command) where T : class
     {
-        var endpoint = await context.GetSendEndpoint(AgentQueue(hostId));
+        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(hostId));
         await endpoint.Send(command, context.CancellationToken);
     }
 

@@ -35,20 +35,15 @@ public sealed class LocalAddresses
             }
 
             var network = Base + (uint)(int.Parse(File.ReadAllText(file)) * 4);
-            return new NetworkAttachment(NamespaceOf(machineId), ToAddress(network + 2).ToString(), 30, ToAddress(network + 1).ToString(), MacOf(machineId));
+            return new NetworkAttachment(NamespaceOf(machineId), ToAddress(network + 2).ToString(), 30, ToAddress(network + 1).ToString(), NetworkAttachment.MacOf(machineId));
         }
     }
 
     public void Release(Guid machineId) => File.Delete(Path.Combine(_directory, machineId.ToString()));
 
-    public static string NamespaceOf(Guid machineId) => $"pm-{machineId:N}";
+    public static string NamespaceOf(Guid machineId) => NetworkAttachment.NamespaceOf(machineId);
 
     /// <summary>Locally administered, unicast, and the machine's own: the low five bytes of its id.</summary>
-    private static string MacOf(Guid machineId)
-    {
-        var bytes = machineId.ToByteArray();
-        return "02:" + string.Join(':', bytes[^5..].Select(b => b.ToString("x2")));
-    }
 
     private static uint ToUInt(IPAddress address)
     {

@@ -15,7 +15,6 @@ public sealed class MachineLifecycle(EventStore store) :
     IConsumer<MachineStopRequested>,
     IConsumer<MachineRestartRequested>
 {
-    public static Uri AgentQueue(Guid hostId) => new($"queue:host-agent-{hostId}");
 
     public Task Consume(ConsumeContext<MachineStartRequested> context) =>
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => Launch(machine, context.Message.OperationId));
@@ -42,7 +41,7 @@ public sealed class MachineLifecycle(EventStore store) :
 
     private static async Task SendAsync<T>(ConsumeContext context, Guid hostId, T command) where T : class
     {
-        var endpoint = await context.GetSendEndpoint(AgentQueue(hostId));
+        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(hostId));
         await endpoint.Send(command, context.CancellationToken);
     }
 }
@@ -94,7 +93,7 @@ public sealed class HostReports(EventStore store, TimeProvider time) :
         if (loaded.State is { } machine && machine.Awaits(halted.OperationId) && machine.State == MachineStates.Restarting)
         {
             // The first half of a restart: launch it again under the same operation.
-            var endpoint = await context.GetSendEndpoint(MachineLifecycle.AgentQueue(machine.HostId));
+            var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(machine.HostId));
             await endpoint.Send(MachineLifecycle.Launch(machine, halted.OperationId), context.CancellationToken);
             return;
         }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using MassTransit;
 using Platform.Contracts.Networking;
 using Platform.Contracts.Provisioning;
@@ -70,7 +69,8 @@ public sealed class MachineSaga : MassTransitStateMachine<MachineSagaState>
         During(AllocatingNetwork,
             When(NetworkAllocated).ThenAsync(c =>
             {
-                c.Saga.Network = new NetworkAttachment($"pm-{c.Saga.CorrelationId:N}", c.Message.Address, c.Message.PrefixLength, c.Message.Gateway, MacOf(c.Saga.CorrelationId));
+                c.Saga.Network = new NetworkAttachment(NetworkAttachment.NamespaceOf(c.Saga.CorrelationId), c.Message.Address, c.Message.PrefixLength, c.Message.Gateway,
+                    NetworkAttachment.MacOf(c.Saga.CorrelationId));
                 return CompletedAsync(c, MachineSteps.Network, $"{c.Message.Address}/{c.Message.PrefixLength} in {c.Message.Subnet}");
             }),
             When(NetworkRefused).ThenAsync(c => FailAsync(c, MachineSteps.Network, taken: false, c.Message.Reason)));
@@ -173,13 +173,6 @@ public sealed class MachineSaga : MassTransitStateMachine<MachineSagaState>
     public Event<MachineStepOverdue> Overdue { get; private set; } = null!;
 
     public Event<MachineExited> Exited { get; private set; } = null!;
-
-    /// <summary>A locally administered unicast MAC made from the machine id: the same machine gets the same one on every host.</summary>
-    public static string MacOf(Guid machineId)
-    {
-        var hash = SHA256.HashData(machineId.ToByteArray());
-        return $"02:{hash[0]:x2}:{hash[1]:x2}:{hash[2]:x2}:{hash[3]:x2}:{hash[4]:x2}";
-    }
 
     /// <summary>Replies about machines without a flow (made before it, or finished) are dropped, not faulted.</summary>
     private static void Existing<T>(IEventCorrelationConfigurator<MachineSagaState, T> correlation, Func<ConsumeContext<T>, Guid> machineId) where T : class
@@ -373,7 +366,7 @@ public sealed class MachineSaga : MassTransitStateMachine<MachineSagaState>
 
     private static async Task SendToHostAsync<T, TCommand>(BehaviorContext<MachineSagaState, T> context, TCommand command) where T : class where TCommand : class
     {
-        var endpoint = await context.GetSendEndpoint(MachineLifecycle.AgentQueue(context.Saga.HostId));
+        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(context.Saga.HostId));
         await endpoint.Send(command, context.CancellationToken);
     }
 
