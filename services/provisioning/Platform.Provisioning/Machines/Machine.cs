@@ -110,6 +110,11 @@ public sealed record Machine(
         _ => throw new IllegalTransitionException(action, State),
     };
 
+    /// <summary>What its main process ending without being asked records: stopped (exit code 0) or failed.</summary>
+    public object EndedBy(MachineExited exit, DateTimeOffset now) => exit.ExitCode == 0
+        ? new MachineStopped(Id, TenantId, null, 0, now)
+        : new MachineFailed(Id, TenantId, null, exit.Reason, exit.ExitCode, now);
+
     /// <summary>The operation a host's report ends, when the machine still waits for it.</summary>
     public bool Awaits(Guid operationId) => Pending?.Id == operationId;
 }

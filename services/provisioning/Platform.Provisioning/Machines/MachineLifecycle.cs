@@ -105,9 +105,7 @@ public sealed class HostReports(EventStore store, TimeProvider time) :
     }
 
     public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, machine =>
-        machine.State != MachineStates.Running ? []
-        : context.Message.ExitCode == 0 ? [new MachineStopped(machine.Id, machine.TenantId, null, 0, time.GetUtcNow())]
-        : [new MachineFailed(machine.Id, machine.TenantId, null, context.Message.Reason, context.Message.ExitCode, time.GetUtcNow())]);
+        machine.State != MachineStates.Running ? [] : [machine.EndedBy(context.Message, time.GetUtcNow())]);
 
     private async Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide)
     {

@@ -34,12 +34,7 @@ public sealed class MachineRecorder(EventStore store, TimeProvider time)
             var now = time.GetUtcNow();
             var running = new MachineRunning(machine.Id, machine.TenantId, saga.OperationId, launched.HostId, launched.Network,
                 launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
-            return saga.ExitedEarly switch
-            {
-                null => [running],
-                { ExitCode: 0 } exit => [running, new MachineStopped(machine.Id, machine.TenantId, null, 0, now)],
-                var exit => [running, new MachineFailed(machine.Id, machine.TenantId, null, exit.Reason, exit.ExitCode, now)],
-            };
+            return saga.ExitedEarly is { } exit ? [running, machine.EndedBy(exit, now)] : [running];
         });
 
     /// <summary>
@@ -48,9 +43,7 @@ public sealed class MachineRecorder(EventStore store, TimeProvider time)
     /// </summary>
     public Task ExitedAsync(ConsumeContext context, MachineSagaState saga, MachineExited exit) =>
         DecideAsync(context, saga, machine =>
-            machine.State != MachineStates.Running ? []
-            : exit.ExitCode == 0 ? [new MachineStopped(machine.Id, machine.TenantId, null, 0, time.GetUtcNow())]
-            : [new MachineFailed(machine.Id, machine.TenantId, null, exit.Reason, exit.ExitCode, time.GetUtcNow())]);
+            machine.State != MachineStates.Running ? [] : [machine.EndedBy(exit, time.GetUtcNow())]);
 
     /// <summary>
     /// Everything the flow held is given back: a machine being destroyed is destroyed, a creation that failed ends
