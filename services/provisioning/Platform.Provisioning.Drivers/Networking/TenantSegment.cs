@@ -19,12 +19,10 @@ public sealed partial class TenantSegment
     public const string AgentPrefix = "pls-";
 
     /// <summary>The namespace of <paramref name="tenantId"/>'s segment on the host agent <paramref name="hostId"/>.</summary>
-    public static string NameFor(Guid hostId, Guid tenantId) => PrefixOf(hostId) + Hash(tenantId.ToString())[..12];
+    public static string NameFor(Guid hostId, Guid tenantId) => StableName.For(PrefixOf(hostId), tenantId.ToString(), 12);
 
     /// <summary>What the names of every segment of <paramref name="hostId"/> start with.</summary>
-    public static string PrefixOf(Guid hostId) => AgentPrefix + Hash(hostId.ToString())[..6] + "-";
-
-    private static string Hash(string value) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(value)));
+    public static string PrefixOf(Guid hostId) => StableName.For(AgentPrefix, hostId.ToString(), 6) + "-";
 
     private TenantSegment(string name) => Namespace = name;
 
