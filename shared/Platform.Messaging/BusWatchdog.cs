@@ -26,6 +26,7 @@ public sealed class BusWatchdog(IBusControl bus, RabbitMqAddress broker, IHostAp
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
     private readonly Dictionary<string, DateTimeOffset> _withoutConsumerSince = [];
+    private IConnection? _connection;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -47,8 +48,9 @@ public sealed class BusWatchdog(IBusControl bus, RabbitMqAddress broker, IHostAp
             }
             catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
             {
-                // The broker is away: that is the bus's to recover from, and the next check's to judge.
+                // The broker is away: that is the bus's to recover from, and the next check's to judge (on a new connection).
                 _withoutConsumerSince.Clear();
+                await DropConnectionAsync();
                 logger.LogDebug(exception, "Could not check the receive endpoints' queues");
             }
         }
@@ -63,21 +65,26 @@ public sealed class BusWatchdog(IBusControl bus, RabbitMqAddress broker, IHostAp
             return null;
         }
 
-        await using var connection = await new ConnectionFactory
+        if (_connection is not { IsOpen: true })
         {
-            HostName = broker.Host,
-            Port = broker.Port,
-            VirtualHost = broker.VirtualHost,
-            UserName = broker.Username,
-            Password = broker.Password,
-            AutomaticRecoveryEnabled = false,
-            RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
-            ClientProvidedName = "watchdog",
-        }.CreateConnectionAsync(cancellationToken);
+            await DropConnectionAsync();
+            _connection = await new ConnectionFactory
+            {
+                HostName = broker.Host,
+                Port = broker.Port,
+                VirtualHost = broker.VirtualHost,
+                UserName = broker.Username,
+                Password = broker.Password,
+                AutomaticRecoveryEnabled = false,
+                RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
+                ClientProvidedName = "watchdog",
+            }.CreateConnectionAsync(cancellationToken);
+        }
+
         var now = time.GetUtcNow();
         foreach (var queue in queues)
         {
-            await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+            await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken);
             uint consumers;
             try
             {
@@ -103,6 +110,21 @@ public sealed class BusWatchdog(IBusControl bus, RabbitMqAddress broker, IHostAp
         }
 
         return null;
+    }
+
+    private async Task DropConnectionAsync()
+    {
+        if (_connection is { } connection)
+        {
+            _connection = null;
+            await connection.DisposeAsync();
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        await DropConnectionAsync();
     }
 
     /// <summary>The queue of an endpoint's input address (<c>rabbitmq://host/vhost/queue?…</c>); null for what is not a queue of ours.</summary>
