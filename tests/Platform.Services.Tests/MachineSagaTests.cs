@@ -49,7 +49,7 @@ public sealed class MachineSagaTests(PlatformStack stack)
         var ip = running.GetProperty("network").GetProperty("ip").GetString()!;
         var network = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/networks");
         Assert.Contains(ip, network.ToString(), StringComparison.Ordinal);
-        Assert.StartsWith($"platform-guest id={vm:N} hostname=behind-exit ip={ip}", await ProbeAsync(segment, ip), StringComparison.Ordinal);
+        Assert.StartsWith($"platform-guest id={vm:N} hostname=behind-exit ip={ip}", await MicroVmMachineTests.ProbeAsync(tenant, tenantId, vm), StringComparison.Ordinal);
 
         var sandboxTunnel = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{sandbox}");
         var asked = await MachineTests.WaitAsync(tenant, sandbox, "failed");
@@ -154,18 +154,4 @@ public sealed class MachineSagaTests(PlatformStack stack)
             var created = await tenant.PostAsJsonAsync("/api/v1/machines", body);
             return created.StatusCode == HttpStatusCode.Accepted ? (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid() : (Guid?)null;
         }, TimeSpan.FromSeconds(30), "provisioning knows the exit node");
-
-    private static async Task<string> ProbeAsync(string segment, string ip)
-    {
-        using var socket = await NetworkNamespace.Open(segment).ConnectAsync(IPAddress.Parse(ip), 7070, CancellationToken.None);
-        var buffer = new byte[256];
-        var answer = new StringBuilder();
-        int read;
-        while ((read = await socket.ReceiveAsync(buffer)) > 0)
-        {
-            answer.Append(Encoding.ASCII.GetString(buffer, 0, read));
-        }
-
-        return answer.ToString().Trim();
-    }
 }

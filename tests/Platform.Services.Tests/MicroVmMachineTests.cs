@@ -82,7 +82,7 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
     }
 
     /// <summary>What the guest agent answers, asked from its tenant's network (the segment's namespace on the machine's host).</summary>
-    private static async Task<string> ProbeAsync(HttpClient tenant, Guid tenantId, Guid machineId)
+    internal static async Task<string> ProbeAsync(HttpClient tenant, Guid tenantId, Guid machineId)
     {
         var machine = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machineId}");
         var segment = TenantSegment.NameFor(machine.GetProperty("hostId").GetGuid(), tenantId);
