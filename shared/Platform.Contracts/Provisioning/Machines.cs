@@ -118,3 +118,11 @@ public sealed record StartMachine(Guid MachineId, Guid TenantId, Guid OperationI
 /// state does not allow it is left alone.
 /// </summary>
 public sealed record RestartMachine(Guid MachineId, Guid TenantId, Guid OperationId, string RequestedBy);
+
+/// <summary>
+/// Command from another service (the healing watchdog, when a machine's exit address changed): run the machine again
+/// from its template, as a user's <c>POST /machines/{id}/recreate</c> would — what it kept on its host (disk, container,
+/// cloud instance) is discarded first; its id, address and tunnel stay. Idempotent by <paramref name="OperationId"/>;
+/// a machine whose state does not allow it is left alone.
+/// </summary>
+public sealed record RecreateMachine(Guid MachineId, Guid TenantId, Guid OperationId, string RequestedBy);
