@@ -83,20 +83,23 @@ public sealed class HealingTests(PlatformStack stack)
         Assert.True(problem.GetProperty("errors").TryGetProperty("maxBackoffSeconds", out _));
     }
 
-    private static async Task<List<string>> AuditTypesAsync(HttpClient tenant, Guid machineId)
+    private static async Task<List<string>> AuditTypesAsync(HttpClient tenant, Guid machineId) =>
+        (await AuditOfAsync(tenant, machineId)).Select(e => e.GetProperty("type").GetString()!).ToList();
+
+    /// <summary>The tenant's audit log entries about the machine, in order.</summary>
+    internal static async Task<List<JsonElement>> AuditOfAsync(HttpClient tenant, Guid machineId)
     {
-        var types = new List<string>();
+        var entries = new List<JsonElement>();
         string? cursor = "0";
         while (cursor is not null)
         {
             var page = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/audit?limit=1000&after={cursor}");
-            types.AddRange(page.GetProperty("items").EnumerateArray()
-                .Where(e => e.GetProperty("data").TryGetProperty("machineId", out var m) && m.GetGuid() == machineId)
-                .Select(e => e.GetProperty("type").GetString()!));
+            entries.AddRange(page.GetProperty("items").EnumerateArray()
+                .Where(e => e.GetProperty("data").TryGetProperty("machineId", out var m) && m.GetGuid() == machineId));
             cursor = page.TryGetProperty("nextCursor", out var next) ? next.GetString() : null;
         }
 
-        return types;
+        return entries;
     }
 
     /// <summary>Kills what runs in the sandbox's cgroup, once it is in there (it joins its cgroup a moment after it counts as running).</summary>

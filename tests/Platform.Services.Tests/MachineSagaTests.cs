@@ -148,7 +148,7 @@ public sealed class MachineSagaTests(PlatformStack stack)
     }
 
     /// <summary>Provisioning learns of a new exit node from networking's event: the first request may come before it.</summary>
-    private static Task<Guid> CreateWhenExitNodeKnownAsync(HttpClient tenant, object body) =>
+    internal static Task<Guid> CreateWhenExitNodeKnownAsync(HttpClient tenant, object body) =>
         Eventually.ValueAsync(async () =>
         {
             var created = await tenant.PostAsJsonAsync("/api/v1/machines", body);

@@ -100,6 +100,10 @@ public sealed class PlatformStack : IAsyncLifetime
                     ("Platform__Telemetry__Metrics__RollupInterval", "00:00:01"),
                     // Off unless a test's tenant turns it on: other tests fail machines on purpose and look at them failed.
                     ("Platform__Telemetry__Healing__Enabled", "false")),
+                // A tunnel has 15 s for its first handshake (an exit node that admits it at once answers within 5), judged every second.
+                "networking" => _environment.For(
+                    ("Platform__Networking__Tunnels__FirstHandshakeWithin", "00:00:15"),
+                    ("Platform__Networking__Tunnels__CheckInterval", "00:00:01")),
                 _ => _environment.For(),
             };
             foreach (var (_, key, value) in ServiceSettings.Where(setting => setting.Service == name))

@@ -11,13 +11,14 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networki
         .Map<TunnelRequested>(nameof(TunnelRequested))
         .Map<TunnelAbandoned>(nameof(TunnelAbandoned))
         .Map<TunnelDetachRequested>(nameof(TunnelDetachRequested))
+        .Map<TunnelReattachRequested>(nameof(TunnelReattachRequested))
         .Map<TunnelAddressLeased>(nameof(TunnelAddressLeased))
         .Map<TunnelAddressReleased>(nameof(TunnelAddressReleased))
         .Map<PortForwardRequested>(nameof(PortForwardRequested))
         .Map<PortForwardAbandoned>(nameof(PortForwardAbandoned))
         .Map<PortForwardRemoveRequested>(nameof(PortForwardRemoveRequested)),
     InlineProjections = [new ExitNodeCatalog("networking"), new TunnelCatalog("networking"), new PortForwardCatalog("networking")],
-    Migrations = [ExitNodeCatalog.Migration, TunnelCatalog.Migration, PortForwardCatalog.Migration, MachineCopies.Migration],
+    Migrations = [ExitNodeCatalog.Migration, TunnelCatalog.Migration, TunnelCatalog.HealthMigration, PortForwardCatalog.Migration, MachineCopies.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AllocateNetworkConsumer, AllocateNetworkConsumerDefinition>();
@@ -32,6 +33,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("networki
         builder.Services.AddSingleton(NetworkingOptions.Read(builder.Configuration));
         builder.Services.AddSingleton<AddressAllocation>();
         builder.Services.AddHostedService<DefaultPool>();
+        builder.Services.AddHostedService<TunnelHealthChecks>();
         builder.Services.AddSingleton<PortForwarding>();
     },
     MapEndpoints = app =>

@@ -11,7 +11,7 @@ using Platform.Telemetry.Webhooks;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TelemetryService.Name)
 {
-    Migrations = [AuditLog.Migration, WebhookStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
+    Migrations = [AuditLog.Migration, WebhookStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>();

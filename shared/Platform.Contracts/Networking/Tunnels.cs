@@ -28,7 +28,10 @@ public sealed record TunnelAttachFailed(Guid MachineId, Guid TenantId, Guid Exit
 
 public sealed record TunnelDetached(Guid MachineId, Guid TenantId, Guid? ExitNodeId, DateTimeOffset DetachedAt) : IIntegrationEvent;
 
-/// <summary>Command to a host agent (its own queue): set up the machine's tunnel in its tenant's segment. Idempotent by machine id.</summary>
+/// <summary>
+/// Command to a host agent (its own queue): set up the machine's tunnel in its tenant's segment. Idempotent by machine id;
+/// with <paramref name="Rekey"/> (a re-attach's id) a tunnel that is up is made again with a fresh key pair, once per id.
+/// </summary>
 public sealed record SetUpTunnel(
     Guid MachineId,
     Guid TenantId,
@@ -38,7 +41,8 @@ public sealed record SetUpTunnel(
     string TunnelAddress,
     string ExitEndpoint,
     string ExitPublicKey,
-    IReadOnlyList<string> AllowedIps);
+    IReadOnlyList<string> AllowedIps,
+    Guid? Rekey = null);
 
 /// <summary>Command to a host agent: remove the machine's tunnel. Idempotent.</summary>
 public sealed record RemoveTunnel(Guid MachineId, Guid TenantId);
@@ -53,4 +57,38 @@ public sealed record TunnelRemoved(Guid MachineId, Guid TenantId, Guid HostId);
 /// <summary>An agent's periodic report: each tunnel on the host and its latest handshake (null before the first).</summary>
 public sealed record TunnelHandshakesReported(Guid HostId, IReadOnlyList<TunnelHandshake> Tunnels, DateTimeOffset ReportedAt);
 
-public sealed record TunnelHandshake(Guid MachineId, DateTimeOffset? LatestHandshakeAt);
+/// <summary>One tunnel's latest handshake, by the key its interface has now (so a reading of a key replaced since counts for nothing).</summary>
+public sealed record TunnelHandshake(Guid MachineId, DateTimeOffset? LatestHandshakeAt, string? PublicKey = null);
+
+/// <summary>
+/// Command (the healing watchdog's, or an operator's): make the machine's attached tunnel again on its host with a fresh key
+/// pair, keeping its tunnel address. Answered by <see cref="TunnelAttached"/> with the new public key (which the exit node
+/// must admit), or <see cref="TunnelReattachFailed"/>. Idempotent by <paramref name="RequestId"/>.
+/// </summary>
+public sealed record ReattachTunnel(Guid MachineId, Guid TenantId, Guid RequestId, string RequestedBy);
+
+/// <summary>The tunnel could not be made again; it stays attached as it was (and down).</summary>
+public sealed record TunnelReattachFailed(Guid MachineId, Guid TenantId, Guid ExitNodeId, Guid RequestId, string Reason, DateTimeOffset FailedAt) : IIntegrationEvent;
+
+/// <summary>The states networking folds an attached tunnel's handshakes into.</summary>
+public static class TunnelHealth
+{
+    /// <summary>Attached (or re-attached) and waiting for its first handshake, within the allowed time.</summary>
+    public const string Pending = "pending";
+
+    /// <summary>Its latest handshake is recent: traffic can flow through the exit node.</summary>
+    public const string Up = "up";
+
+    /// <summary>No handshake in time, a stale one, or its host stopped reporting: the machine's egress does not get through.</summary>
+    public const string Down = "down";
+}
+
+/// <summary>
+/// The machine's tunnel stopped working: <paramref name="Reason"/> says how (no first handshake within the allowed time,
+/// latest handshake too old, or its host stopped reporting). <paramref name="LatestHandshakeAt"/> is the last seen, if any.
+/// </summary>
+public sealed record TunnelDown(
+    Guid MachineId, Guid TenantId, Guid ExitNodeId, Guid HostId, string Reason, DateTimeOffset? LatestHandshakeAt, DateTimeOffset At) : IIntegrationEvent;
+
+/// <summary>The machine's tunnel completed a handshake with its exit node (its first, or again after it was down).</summary>
+public sealed record TunnelUp(Guid MachineId, Guid TenantId, Guid ExitNodeId, Guid HostId, DateTimeOffset LatestHandshakeAt, DateTimeOffset At) : IIntegrationEvent;

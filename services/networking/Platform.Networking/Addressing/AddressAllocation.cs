@@ -2,6 +2,7 @@ using Platform.Contracts.Networking;
 using Platform.EventSourcing;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Startup;
+using Platform.Networking.Tunnels;
 
 namespace Platform.Networking.Addressing;
 
@@ -18,6 +19,9 @@ public sealed class NetworkingOptions
 
     /// <summary>How long a released address rests before it is leased again (so stale packets and caches do not reach a new owner).</summary>
     public TimeSpan Quarantine { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How tunnels' handshakes are judged (<c>Platform:Networking:Tunnels</c>).</summary>
+    public TunnelHealthOptions Tunnels { get; set; } = new();
 
     /// <summary>The settings, or one clear line at start saying which is wrong.</summary>
     public static NetworkingOptions Read(IConfiguration configuration)
@@ -36,6 +40,11 @@ public sealed class NetworkingOptions
         if (options.Quarantine < TimeSpan.Zero)
         {
             throw new StartupException($"{Section}:Quarantine cannot be negative.");
+        }
+
+        if (options.Tunnels.FirstHandshakeWithin <= TimeSpan.Zero || options.Tunnels.StaleAfter <= TimeSpan.Zero || options.Tunnels.CheckInterval <= TimeSpan.Zero)
+        {
+            throw new StartupException($"{Section}:Tunnels:FirstHandshakeWithin, StaleAfter and CheckInterval must be positive durations such as 00:00:30.");
         }
 
         return options;

@@ -33,6 +33,8 @@ public sealed class ExitNodeCatalog(string schema) : IProjection
                     node.ExitNodeId, new NpgsqlParameter { Value = (object?)node.TenantId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid }, node.Name,
                     new NpgsqlParameter { Value = JsonSerializer.Serialize(node, PlatformJson.Options), NpgsqlDbType = NpgsqlDbType.Jsonb }),
                 ExitNodeRemoved removed => transaction.Command($"DELETE FROM {schema}.exit_nodes WHERE id = $1", removed.ExitNodeId),
+                ExitNodeExitAddressChanged changed => transaction.Command($"UPDATE {schema}.exit_nodes SET node = jsonb_set(node, '{{exitAddress}}', to_jsonb($2::text)) WHERE id = $1",
+                    changed.ExitNodeId, changed.Current),
                 _ => null,
             };
             if (command is not null)

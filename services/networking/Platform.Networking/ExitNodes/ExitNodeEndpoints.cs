@@ -14,14 +14,18 @@ using Platform.Networking.Addressing;
 namespace Platform.Networking.ExitNodes;
 
 public sealed record RegisterExitNodeRequest(
-    string? Name, string? Endpoint, string? PublicKey, List<string>? AllowedIps, string? Region, string? Locale, string? Timezone, List<string>? Dns, string? PeerCidr);
+    string? Name, string? Endpoint, string? PublicKey, List<string>? AllowedIps, string? Region, string? Locale, string? Timezone, List<string>? Dns, string? PeerCidr,
+    string? ExitAddress);
+
+/// <summary>What an exit node's operator may change while machines use it: the public address the world sees.</summary>
+public sealed record UpdateExitNodeRequest(string? ExitAddress);
 
 public sealed record ExitNodeView(
     Guid Id, string Name, string Endpoint, string PublicKey, IReadOnlyList<string> AllowedIps, string Region, string? Locale, string? Timezone,
-    IReadOnlyList<string>? Dns, string PeerCidr, bool Shared, DateTimeOffset RegisteredAt)
+    IReadOnlyList<string>? Dns, string PeerCidr, bool Shared, DateTimeOffset RegisteredAt, string? ExitAddress)
 {
     public static ExitNodeView Of(ExitNodeRegistered node) => new(node.ExitNodeId, node.Name, node.Endpoint, node.PublicKey, node.AllowedIps, node.Region,
-        node.Locale, node.Timezone, node.Dns, node.PeerRange, node.TenantId is null, node.RegisteredAt);
+        node.Locale, node.Timezone, node.Dns, node.PeerRange, node.TenantId is null, node.RegisteredAt, node.ExitAddress);
 }
 
 /// <summary>
@@ -37,6 +41,7 @@ public static partial class ExitNodeEndpoints
         app.MapGet("/api/v1/exit-nodes/{exitNodeId:guid}", async Task<Ok<ExitNodeView>> (Guid exitNodeId, Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken ct) =>
             TypedResults.Ok(ExitNodeView.Of(await FindAsync(exitNodeId, caller, dataSource, store, ct))));
         app.MapDelete("/api/v1/exit-nodes/{exitNodeId:guid}", RemoveAsync);
+        app.MapPatch("/api/v1/exit-nodes/{exitNodeId:guid}", UpdateAsync);
     }
 
     private static async Task<Created<ExitNodeView>> RegisterAsync(
@@ -51,7 +56,7 @@ public static partial class ExitNodeEndpoints
 
         var node = new ExitNodeRegistered(Guid.CreateVersion7(), caller.TenantId, request!.Name!, request.Endpoint!, request.PublicKey!, request.AllowedIps!,
             request.Region!, request.Locale, request.Timezone, request.Dns, time.GetUtcNow(),
-            request.PeerCidr is null ? null : Ipv4Block.Parse(request.PeerCidr).ToString());
+            request.PeerCidr is null ? null : Ipv4Block.Parse(request.PeerCidr).ToString(), request.ExitAddress is null ? null : IPAddress.Parse(request.ExitAddress).ToString());
         await store.AppendAsync($"exit-node-{node.ExitNodeId}", ExpectedVersion.NoStream, [node],
             new EventMetadata(RequestCorrelation.Of(http), TenantId: caller.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
         return TypedResults.Created($"/api/v1/exit-nodes/{node.ExitNodeId}", ExitNodeView.Of(node));
@@ -75,16 +80,61 @@ public static partial class ExitNodeEndpoints
     private static async Task<NoContent> RemoveAsync(Guid exitNodeId, Caller caller, HttpContext http, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         caller.RequireMutate("exit nodes");
-        var node = await FindAsync(exitNodeId, caller, dataSource, store, cancellationToken);
-        if (node.TenantId is null && !caller.SeesAllTenants)
-        {
-            throw Problems.Forbidden("A shared exit node is the platform's; only a platform-admin removes it.");
-        }
-
-        await store.AppendAsync($"exit-node-{exitNodeId}", ExpectedVersion.Exactly(1), [new ExitNodeRemoved(exitNodeId, node.TenantId, time.GetUtcNow())],
+        // The version first: the catalog is written with the stream, so a change in between makes the append refuse.
+        var version = await VersionOfAsync(exitNodeId, store, cancellationToken);
+        var node = await FindOwnAsync(exitNodeId, caller, dataSource, store, "removes", cancellationToken);
+        await store.AppendAsync($"exit-node-{exitNodeId}", version,
+            [new ExitNodeRemoved(exitNodeId, node.TenantId, time.GetUtcNow())],
             new EventMetadata(RequestCorrelation.Of(http), TenantId: node.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
         return TypedResults.NoContent();
     }
+
+    /// <summary>
+    /// Records the node's new public address (its operator's, or a script's on the node when a residential or mobile
+    /// address rotates); the same address again changes nothing. The healing watchdog may recreate the machines behind it.
+    /// </summary>
+    private static async Task<Ok<ExitNodeView>> UpdateAsync(
+        Guid exitNodeId, UpdateExitNodeRequest? request, Caller caller, HttpContext http, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        caller.RequireMutate("exit nodes");
+        if (request?.ExitAddress is not { } text || !IPAddress.TryParse(text, out var address))
+        {
+            throw Problems.Invalid("exitAddress", "is required: the IPv4 or IPv6 address the world sees traffic through the node come from");
+        }
+
+        var version = await VersionOfAsync(exitNodeId, store, cancellationToken);
+        var node = await FindOwnAsync(exitNodeId, caller, dataSource, store, "changes", cancellationToken);
+        var current = address.ToString();
+        if (node.ExitAddress == current)
+        {
+            return TypedResults.Ok(ExitNodeView.Of(node));
+        }
+
+        try
+        {
+            await store.AppendAsync($"exit-node-{exitNodeId}", version,
+                [new ExitNodeExitAddressChanged(exitNodeId, node.TenantId, node.ExitAddress, current, time.GetUtcNow())],
+                new EventMetadata(RequestCorrelation.Of(http), TenantId: node.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
+        }
+        catch (WrongExpectedVersionException)
+        {
+            throw new ProblemException(ProblemTypes.ConcurrencyConflict, StatusCodes.Status409Conflict, "The exit node changed meanwhile.", "Read it again and retry.");
+        }
+
+        return TypedResults.Ok(ExitNodeView.Of(node with { ExitAddress = current }));
+    }
+
+    /// <summary>The node, when the caller may change it: a tenant its own, a platform-admin any.</summary>
+    private static async Task<ExitNodeRegistered> FindOwnAsync(Guid exitNodeId, Caller caller, NpgsqlDataSource dataSource, EventStore store, string verb, CancellationToken cancellationToken)
+    {
+        var node = await FindAsync(exitNodeId, caller, dataSource, store, cancellationToken);
+        return node.TenantId is null && !caller.SeesAllTenants
+            ? throw Problems.Forbidden($"A shared exit node is the platform's; only a platform-admin {verb} it.")
+            : node;
+    }
+
+    private static async Task<ExpectedVersion> VersionOfAsync(Guid exitNodeId, EventStore store, CancellationToken cancellationToken) =>
+        ExpectedVersion.Exactly(await store.ReadStreamVersionAsync($"exit-node-{exitNodeId}", cancellationToken));
 
     private static async Task<ExitNodeRegistered> FindAsync(Guid exitNodeId, Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken cancellationToken)
     {
@@ -133,6 +183,11 @@ public static partial class ExitNodeEndpoints
         if (request?.PeerCidr is { } peers && (!Ipv4Block.TryParse(peers, out var range) || range.PrefixLength is < 8 or > 30))
         {
             errors["peerCidr"] = ["must be an IPv4 CIDR block of /8 to /30 (its network address, host bits zero), such as 100.64.0.0/16"];
+        }
+
+        if (request?.ExitAddress is { } exitAddress && !IPAddress.TryParse(exitAddress, out _))
+        {
+            errors["exitAddress"] = ["must be an IPv4 or IPv6 address: the one the world sees traffic through the node come from"];
         }
 
         if (request?.Locale is { Length: > 35 } || request?.Timezone is { Length: > 64 })

@@ -12,8 +12,17 @@ public static class TunnelStates
     public const string Detached = "detached";
 }
 
-/// <summary>Networking's own event: the machine's tunnel is being set up on its host, as <paramref name="TunnelAddress"/> of the exit node.</summary>
-public sealed record TunnelRequested(Guid MachineId, Guid TenantId, Guid ExitNodeId, Guid HostId, string MachineAddress, string TunnelAddress, DateTimeOffset RequestedAt);
+/// <summary>
+/// Networking's own event: the machine's tunnel is being set up on its host, as <paramref name="TunnelAddress"/> of the exit node,
+/// for the machine at <paramref name="MachineAddress"/> in its segment (<paramref name="Gateway"/>/<paramref name="PrefixLength"/>;
+/// null in tunnels requested before they were recorded, which cannot be re-attached).
+/// </summary>
+public sealed record TunnelRequested(
+    Guid MachineId, Guid TenantId, Guid ExitNodeId, Guid HostId, string MachineAddress, string TunnelAddress, DateTimeOffset RequestedAt,
+    string? Gateway = null, int? PrefixLength = null);
+
+/// <summary>Networking's own event: the attached tunnel is being made again on its host with a fresh key (re-attach <paramref name="RequestId"/>).</summary>
+public sealed record TunnelReattachRequested(Guid MachineId, Guid TenantId, Guid RequestId, string RequestedBy, DateTimeOffset RequestedAt);
 
 /// <summary>Networking's own event: the host could not set the tunnel up; its address is free again.</summary>
 public sealed record TunnelAbandoned(Guid MachineId, Guid TenantId, Guid ExitNodeId, string Reason, DateTimeOffset AbandonedAt);
@@ -21,7 +30,11 @@ public sealed record TunnelAbandoned(Guid MachineId, Guid TenantId, Guid ExitNod
 /// <summary>Networking's own event: the tunnel is being removed from its host.</summary>
 public sealed record TunnelDetachRequested(Guid MachineId, Guid TenantId, DateTimeOffset RequestedAt);
 
-/// <summary>A machine's tunnel, folded from its stream <c>tunnel-{machineId}</c>.</summary>
+/// <summary>
+/// A machine's tunnel, folded from its stream <c>tunnel-{machineId}</c>. <see cref="Health"/> (a <see cref="TunnelHealth"/>
+/// value) is what its handshakes came to; <see cref="Reattach"/> is the re-attach in flight, <see cref="LastReattach"/> the
+/// latest one asked for (a repeat of it changes nothing).
+/// </summary>
 public sealed record MachineTunnel(
     Guid MachineId,
     Guid TenantId,
@@ -30,20 +43,38 @@ public sealed record MachineTunnel(
     string TunnelAddress,
     string State,
     string? PublicKey,
-    DateTimeOffset? AttachedAt)
+    DateTimeOffset? AttachedAt,
+    string MachineAddress = "",
+    string? Gateway = null,
+    int? PrefixLength = null,
+    string Health = TunnelHealth.Pending,
+    Guid? Reattach = null,
+    Guid? LastReattach = null)
 {
     public static string StreamOf(Guid machineId) => $"tunnel-{machineId}";
 
     public static MachineTunnel Evolve(MachineTunnel? tunnel, object @event) => @event switch
     {
-        TunnelRequested e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId, e.HostId, e.TunnelAddress, TunnelStates.Attaching, null, null),
-        TunnelAttached e when tunnel is not null => tunnel with { State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt },
-        TunnelDetachRequested when tunnel is not null => tunnel with { State = TunnelStates.Detaching },
+        TunnelRequested e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId, e.HostId, e.TunnelAddress, TunnelStates.Attaching, null, null,
+            e.MachineAddress, e.Gateway, e.PrefixLength),
+        TunnelAttached e when tunnel is not null => tunnel with
+        {
+            State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt, Health = TunnelHealth.Pending, Reattach = null,
+        },
+        TunnelReattachRequested e when tunnel is not null => tunnel with { State = TunnelStates.Attaching, Reattach = e.RequestId, LastReattach = e.RequestId },
+        TunnelReattachFailed when tunnel is not null => tunnel with { State = TunnelStates.Attached, Health = TunnelHealth.Down, Reattach = null },
+        TunnelDown when tunnel is not null => tunnel with { Health = TunnelHealth.Down },
+        TunnelUp when tunnel is not null => tunnel with { Health = TunnelHealth.Up },
+        TunnelDetachRequested when tunnel is not null => tunnel with { State = TunnelStates.Detaching, Reattach = null },
         TunnelAbandoned or TunnelDetached when tunnel is not null => tunnel with { State = TunnelStates.Detached },
         // Detached before anything was requested: recorded, so that a late attach makes nothing.
         TunnelDetached e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId ?? Guid.Empty, Guid.Empty, "", TunnelStates.Detached, null, null),
         _ => tunnel ?? throw new InvalidOperationException($"A tunnel stream cannot start with {@event.GetType().Name}."),
     };
+
+    /// <summary>What the host agent takes to set this tunnel up through <paramref name="node"/> (again, with <paramref name="rekey"/>).</summary>
+    public SetUpTunnel SetUp(ExitNodeRegistered node, Guid? rekey = null) =>
+        new(MachineId, TenantId, MachineAddress, Gateway!, PrefixLength!.Value, TunnelAddress, node.Endpoint, node.PublicKey, node.AllowedIps, rekey);
 }
 
 /// <summary>Networking's own event: an exit node's tunnel address went to a machine.</summary>

@@ -27,6 +27,14 @@ public sealed class TunnelCatalog(string schema) : IProjection
         CREATE INDEX ON {schema}.tunnels (tenant_id, machine_id);
         """);
 
+    /// <summary>Each tunnel's health (see <see cref="TunnelHealth"/>) and since when, and when a re-attach in flight was asked for.</summary>
+    public static SchemaMigration HealthMigration { get; } = new("tunnel-catalog", 2, $$"""
+        ALTER TABLE {schema}.tunnels ADD COLUMN health text NOT NULL DEFAULT '{{TunnelHealth.Pending}}';
+        ALTER TABLE {schema}.tunnels ADD COLUMN health_since timestamptz;
+        ALTER TABLE {schema}.tunnels ADD COLUMN reattach_requested_at timestamptz;
+        CREATE INDEX ON {schema}.tunnels (state);
+        """);
+
     public async Task ApplyAsync(IReadOnlyList<StoredEvent> events, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         foreach (var stored in events)
@@ -40,8 +48,30 @@ public sealed class TunnelCatalog(string schema) : IProjection
                         """, cancellationToken, e.MachineId, e.TenantId, e.ExitNodeId, e.HostId, e.TunnelAddress, e.RequestedAt);
                     break;
                 case TunnelAttached e:
-                    await transaction.ExecuteAsync($"UPDATE {schema}.tunnels SET state = '{TunnelStates.Attached}', public_key = $2, attached_at = $3 WHERE machine_id = $1",
-                        cancellationToken, e.MachineId, e.PublicKey, e.AttachedAt);
+                    // A new key (a first attach or a re-attach): earlier handshakes were another key's.
+                    await transaction.ExecuteAsync($"""
+                        UPDATE {schema}.tunnels SET state = '{TunnelStates.Attached}', public_key = $2, attached_at = $3, health = '{TunnelHealth.Pending}',
+                            health_since = $3, latest_handshake_at = NULL, reattach_requested_at = NULL
+                        WHERE machine_id = $1
+                        """, cancellationToken, e.MachineId, e.PublicKey, e.AttachedAt);
+                    break;
+                case TunnelReattachRequested e:
+                    await transaction.ExecuteAsync($"UPDATE {schema}.tunnels SET state = '{TunnelStates.Attaching}', reattach_requested_at = $2 WHERE machine_id = $1",
+                        cancellationToken, e.MachineId, e.RequestedAt);
+                    break;
+                case TunnelReattachFailed e:
+                    await transaction.ExecuteAsync($"""
+                        UPDATE {schema}.tunnels SET state = '{TunnelStates.Attached}', health = '{TunnelHealth.Down}', health_since = $2, reattach_requested_at = NULL
+                        WHERE machine_id = $1
+                        """, cancellationToken, e.MachineId, e.FailedAt);
+                    break;
+                case TunnelDown e:
+                    await transaction.ExecuteAsync($"UPDATE {schema}.tunnels SET health = '{TunnelHealth.Down}', health_since = $2 WHERE machine_id = $1",
+                        cancellationToken, e.MachineId, e.At);
+                    break;
+                case TunnelUp e:
+                    await transaction.ExecuteAsync($"UPDATE {schema}.tunnels SET health = '{TunnelHealth.Up}', health_since = $2 WHERE machine_id = $1",
+                        cancellationToken, e.MachineId, e.At);
                     break;
                 case TunnelDetachRequested e:
                     await transaction.ExecuteAsync($"UPDATE {schema}.tunnels SET state = '{TunnelStates.Detaching}' WHERE machine_id = $1", cancellationToken, e.MachineId);

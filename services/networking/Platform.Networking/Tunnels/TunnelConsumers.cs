@@ -15,7 +15,7 @@ namespace Platform.Networking.Tunnels;
 /// comes after the tunnel was detached makes nothing.
 /// </summary>
 public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource, TimeProvider time, ILogger<TunnelCommands> logger) :
-    IConsumer<AttachTunnel>, IConsumer<DetachTunnel>, IConsumer<TunnelSetUp>, IConsumer<TunnelSetUpFailed>, IConsumer<TunnelRemoved>
+    IConsumer<AttachTunnel>, IConsumer<DetachTunnel>, IConsumer<ReattachTunnel>, IConsumer<TunnelSetUp>, IConsumer<TunnelSetUpFailed>, IConsumer<TunnelRemoved>
 {
     private const int Attempts = 20;
 
@@ -29,7 +29,10 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
                 await context.Publish(Attached(attached));
                 return;
             case { State: TunnelStates.Attaching } attaching:
-                await SetUpAsync(context, attaching, command);
+                await SetUpAsync(context, attaching with
+                {
+                    MachineAddress = command.MachineAddress, Gateway = attaching.Gateway ?? command.Gateway, PrefixLength = attaching.PrefixLength ?? command.PrefixLength,
+                });
                 return;
             case not null:
                 // Detached already: the flow that asked has moved on.
@@ -54,7 +57,8 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
                 return;
             }
 
-            var requested = new TunnelRequested(command.MachineId, command.TenantId, node.ExitNodeId, command.HostId, command.MachineAddress, address, time.GetUtcNow());
+            var requested = new TunnelRequested(command.MachineId, command.TenantId, node.ExitNodeId, command.HostId, command.MachineAddress, address, time.GetUtcNow(),
+                command.Gateway, command.PrefixLength);
             try
             {
                 await using var session = await store.BeginSessionAsync(context.CancellationToken);
@@ -69,8 +73,40 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
                 continue;
             }
 
-            await SetUpAsync(context, MachineTunnel.Evolve(null, requested), command);
+            await SetUpAsync(context, MachineTunnel.Evolve(null, requested));
             return;
+        }
+    }
+
+    /// <summary>
+    /// Makes an attached tunnel again with a fresh key on its host (a stale tunnel's usual mend: the exit node lost its
+    /// peer, or the host's interface is wedged). Once per request: a repeat of one in flight is sent to the host again.
+    /// </summary>
+    public async Task Consume(ConsumeContext<ReattachTunnel> context)
+    {
+        var command = context.Message;
+        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(command.MachineId), MachineTunnel.Evolve, context.CancellationToken);
+        switch (loaded.State)
+        {
+            case { State: TunnelStates.Attaching } tunnel when tunnel.Reattach == command.RequestId:
+                await SetUpAsync(context, tunnel, command.RequestId);
+                return;
+            case { State: TunnelStates.Attached, Gateway: null } tunnel:
+                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), loaded.ExpectedVersion,
+                    [new TunnelReattachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, command.RequestId,
+                        "the tunnel was attached before its segment was recorded; destroy and create the machine to renew it", time.GetUtcNow())],
+                    Metadata(context, tunnel.TenantId), context.CancellationToken);
+                return;
+            case { State: TunnelStates.Attached } tunnel when tunnel.LastReattach != command.RequestId:
+                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), loaded.ExpectedVersion,
+                    [new TunnelReattachRequested(tunnel.MachineId, tunnel.TenantId, command.RequestId, command.RequestedBy, time.GetUtcNow())],
+                    new EventMetadata(context.CorrelationId, context.MessageId, tunnel.TenantId.ToString(), command.RequestedBy), context.CancellationToken);
+                await SetUpAsync(context, tunnel, command.RequestId);
+                return;
+            default:
+                logger.LogInformation("Re-attach {RequestId} of machine {MachineId}'s tunnel changed nothing: the tunnel is {State}",
+                    command.RequestId, command.MachineId, loaded.State?.State ?? "unknown");
+                return;
         }
     }
 
@@ -99,6 +135,15 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
         var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
         if (loaded.State is not { State: TunnelStates.Attaching } tunnel)
         {
+            return;
+        }
+
+        if (tunnel.Reattach is { } reattach)
+        {
+            // A re-attach that failed leaves the tunnel as it was: attached, its address kept, down.
+            await store.AppendAsync(MachineTunnel.StreamOf(tunnel.MachineId), loaded.ExpectedVersion,
+                [new TunnelReattachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, reattach, $"the host could not set the tunnel up: {report.Reason}", time.GetUtcNow())],
+                Metadata(context, tunnel.TenantId), context.CancellationToken);
             return;
         }
 
@@ -156,7 +201,7 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
     private static TunnelAttached Attached(MachineTunnel tunnel) =>
         new(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, tunnel.HostId, tunnel.TunnelAddress, tunnel.PublicKey!, tunnel.AttachedAt!.Value);
 
-    private async Task SetUpAsync(ConsumeContext context, MachineTunnel tunnel, AttachTunnel command)
+    private async Task SetUpAsync(ConsumeContext context, MachineTunnel tunnel, Guid? rekey = null)
     {
         if (await FindExitNodeAsync(tunnel.ExitNodeId, tunnel.TenantId, context.CancellationToken) is not { } node)
         {
@@ -165,8 +210,7 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
             return;
         }
 
-        await SendAsync(context, tunnel.HostId, new SetUpTunnel(tunnel.MachineId, tunnel.TenantId, command.MachineAddress, command.Gateway, command.PrefixLength,
-            tunnel.TunnelAddress, node.Endpoint, node.PublicKey, node.AllowedIps));
+        await SendAsync(context, tunnel.HostId, tunnel.SetUp(node, rekey));
     }
 
     private async Task<ExitNodeRegistered?> FindExitNodeAsync(Guid exitNodeId, Guid tenantId, CancellationToken cancellationToken)
@@ -195,11 +239,16 @@ public sealed class TunnelHandshakesConsumer(NpgsqlDataSource dataSource, EventS
         await using var batch = dataSource.CreateBatch();
         foreach (var tunnel in report.Tunnels)
         {
-            var command = new NpgsqlBatchCommand($"UPDATE {store.Schema}.tunnels SET latest_handshake_at = $2, checked_at = $3 WHERE machine_id = $1 AND host_id = $4");
+            // A reading of a key replaced since (a re-attach) says nothing about the tunnel as it is now.
+            var command = new NpgsqlBatchCommand($"""
+                UPDATE {store.Schema}.tunnels SET latest_handshake_at = $2, checked_at = $3
+                WHERE machine_id = $1 AND host_id = $4 AND ($5::text IS NULL OR public_key IS NULL OR public_key = $5)
+                """);
             command.Parameters.Add(new NpgsqlParameter { Value = tunnel.MachineId });
             command.Parameters.Add(new NpgsqlParameter { Value = (object?)tunnel.LatestHandshakeAt ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
             command.Parameters.Add(new NpgsqlParameter { Value = report.ReportedAt });
             command.Parameters.Add(new NpgsqlParameter { Value = report.HostId });
+            command.Parameters.Add(new NpgsqlParameter { Value = (object?)tunnel.PublicKey ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             batch.BatchCommands.Add(command);
         }
 
@@ -218,6 +267,7 @@ public sealed class TunnelCommandsDefinition : ConsumerDefinition<TunnelCommands
         var partitioner = endpoint.CreatePartitioner(16);
         consumer.Message<AttachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<DetachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<ReattachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<TunnelSetUp>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<TunnelSetUpFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<TunnelRemoved>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));

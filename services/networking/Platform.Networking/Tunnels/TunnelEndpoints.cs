@@ -10,7 +10,8 @@ namespace Platform.Networking.Tunnels;
 /// <summary>
 /// A machine's tunnel as the API shows it. <paramref name="HandshakeAgeSeconds"/> is how long ago the tunnel last
 /// completed a handshake with its exit node (WireGuard renews one every two minutes while traffic flows; a keepalive
-/// every 25 s keeps one flowing), null before the first.
+/// every 25 s keeps one flowing), null before the first. <paramref name="Health"/> is <c>pending</c> (attached, waiting for its
+/// first handshake), <c>up</c> or <c>down</c> (see <see cref="Platform.Contracts.Networking.TunnelHealth"/>), since <paramref name="HealthSince"/>.
 /// </summary>
 public sealed record TunnelView(
     Guid MachineId,
@@ -22,12 +23,14 @@ public sealed record TunnelView(
     DateTimeOffset RequestedAt,
     DateTimeOffset? AttachedAt,
     DateTimeOffset? LatestHandshakeAt,
-    double? HandshakeAgeSeconds);
+    double? HandshakeAgeSeconds,
+    string Health,
+    DateTimeOffset? HealthSince);
 
 /// <summary>Tunnels are made and removed by the machine saga; the API shows them, the caller's tenant's only.</summary>
 public static class TunnelEndpoints
 {
-    private const string Columns = "machine_id, exit_node_id, host_id, tunnel_address, state, public_key, requested_at, attached_at, latest_handshake_at";
+    private const string Columns = "machine_id, exit_node_id, host_id, tunnel_address, state, public_key, requested_at, attached_at, latest_handshake_at, health, health_since";
 
     public static void MapTunnels(this IEndpointRouteBuilder app)
     {
@@ -68,7 +71,8 @@ public static class TunnelEndpoints
             DateTimeOffset? handshake = reader.IsDBNull(8) ? null : reader.GetFieldValue<DateTimeOffset>(8);
             tunnels.Add(new TunnelView(reader.GetGuid(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3), reader.GetString(4),
                 reader.IsDBNull(5) ? null : reader.GetString(5), reader.GetFieldValue<DateTimeOffset>(6), reader.IsDBNull(7) ? null : reader.GetFieldValue<DateTimeOffset>(7),
-                handshake, handshake is { } at ? Math.Round((now - at).TotalSeconds, 1) : null));
+                handshake, handshake is { } at ? Math.Round((now - at).TotalSeconds, 1) : null,
+                reader.GetString(9), reader.IsDBNull(10) ? null : reader.GetFieldValue<DateTimeOffset>(10)));
         }
 
         return tunnels;

@@ -65,11 +65,21 @@ public sealed class TenantNetworks(AgentOptions options, HostIdentity host, ILog
         using var _ = await LockAsync(command.TenantId);
         var segment = await EnsureSegmentAsync(command.TenantId, command.Gateway, command.PrefixLength);
         var tunnelId = command.MachineId.ToString();
-        var record = new TunnelRecord(command.MachineId, command.TenantId, segment.Namespace, WireGuardTunnel.InterfaceNameFor(tunnelId));
+        var keyedBy = Find(command.MachineId)?.KeyedBy;
+        var record = new TunnelRecord(command.MachineId, command.TenantId, segment.Namespace, WireGuardTunnel.InterfaceNameFor(tunnelId), command.Rekey ?? keyedBy);
         Save(record);
-        if ((await WireGuardTunnel.ListAsync(segment.Namespace)).Contains(record.Interface) && await TryOpenAsync(segment, tunnelId) is { } open)
+        if ((await WireGuardTunnel.ListAsync(segment.Namespace)).Contains(record.Interface))
         {
-            return (open.PublicKey, open.Implementation.ToString().ToLowerInvariant());
+            // A re-attach makes it again with a fresh key, once: a copy of the same re-attach finds it made.
+            if (command.Rekey is not { } rekey || rekey == keyedBy)
+            {
+                if (await TryOpenAsync(segment, tunnelId) is { } open)
+                {
+                    return (open.PublicKey, open.Implementation.ToString().ToLowerInvariant());
+                }
+            }
+
+            await WireGuardTunnel.DetachAsync(segment.Namespace, record.Interface);
         }
 
         var peer = new WireGuardPeer(command.ExitPublicKey, command.ExitEndpoint, command.AllowedIps.Select(IPNetwork.Parse).ToList(), PersistentKeepaliveSeconds: 25);
@@ -132,7 +142,9 @@ public sealed class TenantNetworks(AgentOptions options, HostIdentity host, ILog
         foreach (var record in Tunnels())
         {
             var tunnel = await TryOpenAsync(TenantSegment.Open(record.Segment), record.MachineId.ToString());
-            handshakes.Add(new TunnelHandshake(record.MachineId, tunnel is null ? null : await tunnel.LatestHandshakeAsync()));
+            handshakes.Add(tunnel is null
+                ? new TunnelHandshake(record.MachineId, null)
+                : new TunnelHandshake(record.MachineId, await tunnel.LatestHandshakeAsync(), tunnel.PublicKey));
         }
 
         return handshakes;
@@ -284,7 +296,8 @@ public sealed class TenantNetworks(AgentOptions options, HostIdentity host, ILog
         public void Dispose() => gate.Release();
     }
 
-    private sealed record TunnelRecord(Guid MachineId, Guid TenantId, string Segment, string Interface);
+    /// <summary>A tunnel on this host; <paramref name="KeyedBy"/> is the re-attach that made its current key (null: its first).</summary>
+    private sealed record TunnelRecord(Guid MachineId, Guid TenantId, string Segment, string Interface, Guid? KeyedBy = null);
 
     private sealed record ForwardRecord(Guid ForwardId, Guid MachineId, Guid TenantId, string Segment, string Table, int HostPort);
 }

@@ -8,7 +8,8 @@ using Platform.Hosting.Security;
 
 namespace Platform.Telemetry.Healing;
 
-public sealed record HealNowRequest(Guid? MachineId);
+/// <summary>A manual heal: of <paramref name="MachineId"/>, by <paramref name="Action"/> (a <see cref="HealingActions"/> value; the one due, or start, when omitted).</summary>
+public sealed record HealNowRequest(Guid? MachineId, string? Action = null);
 
 /// <summary>The tenant's healing policy, what the watchdog does with each machine, and a manual trigger.</summary>
 public static class HealingEndpoints
@@ -63,13 +64,20 @@ public static class HealingEndpoints
         return TypedResults.Ok(policy);
     }
 
-    /// <summary>Schedules a start of the machine now, whatever its count of attempts (an operator's decision, audited as such).</summary>
+    private static readonly string[] Actions = [HealingActions.Start, HealingActions.Restart, HealingActions.ReattachTunnel, HealingActions.Recreate];
+
+    /// <summary>Schedules the action on the machine now, whatever its count of attempts (an operator's decision, audited as such).</summary>
     private static async Task<Accepted> HealNowAsync(HealNowRequest? request, Caller caller, HttpContext http, HealingStore healing, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         caller.RequireMutate("healing settings");
         if (request?.MachineId is not { } machineId)
         {
             throw Problems.Invalid("machineId", "is required");
+        }
+
+        if (request.Action is { } asked && !Actions.Contains(asked))
+        {
+            throw Problems.Invalid("action", $"must be one of {string.Join(", ", Actions)}");
         }
 
         await using var session = await store.BeginSessionAsync(cancellationToken);
@@ -81,9 +89,10 @@ public static class HealingEndpoints
 
         var now = time.GetUtcNow();
         var attempt = state.Attempts + 1;
-        session.Append($"healing-{machineId}", ExpectedVersion.Any, [new HealingRequested(machineId, state.TenantId, attempt, $"requested by {caller.Subject}", now)],
+        var action = request.Action ?? state.Action;
+        session.Append($"healing-{machineId}", ExpectedVersion.Any, [new HealingRequested(machineId, state.TenantId, attempt, $"requested by {caller.Subject}", now, action)],
             new EventMetadata(RequestCorrelation.Of(http), TenantId: state.TenantId.ToString(), Actor: caller.Subject));
-        await healing.SaveAsync(session.Connection, session.Transaction, state with { Attempts = attempt, DueAt = now, Abandoned = false }, cancellationToken);
+        await healing.SaveAsync(session.Connection, session.Transaction, state with { Attempts = attempt, DueAt = now, Abandoned = false, Action = action }, cancellationToken);
         await session.CommitAsync(cancellationToken);
         return TypedResults.Accepted((string?)null);
     }

@@ -1,5 +1,6 @@
 using MassTransit;
 using Npgsql;
+using Platform.Contracts.Networking;
 using Platform.Contracts.Provisioning;
 using Platform.Contracts.Telemetry;
 using Platform.EventSourcing;
@@ -9,13 +10,18 @@ namespace Platform.Telemetry.Healing;
 
 /// <summary>
 /// Watches machines' events and schedules their healing: a machine that fails is started again (one that turns
-/// unhealthy is restarted) after a backoff, up to its tenant's policy's maximum, then left as it is. Each decision is an event (so it is in
-/// the audit log) recorded with the watchdog's row in one transaction, once per event (the inbox).
+/// unhealthy is restarted, one whose tunnel went down has it re-attached) after a backoff, up to its tenant's policy's
+/// maximum, then left as it is; with the policy's consent, the machines behind an exit node whose public address changed
+/// are recreated. Each decision is an event (so it is in the audit log) recorded with the watchdog's row in one
+/// transaction, once per event (the inbox).
 /// </summary>
 public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvider time) :
     IConsumer<MachineRequested>,
     IConsumer<MachineFailed>,
     IConsumer<MachineHealthChanged>,
+    IConsumer<TunnelDown>,
+    IConsumer<TunnelUp>,
+    IConsumer<ExitNodeExitAddressChanged>,
     IConsumer<MachineDestroyRequested>
 {
     public const string OptOutLabel = "healing";
@@ -26,7 +32,7 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
             var machine = context.Message;
             var optedOut = machine.Labels.TryGetValue(OptOutLabel, out var value) && value == "off";
             await healing.SaveAsync(session.Connection, session.Transaction,
-                new HealingState(machine.MachineId, machine.TenantId, optedOut, 0, null, null, null, false), context.CancellationToken);
+                new HealingState(machine.MachineId, machine.TenantId, optedOut, 0, null, null, null, false, ExitNodeId: machine.ExitNodeId), context.CancellationToken);
         });
 
     public Task Consume(ConsumeContext<MachineFailed> context) =>
@@ -45,19 +51,54 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
             {
                 await ScheduleAsync(session, context, changed.MachineId, changed.TenantId, $"unhealthy: {changed.Reason}", HealingActions.Restart);
             }
-            else if (changed.State == HealthStates.Healthy
-                && await healing.FindAsync(session.Connection, session.Transaction, changed.MachineId, context.CancellationToken) is { Action: HealingActions.Restart, DueAt: not null } due)
+            else if (changed.State == HealthStates.Healthy)
             {
-                await healing.SaveAsync(session.Connection, session.Transaction, due with { DueAt = null }, context.CancellationToken);
+                await CancelDueAsync(session, context, changed.MachineId, HealingActions.Restart);
             }
         });
 
-    private async Task ScheduleAsync(EventStoreSession session, ConsumeContext context, Guid machineId, Guid tenantId, string reason, string action)
+    /// <summary>A tunnel that is down is made again with a fresh key, under the same policy and count as restarts.</summary>
+    public Task Consume(ConsumeContext<TunnelDown> context) =>
+        inbox.HandleOnceAsync(context, nameof(HealingWatchdog), session =>
+            ScheduleAsync(session, context, context.Message.MachineId, context.Message.TenantId, $"tunnel down: {context.Message.Reason}", HealingActions.ReattachTunnel));
+
+    /// <summary>A tunnel that came back before its re-attach was due is left alone.</summary>
+    public Task Consume(ConsumeContext<TunnelUp> context) =>
+        inbox.HandleOnceAsync(context, nameof(HealingWatchdog), session => CancelDueAsync(session, context, context.Message.MachineId, HealingActions.ReattachTunnel));
+
+    /// <summary>Every machine behind the node is recreated, when its tenant's policy asks for it.</summary>
+    public Task Consume(ConsumeContext<ExitNodeExitAddressChanged> context) =>
+        inbox.HandleOnceAsync(context, nameof(HealingWatchdog), async session =>
+        {
+            var changed = context.Message;
+            foreach (var machineId in await healing.MachinesBehindAsync(session.Connection, session.Transaction, changed.ExitNodeId, context.CancellationToken))
+            {
+                await ScheduleAsync(session, context, machineId, null,
+                    $"the public address of exit node {changed.ExitNodeId} changed from {changed.Previous ?? "unknown"} to {changed.Current}", HealingActions.Recreate);
+            }
+        });
+
+    private async Task CancelDueAsync(EventStoreSession session, ConsumeContext context, Guid machineId, string action)
     {
-        var state = await healing.FindAsync(session.Connection, session.Transaction, machineId, context.CancellationToken)
-            ?? new HealingState(machineId, tenantId, false, 0, null, null, null, false);
+        if (await healing.FindAsync(session.Connection, session.Transaction, machineId, context.CancellationToken) is { DueAt: not null } due && due.Action == action)
+        {
+            await healing.SaveAsync(session.Connection, session.Transaction, due with { DueAt = null }, context.CancellationToken);
+        }
+    }
+
+    private async Task ScheduleAsync(EventStoreSession session, ConsumeContext context, Guid machineId, Guid? tenantOrNull, string reason, string action)
+    {
+        var state = await healing.FindAsync(session.Connection, session.Transaction, machineId, context.CancellationToken);
+        if (state is null && tenantOrNull is null)
+        {
+            // A machine the watchdog never heard of (created before it ran): nothing says whose it is.
+            return;
+        }
+
+        state ??= new HealingState(machineId, tenantOrNull!.Value, false, 0, null, null, null, false);
+        var tenantId = state.TenantId;
         var policy = await healing.PolicyAsync(tenantId, context.CancellationToken);
-        if (state.OptedOut || !policy.Enabled)
+        if (state.OptedOut || !policy.Enabled || (action == HealingActions.Recreate && !policy.RecreateOnExitAddressChange))
         {
             return;
         }
@@ -83,7 +124,7 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
 
         var attempt = state.Attempts + 1;
         var due = now + policy.BackoffBefore(attempt);
-        session.Append(stream, ExpectedVersion.Any, [new HealingRequested(machineId, tenantId, attempt, reason, due)], metadata);
+        session.Append(stream, ExpectedVersion.Any, [new HealingRequested(machineId, tenantId, attempt, reason, due, action)], metadata);
         await healing.SaveAsync(session.Connection, session.Transaction,
             state with { Attempts = attempt, DueAt = due, LastReason = reason, LastFailedAt = now, Abandoned = false, Action = action }, context.CancellationToken);
     }
@@ -99,6 +140,7 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
 /// </summary>
 public sealed class HealingSweeper(EventStore store, IBus bus, TimeProvider time, ILogger<HealingSweeper> logger) : BackgroundService
 {
+    private const string Actor = "service:telemetry:healing";
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -144,11 +186,15 @@ public sealed class HealingSweeper(EventStore store, IBus bus, TimeProvider time
         {
             var operationId = Guid.CreateVersion7();
             // Sent before the commit: a crash in between sends it again, which provisioning ignores for a machine started already.
-            object command = action == HealingActions.Restart
-                ? new RestartMachine(machine, tenant, operationId, "service:telemetry:healing")
-                : new StartMachine(machine, tenant, operationId, "service:telemetry:healing");
+            object command = action switch
+            {
+                HealingActions.Restart => new RestartMachine(machine, tenant, operationId, Actor),
+                HealingActions.ReattachTunnel => new ReattachTunnel(machine, tenant, operationId, Actor),
+                HealingActions.Recreate => new RecreateMachine(machine, tenant, operationId, Actor),
+                _ => new StartMachine(machine, tenant, operationId, Actor),
+            };
             await bus.Publish(command, command.GetType(), cancellationToken);
-            session.Append($"healing-{machine}", ExpectedVersion.Any, [new HealingAttempted(machine, tenant, attempt, operationId, time.GetUtcNow())],
+            session.Append($"healing-{machine}", ExpectedVersion.Any, [new HealingAttempted(machine, tenant, attempt, operationId, time.GetUtcNow(), action)],
                 new EventMetadata(TenantId: tenant.ToString(), Actor: "service:telemetry:healing"));
             await using var done = new NpgsqlCommand($"UPDATE {store.Schema}.healing_machines SET due_at = NULL WHERE machine_id = $1", session.Connection, session.Transaction);
             done.Parameters.AddWithValue(machine);

@@ -1,0 +1,82 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>
+/// Tunnels' health from their handshakes with a real exit node (wireguard-go in a namespace), and the healing watchdog
+/// re-attaching a tunnel that is down.
+/// </summary>
+[Collection(StackCollection.Name)]
+public sealed class TunnelHealingTests(PlatformStack stack)
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+    private static readonly object QuickPolicy = new { enabled = true, maxAttempts = 3, initialBackoffSeconds = 0.2, maxBackoffSeconds = 1, resetAfterSeconds = 600 };
+
+    [Fact]
+    public async Task A_tunnel_its_exit_node_does_not_admit_goes_down_is_reattached_with_a_fresh_key_and_comes_up_once_admitted_and_each_step_is_audited()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
+        await using var exit = await TestExitNode.StartAsync();
+        var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("stale-exit"));
+        var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var machine = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "behind-stale-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
+        await MachineTests.WaitAsync(tenant, machine, "running");
+        var first = await TunnelAsync(tenant, machine, t => t.GetProperty("state").GetString() == "attached", "the tunnel is attached");
+        Assert.Equal("pending", first.GetProperty("health").GetString());
+
+        // The exit node never hears of the first key: no handshake within the allowed time.
+        await TunnelAsync(tenant, machine, t => t.GetProperty("health").GetString() == "down", "the tunnel without a handshake is down");
+        var degraded = await Eventually.ValueAsync(async () =>
+            await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machine}/health") is var h && h.GetProperty("state").GetString() == "degraded" ? h : (JsonElement?)null,
+            Patience, "the machine is degraded by its tunnel");
+        Assert.Contains("tunnel is down: no handshake with the exit node within 15 s", degraded.GetProperty("reason").GetString(), StringComparison.Ordinal);
+
+        var renewed = await TunnelAsync(tenant, machine,
+            t => t.GetProperty("state").GetString() == "attached" && t.GetProperty("publicKey").GetString() != first.GetProperty("publicKey").GetString(),
+            "the watchdog re-attaches the tunnel with a fresh key");
+        Assert.Equal(first.GetProperty("tunnelAddress").GetString(), renewed.GetProperty("tunnelAddress").GetString());
+        await exit.AdmitAsync(renewed.GetProperty("publicKey").GetString()!, renewed.GetProperty("tunnelAddress").GetString()!);
+
+        var up = await TunnelAsync(tenant, machine, t => t.GetProperty("health").GetString() == "up", "the re-attached tunnel completes a handshake");
+        Assert.InRange(up.GetProperty("handshakeAgeSeconds").GetDouble(), 0, 60);
+        await Eventually.TrueAsync(async () =>
+            (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machine}/health")).GetProperty("state").GetString() == "healthy",
+            Patience, "the machine is healthy again");
+
+        List<JsonElement> audit = [];
+        await Eventually.TrueAsync(async () => (audit = await HealingTests.AuditOfAsync(tenant, machine)).Any(e => e.GetProperty("type").GetString() == "TunnelUp"),
+            Patience, "the tunnel's recovery reaches the audit log");
+        var story = audit.Select(e => e.GetProperty("type").GetString()).Where(t => t is "TunnelAttached" or "TunnelDown" or "HealingRequested" or "HealingAttempted" or "TunnelUp").ToList();
+        Assert.Equal(["TunnelAttached", "TunnelDown", "HealingRequested", "HealingAttempted", "TunnelAttached", "TunnelUp"], story.Take(6));
+        var attempted = audit.First(e => e.GetProperty("type").GetString() == "HealingAttempted");
+        Assert.Equal("reattach-tunnel", attempted.GetProperty("data").GetProperty("action").GetString());
+        Assert.Equal("service:telemetry:healing", attempted.GetProperty("actor").GetString());
+        Assert.DoesNotContain(audit, e => e.GetProperty("type").GetString() is "MachineRestartRequested" or "MachineStartRequested");
+
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
+        await MachineTests.WaitAsync(tenant, machine, "destroyed");
+        Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync($"/api/v1/tunnels/{machine}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_manual_heal_names_a_known_action_or_is_refused()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var refused = await tenant.PostAsJsonAsync("/api/v1/automation/healing/execute", new { machineId = Guid.NewGuid(), action = "reboot-the-planet" });
+        var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        Assert.True(problem.GetProperty("errors").TryGetProperty("action", out _));
+    }
+
+    private static Task<JsonElement> TunnelAsync(HttpClient tenant, Guid machine, Func<JsonElement, bool> condition, string what) =>
+        Eventually.ValueAsync(async () =>
+        {
+            var response = await tenant.GetAsync($"/api/v1/tunnels/{machine}");
+            return response.IsSuccessStatusCode && await response.Content.ReadFromJsonAsync<JsonElement>() is var tunnel && condition(tunnel) ? tunnel : (JsonElement?)null;
+        }, Patience, what);
+}
