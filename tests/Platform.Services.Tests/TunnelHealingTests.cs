@@ -6,8 +6,8 @@ using Platform.Testing;
 namespace Platform.Services.Tests;
 
 /// <summary>
-/// Tunnels' health from their handshakes with a real exit node (wireguard-go in a namespace), and the healing watchdog
-/// re-attaching a tunnel that is down.
+/// Tunnels' health from their handshakes with a real exit node (wireguard-go in a namespace), the healing watchdog
+/// re-attaching a tunnel that is down, and recreating the machines behind a node whose public address changed.
 /// </summary>
 [Collection(StackCollection.Name)]
 public sealed class TunnelHealingTests(PlatformStack stack)
@@ -61,6 +61,52 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
         await MachineTests.WaitAsync(tenant, machine, "destroyed");
         Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync($"/api/v1/tunnels/{machine}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_machines_behind_an_exit_node_whose_public_address_changed_are_recreated_when_the_policy_says_so_except_one_that_opted_out()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var policy = new { enabled = true, maxAttempts = 3, initialBackoffSeconds = 0.2, maxBackoffSeconds = 1, resetAfterSeconds = 600, recreateOnExitAddressChange = true };
+        Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", policy)).StatusCode);
+        await using var exit = await TestExitNode.StartAsync();
+        var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("rotating-exit"));
+        var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var follows = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "follows-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
+        var stays = await MachineTests.CreateAsync(tenant, new { name = "stays", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, labels = new { healing = "off" } });
+        foreach (var machine in new[] { follows, stays })
+        {
+            await MachineTests.WaitAsync(tenant, machine, "running");
+            var tunnel = await TunnelAsync(tenant, machine, t => t.GetProperty("state").GetString() == "attached", "the tunnel is attached");
+            await exit.AdmitAsync(tunnel.GetProperty("publicKey").GetString()!, tunnel.GetProperty("tunnelAddress").GetString()!);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{exitNodeId}", new { exitAddress = "203.0.113.50" })).StatusCode);
+
+        await Eventually.TrueAsync(async () =>
+        {
+            var events = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{follows}/events")).EnumerateArray().ToList();
+            return events.Any(e => e.GetProperty("type").GetString() == "MachineRecreateRequested" && e.GetProperty("actor").GetString() == "service:telemetry:healing")
+                && events[^1].GetProperty("type").GetString() == "MachineRunning";
+        }, Patience, "the watchdog recreates the machine that follows its exit and it runs again");
+        List<JsonElement> audit = [];
+        await Eventually.TrueAsync(async () => (audit = await HealingTests.AuditOfAsync(tenant, follows)).Any(e => e.GetProperty("type").GetString() == "HealingAttempted"),
+            Patience, "the recreate is in the audit log");
+        var requested = audit.Single(e => e.GetProperty("type").GetString() == "HealingRequested").GetProperty("data");
+        Assert.Equal("recreate", requested.GetProperty("action").GetString());
+        Assert.Contains("changed from unknown to 203.0.113.50", requested.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Equal("recreate", audit.Single(e => e.GetProperty("type").GetString() == "HealingAttempted").GetProperty("data").GetProperty("action").GetString());
+
+        var untouched = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{stays}/events")).EnumerateArray();
+        Assert.DoesNotContain(untouched, e => e.GetProperty("type").GetString() == "MachineRecreateRequested");
+        Assert.Equal("running", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{stays}")).GetProperty("state").GetString());
+
+        foreach (var machine in new[] { follows, stays })
+        {
+            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
+            await MachineTests.WaitAsync(tenant, machine, "destroyed");
+        }
     }
 
     [Fact]

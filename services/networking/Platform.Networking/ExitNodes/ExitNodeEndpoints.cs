@@ -56,7 +56,7 @@ public static partial class ExitNodeEndpoints
 
         var node = new ExitNodeRegistered(Guid.CreateVersion7(), caller.TenantId, request!.Name!, request.Endpoint!, request.PublicKey!, request.AllowedIps!,
             request.Region!, request.Locale, request.Timezone, request.Dns, time.GetUtcNow(),
-            request.PeerCidr is null ? null : Ipv4Block.Parse(request.PeerCidr).ToString(), request.ExitAddress is null ? null : IPAddress.Parse(request.ExitAddress).ToString());
+            request.PeerCidr is null ? null : Ipv4Block.Parse(request.PeerCidr).ToString(), request.ExitAddress is null ? null : ParseAddress(request.ExitAddress)!.ToString());
         await store.AppendAsync($"exit-node-{node.ExitNodeId}", ExpectedVersion.NoStream, [node],
             new EventMetadata(RequestCorrelation.Of(http), TenantId: caller.TenantId?.ToString(), Actor: caller.Subject), cancellationToken);
         return TypedResults.Created($"/api/v1/exit-nodes/{node.ExitNodeId}", ExitNodeView.Of(node));
@@ -97,7 +97,7 @@ public static partial class ExitNodeEndpoints
         Guid exitNodeId, UpdateExitNodeRequest? request, Caller caller, HttpContext http, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         caller.RequireMutate("exit nodes");
-        if (request?.ExitAddress is not { } text || !IPAddress.TryParse(text, out var address))
+        if (request?.ExitAddress is not { } text || ParseAddress(text) is not { } address)
         {
             throw Problems.Invalid("exitAddress", "is required: the IPv4 or IPv6 address the world sees traffic through the node come from");
         }
@@ -185,7 +185,7 @@ public static partial class ExitNodeEndpoints
             errors["peerCidr"] = ["must be an IPv4 CIDR block of /8 to /30 (its network address, host bits zero), such as 100.64.0.0/16"];
         }
 
-        if (request?.ExitAddress is { } exitAddress && !IPAddress.TryParse(exitAddress, out _))
+        if (request?.ExitAddress is { } exitAddress && ParseAddress(exitAddress) is null)
         {
             errors["exitAddress"] = ["must be an IPv4 or IPv6 address: the one the world sees traffic through the node come from"];
         }
@@ -197,6 +197,13 @@ public static partial class ExitNodeEndpoints
 
         return errors;
     }
+
+    /// <summary>An IPv4 address in full dotted form (not the legacy <c>203.0.113</c> that the parser takes) or an IPv6 address.</summary>
+    private static IPAddress? ParseAddress(string text) =>
+        IPAddress.TryParse(text, out var address)
+        && (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? text.Contains(':') : address.ToString() == text)
+            ? address
+            : null;
 
     private static bool IsWireGuardKey(string? key)
     {
