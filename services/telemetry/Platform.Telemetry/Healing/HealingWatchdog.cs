@@ -21,6 +21,7 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
     IConsumer<MachineHealthChanged>,
     IConsumer<TunnelDown>,
     IConsumer<TunnelUp>,
+    IConsumer<TunnelReattachFailed>,
     IConsumer<ExitNodeExitAddressChanged>,
     IConsumer<MachineDestroyRequested>
 {
@@ -60,7 +61,12 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
     /// <summary>A tunnel that is down is made again with a fresh key, under the same policy and count as restarts.</summary>
     public Task Consume(ConsumeContext<TunnelDown> context) =>
         inbox.HandleOnceAsync(context, nameof(HealingWatchdog), session =>
-            ScheduleAsync(session, context, context.Message.MachineId, context.Message.TenantId, $"tunnel down: {context.Message.Reason}", HealingActions.ReattachTunnel));
+            ScheduleAsync(session, context, context.Message.MachineId, null, $"tunnel down: {context.Message.Reason}", HealingActions.ReattachTunnel));
+
+    /// <summary>A re-attach that failed (or went unanswered) is tried again, counted like any other attempt.</summary>
+    public Task Consume(ConsumeContext<TunnelReattachFailed> context) =>
+        inbox.HandleOnceAsync(context, nameof(HealingWatchdog), session =>
+            ScheduleAsync(session, context, context.Message.MachineId, null, $"tunnel re-attach failed: {context.Message.Reason}", HealingActions.ReattachTunnel));
 
     /// <summary>A tunnel that came back before its re-attach was due is left alone.</summary>
     public Task Consume(ConsumeContext<TunnelUp> context) =>
@@ -86,12 +92,16 @@ public sealed class HealingWatchdog(Inbox inbox, HealingStore healing, TimeProvi
         }
     }
 
+    /// <summary>
+    /// Schedules the next attempt, or gives up after the policy's maximum. <paramref name="tenantOrNull"/> null: only a machine the
+    /// watchdog watches already.
+    /// </summary>
     private async Task ScheduleAsync(EventStoreSession session, ConsumeContext context, Guid machineId, Guid? tenantOrNull, string reason, string action)
     {
         var state = await healing.FindAsync(session.Connection, session.Transaction, machineId, context.CancellationToken);
         if (state is null && tenantOrNull is null)
         {
-            // A machine the watchdog never heard of (created before it ran): nothing says whose it is.
+            // A machine the watchdog does not watch (destroyed since, or created before it ran): a late tunnel or exit event about it changes nothing.
             return;
         }
 
