@@ -93,6 +93,7 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/exit-nodes"] = new(Kind.OwnScope, false),
         ["POST /api/v1/exit-nodes"] = new(Kind.OwnScope, true, ExitNodeTests.ValidNode),
         ["GET /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, false),
+        ["PATCH /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, true, new { exitAddress = "198.51.100.99" }),
         ["DELETE /api/v1/exit-nodes/{exitNodeId}"] = new(Kind.TenantResource, true),
         ["GET /api/v1/tunnels"] = new(Kind.OwnScope, false),
         ["GET /api/v1/tunnels/{machineId}"] = new(Kind.TenantResource, false),
