@@ -13,7 +13,8 @@ namespace Platform.HostAgent;
 /// command is idempotent (a repeat reports the current fact again) and one machine's commands arrive one
 /// at a time. A machine that ends without being asked to is reported as exited.
 /// </summary>
-public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRecords records, TenantNetworks networks, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
+public sealed class HostMachines(
+    IEnumerable<IMachineDriver> drivers, MachineRecords records, LocalAddresses addresses, TenantNetworks networks, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
@@ -85,6 +86,7 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
             await driver.CleanUpAsync(tearDown.MachineId, cancellationToken);
         }
 
+        addresses.Release(tearDown.MachineId);
         records.Forget(tearDown.MachineId);
         // Its forwards point at an address that is free now; networking hears they are closed.
         foreach (var forwardId in await networks.ClosePortForwardsOfAsync(tearDown.MachineId, tearDown.TenantId))
