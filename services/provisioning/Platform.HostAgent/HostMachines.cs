@@ -27,7 +27,10 @@ public sealed class HostMachines(
 
     public async Task LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
-        if (_running.TryGetValue(launch.MachineId, out var already))
+        // The record holds the last launch this host began. When that was this fresh launch, what the machine kept is
+        // discarded already: a copy of the command must not discard the run it started.
+        var discard = launch.Fresh && records.Find(launch.MachineId)?.Launch.OperationId != launch.OperationId;
+        if (!discard && _running.TryGetValue(launch.MachineId, out var already))
         {
             await PublishAsync(Launched(launch, already, 0));
             return;
@@ -43,6 +46,11 @@ public sealed class HostMachines(
         if (!_drivers.TryGetValue(launch.Driver, out var driver))
         {
             await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId, $"host {host.Name} has no {launch.Driver} driver"));
+            return;
+        }
+
+        if (discard && !await DiscardAsync(launch, driver, cancellationToken))
+        {
             return;
         }
 
@@ -69,12 +77,7 @@ public sealed class HostMachines(
 
     public async Task HaltAsync(HaltMachine halt, CancellationToken cancellationToken)
     {
-        await StopAsync(halt.MachineId, cancellationToken);
-        if (records.Find(halt.MachineId) is { } record)
-        {
-            records.Save(record with { Running = false });
-        }
-
+        await StopAndRecordAsync(halt.MachineId, cancellationToken);
         await PublishAsync(new MachineHalted(halt.MachineId, halt.TenantId, halt.OperationId, host.HostId));
     }
 
@@ -96,6 +99,29 @@ public sealed class HostMachines(
 
         await networks.RemoveSegmentIfUnusedAsync(tearDown.TenantId, () => records.All().Count(r => r.Launch.TenantId == tearDown.TenantId));
         await PublishAsync(new MachineTornDown(tearDown.MachineId, tearDown.TenantId, tearDown.OperationId, host.HostId));
+    }
+
+    /// <summary>
+    /// Before a fresh launch: stops the machine if it runs and has the driver remove what it kept between runs. The machine
+    /// stays this host's (its record, its address, its forwards and tunnel). False, after reporting the launch failed,
+    /// when the driver could not.
+    /// </summary>
+    private async Task<bool> DiscardAsync(LaunchMachine launch, IMachineDriver driver, CancellationToken cancellationToken)
+    {
+        await StopAndRecordAsync(launch.MachineId, cancellationToken);
+        try
+        {
+            await driver.CleanUpAsync(launch.MachineId, cancellationToken);
+            logger.LogInformation("Machine {MachineId} ({Driver}): what it kept on the host is discarded for a fresh launch", launch.MachineId, launch.Driver);
+            return true;
+        }
+        catch (Exception failed) when (!cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning(failed, "Machine {MachineId} ({Driver}): what it kept on the host could not be discarded", launch.MachineId, launch.Driver);
+            await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId,
+                $"what the machine kept on host {host.Name} could not be discarded: {failed.Message}"));
+            return false;
+        }
     }
 
     /// <summary>
@@ -130,6 +156,16 @@ public sealed class HostMachines(
         foreach (var machineId in _running.Keys)
         {
             await StopAsync(machineId, CancellationToken.None);
+        }
+    }
+
+    /// <summary>Stops the machine if it runs, and records that it should not be running.</summary>
+    private async Task StopAndRecordAsync(Guid machineId, CancellationToken cancellationToken)
+    {
+        await StopAsync(machineId, cancellationToken);
+        if (records.Find(machineId) is { } record)
+        {
+            records.Save(record with { Running = false });
         }
     }
 
