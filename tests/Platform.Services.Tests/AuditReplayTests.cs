@@ -14,6 +14,7 @@ public sealed class AuditReplayTests(PlatformStack stack)
         ["MachineStartRequested"] = "starting",
         ["MachineStopRequested"] = "stopping",
         ["MachineRestartRequested"] = "restarting",
+        ["MachineRecreateRequested"] = "restarting",
         ["MachineDestroyRequested"] = "destroying",
         ["MachineRunning"] = "running",
         ["MachineStopped"] = "stopped",

@@ -44,6 +44,28 @@ public sealed class CloudMachineTests(CloudStack clouds)
     }
 
     [Fact]
+    public async Task A_recreated_aws_machine_runs_on_a_new_instance_and_its_old_one_is_terminated()
+    {
+        using var admin = await Stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "aws", template = "debian-12-aws", vcpus = 1, memoryMiB = 512 });
+        await MachineTests.WaitAsync(tenant, id, "running");
+        var first = Instance(id);
+
+        var recreate = await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
+        await MachineTests.WaitAsync(tenant, id, "running");
+
+        Assert.Equal("succeeded", (await tenant.GetFromJsonAsync<JsonElement>(recreate)).GetProperty("status").GetString());
+        var instances = clouds.Ec2.Instances.Where(i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString()).ToDictionary(i => i.Id, i => i.State);
+        Assert.Equal(2, instances.Count);
+        Assert.Equal("terminated", instances[first.Id]);
+        Assert.Equal("running", instances.Single(i => i.Key != first.Id).Value);
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        Assert.DoesNotContain(clouds.Ec2.Instances, i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString() && i.State != "terminated");
+    }
+
+    [Fact]
     public async Task A_gcp_machine_runs_in_the_default_zone_and_is_destroyed_and_its_instance_with_it()
     {
         using var admin = await Stack.AdminAsync();

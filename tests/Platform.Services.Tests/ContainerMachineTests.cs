@@ -1,8 +1,12 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Platform.Contracts.Provisioning;
 using Platform.Testing;
 using Xunit.Abstractions;
 
@@ -42,6 +46,38 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
             history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).Where(t => t != "MachineStepCompleted"));
     }
 
+    /// <summary>
+    /// The command fails when it finds the mark an earlier run left in the container's filesystem, so a machine that runs
+    /// after a restart or a recreate runs in a container with nothing of the one before.
+    /// </summary>
+    [Fact]
+    public async Task A_recreated_container_machine_runs_in_a_new_container_from_its_image_as_after_a_restart_and_none_is_left_after_destroy()
+    {
+        var (tenantId, tenant) = await TenantWithIdAsync();
+        var id = await MachineTests.CreateAsync(tenant, new { kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64,
+            command = new[] { "/bin/sh", "-c", "test -e /seen && exit 7; touch /seen; exec sleep 1000" } });
+        await MachineTests.WaitAsync(tenant, id, "running");
+        var first = await ContainerIdAsync(id);
+
+        await RunsAgainAfterAsync(tenant, id, "restart");
+        var restarted = await ContainerIdAsync(id);
+        var recreate = await RunsAgainAfterAsync(tenant, id, "recreate");
+        var recreated = await ContainerIdAsync(id);
+        await RepeatFreshLaunchAsync(tenantId, await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}"), recreate);
+        Assert.Equal(recreated, await ContainerIdAsync(id));
+        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await MachineTests.WaitAsync(tenant, id, "stopped");
+        await RunsAgainAfterAsync(tenant, id, "recreate");
+        var recreatedWhenStopped = await ContainerIdAsync(id);
+
+        Assert.Equal(4, new[] { first, restarted, recreated, recreatedWhenStopped }.Distinct().Count());
+        Assert.Equal([recreatedWhenStopped], await ContainerIdsAsync(id));
+        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        Assert.Empty(await ContainerIdsAsync(id));
+        Assert.DoesNotContain($"pm-{id:N}", await stack.Podman.ContainerNamesAsync());
+    }
+
     [Fact]
     public async Task A_container_whose_command_fails_is_failed_with_its_exit_code_and_the_tail_of_its_logs()
     {
@@ -73,14 +109,64 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
     }
 
     /// <summary>A new tenant's admin, once the host has reported the engine's image as a template.</summary>
-    private async Task<HttpClient> TenantAsync()
+    private async Task<HttpClient> TenantAsync() => (await TenantWithIdAsync()).Client;
+
+    private async Task<(Guid Id, HttpClient Client)> TenantWithIdAsync()
     {
         using var admin = await stack.Platform.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
         await Eventually.TrueAsync(async () => (await tenant.GetStringAsync("/api/v1/templates")).Contains(PodmanService.Image, StringComparison.Ordinal),
             TimeSpan.FromSeconds(30), "the host agent reports the podman service's image as a template");
-        return tenant;
+        return (tenantId, tenant);
     }
+
+    /// <summary>Asks for the action and waits until its operation succeeded (the machine runs again, and did not fail on the way); its id.</summary>
+    private static async Task<Guid> RunsAgainAfterAsync(HttpClient tenant, Guid id, string action)
+    {
+        var operation = await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/{action}");
+        await MachineTests.WaitAsync(tenant, id, "running");
+        var done = await tenant.GetFromJsonAsync<JsonElement>(operation);
+        Assert.Equal((action, "succeeded"), (done.GetProperty("type").GetString(), done.GetProperty("status").GetString()));
+        return done.GetProperty("id").GetGuid();
+    }
+
+    /// <summary>Sends the machine's host agent a copy of the fresh launch of <paramref name="operationId"/>, as a redelivery would, and waits for its answer.</summary>
+    private async Task RepeatFreshLaunchAsync(Guid tenantId, JsonElement machine, Guid operationId)
+    {
+        var reports = new ConcurrentQueue<MachineLaunched>();
+        await using var bus = await TestBus.StartAsync(stack.Platform.Environment.VirtualHost, "recreate-test", s => s.AddSingleton(reports), c => c.AddConsumer<LaunchReports>());
+        var template = machine.GetProperty("template");
+        var copy = new LaunchMachine(machine.GetProperty("id").GetGuid(), tenantId, operationId, machine.GetProperty("name").GetString()!, "container",
+            new TemplateRef(template.GetProperty("name").GetString()!, template.GetProperty("version").GetString()!), new MachineShape(1, 64, 0),
+            machine.GetProperty("command").EnumerateArray().Select(a => a.GetString()!).ToList(), "auto", null, Fresh: true);
+
+        await (await bus.Bus.GetSendEndpoint(HostAgentQueue.AddressOf(machine.GetProperty("hostId").GetGuid()))).Send(copy);
+
+        await Eventually.TrueAsync(() => reports.Any(r => r.MachineId == copy.MachineId && r.OperationId == operationId), TimeSpan.FromSeconds(30), "the agent answers the copy");
+        Assert.Equal(0, reports.Single(r => r.MachineId == copy.MachineId).LaunchMilliseconds);
+    }
+
+    public sealed class LaunchReports(ConcurrentQueue<MachineLaunched> reports) : IConsumer<MachineLaunched>
+    {
+        public Task Consume(ConsumeContext<MachineLaunched> context)
+        {
+            reports.Enqueue(context.Message);
+            return Task.CompletedTask;
+        }
+    }
+
+    /// <summary>The id of the machine's container, which must be running.</summary>
+    private async Task<string> ContainerIdAsync(Guid machineId)
+    {
+        var state = (await stack.Podman.RunAsync("inspect", "--format", "{{.State.Status}} {{.Id}}", $"pm-{machineId:N}")).Trim().Split(' ');
+        Assert.Equal("running", state[0]);
+        return state[1];
+    }
+
+    /// <summary>The ids of the machine's containers (by its label), running or not.</summary>
+    private async Task<IReadOnlyList<string>> ContainerIdsAsync(Guid machineId) =>
+        (await stack.Podman.RunAsync("ps", "--all", "--no-trunc", "--filter", $"label=platform.machine-id={machineId}", "--format", "{{.ID}}"))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     /// <summary>The machine-id label of the container by that name, which must be running.</summary>
     private async Task<string> MachineIdOfRunningContainerAsync(string container)

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Platform.Contracts.Provisioning;
 using Platform.Testing;
 
 namespace Platform.Services.Tests;
@@ -77,6 +78,76 @@ public sealed class MachineTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.Accepted, (await tenant.SendAsync(current)).StatusCode);
         await WaitAsync(tenant, id, "stopped");
         await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/stop", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+    }
+
+    [Fact]
+    public async Task A_sandbox_is_recreated_from_running_and_from_stopped_at_the_address_it_had()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var id = await CreateAsync(tenant, new { name = "renewed", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        var address = (await WaitAsync(tenant, id, "running")).GetProperty("network").GetProperty("ip").GetString();
+
+        var fromRunning = await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
+        await WaitAsync(tenant, id, "running");
+        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await WaitAsync(tenant, id, "stopped");
+        var fromStopped = await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
+        var running = await WaitAsync(tenant, id, "running");
+
+        Assert.Equal(address, running.GetProperty("network").GetProperty("ip").GetString());
+        foreach (var operation in new[] { fromRunning, fromStopped })
+        {
+            var done = await tenant.GetFromJsonAsync<JsonElement>(operation);
+            Assert.Equal(("recreate", "succeeded"), (done.GetProperty("type").GetString(), done.GetProperty("status").GetString()));
+        }
+
+        var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
+        Assert.Equal(
+            ["MachineRequested", "MachineRunning", "MachineRecreateRequested", "MachineRunning", "MachineStopRequested", "MachineStopped", "MachineRecreateRequested", "MachineRunning"],
+            history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).Where(t => t != "MachineStepCompleted"));
+        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await WaitAsync(tenant, id, "destroyed");
+    }
+
+    [Fact]
+    public async Task A_machine_whose_creation_failed_cannot_be_recreated()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var id = await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, command = new[] { "simulated-launch-failure" } });
+        await WaitAsync(tenant, id, "failed");
+
+        var refused = await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/recreate", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+
+        Assert.Equal(("failed", "recreate"), (refused.GetProperty("state").GetString(), refused.GetProperty("action").GetString()));
+        Assert.Contains("creation failed at the launch step", refused.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await WaitAsync(tenant, id, "destroyed");
+    }
+
+    [Fact]
+    public async Task A_recreate_sent_over_the_bus_is_recorded_with_its_sender_as_actor_and_a_repeat_of_its_operation_changes_nothing()
+    {
+        using var admin = await stack.AdminAsync();
+        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var id = await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await WaitAsync(tenant, id, "running");
+        await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "recreate-test", _ => { }, _ => { });
+        var recreate = new RecreateMachine(id, tenantId, Guid.CreateVersion7(), "service:test:watchdog");
+
+        await bus.Bus.Publish(recreate);
+        await Eventually.TrueAsync(async () => await OperationStatusAsync(tenant, recreate.OperationId) == "succeeded", Patience, "the recreate sent over the bus completes");
+        await bus.Bus.Publish(recreate);
+        await Eventually.TrueAsync(() => stack.Service("provisioning").Output.Any(l => l.Contains(id.ToString(), StringComparison.Ordinal) && l.Contains("changed nothing", StringComparison.Ordinal)),
+            Patience, "provisioning handles the repeat");
+
+        var history = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Where(e => e.GetProperty("type").GetString() != "MachineStepCompleted").ToList();
+        Assert.Equal(["MachineRequested", "MachineRunning", "MachineRecreateRequested", "MachineRunning"], history.Select(e => e.GetProperty("type").GetString()));
+        Assert.Equal("service:test:watchdog", history[2].GetProperty("actor").GetString());
+        Assert.Equal(recreate.OperationId, history[2].GetProperty("data").GetProperty("operationId").GetGuid());
+        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await WaitAsync(tenant, id, "destroyed");
     }
 
     [Theory]
@@ -252,6 +323,12 @@ public sealed class MachineTests(PlatformStack stack)
         var response = await tenant.SendAsync(new HttpRequestMessage(method, path));
         Assert.True(response.StatusCode == HttpStatusCode.Accepted, $"{method} {path}: {await response.Content.ReadAsStringAsync()}");
         return response.Headers.Location!;
+    }
+
+    private static async Task<string?> OperationStatusAsync(HttpClient tenant, Guid operationId)
+    {
+        var response = await tenant.GetAsync($"/api/v1/operations/{operationId}");
+        return response.IsSuccessStatusCode ? (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("status").GetString() : null;
     }
 
     private static async Task<HttpResponseMessage> PostWithKeyAsync(HttpClient tenant, string key, object body)

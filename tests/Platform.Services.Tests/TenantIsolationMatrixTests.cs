@@ -76,6 +76,7 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["POST /api/v1/machines/{machineId}/start"] = new(Kind.TenantResource, true),
         ["POST /api/v1/machines/{machineId}/stop"] = new(Kind.TenantResource, true),
         ["POST /api/v1/machines/{machineId}/restart"] = new(Kind.TenantResource, true),
+        ["POST /api/v1/machines/{machineId}/recreate"] = new(Kind.TenantResource, true),
         ["DELETE /api/v1/machines/{machineId}"] = new(Kind.TenantResource, true),
         ["GET /api/v1/machines/{machineId}/wait"] = new(Kind.TenantResource, false),
         ["GET /api/v1/machines/{machineId}/events"] = new(Kind.TenantResource, false),

@@ -13,7 +13,8 @@ namespace Platform.HostAgent;
 /// command is idempotent (a repeat reports the current fact again) and one machine's commands arrive one
 /// at a time. A machine that ends without being asked to is reported as exited.
 /// </summary>
-public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRecords records, TenantNetworks networks, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
+public sealed class HostMachines(
+    IEnumerable<IMachineDriver> drivers, MachineRecords records, LocalAddresses addresses, TenantNetworks networks, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
@@ -26,7 +27,10 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
 
     public async Task LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
-        if (_running.TryGetValue(launch.MachineId, out var already))
+        // The record holds the last launch this host began. When that was this fresh launch, what the machine kept is
+        // discarded already: a copy of the command must not discard the run it started.
+        var discard = launch.Fresh && records.Find(launch.MachineId)?.Launch.OperationId != launch.OperationId;
+        if (!discard && _running.TryGetValue(launch.MachineId, out var already))
         {
             await PublishAsync(Launched(launch, already, 0));
             return;
@@ -42,6 +46,11 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         if (!_drivers.TryGetValue(launch.Driver, out var driver))
         {
             await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId, $"host {host.Name} has no {launch.Driver} driver"));
+            return;
+        }
+
+        if (discard && !await DiscardAsync(launch, driver, cancellationToken))
+        {
             return;
         }
 
@@ -68,12 +77,7 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
 
     public async Task HaltAsync(HaltMachine halt, CancellationToken cancellationToken)
     {
-        await StopAsync(halt.MachineId, cancellationToken);
-        if (records.Find(halt.MachineId) is { } record)
-        {
-            records.Save(record with { Running = false });
-        }
-
+        await StopAndRecordAsync(halt.MachineId, cancellationToken);
         await PublishAsync(new MachineHalted(halt.MachineId, halt.TenantId, halt.OperationId, host.HostId));
     }
 
@@ -85,6 +89,7 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
             await driver.CleanUpAsync(tearDown.MachineId, cancellationToken);
         }
 
+        addresses.Release(tearDown.MachineId);
         records.Forget(tearDown.MachineId);
         // Its forwards point at an address that is free now; networking hears they are closed.
         foreach (var forwardId in await networks.ClosePortForwardsOfAsync(tearDown.MachineId, tearDown.TenantId))
@@ -94,6 +99,29 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
 
         await networks.RemoveSegmentIfUnusedAsync(tearDown.TenantId, () => records.All().Count(r => r.Launch.TenantId == tearDown.TenantId));
         await PublishAsync(new MachineTornDown(tearDown.MachineId, tearDown.TenantId, tearDown.OperationId, host.HostId));
+    }
+
+    /// <summary>
+    /// Before a fresh launch: stops the machine if it runs and has the driver remove what it kept between runs. The machine
+    /// stays this host's (its record, its address, its forwards and tunnel). False, after reporting the launch failed,
+    /// when the driver could not.
+    /// </summary>
+    private async Task<bool> DiscardAsync(LaunchMachine launch, IMachineDriver driver, CancellationToken cancellationToken)
+    {
+        await StopAndRecordAsync(launch.MachineId, cancellationToken);
+        try
+        {
+            await driver.CleanUpAsync(launch.MachineId, cancellationToken);
+            logger.LogInformation("Machine {MachineId} ({Driver}): what it kept on the host is discarded for a fresh launch", launch.MachineId, launch.Driver);
+            return true;
+        }
+        catch (Exception failed) when (!cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning(failed, "Machine {MachineId} ({Driver}): what it kept on the host could not be discarded", launch.MachineId, launch.Driver);
+            await PublishAsync(new MachineLaunchFailed(launch.MachineId, launch.TenantId, launch.OperationId, host.HostId,
+                $"what the machine kept on host {host.Name} could not be discarded: {failed.Message}"));
+            return false;
+        }
     }
 
     /// <summary>
@@ -128,6 +156,16 @@ public sealed class HostMachines(IEnumerable<IMachineDriver> drivers, MachineRec
         foreach (var machineId in _running.Keys)
         {
             await StopAsync(machineId, CancellationToken.None);
+        }
+    }
+
+    /// <summary>Stops the machine if it runs, and records that it should not be running.</summary>
+    private async Task StopAndRecordAsync(Guid machineId, CancellationToken cancellationToken)
+    {
+        await StopAsync(machineId, cancellationToken);
+        if (records.Find(machineId) is { } record)
+        {
+            records.Save(record with { Running = false });
         }
     }
 

@@ -12,6 +12,8 @@ public static class HostAgentQueue
 /// Command to one host agent (its own queue, <c>host-agent-{hostId}</c>): run the machine, cold or from a
 /// ready snapshot. Idempotent by machine id: a machine that runs already is reported running again.
 /// <paramref name="Region"/> and <paramref name="InstanceType"/> only for cloud machines.
+/// <paramref name="Fresh"/> (a recreate): first stop the machine if it runs and discard what it kept on the host between
+/// runs, once per <paramref name="OperationId"/> (a repeat of the launch that runs is reported running again).
 /// </summary>
 public sealed record LaunchMachine(
     Guid MachineId,
@@ -26,7 +28,8 @@ public sealed record LaunchMachine(
     NetworkAttachment? Network,
     string? Region = null,
     string? InstanceType = null,
-    MachineProbe? Probe = null);
+    MachineProbe? Probe = null,
+    bool Fresh = false);
 
 /// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
 public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);

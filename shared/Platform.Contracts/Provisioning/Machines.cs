@@ -68,6 +68,12 @@ public sealed record MachineStopRequested(Guid MachineId, Guid TenantId, Guid Op
 
 public sealed record MachineRestartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 
+/// <summary>
+/// The machine is to run again from its template: its host discards what the machine kept between runs (its container,
+/// its cloud instance, its work files and namespace) and launches it afresh. Its id, address, tunnel and port forwards stay.
+/// </summary>
+public sealed record MachineRecreateRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
 public sealed record MachineDestroyRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 
 /// <summary>

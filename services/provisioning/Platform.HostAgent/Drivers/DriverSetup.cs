@@ -17,7 +17,7 @@ public static class DriverSetup
     /// <summary>Where, under the run path, cold-booted guests' memory files live.</summary>
     public const string MemoryDirectoryName = "memory";
 
-    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, ILoggerFactory loggers)
+    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, LocalAddresses addresses, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
         var drivers = new List<IMachineDriver>();
@@ -31,7 +31,7 @@ public static class DriverSetup
             else
             {
                 var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, MemoryDirectoryName));
-                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, new LocalAddresses(options.StatePath), networks, options.MicroVmRunPath,
+                drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, addresses, networks, options.MicroVmRunPath,
                     loggers.CreateLogger<MicroVmDriver>()));
             }
         }

@@ -25,7 +25,11 @@ public interface IMachineDriver
     /// </summary>
     Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken);
 
-    /// <summary>Removes whatever the machine kept on the host between runs (its network namespace, its files). Idempotent.</summary>
+    /// <summary>
+    /// Removes whatever the machine kept between runs (its network namespace, its files, its container, its cloud instance),
+    /// so that its next launch starts from its template: before a fresh launch, and when it is torn down. Its address
+    /// stays. Idempotent.
+    /// </summary>
     Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken);
 }
 

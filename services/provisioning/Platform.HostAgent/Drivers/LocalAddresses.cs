@@ -6,7 +6,8 @@ namespace Platform.HostAgent.Drivers;
 /// <summary>
 /// Host-local network attachments for machines that come without one, until the networking service hands
 /// them out: each machine gets a /30 of <c>10.250.0.0/16</c> (its gateway, the host side, and its own
-/// address), kept from its first launch until it is torn down so that it keeps its address across restarts.
+/// address), kept from its first launch until the agent tears it down so that it keeps its address across restarts
+/// and recreates.
 /// </summary>
 public sealed class LocalAddresses
 {

@@ -211,11 +211,8 @@ public sealed class MicroVmDriver(
         }
     }
 
-    public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
-    {
-        await RemoveLeftoversAsync(machineId, cancellationToken);
-        addresses.Release(machineId);
-    }
+    /// <summary>Its work directory is made again at every launch; its host-local address stays until the agent tears the machine down.</summary>
+    public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => RemoveLeftoversAsync(machineId, cancellationToken);
 
     /// <summary>
     /// The agent is stopping, its machines have stopped and the pools are no longer filled: the pooled VMs, the run

@@ -18,7 +18,7 @@ public static class MachineStates
     public static IReadOnlyList<string> All { get; } = [Creating, Starting, Running, Stopping, Stopped, Restarting, Destroying, Destroyed, Failed];
 }
 
-/// <summary>An operation in flight on a machine: what was asked (create, start, stop, restart, destroy) and when.</summary>
+/// <summary>An operation in flight on a machine: what was asked (create, start, stop, restart, recreate, destroy) and when.</summary>
 public sealed record PendingOperation(Guid Id, string Type, DateTimeOffset RequestedAt)
 {
     /// <summary>The state that means this operation succeeded.</summary>
@@ -81,6 +81,7 @@ public sealed record Machine(
         MachineStartRequested e => Begin(MachineStates.Starting, new PendingOperation(e.OperationId, "start", e.RequestedAt)),
         MachineStopRequested e => Begin(MachineStates.Stopping, new PendingOperation(e.OperationId, "stop", e.RequestedAt)),
         MachineRestartRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "restart", e.RequestedAt)),
+        MachineRecreateRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "recreate", e.RequestedAt)),
         MachineDestroyRequested e => Begin(MachineStates.Destroying, new PendingOperation(e.OperationId, "destroy", e.RequestedAt)),
         MachineRunning e => this with
         {
@@ -105,8 +106,9 @@ public sealed record Machine(
         ("start", MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineStartRequested(Id, TenantId, operationId, now),
         ("stop", MachineStates.Running) => new MachineStopRequested(Id, TenantId, operationId, now),
         ("restart", MachineStates.Running) => new MachineRestartRequested(Id, TenantId, operationId, now),
+        ("recreate", MachineStates.Running or MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineRecreateRequested(Id, TenantId, operationId, now),
         ("destroy", not (MachineStates.Destroying or MachineStates.Destroyed)) => new MachineDestroyRequested(Id, TenantId, operationId, now),
-        ("start", MachineStates.Failed) => throw new IllegalTransitionException(action, State, $"Its creation failed at the {CreationFailedAt} step and was undone: destroy it and create another."),
+        ("start" or "recreate", MachineStates.Failed) => throw new IllegalTransitionException(action, State, $"Its creation failed at the {CreationFailedAt} step and was undone: destroy it and create another."),
         _ => throw new IllegalTransitionException(action, State),
     };
 

@@ -7,11 +7,11 @@ using Platform.Hosting.Security;
 namespace Platform.Provisioning.Machines;
 
 /// <summary>
-/// A user's request on a machine (start, stop, restart, destroy): decided on the machine's stream and
+/// A user's request on a machine (start, stop, restart, recreate, destroy): decided on the machine's stream and
 /// appended with its expected version. With <c>If-Match</c> that version is the caller's (a stale one is 412);
 /// without, a lost race is decided again on fresh state.
 /// </summary>
-public sealed class MachineActions(EventStore store, TimeProvider time)
+public sealed class MachineActions(EventStore store, MachineReader reader, TimeProvider time)
 {
     private const int Attempts = 5;
 
@@ -64,14 +64,14 @@ public sealed class MachineActions(EventStore store, TimeProvider time)
     /// <summary>
     /// A request that comes over the bus from another service: decided like a user's, recorded with the
     /// sender as actor. False when the machine is unknown or its state does not allow it (nothing changes);
-    /// a repeat of an operation recorded already changes nothing either.
+    /// a repeat of an operation recorded already, pending or ended, changes nothing either.
     /// </summary>
     public async Task<bool> RequestFromServiceAsync(Guid machineId, Guid tenantId, string action, Guid operationId, string actor, Guid? correlationId, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
             var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken);
-            if (loaded.State is not { } machine || machine.TenantId != tenantId || machine.Pending?.Id == operationId)
+            if (loaded.State is not { } machine || machine.TenantId != tenantId || await reader.OperationExistsAsync(operationId, cancellationToken))
             {
                 return false;
             }

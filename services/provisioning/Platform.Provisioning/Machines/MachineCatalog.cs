@@ -93,7 +93,7 @@ public sealed class MachineCatalog(string schema) : IProjection
         await transaction.ExecuteAsync($"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys", cancellationToken);
 
     private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
-        or MachineRestartRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed or MachineStepCompleted;
+        or MachineRestartRequested or MachineRecreateRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed or MachineStepCompleted;
 
     private async Task<Machine?> LoadAsync(NpgsqlTransaction transaction, string streamId, CancellationToken cancellationToken)
     {

@@ -13,6 +13,7 @@ public sealed class MachineLifecycleDefinition : ConsumerDefinition<MachineLifec
         consumer.Message<MachineStartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineStopRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineRestartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineRecreateRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
     }
 }
 

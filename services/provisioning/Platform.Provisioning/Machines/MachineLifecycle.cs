@@ -6,14 +6,15 @@ using Platform.Provisioning.Hosts;
 namespace Platform.Provisioning.Machines;
 
 /// <summary>
-/// Turns a running machine's recorded requests (start, stop, restart) into commands for the host agent that runs it.
+/// Turns a running machine's recorded requests (start, stop, restart, recreate) into commands for the host agent that runs it.
 /// Every command is idempotent on the agent's side, so a request delivered twice does no harm. Creating and destroying
 /// take more than the agent: the machine saga runs those.
 /// </summary>
 public sealed class MachineLifecycle(EventStore store) :
     IConsumer<MachineStartRequested>,
     IConsumer<MachineStopRequested>,
-    IConsumer<MachineRestartRequested>
+    IConsumer<MachineRestartRequested>,
+    IConsumer<MachineRecreateRequested>
 {
 
     public Task Consume(ConsumeContext<MachineStartRequested> context) =>
@@ -25,9 +26,14 @@ public sealed class MachineLifecycle(EventStore store) :
     public Task Consume(ConsumeContext<MachineRestartRequested> context) =>
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
 
+    /// <summary>Halted first, like a restart (a stopped or failed machine is halted already, and the agent says so); see <see cref="HostReports"/>.</summary>
+    public Task Consume(ConsumeContext<MachineRecreateRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
+
+    /// <summary>The launch of the machine for that operation: fresh (what the host kept of it discarded first) when the operation is a recreate.</summary>
     public static LaunchMachine Launch(Machine machine, Guid operationId) => new(
         machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network,
-        machine.Region, machine.InstanceType, machine.Probe);
+        machine.Region, machine.InstanceType, machine.Probe, Fresh: machine.Pending is { Type: "recreate" } pending && pending.Id == operationId);
 
     /// <summary>Sends the command only while the machine still waits for that operation (a stale redelivery sends nothing).</summary>
     private async Task WhenAwaitedAsync<T>(ConsumeContext context, Guid machineId, Guid operationId, Func<Machine, T> command) where T : class
@@ -46,14 +52,17 @@ public sealed class MachineLifecycle(EventStore store) :
     }
 }
 
-/// <summary>Requests other services send over the bus (the healing watchdog's starts and restarts).</summary>
-public sealed class MachineCommands(MachineActions actions, ILogger<MachineCommands> logger) : IConsumer<StartMachine>, IConsumer<RestartMachine>
+/// <summary>Requests other services send over the bus (the healing watchdog's starts, restarts and recreates).</summary>
+public sealed class MachineCommands(MachineActions actions, ILogger<MachineCommands> logger) : IConsumer<StartMachine>, IConsumer<RestartMachine>, IConsumer<RecreateMachine>
 {
     public Task Consume(ConsumeContext<StartMachine> context) =>
         RequestAsync(context, context.Message.MachineId, context.Message.TenantId, "start", context.Message.OperationId, context.Message.RequestedBy);
 
     public Task Consume(ConsumeContext<RestartMachine> context) =>
         RequestAsync(context, context.Message.MachineId, context.Message.TenantId, "restart", context.Message.OperationId, context.Message.RequestedBy);
+
+    public Task Consume(ConsumeContext<RecreateMachine> context) =>
+        RequestAsync(context, context.Message.MachineId, context.Message.TenantId, "recreate", context.Message.OperationId, context.Message.RequestedBy);
 
     private async Task RequestAsync(ConsumeContext context, Guid machineId, Guid tenantId, string action, Guid operationId, string requestedBy)
     {
@@ -92,7 +101,7 @@ public sealed class HostReports(EventStore store, TimeProvider time) :
         var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(halted.MachineId), Machine.Evolve, context.CancellationToken);
         if (loaded.State is { } machine && machine.Awaits(halted.OperationId) && machine.State == MachineStates.Restarting)
         {
-            // The first half of a restart: launch it again under the same operation.
+            // The first half of a restart or a recreate: launch it again under the same operation (afresh for a recreate).
             var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(machine.HostId));
             await endpoint.Send(MachineLifecycle.Launch(machine, halted.OperationId), context.CancellationToken);
             return;

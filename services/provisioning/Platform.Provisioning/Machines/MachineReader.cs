@@ -153,6 +153,14 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
             : throw Problems.Invalid("Idempotency-Key", "was used already for a different request");
     }
 
+    /// <summary>Whether an operation with this id was recorded on any machine, pending or ended.</summary>
+    public async Task<bool> OperationExistsAsync(Guid operationId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT EXISTS (SELECT 1 FROM {Schema}.operations WHERE id = $1)");
+        command.Parameters.AddWithValue(operationId);
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
     private static MachineView Read(NpgsqlDataReader reader) =>
         MachineView.Of(JsonSerializer.Deserialize<Machine>(reader.GetString(0), PlatformJson.Options)!, reader.GetInt64(1));
 }
