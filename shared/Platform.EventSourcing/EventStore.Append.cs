@@ -75,7 +75,8 @@ public sealed partial class EventStore
         }
         catch (PostgresException exception) when (exception.SqlState == WrongExpectedVersionState)
         {
-            throw new WrongExpectedVersionException(streamId, expected, await ReadStreamVersionAsync(streamId, CancellationToken.None));
+            // The implicit transaction is over: the same connection reads the version (a second one could wait for a pool this one helps exhaust).
+            throw new WrongExpectedVersionException(streamId, expected, await ReadStreamVersionAsync(connection, null, streamId, CancellationToken.None));
         }
     }
 
@@ -135,8 +136,11 @@ public sealed partial class EventStore
             }
             catch (PostgresException exception) when (exception.SqlState == WrongExpectedVersionState)
             {
+                // The session is refused: end its transaction and read the version on its own connection, not on a second one
+                // that a full pool would make it wait for while it holds this one.
                 var refused = ordered[read];
-                throw new WrongExpectedVersionException(refused.StreamId, refused.Expected, await ReadStreamVersionAsync(refused.StreamId, CancellationToken.None));
+                await transaction.RollbackAsync(CancellationToken.None);
+                throw new WrongExpectedVersionException(refused.StreamId, refused.Expected, await ReadStreamVersionAsync(connection, null, refused.StreamId, CancellationToken.None));
             }
         }
 
