@@ -12,7 +12,8 @@ public sealed partial class EventStore
     /// <summary>
     /// Appends <paramref name="events"/> to one stream in a transaction of its own. Without inline projections
     /// this is one round trip: the version check, the insert and the commit travel as one implicit transaction,
-    /// so the global order is held only while PostgreSQL inserts and commits.
+    /// so the global order is held only while PostgreSQL inserts and commits. At most
+    /// <see cref="EventStoreOptions.MaxConcurrentAppends"/> run at once; the others wait for their turn without a connection.
     /// </summary>
     public async Task<AppendResult> AppendAsync(
         string streamId,
@@ -21,15 +22,29 @@ public sealed partial class EventStore
         EventMetadata? metadata = null,
         CancellationToken cancellationToken = default)
     {
-        if (_options.InlineProjections.Count > 0)
-        {
-            await using var session = await BeginSessionAsync(cancellationToken);
-            session.Append(streamId, expected, events, metadata);
-            return (await session.CommitAsync(cancellationToken))[0];
-        }
-
         var append = new PendingAppend(streamId, expected, events, metadata ?? EventMetadata.None);
         EventStoreSession.Validate(append);
+        await _appending.WaitAsync(cancellationToken);
+        try
+        {
+            if (_options.InlineProjections.Count > 0)
+            {
+                await using var session = await BeginSessionAsync(cancellationToken);
+                session.Append(streamId, expected, events, metadata);
+                return (await session.CommitAsync(cancellationToken))[0];
+            }
+
+            return await AppendInOneRoundTripAsync(append, cancellationToken);
+        }
+        finally
+        {
+            _appending.Release();
+        }
+    }
+
+    private async Task<AppendResult> AppendInOneRoundTripAsync(PendingAppend append, CancellationToken cancellationToken)
+    {
+        var (streamId, expected, events, _) = append;
         var now = _time.GetUtcNow();
         var encoded = Encode([append], now);
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);

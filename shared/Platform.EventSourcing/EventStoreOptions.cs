@@ -11,4 +11,11 @@ public sealed class EventStoreOptions
 
     /// <summary>Projections applied in the appending transaction: their tables change atomically with the events.</summary>
     public IReadOnlyList<IProjection> InlineProjections { get; init; } = [];
+
+    /// <summary>
+    /// How many <see cref="EventStore.AppendAsync"/> calls of this process hold a connection at once. Every append waits for
+    /// the global position row in turn; beyond a few at once, more would only wait in PostgreSQL, each holding a pooled
+    /// connection that readers then lack. The rest wait in process, holding none.
+    /// </summary>
+    public int MaxConcurrentAppends { get; init; } = 8;
 }
