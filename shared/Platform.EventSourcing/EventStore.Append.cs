@@ -170,6 +170,26 @@ public sealed partial class EventStore
             i += ordered[s].Events.Count;
         }
 
+        // Inline projections write their tables before the global position is taken, so that their round trips are not part
+        // of the ordered section that every append of the store waits for. The events have no position yet (0).
+        if (_options.InlineProjections.Count > 0)
+        {
+            var unpositioned = new StoredEvent[total];
+            for (int s = 0, i = 0; s < ordered.Length; s++)
+            {
+                foreach (var @event in ordered[s].Events)
+                {
+                    unpositioned[i] = new StoredEvent(0, ordered[s].StreamId, versions[i], encoded.EventIds[i], encoded.Types[i], @event, ordered[s].Metadata, now);
+                    i++;
+                }
+            }
+
+            foreach (var projection in _options.InlineProjections)
+            {
+                await projection.ApplyAsync(unpositioned, transaction, cancellationToken);
+            }
+        }
+
         // Round trip 2: take the global position row, insert and notify in one statement. The row stays
         // locked until commit, so the ordered section is this statement's tail and the commit.
         await using var insert = new NpgsqlCommand(
@@ -203,22 +223,11 @@ public sealed partial class EventStore
         var lastPosition = (long)(await insert.ExecuteScalarAsync(cancellationToken))!;
 
         var results = new Dictionary<string, AppendResult>(StringComparer.Ordinal);
-        var stored = new StoredEvent[total];
         var position = lastPosition - total;
-        for (int s = 0, i = 0; s < ordered.Length; s++)
+        for (var s = 0; s < ordered.Length; s++)
         {
-            foreach (var @event in ordered[s].Events)
-            {
-                stored[i] = new StoredEvent(++position, ordered[s].StreamId, versions[i], encoded.EventIds[i], encoded.Types[i], @event, ordered[s].Metadata, now);
-                i++;
-            }
-
+            position += ordered[s].Events.Count;
             results[ordered[s].StreamId] = new AppendResult(ordered[s].StreamId, newVersions[s], position);
-        }
-
-        foreach (var projection in _options.InlineProjections)
-        {
-            await projection.ApplyAsync(stored, transaction, cancellationToken);
         }
 
         return pending.Select(p => results[p.StreamId]).ToArray();

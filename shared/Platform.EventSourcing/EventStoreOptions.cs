@@ -9,7 +9,12 @@ public sealed class EventStoreOptions
 
     public EventTypeRegistry Types { get; init; } = new();
 
-    /// <summary>Projections applied in the appending transaction: their tables change atomically with the events.</summary>
+    /// <summary>
+    /// Projections applied in the appending transaction: their tables change atomically with the events. They run after
+    /// the streams' versions are checked and before the global position is taken, alongside other appends' projections,
+    /// so they see each event without its position (0) and lock only rows of the streams appended to, or others in a
+    /// stable order.
+    /// </summary>
     public IReadOnlyList<IProjection> InlineProjections { get; init; } = [];
 
     /// <summary>
