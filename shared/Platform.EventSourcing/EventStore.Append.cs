@@ -12,7 +12,8 @@ public sealed partial class EventStore
     /// <summary>
     /// Appends <paramref name="events"/> to one stream in a transaction of its own. Without inline projections
     /// this is one round trip: the version check, the insert and the commit travel as one implicit transaction,
-    /// so the global order is held only while PostgreSQL inserts and commits.
+    /// so the global order is held only while PostgreSQL inserts and commits. At most
+    /// <see cref="EventStoreOptions.MaxConcurrentAppends"/> run at once; the others wait for their turn without a connection.
     /// </summary>
     public async Task<AppendResult> AppendAsync(
         string streamId,
@@ -21,15 +22,29 @@ public sealed partial class EventStore
         EventMetadata? metadata = null,
         CancellationToken cancellationToken = default)
     {
-        if (_options.InlineProjections.Count > 0)
-        {
-            await using var session = await BeginSessionAsync(cancellationToken);
-            session.Append(streamId, expected, events, metadata);
-            return (await session.CommitAsync(cancellationToken))[0];
-        }
-
         var append = new PendingAppend(streamId, expected, events, metadata ?? EventMetadata.None);
         EventStoreSession.Validate(append);
+        await _appending.WaitAsync(cancellationToken);
+        try
+        {
+            if (_options.InlineProjections.Count > 0)
+            {
+                await using var session = await BeginSessionAsync(cancellationToken);
+                session.Append(streamId, expected, events, metadata);
+                return (await session.CommitAsync(cancellationToken))[0];
+            }
+
+            return await AppendInOneRoundTripAsync(append, cancellationToken);
+        }
+        finally
+        {
+            _appending.Release();
+        }
+    }
+
+    private async Task<AppendResult> AppendInOneRoundTripAsync(PendingAppend append, CancellationToken cancellationToken)
+    {
+        var (streamId, expected, events, _) = append;
         var now = _time.GetUtcNow();
         var encoded = Encode([append], now);
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
@@ -75,7 +90,8 @@ public sealed partial class EventStore
         }
         catch (PostgresException exception) when (exception.SqlState == WrongExpectedVersionState)
         {
-            throw new WrongExpectedVersionException(streamId, expected, await ReadStreamVersionAsync(streamId, CancellationToken.None));
+            // The implicit transaction is over: the same connection reads the version (a second one could wait for a pool this one helps exhaust).
+            throw new WrongExpectedVersionException(streamId, expected, await ReadStreamVersionAsync(connection, null, streamId, CancellationToken.None));
         }
     }
 
@@ -135,8 +151,11 @@ public sealed partial class EventStore
             }
             catch (PostgresException exception) when (exception.SqlState == WrongExpectedVersionState)
             {
+                // The session is refused: end its transaction and read the version on its own connection, not on a second one
+                // that a full pool would make it wait for while it holds this one.
                 var refused = ordered[read];
-                throw new WrongExpectedVersionException(refused.StreamId, refused.Expected, await ReadStreamVersionAsync(refused.StreamId, CancellationToken.None));
+                await transaction.RollbackAsync(CancellationToken.None);
+                throw new WrongExpectedVersionException(refused.StreamId, refused.Expected, await ReadStreamVersionAsync(connection, null, refused.StreamId, CancellationToken.None));
             }
         }
 
@@ -149,6 +168,26 @@ public sealed partial class EventStore
             }
 
             i += ordered[s].Events.Count;
+        }
+
+        // Inline projections write their tables before the global position is taken, so that their round trips are not part
+        // of the ordered section that every append of the store waits for. The events have no position yet (0).
+        if (_options.InlineProjections.Count > 0)
+        {
+            var unpositioned = new StoredEvent[total];
+            for (int s = 0, i = 0; s < ordered.Length; s++)
+            {
+                foreach (var @event in ordered[s].Events)
+                {
+                    unpositioned[i] = new StoredEvent(0, ordered[s].StreamId, versions[i], encoded.EventIds[i], encoded.Types[i], @event, ordered[s].Metadata, now);
+                    i++;
+                }
+            }
+
+            foreach (var projection in _options.InlineProjections)
+            {
+                await projection.ApplyAsync(unpositioned, transaction, cancellationToken);
+            }
         }
 
         // Round trip 2: take the global position row, insert and notify in one statement. The row stays
@@ -184,22 +223,11 @@ public sealed partial class EventStore
         var lastPosition = (long)(await insert.ExecuteScalarAsync(cancellationToken))!;
 
         var results = new Dictionary<string, AppendResult>(StringComparer.Ordinal);
-        var stored = new StoredEvent[total];
         var position = lastPosition - total;
-        for (int s = 0, i = 0; s < ordered.Length; s++)
+        for (var s = 0; s < ordered.Length; s++)
         {
-            foreach (var @event in ordered[s].Events)
-            {
-                stored[i] = new StoredEvent(++position, ordered[s].StreamId, versions[i], encoded.EventIds[i], encoded.Types[i], @event, ordered[s].Metadata, now);
-                i++;
-            }
-
+            position += ordered[s].Events.Count;
             results[ordered[s].StreamId] = new AppendResult(ordered[s].StreamId, newVersions[s], position);
-        }
-
-        foreach (var projection in _options.InlineProjections)
-        {
-            await projection.ApplyAsync(stored, transaction, cancellationToken);
         }
 
         return pending.Select(p => results[p.StreamId]).ToArray();

@@ -11,13 +11,16 @@ public sealed partial class EventStore
 {
     private readonly EventStoreOptions _options;
     private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _appending;
 
     public EventStore(NpgsqlDataSource dataSource, EventStoreOptions options, TimeProvider? time = null)
     {
         SchemaMigrator.EnsureValidSchemaName(options.Schema);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxConcurrentAppends);
         DataSource = dataSource;
         _options = options;
         _time = time ?? TimeProvider.System;
+        _appending = new SemaphoreSlim(options.MaxConcurrentAppends, options.MaxConcurrentAppends);
     }
 
     public NpgsqlDataSource DataSource { get; }

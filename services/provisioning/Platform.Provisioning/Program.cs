@@ -28,6 +28,8 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<HostDirectory>();
         builder.Services.AddSingleton<ExitNodeCopies>();
         builder.Services.AddSingleton<MachineReader>();
+        builder.Services.AddSingleton(MachineCreationOptions.Read(builder.Configuration));
+        builder.Services.AddSingleton<PlacementTurns>();
         builder.Services.AddSingleton<MachineCreation>();
         builder.Services.AddSingleton<MachineActions>();
         builder.Services.AddSingleton<MachineWatch>();

@@ -13,4 +13,7 @@ public class ProblemException(string type, int status, string title, string? det
     public string? Detail { get; } = detail;
 
     public IReadOnlyDictionary<string, object?> Extensions { get; } = extensions ?? new Dictionary<string, object?>();
+
+    /// <summary>When a refusal is temporary: how long the client should wait before trying again (answered as <c>Retry-After</c>).</summary>
+    public TimeSpan? RetryAfter { get; init; }
 }

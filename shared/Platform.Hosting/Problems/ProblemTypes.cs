@@ -26,6 +26,7 @@ public static class ProblemTypes
     public const string PayloadTooLarge = Prefix + "payload-too-large";
     public const string UnsupportedMediaType = Prefix + "unsupported-media-type";
     public const string RateLimited = Prefix + "rate-limited";
+    public const string Overloaded = Prefix + "overloaded";
     public const string InternalError = Prefix + "internal-error";
     public const string BadGateway = Prefix + "bad-gateway";
     public const string ServiceUnavailable = Prefix + "service-unavailable";

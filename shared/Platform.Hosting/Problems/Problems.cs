@@ -17,6 +17,16 @@ public static class Problems
     public static ProblemException Unauthorized(string detail) =>
         new(ProblemTypes.Unauthorized, StatusCodes.Status401Unauthorized, "Unauthorized", detail);
 
+    /// <summary>
+    /// More requests of this kind are waiting than the service takes on: refused before anything was written, to be sent
+    /// again after <paramref name="retryAfter"/> (at least a second, whole seconds).
+    /// </summary>
+    public static ProblemException Overloaded(string detail, TimeSpan retryAfter) =>
+        new(ProblemTypes.Overloaded, StatusCodes.Status429TooManyRequests, "Too many requests of this kind are waiting; nothing was done.", detail)
+        {
+            RetryAfter = TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(retryAfter.TotalSeconds))),
+        };
+
     /// <summary>One field with an unacceptable value: <see cref="Validation"/> for a single field.</summary>
     public static ProblemException Invalid(string field, string message) =>
         Validation(new Dictionary<string, string[]> { [field] = [message] });

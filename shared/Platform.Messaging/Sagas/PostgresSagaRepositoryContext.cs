@@ -8,10 +8,10 @@ using Platform.Contracts;
 namespace Platform.Messaging.Sagas;
 
 internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
-    SagaTransaction transaction,
+    SagaStore store,
     ConsumeContext<TMessage> consumeContext,
-    ISagaConsumeContextFactory<SagaTransaction, TSaga> factory)
-    : ConsumeContextScope<TMessage>(consumeContext, transaction), SagaRepositoryContext<TSaga, TMessage>
+    ISagaConsumeContextFactory<SagaStore, TSaga> factory)
+    : ConsumeContextScope<TMessage>(consumeContext), SagaRepositoryContext<TSaga, TMessage>
     where TSaga : class, ISagaVersion
     where TMessage : class
 {
@@ -19,33 +19,29 @@ internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
 
     public Task<SagaConsumeContext<TSaga, T>> CreateSagaConsumeContext<T>(ConsumeContext<T> consumeContext, TSaga instance, SagaConsumeContextMode mode)
         where T : class =>
-        factory.CreateSagaConsumeContext(transaction, consumeContext, instance, mode);
+        factory.CreateSagaConsumeContext(store, consumeContext, instance, mode);
 
     public Task<SagaConsumeContext<TSaga, TMessage>> Add(TSaga instance) =>
-        factory.CreateSagaConsumeContext(transaction, this, instance, SagaConsumeContextMode.Add);
+        factory.CreateSagaConsumeContext(store, this, instance, SagaConsumeContextMode.Add);
 
     public async Task<SagaConsumeContext<TSaga, TMessage>> Insert(TSaga instance)
     {
         instance.Version = 1;
         var inserted = await ExecuteAsync(
-            $"INSERT INTO {transaction.Schema}.sagas (saga_type, correlation_id, version, state) VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
+            $"INSERT INTO {store.Schema}.sagas (saga_type, correlation_id, version, state) VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING",
             instance.CorrelationId,
             instance.Version,
             Serialize(instance));
         return inserted == 0
             ? null!
-            : await factory.CreateSagaConsumeContext(transaction, this, instance, SagaConsumeContextMode.Insert);
+            : await factory.CreateSagaConsumeContext(store, this, instance, SagaConsumeContextMode.Insert);
     }
 
     public async Task<SagaConsumeContext<TSaga, TMessage>> Load(Guid correlationId)
     {
-        await using var command = new NpgsqlCommand(
-            $"SELECT version, state FROM {transaction.Schema}.sagas WHERE saga_type = $1 AND correlation_id = $2",
-            transaction.Connection,
-            transaction.Transaction)
-        {
-            Parameters = { new() { Value = SagaType }, new() { Value = correlationId } },
-        };
+        await using var command = store.Command($"SELECT version, state FROM {store.Schema}.sagas WHERE saga_type = $1 AND correlation_id = $2");
+        command.Parameters.Add(new NpgsqlParameter { Value = SagaType });
+        command.Parameters.Add(new NpgsqlParameter { Value = correlationId });
         TSaga? instance = null;
         await using (var reader = await command.ExecuteReaderAsync(CancellationToken))
         {
@@ -58,7 +54,7 @@ internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
 
         return instance is null
             ? null!
-            : await factory.CreateSagaConsumeContext(transaction, this, instance, SagaConsumeContextMode.Load);
+            : await factory.CreateSagaConsumeContext(store, this, instance, SagaConsumeContextMode.Load);
     }
 
     public async Task Save(SagaConsumeContext<TSaga> sagaContext)
@@ -68,7 +64,7 @@ internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
         try
         {
             await ExecuteAsync(
-                $"INSERT INTO {transaction.Schema}.sagas (saga_type, correlation_id, version, state) VALUES ($1, $2, $3, $4::jsonb)",
+                $"INSERT INTO {store.Schema}.sagas (saga_type, correlation_id, version, state) VALUES ($1, $2, $3, $4::jsonb)",
                 instance.CorrelationId,
                 instance.Version,
                 Serialize(instance));
@@ -85,7 +81,7 @@ internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
         var expected = instance.Version;
         instance.Version = expected + 1;
         var updated = await ExecuteAsync(
-            $"UPDATE {transaction.Schema}.sagas SET version = $3, state = $4::jsonb, updated_at = now() WHERE saga_type = $1 AND correlation_id = $2 AND version = $5",
+            $"UPDATE {store.Schema}.sagas SET version = $3, state = $4::jsonb, updated_at = now() WHERE saga_type = $1 AND correlation_id = $2 AND version = $5",
             instance.CorrelationId,
             instance.Version,
             Serialize(instance),
@@ -100,7 +96,7 @@ internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
     {
         var instance = sagaContext.Saga;
         var deleted = await ExecuteAsync(
-            $"DELETE FROM {transaction.Schema}.sagas WHERE saga_type = $1 AND correlation_id = $2 AND version = $3",
+            $"DELETE FROM {store.Schema}.sagas WHERE saga_type = $1 AND correlation_id = $2 AND version = $3",
             instance.CorrelationId,
             instance.Version);
         if (deleted == 0)
@@ -117,7 +113,7 @@ internal sealed class PostgresSagaRepositoryContext<TSaga, TMessage>(
 
     private async Task<int> ExecuteAsync(string sql, Guid correlationId, params object[] values)
     {
-        await using var command = new NpgsqlCommand(sql, transaction.Connection, transaction.Transaction);
+        await using var command = store.Command(sql);
         command.Parameters.Add(new NpgsqlParameter { Value = SagaType });
         command.Parameters.Add(new NpgsqlParameter { Value = correlationId });
         foreach (var value in values)

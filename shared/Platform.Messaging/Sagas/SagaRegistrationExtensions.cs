@@ -11,7 +11,7 @@ public static class SagaRegistrationExtensions
         where TSaga : class, ISagaVersion
     {
         configurator.Repository(repository =>
-            repository.RegisterSagaRepository<TSaga, SagaTransaction, SagaConsumeContextFactory<SagaTransaction, TSaga>, PostgresSagaRepositoryContextFactory<TSaga>>());
+            repository.RegisterSagaRepository<TSaga, SagaStore, SagaConsumeContextFactory<SagaStore, TSaga>, PostgresSagaRepositoryContextFactory<TSaga>>());
         return configurator;
     }
 }

@@ -3,7 +3,11 @@ using Platform.EventSourcing;
 
 namespace Platform.Messaging.Sagas;
 
-/// <summary>Where a service keeps its saga instances: one table in its schema, a row per instance, JSON state and a version.</summary>
+/// <summary>
+/// Where a service keeps its saga instances: one table in its schema, a row per instance, JSON state and a version.
+/// Every write is one statement conditional on the version read, so a message's saga work needs no transaction and
+/// holds no connection while its activities run (they append to the event store, which may wait its turn).
+/// </summary>
 public sealed class SagaStore(NpgsqlDataSource dataSource, string schema)
 {
     public static IReadOnlyList<SchemaMigration> Migrations { get; } =
@@ -22,33 +26,6 @@ public sealed class SagaStore(NpgsqlDataSource dataSource, string schema)
 
     public string Schema { get; } = schema;
 
-    internal async Task<SagaTransaction> BeginAsync(CancellationToken cancellationToken)
-    {
-        var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        try
-        {
-            return new SagaTransaction(Schema, connection, await connection.BeginTransactionAsync(cancellationToken));
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
-}
-
-/// <summary>The transaction one message's saga work runs in.</summary>
-public sealed class SagaTransaction(string schema, NpgsqlConnection connection, NpgsqlTransaction transaction) : IAsyncDisposable
-{
-    public string Schema { get; } = schema;
-
-    public NpgsqlConnection Connection { get; } = connection;
-
-    public NpgsqlTransaction Transaction { get; } = transaction;
-
-    public async ValueTask DisposeAsync()
-    {
-        await Transaction.DisposeAsync();
-        await Connection.DisposeAsync();
-    }
+    /// <summary>A statement that takes a pooled connection when it runs and gives it back when it is done.</summary>
+    internal NpgsqlCommand Command(string sql) => dataSource.CreateCommand(sql);
 }

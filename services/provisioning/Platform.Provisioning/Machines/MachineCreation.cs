@@ -10,13 +10,13 @@ namespace Platform.Provisioning.Machines;
 /// <summary>
 /// Creates a machine: resolves its template and driver, places it on a host within the host guardrails, and
 /// records the placement and the request in one transaction. A lost race for a host's last room is retried
-/// on fresh state; an Idempotency-Key makes a repeated request answer with the machine it created.
+/// on fresh state; an Idempotency-Key makes a repeated request answer with the machine it created. Placements
+/// take turns (<see cref="PlacementTurns"/>); a burst beyond what the line holds is refused before anything is written.
 /// </summary>
-public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, ExitNodeCopies exitNodes, TimeProvider time)
+public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, ExitNodeCopies exitNodes, PlacementTurns turns, TimeProvider time)
 {
     /// <summary>Many creations at once contend for one host's stream; each lost race is placed again, after a short random pause.</summary>
     private const int PlacementAttempts = 50;
-    private readonly SemaphoreSlim _placing = new(1, 1);
 
     public async Task<MachineAccepted> CreateAsync(CreateMachineRequest request, Caller caller, string? idempotencyKey, Guid? correlationId, CancellationToken cancellationToken)
     {
@@ -52,16 +52,10 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         var name = request.Name ?? $"{kind}-{machineId.ToString("N")[^8..]}";
         var metadata = new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: caller.Subject);
 
-        // Placements in this instance take turns: racing each other for a host's stream they would mostly lose and retry.
-        // The expected version still settles races with other instances.
-        await _placing.WaitAsync(cancellationToken);
-        try
+        // The expected version on the host's stream still settles races with other instances.
+        using (await turns.TakeAsync(cancellationToken))
         {
             return await PlaceAndRecordAsync();
-        }
-        finally
-        {
-            _placing.Release();
         }
 
         async Task<MachineAccepted> PlaceAndRecordAsync()

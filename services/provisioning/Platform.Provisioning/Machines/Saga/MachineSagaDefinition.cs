@@ -13,8 +13,8 @@ public sealed class MachineSagaDefinition : SagaDefinition<MachineSagaState>
 {
     protected override void ConfigureSaga(IReceiveEndpointConfigurator endpoint, ISagaConfigurator<MachineSagaState> saga, IRegistrationContext context)
     {
-        // Each message holds its saga row's transaction (one connection) while the recorder uses another: bounded well
-        // below the connection pool, or a burst of messages holds every connection waiting for a second one.
+        // Each message's activities append to the machine's stream, eight appends of the process at a time: sixteen
+        // machines at once keep those turns busy, and more would only wait for them.
         endpoint.PrefetchCount = 32;
         endpoint.ConcurrentMessageLimit = 16;
         var partitioner = endpoint.CreatePartitioner(32);
