@@ -25,6 +25,7 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("stale-exit"));
         var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
         var machine = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "behind-stale-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
+        await using var destroy = new Destroyed(tenant, machine);
         await MachineTests.WaitAsync(tenant, machine, "running");
         var first = await TunnelAsync(tenant, machine, t => t.GetProperty("state").GetString() == "attached", "the tunnel is attached");
         Assert.Equal("pending", first.GetProperty("health").GetString());
@@ -58,8 +59,7 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         Assert.Equal("service:telemetry:healing", attempted.GetProperty("actor").GetString());
         Assert.DoesNotContain(audit, e => e.GetProperty("type").GetString() is "MachineRestartRequested" or "MachineStartRequested");
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
-        await MachineTests.WaitAsync(tenant, machine, "destroyed");
+        await destroy.DisposeAsync();
         Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync($"/api/v1/tunnels/{machine}")).StatusCode);
     }
 
@@ -74,7 +74,9 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("rotating-exit"));
         var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
         var follows = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "follows-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
+        await using var destroyFollows = new Destroyed(tenant, follows);
         var stays = await MachineTests.CreateAsync(tenant, new { name = "stays", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, labels = new { healing = "off" } });
+        await using var destroyStays = new Destroyed(tenant, stays);
         foreach (var machine in new[] { follows, stays })
         {
             await MachineTests.WaitAsync(tenant, machine, "running");
@@ -101,12 +103,6 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         var untouched = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{stays}/events")).EnumerateArray();
         Assert.DoesNotContain(untouched, e => e.GetProperty("type").GetString() == "MachineRecreateRequested");
         Assert.Equal("running", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{stays}")).GetProperty("state").GetString());
-
-        foreach (var machine in new[] { follows, stays })
-        {
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
-            await MachineTests.WaitAsync(tenant, machine, "destroyed");
-        }
     }
 
     [Fact]
@@ -117,6 +113,24 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         var refused = await tenant.PostAsJsonAsync("/api/v1/automation/healing/execute", new { machineId = Guid.NewGuid(), action = "reboot-the-planet" });
         var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("action", out _));
+    }
+
+    /// <summary>Destroys the machine when the test ends, passed or failed, and waits until it is gone (once).</summary>
+    private sealed class Destroyed(HttpClient tenant, Guid machine) : IAsyncDisposable
+    {
+        private bool _done;
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_done)
+            {
+                return;
+            }
+
+            _done = true;
+            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
+            await MachineTests.WaitAsync(tenant, machine, "destroyed");
+        }
     }
 
     private static Task<JsonElement> TunnelAsync(HttpClient tenant, Guid machine, Func<JsonElement, bool> condition, string what) =>
