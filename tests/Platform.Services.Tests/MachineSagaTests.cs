@@ -23,9 +23,7 @@ public sealed class MachineSagaTests(PlatformStack stack)
         using var admin = await stack.AdminAsync();
         var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
         await using var exit = await TestExitNode.StartAsync();
-        var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("lab-exit"));
-        Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
-        var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var exitNodeId = await exit.RegisterAsync(tenant, "lab-exit");
 
         // The sandbox asks the server behind the exit node who is calling, until its tunnel lets it through, and says the answer as it exits.
         var ask = $"import socket, sys, time\nfor _ in range(240):\n    try:\n        s = socket.create_connection(('{TestExitNode.Server.Address}', {TestExitNode.Server.Port}), timeout=1)\n        sys.stderr.write('seen as ' + s.makefile().readline().strip()); sys.exit(9)\n    except OSError:\n        time.sleep(0.5)\nsys.exit(3)";

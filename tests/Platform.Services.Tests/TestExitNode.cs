@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
 using Platform.Provisioning.Drivers.Networking;
 
 namespace Platform.Services.Tests;
@@ -39,6 +41,14 @@ public sealed class TestExitNode : IAsyncDisposable
         allowedIps = new[] { "198.51.100.0/24" },
         region = "test-lab",
     };
+
+    /// <summary>Registers this node as the caller's own through the API and returns its id.</summary>
+    public async Task<Guid> RegisterAsync(HttpClient caller, string name)
+    {
+        var registered = await caller.PostAsJsonAsync("/api/v1/exit-nodes", Registration(name));
+        Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
+        return (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+    }
 
     public static async Task<TestExitNode> StartAsync()
     {

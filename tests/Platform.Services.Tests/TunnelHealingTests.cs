@@ -22,8 +22,7 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
         await using var exit = await TestExitNode.StartAsync();
-        var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("stale-exit"));
-        var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var exitNodeId = await exit.RegisterAsync(tenant, "stale-exit");
         var machine = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "behind-stale-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
         await using var destroy = new Destroyed(tenant, machine);
         await MachineTests.WaitAsync(tenant, machine, "running");
@@ -71,8 +70,7 @@ public sealed class TunnelHealingTests(PlatformStack stack)
         var policy = new { enabled = true, maxAttempts = 3, initialBackoffSeconds = 0.2, maxBackoffSeconds = 1, resetAfterSeconds = 600, recreateOnExitAddressChange = true };
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", policy)).StatusCode);
         await using var exit = await TestExitNode.StartAsync();
-        var registered = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", exit.Registration("rotating-exit"));
-        var exitNodeId = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var exitNodeId = await exit.RegisterAsync(tenant, "rotating-exit");
         var follows = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "follows-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
         await using var destroyFollows = new Destroyed(tenant, follows);
         var stays = await MachineTests.CreateAsync(tenant, new { name = "stays", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, labels = new { healing = "off" } });
