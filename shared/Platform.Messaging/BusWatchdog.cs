@@ -68,17 +68,7 @@ public sealed class BusWatchdog(IBusControl bus, RabbitMqAddress broker, IHostAp
         if (_connection is not { IsOpen: true })
         {
             await DropConnectionAsync();
-            _connection = await new ConnectionFactory
-            {
-                HostName = broker.Host,
-                Port = broker.Port,
-                VirtualHost = broker.VirtualHost,
-                UserName = broker.Username,
-                Password = broker.Password,
-                AutomaticRecoveryEnabled = false,
-                RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
-                ClientProvidedName = "watchdog",
-            }.CreateConnectionAsync(cancellationToken);
+            _connection = await broker.ConnectAsync("watchdog", cancellationToken);
         }
 
         var now = time.GetUtcNow();

@@ -1,3 +1,5 @@
+using RabbitMQ.Client;
+
 namespace Platform.Messaging;
 
 /// <summary>The broker to use, from an AMQP URI: <c>amqp://user:password@host:port/vhost</c>.</summary>
@@ -24,6 +26,23 @@ public sealed record RabbitMqAddress(string Host, int Port, string VirtualHost, 
             Uri.UnescapeDataString(credentials[0]),
             Uri.UnescapeDataString(credentials[1]));
     }
+
+    /// <summary>
+    /// A plain connection of the service's own to the broker, beside the bus's (for checking on it): no automatic recovery,
+    /// 3 s to connect, named <paramref name="name"/> in the broker's list of connections.
+    /// </summary>
+    public Task<IConnection> ConnectAsync(string name, CancellationToken cancellationToken) =>
+        new ConnectionFactory
+        {
+            HostName = Host,
+            Port = Port,
+            VirtualHost = VirtualHost,
+            UserName = Username,
+            Password = Password,
+            AutomaticRecoveryEnabled = false,
+            RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
+            ClientProvidedName = name,
+        }.CreateConnectionAsync(cancellationToken);
 
     /// <summary>Where the broker is, without credentials: safe to log.</summary>
     public override string ToString() => $"amqp://{Host}:{Port}/{(VirtualHost == "/" ? "" : VirtualHost)}";

@@ -32,17 +32,7 @@ internal sealed class RabbitMqHealthCheck(RabbitMqAddress address) : IHealthChec
                 _connection = null;
             }
 
-            _connection = await new ConnectionFactory
-            {
-                HostName = address.Host,
-                Port = address.Port,
-                VirtualHost = address.VirtualHost,
-                UserName = address.Username,
-                Password = address.Password,
-                AutomaticRecoveryEnabled = false,
-                RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
-                ClientProvidedName = "health-check",
-            }.CreateConnectionAsync(timeout.Token);
+            _connection = await address.ConnectAsync("health-check", timeout.Token);
             return HealthCheckResult.Healthy($"RabbitMQ at {address} connected");
         }
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
