@@ -32,8 +32,8 @@ public sealed record TunnelDetachRequested(Guid MachineId, Guid TenantId, DateTi
 
 /// <summary>
 /// A machine's tunnel, folded from its stream <c>tunnel-{machineId}</c>. <see cref="Health"/> (a <see cref="TunnelHealth"/>
-/// value) is what its handshakes came to; <see cref="Reattach"/> is the re-attach in flight, <see cref="LastReattach"/> the
-/// latest one asked for (a repeat of it changes nothing).
+/// value) is what its handshakes came to; <see cref="LastReattach"/> is the latest re-attach asked for (a repeat of it
+/// changes nothing), <see cref="Reattach"/> the one in flight.
 /// </summary>
 public sealed record MachineTunnel(
     Guid MachineId,
@@ -48,9 +48,11 @@ public sealed record MachineTunnel(
     string? Gateway = null,
     int? PrefixLength = null,
     string Health = TunnelHealth.Pending,
-    Guid? Reattach = null,
     Guid? LastReattach = null)
 {
+    /// <summary>The re-attach being made on the host: a tunnel attaching again after it was attached is one.</summary>
+    public Guid? Reattach => State == TunnelStates.Attaching ? LastReattach : null;
+
     public static string StreamOf(Guid machineId) => $"tunnel-{machineId}";
 
     public static MachineTunnel Evolve(MachineTunnel? tunnel, object @event) => @event switch
@@ -59,13 +61,13 @@ public sealed record MachineTunnel(
             e.MachineAddress, e.Gateway, e.PrefixLength),
         TunnelAttached e when tunnel is not null => tunnel with
         {
-            State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt, Health = TunnelHealth.Pending, Reattach = null,
+            State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt, Health = TunnelHealth.Pending,
         },
-        TunnelReattachRequested e when tunnel is not null => tunnel with { State = TunnelStates.Attaching, Reattach = e.RequestId, LastReattach = e.RequestId },
-        TunnelReattachFailed when tunnel is not null => tunnel with { State = TunnelStates.Attached, Health = TunnelHealth.Down, Reattach = null },
+        TunnelReattachRequested e when tunnel is not null => tunnel with { State = TunnelStates.Attaching, LastReattach = e.RequestId },
+        TunnelReattachFailed when tunnel is not null => tunnel with { State = TunnelStates.Attached, Health = TunnelHealth.Down },
         TunnelDown when tunnel is not null => tunnel with { Health = TunnelHealth.Down },
         TunnelUp when tunnel is not null => tunnel with { Health = TunnelHealth.Up },
-        TunnelDetachRequested when tunnel is not null => tunnel with { State = TunnelStates.Detaching, Reattach = null },
+        TunnelDetachRequested when tunnel is not null => tunnel with { State = TunnelStates.Detaching },
         TunnelAbandoned or TunnelDetached when tunnel is not null => tunnel with { State = TunnelStates.Detached },
         // Detached before anything was requested: recorded, so that a late attach makes nothing.
         TunnelDetached e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId ?? Guid.Empty, Guid.Empty, "", TunnelStates.Detached, null, null),

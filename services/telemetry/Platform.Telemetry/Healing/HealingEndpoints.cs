@@ -64,8 +64,6 @@ public static class HealingEndpoints
         return TypedResults.Ok(policy);
     }
 
-    private static readonly string[] Actions = [HealingActions.Start, HealingActions.Restart, HealingActions.ReattachTunnel, HealingActions.Recreate];
-
     /// <summary>Schedules the action on the machine now, whatever its count of attempts (an operator's decision, audited as such).</summary>
     private static async Task<Accepted> HealNowAsync(HealNowRequest? request, Caller caller, HttpContext http, HealingStore healing, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
@@ -75,9 +73,9 @@ public static class HealingEndpoints
             throw Problems.Invalid("machineId", "is required");
         }
 
-        if (request.Action is { } asked && !Actions.Contains(asked))
+        if (request.Action is { } asked && !HealingActions.All.Contains(asked))
         {
-            throw Problems.Invalid("action", $"must be one of {string.Join(", ", Actions)}");
+            throw Problems.Invalid("action", $"must be one of {string.Join(", ", HealingActions.All)}");
         }
 
         await using var session = await store.BeginSessionAsync(cancellationToken);

@@ -27,6 +27,8 @@ public static class HealingActions
 
     /// <summary>Its exit node's public address changed: run it afresh from its template.</summary>
     public const string Recreate = "recreate";
+
+    public static IReadOnlyList<string> All { get; } = [Start, Restart, ReattachTunnel, Recreate];
 }
 
 /// <summary>The watchdog's tables: one row per machine it watches, and each tenant's policy (folded from <c>healing-policy-{tenantId}</c>).</summary>
