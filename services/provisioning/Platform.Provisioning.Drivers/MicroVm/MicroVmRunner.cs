@@ -31,8 +31,11 @@ public sealed partial class MicroVmRunner(
     /// <summary>Tells restored guests the time: their clocks stopped when the snapshot was taken.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
-    /// <summary>How long a guest may take from QEMU's start to answering its probe.</summary>
-    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>How long a guest may take from QEMU's start to answering its probe: unless set, what <see cref="Allowance"/> derives.</summary>
+    public TimeSpan? ReadyTimeout { get; init; }
+
+    /// <summary>What boots on this host have shown they take: the ready timeout when none is set.</summary>
+    public BootAllowance Allowance { get; init; } = new();
 
     /// <summary>How long a trial boot under KVM may take before KVM is judged unusable on this host.</summary>
     public TimeSpan AcceleratorProbeTimeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -186,8 +189,10 @@ public sealed partial class MicroVmRunner(
     /// </summary>
     private async Task<MicroVm> ReadyOrGoneAsync(MicroVm vm, Func<CancellationToken, Task> bringUp, CancellationToken cancellationToken)
     {
+        var readyTimeout = ReadyTimeout ?? Allowance.For(vm.Accelerator);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(ReadyTimeout);
+        deadline.CancelAfter(readyTimeout);
+        var clock = Stopwatch.StartNew();
         try
         {
             var work = bringUp(deadline.Token);
@@ -198,6 +203,7 @@ public sealed partial class MicroVmRunner(
             }
 
             await work;
+            Allowance.Observe(vm.Accelerator, clock.Elapsed, Allowance.LoadPerCore());
             return vm;
         }
         catch (Exception exception)
@@ -214,7 +220,7 @@ public sealed partial class MicroVmRunner(
             }
 
             var why = exitReason is not null ? $"it ended: {exitReason}"
-                : exception is OperationCanceledException ? $"not ready within {ReadyTimeout.TotalSeconds:0.#} s"
+                : exception is OperationCanceledException ? $"not ready within {readyTimeout.TotalSeconds:0.#} s"
                 : exception.Message;
             throw new MicroVmException($"Micro-VM {vm.Id} did not come up: {why}{(errors.Length > 0 ? $" (QEMU: {errors})" : "")}", tail, exception);
         }
