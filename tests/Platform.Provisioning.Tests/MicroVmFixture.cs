@@ -13,7 +13,8 @@ public sealed class MicroVmFixture : IAsyncLifetime
     public const string NamespacePrefix = "pmt-";
     public const string WorkRoot = "/tmp/pmt-work";
     public const string MemoryDirectory = "/dev/shm/pmt-memory";
-    public const string AcceleratorCacheFile = "/tmp/pmt-accelerators.json";
+    public const string AcceleratorCacheFile = AcceleratorCacheDirectory + "/accelerators.json";
+    private const string AcceleratorCacheDirectory = "/tmp/pmt-accelerators";
 
     private readonly string _snapshotDirectory = "/dev/shm/pmt-snapshot-" + Guid.NewGuid().ToString("N")[..8];
     private Task<MicroVmSnapshot>? _snapshot;
@@ -71,12 +72,10 @@ public sealed class MicroVmFixture : IAsyncLifetime
         }
 
         // Every test disposed its machine; what is left are the places they lived in.
-        foreach (var directory in new[] { _snapshotDirectory, WorkRoot, MemoryDirectory }.Where(Directory.Exists))
+        foreach (var directory in new[] { _snapshotDirectory, WorkRoot, MemoryDirectory, AcceleratorCacheDirectory }.Where(Directory.Exists))
         {
             Directory.Delete(directory, recursive: true);
         }
-
-        File.Delete(AcceleratorCacheFile);
     }
 }
 

@@ -6,6 +6,9 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 
 public sealed partial class MicroVmRunner
 {
+    /// <summary>The work directories of KVM trial boots, beside the accelerator cache.</summary>
+    public const string KvmProbePrefix = "kvm-probe-";
+
     private readonly Dictionary<string, Task<string>> _accelerators = [];
 
     /// <summary>
@@ -73,18 +76,29 @@ public sealed partial class MicroVmRunner
         }
     }
 
-    /// <summary>A real boot, without network: only reaching ready counts.</summary>
+    /// <summary>
+    /// A real boot, without network: only reaching ready counts. The trial QEMU must never outlive this process, however it
+    /// ends (a crash, a SIGKILL, <c>./platform down</c> in the middle of a probe): a shell holds it and kills it when the pipe
+    /// it reads from this process closes, which the kernel does when this process dies. Its work directory lies beside the
+    /// accelerator cache, so that what a probe leaves is found as the agent's.
+    /// </summary>
     private async Task<bool> BootsUnderKvmAsync(MicroVmTemplate template)
     {
-        var work = Path.Combine(Path.GetTempPath(), "platform-kvm-probe-" + Guid.NewGuid().ToString("N")[..12]);
+        var work = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(acceleratorCacheFile))!, KvmProbePrefix + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(work);
-        var start = new ProcessStartInfo(qemu)
+        var start = new ProcessStartInfo("/bin/sh")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        // QEMU in the background; a watcher reads the shell's stdin (our pipe, as fd 3: a background list's own stdin is
+        // /dev/null) and kills QEMU at its end of file. The shell ends with QEMU, so an early abort (an unusable KVM) is
+        // seen at once.
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add("exec 3<&0; \"$0\" \"$@\" </dev/null 3<&- & qemu=$!; (read -r _ <&3; kill -KILL $qemu 2>/dev/null) & exec 3<&-; wait $qemu");
+        start.ArgumentList.Add(qemu);
         foreach (var argument in (string[])[
             "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on",
             "-accel", "kvm", "-cpu", "host", "-m", "128M", "-smp", "1",
@@ -99,7 +113,6 @@ public sealed partial class MicroVmRunner
 
         using var timeout = new CancellationTokenSource(AcceleratorProbeTimeout);
         using var process = Process.Start(start)!;
-        process.StandardInput.Close();
         var drained = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
         var exited = process.WaitForExitAsync();
         try
@@ -114,11 +127,8 @@ public sealed partial class MicroVmRunner
         }
         finally
         {
-            if (!process.HasExited)
-            {
-                process.Kill();
-            }
-
+            // Closing the pipe has the watcher kill QEMU; the shell ends with it.
+            process.StandardInput.Close();
             await exited;
             await drained;
             Directory.Delete(work, recursive: true);
