@@ -65,11 +65,13 @@ public sealed class AwsDriverTests : IAsyncLifetime
     {
         await _ec2.DisposeAsync();
         _ec2 = await Ec2Fake.StartAsync(() => new Ec2Fake { PollsPerTransition = 1_000_000 });
-        var driver = CloudDrivers.Aws(Options(launchTimeout: TimeSpan.FromSeconds(3)), new BasicAWSCredentials(_ec2.AccessKeyId, _ec2.SecretAccessKey), null, _logs.Factory);
+        // Long enough for the instance to be created on a busy host (it failed at 3 s with the suite's assemblies side by side):
+        // the timeout must catch the instance that never runs, not the request that creates it.
+        var driver = CloudDrivers.Aws(Options(launchTimeout: TimeSpan.FromSeconds(10)), new BasicAWSCredentials(_ec2.AccessKeyId, _ec2.SecretAccessKey), null, _logs.Factory);
 
         var failed = await Assert.ThrowsAsync<LaunchFailedException>(() => driver.LaunchAsync(Launch(driver), CancellationToken.None));
 
-        Assert.Equal("the aws instance did not run within 00:00:03", failed.Message);
+        Assert.Equal("the aws instance did not run within 00:00:10", failed.Message);
         Assert.Equal("shutting-down", Assert.Single(_ec2.Instances).State);
         Assert.Contains("TerminateInstances", _ec2.Actions);
     }
