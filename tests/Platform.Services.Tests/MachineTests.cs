@@ -282,26 +282,53 @@ public sealed class MachineTests(PlatformStack stack)
     }
 
     [Fact]
-    public async Task After_the_host_agent_crashes_its_machines_are_failed_their_leftovers_removed_and_they_start_again()
+    public async Task After_the_host_agent_crashes_its_running_machine_is_adopted_and_one_that_ended_meanwhile_is_failed_and_starts_again()
     {
         using var admin = await stack.AdminAsync();
         var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await CreateAsync(tenant, new { name = "survivor", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
-        await WaitAsync(tenant, id, "running");
-        var cgroup = $"/sys/fs/cgroup/pids/platform/m-{id:N}/cgroup.procs";
-        var v2 = $"/sys/fs/cgroup/platform/m-{id:N}/cgroup.procs";
-        var procs = File.Exists(cgroup) ? cgroup : v2;
+        var survivor = await CreateAsync(tenant, new { name = "survivor", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        var casualty = await CreateAsync(tenant, new { name = "casualty", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await WaitAsync(tenant, survivor, "running");
+        await WaitAsync(tenant, casualty, "running");
+        var survivorProcesses = CgroupProcesses(survivor);
+        Assert.NotEmpty(survivorProcesses);
 
-        await stack.CrashAndRestartHostAgentAsync();
+        await stack.CrashAndRestartHostAgentAsync(whileDown: () =>
+        {
+            // Ends while no agent watches it: only its cgroup's processes, as an outside kill would.
+            foreach (var pid in CgroupProcesses(casualty))
+            {
+                System.Diagnostics.Process.GetProcessById(pid).Kill();
+            }
+        });
 
-        var failed = await WaitAsync(tenant, id, "failed");
-        Assert.Contains("host agent restarted", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
-        Assert.False(File.Exists(procs) && File.ReadAllText(procs).Trim().Length > 0, "what the crashed agent left running is gone");
-        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
-        await WaitAsync(tenant, id, "running");
-        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await WaitAsync(tenant, id, "destroyed");
-        Assert.False(File.Exists(procs));
+        var failed = await WaitAsync(tenant, casualty, "failed");
+        Assert.Contains("ended while the host agent was not running", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.Empty(CgroupProcesses(casualty));
+        Assert.Equal("running", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{survivor}")).GetProperty("state").GetString());
+        Assert.Equal(survivorProcesses, CgroupProcesses(survivor));
+        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{casualty}/start");
+        await WaitAsync(tenant, casualty, "running");
+        foreach (var id in new[] { survivor, casualty })
+        {
+            await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
+            await WaitAsync(tenant, id, "destroyed");
+            Assert.Empty(CgroupProcesses(id));
+        }
+    }
+
+    /// <summary>The processes in a sandbox's pids cgroup (v1) or its one cgroup (v2); none once it is gone.</summary>
+    internal static int[] CgroupProcesses(Guid machineId)
+    {
+        var procs = new[] { $"/sys/fs/cgroup/pids/platform/m-{machineId:N}/cgroup.procs", $"/sys/fs/cgroup/platform/m-{machineId:N}/cgroup.procs" }.FirstOrDefault(File.Exists);
+        try
+        {
+            return procs is null ? [] : File.ReadAllLines(procs).Where(l => l.Length > 0).Select(int.Parse).Order().ToArray();
+        }
+        catch (IOException)
+        {
+            return [];
+        }
     }
 
     internal static async Task<Guid> CreateAsync(HttpClient tenant, object body)

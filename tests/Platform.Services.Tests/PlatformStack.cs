@@ -168,9 +168,11 @@ public sealed class PlatformStack : IAsyncLifetime
     }
 
     /// <summary>The host agent crashes (SIGKILL to it alone: its machines' processes live on) and a new one starts on its state.</summary>
-    public async Task CrashAndRestartHostAgentAsync()
+    /// <param name="whileDown">What happens on the host between the crash and the restart.</param>
+    public async Task CrashAndRestartHostAgentAsync(Action? whileDown = null)
     {
         await HostAgent!.KillAsync(entireProcessTree: false);
+        whileDown?.Invoke();
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
     }
@@ -241,10 +243,16 @@ public sealed class PlatformStack : IAsyncLifetime
     {
         await _stopSupervising.CancelAsync();
         await _supervising;
-        // Stopped cleanly, the agent stops its machines and removes its snapshots, namespaces and run files.
+        // A stopped agent leaves its machines running for its next start, unless told to remove them, as
+        // './platform down --machines' tells it: then it stops them and removes their namespaces, cgroups and run files.
         if (HostAgent is { } agent)
         {
-            await agent.StopAsync(TimeSpan.FromSeconds(30));
+            if (!agent.HasExited)
+            {
+                await File.WriteAllTextAsync(Path.Combine(AgentStatePath, "remove-machines-on-stop"), "");
+            }
+
+            await agent.StopAsync(TimeSpan.FromSeconds(60));
             await agent.DisposeAsync();
         }
         await new DisposeAll(_services).DisposeAsync();

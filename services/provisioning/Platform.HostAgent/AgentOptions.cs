@@ -13,6 +13,12 @@ public sealed class AgentOptions
     /// <summary>Where the agent keeps its host id and its record of the machines it runs.</summary>
     public string StatePath { get; set; } = "/var/lib/platform/agent";
 
+    /// <summary>
+    /// A file in <see cref="StatePath"/> that has the agent stop and remove every machine when it stops (it deletes the
+    /// file then); without it the agent leaves its machines running for its next start to adopt.
+    /// </summary>
+    public const string RemoveMachinesOnStopFile = "remove-machines-on-stop";
+
     /// <summary>Where templates are built (<c>{TemplatesPath}/{name}/current/template.json</c>).</summary>
     public string TemplatesPath { get; set; } = "/var/lib/platform/templates";
 

@@ -8,7 +8,7 @@ namespace Platform.HostAgent;
 /// <summary>
 /// Cleans up after a previous run, then reports what this host offers: at start, as soon as it changes (the
 /// accelerator found, a snapshot made), when provisioning starts (<see cref="ReportNow"/>), and every
-/// <see cref="AgentOptions.ReportInterval"/> in any case. At shutdown, stops the machines it runs.
+/// <see cref="AgentOptions.ReportInterval"/> in any case.
 /// </summary>
 public sealed class CapacityReporter(HostMachines machines, HostIdentity host, AgentOptions options, IBus bus, TimeProvider time, ILogger<CapacityReporter> logger) : BackgroundService
 {
@@ -46,10 +46,21 @@ public sealed class CapacityReporter(HostMachines machines, HostIdentity host, A
         }
     }
 
+    /// <summary>
+    /// Machines outlive the agent: it leaves them running, and its next start adopts them. Only when the operator asked for
+    /// it (<see cref="AgentOptions.RemoveMachinesOnStopFile"/>, written by <c>./platform down --machines</c>) does it stop and
+    /// remove them first.
+    /// </summary>
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
-        await machines.StopAllAsync();
+        var removeMachines = Path.Combine(options.StatePath, AgentOptions.RemoveMachinesOnStopFile);
+        if (File.Exists(removeMachines))
+        {
+            logger.LogInformation("Stopping and removing every machine of this host, as {File} asks", removeMachines);
+            await machines.RemoveAllAsync();
+            File.Delete(removeMachines);
+        }
     }
 
     private HostCapacityReported Current() => new(

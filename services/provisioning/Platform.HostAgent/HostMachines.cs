@@ -125,21 +125,47 @@ public sealed class HostMachines(
     }
 
     /// <summary>
-    /// After the agent restarted: whatever a previous run left of a machine that should be running is
-    /// stopped and reported as exited, so its owner sees it failed and can start it again.
+    /// After the agent restarted: each machine its record says should be running and that still runs is adopted and
+    /// supervised again, with nothing reported (to the control plane it never stopped). Whatever is left of one that is
+    /// gone is removed, and it is reported exited, so its owner sees it failed and can start it again.
     /// </summary>
     public async Task ReconcileAsync(CancellationToken cancellationToken)
     {
         records.PruneTombstones(DateTime.UtcNow);
         foreach (var record in records.All().Where(r => r.Running && !_running.ContainsKey(r.Launch.MachineId)))
         {
-            if (_drivers.TryGetValue(record.Launch.Driver, out var driver))
+            var launch = record.Launch;
+            if (!_drivers.TryGetValue(launch.Driver, out var driver))
             {
-                await driver.RemoveLeftoversAsync(record.Launch.MachineId, cancellationToken);
+                records.Save(record with { Running = false });
+                await PublishAsync(new MachineExited(launch.MachineId, launch.TenantId, host.HostId, null, $"the host agent restarted without its {launch.Driver} driver"));
+                continue;
             }
 
+            IRunningMachine? adopted;
+            try
+            {
+                adopted = await driver.AdoptAsync(launch, cancellationToken);
+            }
+            catch (Exception failed) when (!cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning(failed, "Machine {MachineId} ({Driver}) could not be adopted", launch.MachineId, launch.Driver);
+                adopted = null;
+            }
+
+            if (adopted is not null)
+            {
+                var running = new Running(launch, adopted);
+                _running[launch.MachineId] = running;
+                _ = SuperviseAsync(running);
+                logger.LogInformation("Machine {MachineId} ({Driver}) still runs: adopted", launch.MachineId, launch.Driver);
+                continue;
+            }
+
+            logger.LogWarning("Machine {MachineId} ({Driver}) ended while the host agent was not running", launch.MachineId, launch.Driver);
+            await driver.RemoveLeftoversAsync(launch.MachineId, cancellationToken);
             records.Save(record with { Running = false });
-            await PublishAsync(new MachineExited(record.Launch.MachineId, record.Launch.TenantId, host.HostId, null, "the host agent restarted; the machine was stopped"));
+            await PublishAsync(new MachineExited(launch.MachineId, launch.TenantId, host.HostId, null, "it ended while the host agent was not running"));
         }
     }
 
@@ -150,12 +176,39 @@ public sealed class HostMachines(
         return networks.ReconcileAsync(all.Select(r => r.Launch.MachineId).ToHashSet(), all.Select(r => r.Launch.TenantId).ToHashSet());
     }
 
-    /// <summary>Stops every machine (the agent is shutting down); their records stay for the next start.</summary>
-    public async Task StopAllAsync()
+    /// <summary>
+    /// Stops every machine and removes what each kept on the host (<c>./platform down --machines</c>): their records stay,
+    /// still saying running, so that the next start finds them gone and reports them exited.
+    /// </summary>
+    public async Task RemoveAllAsync()
     {
         foreach (var machineId in _running.Keys)
         {
             await StopAsync(machineId, CancellationToken.None);
+        }
+
+        foreach (var record in records.All())
+        {
+            if (_drivers.TryGetValue(record.Launch.Driver, out var driver))
+            {
+                try
+                {
+                    await driver.CleanUpAsync(record.Launch.MachineId, CancellationToken.None);
+                }
+                catch (Exception failed)
+                {
+                    logger.LogWarning(failed, "Machine {MachineId} ({Driver}): what it kept on the host could not be removed", record.Launch.MachineId, record.Launch.Driver);
+                }
+            }
+
+            // Networking hears of these when the next start reports the machine exited and its owner destroys it.
+            await networks.RemoveTunnelAsync(record.Launch.MachineId);
+            await networks.ClosePortForwardsOfAsync(record.Launch.MachineId, record.Launch.TenantId);
+        }
+
+        foreach (var tenantId in records.All().Select(r => r.Launch.TenantId).Distinct())
+        {
+            await networks.RemoveSegmentIfUnusedAsync(tenantId, () => 0);
         }
     }
 

@@ -109,7 +109,20 @@ public sealed class CloudDriver : IMachineDriver
         }
     }
 
-    /// <summary>After the agent restarted: nothing watched the machine, so its instance is stopped (not deleted: it can start again).</summary>
+    /// <summary>After the agent restarted: the machine's instance, if the cloud says it runs; null (then it is stopped) otherwise.</summary>
+    public async Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    {
+        if (_instances is not { } instances)
+        {
+            return null;
+        }
+
+        var region = launch.Region ?? _catalogue.Regions.FirstOrDefault();
+        var instance = region is null ? null : await instances.FindAsync(launch.MachineId, region, cancellationToken);
+        return instance is { State: CloudInstanceState.Running } ? new CloudMachine(this, instances, instance) : null;
+    }
+
+    /// <summary>After the agent restarted, for a machine it could not adopt: its instance is stopped (not deleted: it can start again).</summary>
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
         foreach (var instance in await FindEverywhereAsync(machineId, cancellationToken))

@@ -113,6 +113,20 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
     /// Removes the machine's container, found by its label and by its name, whatever state it is in. When the engine
     /// does not answer this is logged and not thrown: it runs while the agent starts, which must not wait for the engine.
     /// </summary>
+    /// <summary>Its container, found by its machine label, if the engine says it runs.</summary>
+    public async Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    {
+        foreach (var container in await docker.ListContainersAsync($"{MachineIdLabel}={launch.MachineId}", cancellationToken))
+        {
+            if (await docker.InspectContainerAsync(container.Id, cancellationToken) is { State.Running: true } inspection)
+            {
+                return new RunningContainer(docker, inspection, launch.Shape.MemoryMiB, logger);
+            }
+        }
+
+        return null;
+    }
+
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
         try

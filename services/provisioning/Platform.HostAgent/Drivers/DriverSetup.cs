@@ -38,7 +38,7 @@ public static class DriverSetup
 
         if (options.OfferedDrivers.Contains("sandbox"))
         {
-            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect()), options.SandboxMaxProcesses, networks));
+            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect(), Path.Combine(options.StatePath, "sandboxes")), options.SandboxMaxProcesses, networks));
         }
 
         if (options.OfferedDrivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, loggers) is { } containers)

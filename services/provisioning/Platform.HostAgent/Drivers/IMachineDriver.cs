@@ -20,6 +20,12 @@ public interface IMachineDriver
     Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken);
 
     /// <summary>
+    /// After the agent restarted: the machine <paramref name="launch"/> started, as a previous run of the agent left it, if
+    /// it still runs (then the agent supervises it again, as if it had launched it); null when it does not.
+    /// </summary>
+    Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Removes what a run of the machine left on the host when nothing watched it end (the agent crashed):
     /// its processes, namespace and files, but not what it needs to start again (its address).
     /// </summary>

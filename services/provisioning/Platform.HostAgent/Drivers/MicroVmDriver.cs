@@ -198,13 +198,45 @@ public sealed class MicroVmDriver(
         }
     }
 
+    /// <summary>
+    /// Its QEMU, found by the pid file in its work directory and answering on its QMP socket, in its namespace (and its
+    /// tenant's segment) as the previous run of the agent left them.
+    /// </summary>
+    public async Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken)
+    {
+        var template = templates.FirstOrDefault(t => t.Name == launch.Template.Name && t.Version == launch.Template.Version);
+        var attachment = launch.Network ?? addresses.For(launch.MachineId);
+        if (template is null || !(await NetworkNamespace.ListAsync(attachment.Namespace)).Contains(attachment.Namespace))
+        {
+            return null;
+        }
+
+        var identity = new GuestIdentity(launch.MachineId.ToString("N"), launch.Name, IPAddress.Parse(attachment.Address), attachment.PrefixLength,
+            IPAddress.Parse(attachment.Gateway), attachment.Mac);
+        var network = NetworkNamespace.Open(attachment.Namespace);
+        var memory = MemoryFileOf(launch.MachineId);
+        var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, WorkDirectoryOf(launch.MachineId));
+        if (await runner.AdoptAsync(spec, File.Exists(memory) ? memory : null, cancellationToken) is not { } vm)
+        {
+            return null;
+        }
+
+        var machine = new RunningMicroVm(vm, network, attachment, "adopted");
+        if (launch.Network is not null)
+        {
+            machine.ReachableFrom = NetworkNamespace.Open(networks.SegmentOf(launch.TenantId));
+        }
+
+        return machine;
+    }
+
     /// <summary>QEMU is found by the pid file in the machine's work directory, whether the machine was booted, restored or activated from the pool.</summary>
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
         await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
         await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
         // A cold-booted guest's own memory file (a restored one maps its snapshot's); its directory exists only once one booted cold.
-        var memory = Path.Combine(runPath, DriverSetup.MemoryDirectoryName, $"{machineId:N}.ram");
+        var memory = MemoryFileOf(machineId);
         if (File.Exists(memory))
         {
             File.Delete(memory);
@@ -215,8 +247,9 @@ public sealed class MicroVmDriver(
     public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => RemoveLeftoversAsync(machineId, cancellationToken);
 
     /// <summary>
-    /// The agent is stopping, its machines have stopped and the pools are no longer filled: the pooled VMs, the run
-    /// files and the snapshots go (they live in memory; the next start makes them again).
+    /// The agent is stopping and the pools are no longer filled: the pooled VMs and the snapshots go (they live in memory;
+    /// the next start makes them again; restored machines keep the memory they mapped). The machines' own run files (work
+    /// directories, cold-booted guests' memory) stay while machines run on: the next start adopts them.
     /// </summary>
     public async Task ShutDownAsync()
     {
@@ -233,13 +266,21 @@ public sealed class MicroVmDriver(
             await vm.DisposeAsync();
         }
 
-        if (Directory.Exists(runPath))
+        foreach (var directory in new[] { PoolRoot, SnapshotRoot }.Where(Directory.Exists))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+
+        var machinesLeft = Directory.Exists(Path.Combine(runPath, "vm")) && Directory.EnumerateFileSystemEntries(Path.Combine(runPath, "vm")).Any();
+        if (!machinesLeft && Directory.Exists(runPath))
         {
             Directory.Delete(runPath, recursive: true);
         }
     }
 
     private string WorkDirectoryOf(Guid machineId) => Path.Combine(runPath, "vm", machineId.ToString("N"));
+
+    private string MemoryFileOf(Guid machineId) => Path.Combine(runPath, DriverSetup.MemoryDirectoryName, $"{machineId:N}.ram");
 
     /// <summary>
     /// A warm VM of the pool if there is one, else the one warming if it has rehearsed already; those that failed stay

@@ -44,11 +44,7 @@ public sealed class SandboxDriver : IMachineDriver
 
     public async Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
-        var spec = new SandboxSpec(SandboxId(launch.MachineId), launch.Command ?? IdleCommand,
-            new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
-        {
-            NetworkNamespace = launch.Network?.Namespace,
-        };
+        var spec = SpecOf(launch);
         try
         {
             if (launch.Network is { } network)
@@ -65,9 +61,22 @@ public sealed class SandboxDriver : IMachineDriver
         }
     }
 
+    /// <summary>Its shell still runs in its cgroups (see <see cref="SandboxRunner.Adopt"/>); its namespace and segment port are where it left them.</summary>
+    public Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken) =>
+        Task.FromResult<IRunningMachine?>(_runner.Adopt(SpecOf(launch)) is { } process
+            ? new RunningSandbox(process, _runner.Cgroups, launch.Shape.MemoryMiB, launch.Network)
+            : null);
+
+    private SandboxSpec SpecOf(LaunchMachine launch) =>
+        new(SandboxId(launch.MachineId), launch.Command ?? IdleCommand, new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
+        {
+            NetworkNamespace = launch.Network?.Namespace,
+        };
+
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {
         await _runner.Cgroups.RemoveAsync(SandboxId(machineId));
+        _runner.RemoveRunDirectory(SandboxId(machineId));
         await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
     }
 
@@ -122,6 +131,7 @@ public sealed class SandboxDriver : IMachineDriver
             var reason = exit.OutOfMemory ? $"killed for going over its memory limit ({memoryMiB} MiB)"
                 : exit.ProcessLimitReached && exit.ExitCode != 0 ? $"exited with code {exit.ExitCode} after reaching its process limit"
                 : exit.ExitCode == 0 ? "its command finished"
+                : exit.ExitCode is null ? "it was ended from outside before its command finished"
                 : $"its command exited with code {exit.ExitCode}";
             return new MachineExit(exit.ExitCode, tail.Trim().Length > 0 && exit.ExitCode != 0 ? $"{reason}: {tail.Trim()}" : reason);
         }

@@ -35,6 +35,9 @@ public sealed class SimulatedDriver(SimulatedOptions options, IReadOnlyList<Temp
         return new SimulatedMachine(launch.Network);
     }
 
+    /// <summary>A simulated machine lives in the agent's memory: nothing of it outlives the agent.</summary>
+    public Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken) => Task.FromResult<IRunningMachine?>(null);
+
     public Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => Task.CompletedTask;

@@ -17,7 +17,8 @@ public sealed class MicroVm : IAsyncDisposable
     private const int SchedulePolicyNormal = 0;
     private const int NoSuchProcess = 3;
 
-    private readonly Process _process;
+    private readonly Process? _process;
+    private readonly Processes.HostProcess? _adopted;
     private readonly string? _memoryFile;
     private readonly StringBuilder _errors = new();
     private volatile MicroVmSpec _spec;
@@ -35,6 +36,19 @@ public sealed class MicroVm : IAsyncDisposable
         var reading = Task.WhenAll(DrainAsync(process.StandardOutput, null), DrainAsync(process.StandardError, _errors));
         Exited = WatchAsync(reading);
     }
+
+    /// <summary>A QEMU that a previous process of the agent started and that still runs: watched through /proc, since it is not this process's child.</summary>
+    private MicroVm(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile)
+    {
+        _spec = spec;
+        Accelerator = accelerator;
+        _adopted = qemu;
+        _memoryFile = memoryFile;
+        ProcessId = qemu.Id;
+        Exited = WatchAdoptedAsync(qemu);
+    }
+
+    internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile) => new(spec, accelerator, qemu, memoryFile);
 
     /// <summary>What it runs as: a pooled VM takes its machine's id, identity, namespace and work directory when it is activated.</summary>
     public MicroVmSpec Spec => _spec;
@@ -140,7 +154,7 @@ public sealed class MicroVm : IAsyncDisposable
             await _qmp.DisposeAsync();
         }
 
-        _process.Dispose();
+        _process?.Dispose();
         if (Directory.Exists(Spec.WorkDirectory))
         {
             Directory.Delete(Spec.WorkDirectory, recursive: true);
@@ -204,7 +218,8 @@ public sealed class MicroVm : IAsyncDisposable
     {
         try
         {
-            _process.Kill();
+            _adopted?.Kill();
+            _process?.Kill();
         }
         catch (InvalidOperationException)
         {
@@ -212,11 +227,20 @@ public sealed class MicroVm : IAsyncDisposable
         }
     }
 
+    private async Task<MicroVmExit> WatchAdoptedAsync(Processes.HostProcess qemu)
+    {
+        await qemu.WaitForExitAsync(CancellationToken.None);
+        // Its parent, not this process, learnt its exit status.
+        return new MicroVmExit(null, null, _endedBy ?? "QEMU ended (it was adopted after a restart of the agent, which cannot learn its exit status)",
+            SerialConsole.Tail(SerialLogPath));
+    }
+
     private async Task<MicroVmExit> WatchAsync(Task reading)
     {
-        await _process.WaitForExitAsync();
+        var process = _process!;
+        await process.WaitForExitAsync();
         await reading;
-        var code = _process.ExitCode;
+        var code = process.ExitCode;
         // .NET reports a process ended by a signal as 128 + the signal; QEMU itself exits with 0 or 1.
         int? signal = code > 128 ? code - 128 : null;
         var reason = (_endedBy, signal, code) switch

@@ -91,6 +91,44 @@ public sealed partial class MicroVmRunner(
         }, cancellationToken);
     }
 
+    /// <summary>
+    /// The micro-VM <paramref name="spec"/> describes, if a previous process of the agent started it and it still runs: the
+    /// pid file in its work directory names a running QEMU, and QEMU answers on its QMP socket that the guest runs. Null
+    /// when it does not (the caller removes what is left). <paramref name="memoryFile"/> is the guest's own memory file if
+    /// it booted cold (disposing the VM removes it).
+    /// </summary>
+    public async Task<MicroVm?> AdoptAsync(MicroVmSpec spec, string? memoryFile, CancellationToken cancellationToken)
+    {
+        var pidFile = Path.Combine(spec.WorkDirectory, MicroVm.PidFileName);
+        if (!File.Exists(pidFile) || !int.TryParse((await File.ReadAllTextAsync(pidFile, cancellationToken)).Trim(), out var pid)
+            || Processes.HostProcess.Find(pid) is not { } qemu || !qemu.Name.StartsWith("qemu-system", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var arguments = qemu.CommandLine;
+        var accel = arguments.ToList().IndexOf("-accel");
+        var accelerator = accel >= 0 && accel + 1 < arguments.Count ? arguments[accel + 1] : "tcg";
+        var vm = MicroVm.Adopted(spec, accelerator, qemu, memoryFile);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            var status = await (await vm.QmpAsync(timeout.Token)).ExecuteAsync("query-status", null, timeout.Token);
+            if (status?["status"]?.GetValue<string>() == "running")
+            {
+                return vm;
+            }
+        }
+        catch (Exception exception) when (exception is IOException or System.Net.Sockets.SocketException or OperationCanceledException or InvalidOperationException)
+        {
+            // A QEMU that does not answer is no machine to adopt.
+        }
+
+        await vm.DisposeAsync();
+        return null;
+    }
+
     private static void ValidateSnapshotOf(MicroVmSnapshot snapshot, MicroVmTemplate template, int vcpus, int memoryMiB, string paramName)
     {
         if (snapshot.TemplateVersion != template.Version || snapshot.Vcpus != vcpus || snapshot.MemoryMiB != memoryMiB)

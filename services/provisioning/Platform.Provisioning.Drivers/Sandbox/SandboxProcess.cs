@@ -1,116 +1,182 @@
 using System.Diagnostics;
-using System.Text;
+using System.Globalization;
+using Platform.Provisioning.Drivers.Processes;
 
 namespace Platform.Provisioning.Drivers.Sandbox;
 
-/// <summary>A running sandbox. Disposing it kills what is left and removes its cgroups, whatever state it is in.</summary>
+/// <summary>
+/// A running sandbox: a shell in its cgroups that runs bubblewrap and records how its command ended. What the command
+/// writes goes to files in the sandbox's run directory, not to pipes of the agent, so that the sandbox outlives a restart
+/// of the agent, which then adopts it (<see cref="SandboxRunner.Adopt"/>). Disposing it kills what is left and removes its
+/// cgroups and run directory, whatever state it is in.
+/// </summary>
 public sealed class SandboxProcess : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly Cgroups _cgroups;
-    private readonly StringBuilder _output = new();
-    private readonly StringBuilder _errors = new();
+    internal const string PidFile = "pid";
+    internal const string ExitFile = "exit";
+    internal const string OutputFile = "stdout";
+    internal const string ErrorsFile = "stderr";
     private const int MaxKeptOutput = 64 * 1024;
-    private readonly Task _reading;
+    /// <summary>A command may write for days: past this its output files are emptied (their last bytes are what tells why it ended).</summary>
+    private const long MaxOutputFileBytes = 1024 * 1024;
+    private static readonly TimeSpan TrimInterval = TimeSpan.FromSeconds(1);
 
-    internal SandboxProcess(SandboxSpec spec, Process process, Cgroups cgroups)
+    private readonly Process? _child;
+    private readonly HostProcess _shell;
+    private readonly Cgroups _cgroups;
+    private readonly string _runDirectory;
+    private readonly CancellationTokenSource _trimming = new();
+    private readonly Task _exited;
+
+    private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, string runDirectory)
     {
         Spec = spec;
-        _process = process;
+        _child = child;
+        _shell = shell;
         _cgroups = cgroups;
-        _reading = Task.WhenAll(CopyAsync(process.StandardOutput, _output), CopyAsync(process.StandardError, _errors));
+        _runDirectory = runDirectory;
+        _exited = child is not null ? child.WaitForExitAsync() : shell.WaitForExitAsync(CancellationToken.None);
+        _ = TrimOutputAsync(_trimming.Token);
     }
+
+    internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, string runDirectory) =>
+        new(spec, child, HostProcess.Find(child.Id) ?? new HostProcess(child.Id, 0), cgroups, runDirectory);
+
+    internal static SandboxProcess Adopted(SandboxSpec spec, HostProcess shell, Cgroups cgroups, string runDirectory) =>
+        new(spec, null, shell, cgroups, runDirectory);
 
     public SandboxSpec Spec { get; }
 
-    public int ProcessId => _process.Id;
+    /// <summary>The shell that holds the sandbox (in its cgroups, outside its namespaces).</summary>
+    public int ProcessId => _shell.Id;
 
-    public bool HasExited => _process.HasExited;
+    public bool HasExited => _exited.IsCompleted;
 
     /// <summary>
-    /// A process inside the sandbox's namespaces, through which its network is entered: bubblewrap's child (bubblewrap
-    /// itself stays in the host's); null before it has one or once it has ended.
+    /// A process inside the sandbox's namespaces, through which its network is entered: the child of bubblewrap (which
+    /// the shell runs, and which itself stays in the host's); null before it has one or once it has ended.
     /// </summary>
-    public int? InsideProcessId
-    {
-        get
-        {
-            try
-            {
-                var children = File.ReadAllText($"/proc/{ProcessId}/task/{ProcessId}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                return children.Length > 0 ? int.Parse(children[0], System.Globalization.CultureInfo.InvariantCulture) : null;
-            }
-            catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
-            {
-                return null;
-            }
-        }
-    }
+    public int? InsideProcessId => FirstChildOf(ProcessId) is { } bubblewrap ? FirstChildOf(bubblewrap) : null;
 
     /// <summary>Waits for the sandbox's command to end and tells how.</summary>
     public async Task<SandboxExit> WaitAsync(TimeSpan timeout)
     {
-        using var cancel = new CancellationTokenSource(timeout);
-        await _process.WaitForExitAsync(cancel.Token);
-        await _reading;
-        return new SandboxExit(_process.ExitCode, Output, Errors, _cgroups.WasOutOfMemory(Spec.Id), _cgroups.HitProcessLimit(Spec.Id));
+        await _exited.WaitAsync(timeout);
+        return new SandboxExit(ExitCode(), Output, Errors, _cgroups.WasOutOfMemory(Spec.Id), _cgroups.HitProcessLimit(Spec.Id));
     }
 
-    public string Output
-    {
-        get
-        {
-            lock (_output)
-            {
-                return _output.ToString();
-            }
-        }
-    }
+    /// <summary>The last of what the command wrote to its standard output.</summary>
+    public string Output => Tail(OutputFile);
 
-    public string Errors
-    {
-        get
-        {
-            lock (_errors)
-            {
-                return _errors.ToString();
-            }
-        }
-    }
+    /// <summary>The last of what the command wrote to its standard error.</summary>
+    public string Errors => Tail(ErrorsFile);
 
     public async ValueTask DisposeAsync()
     {
-        if (!_process.HasExited)
+        await _trimming.CancelAsync();
+        // Everything of the sandbox, its shell included, is in its cgroups: emptying them ends it.
+        await _cgroups.RemoveAsync(Spec.Id);
+        if (_child is { HasExited: false })
         {
-            _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            _child.Kill(entireProcessTree: true);
         }
 
-        await _cgroups.RemoveAsync(Spec.Id);
-        _process.Dispose();
+        await _exited;
+        _child?.Dispose();
+        if (Directory.Exists(_runDirectory))
+        {
+            Directory.Delete(_runDirectory, recursive: true);
+        }
+
+        DeleteIfEmpty(Path.GetDirectoryName(_runDirectory)!);
     }
 
-    private static async Task CopyAsync(StreamReader reader, StringBuilder into)
+    /// <summary>The runner's folder goes with its last sandbox (another may be starting: then it stays).</summary>
+    private static void DeleteIfEmpty(string directory)
     {
-        var buffer = new char[4096];
-        int read;
-        while ((read = await reader.ReadAsync(buffer)) > 0)
+        try
         {
-            lock (into)
+            if (Directory.Exists(directory) && !Directory.EnumerateFileSystemEntries(directory).Any())
             {
-                into.Append(buffer, 0, read);
-                // A machine's command may write for days: keep its latest output, not all of it.
-                if (into.Length > MaxKeptOutput)
+                Directory.Delete(directory);
+            }
+        }
+        catch (IOException)
+        {
+            // Not empty after all.
+        }
+    }
+
+    /// <summary>The command's exit code as the shell recorded it; 128 + the signal when it was killed; null when the shell itself was killed before it could say.</summary>
+    private int? ExitCode()
+    {
+        if (_child is { HasExited: true })
+        {
+            return _child.ExitCode;
+        }
+
+        var file = Path.Combine(_runDirectory, ExitFile);
+        return File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var code) ? code : null;
+    }
+
+    private string Tail(string name)
+    {
+        var file = Path.Combine(_runDirectory, name);
+        try
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            stream.Seek(Math.Max(0, stream.Length - MaxKeptOutput), SeekOrigin.Begin);
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd();
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return "";
+        }
+    }
+
+    private async Task TrimOutputAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!_exited.IsCompleted)
+            {
+                await Task.WhenAny(_exited, Task.Delay(TrimInterval, cancellationToken));
+                foreach (var name in new[] { OutputFile, ErrorsFile })
                 {
-                    into.Remove(0, into.Length - MaxKeptOutput);
+                    var file = new FileInfo(Path.Combine(_runDirectory, name));
+                    if (file.Exists && file.Length > MaxOutputFileBytes)
+                    {
+                        // The shell appends (O_APPEND): its next write lands at the new end.
+                        using var stream = new FileStream(file.FullName, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+                        stream.SetLength(0);
+                    }
                 }
             }
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or IOException)
+        {
+            // Disposed, or its run directory went with it.
+        }
+    }
+
+    private static int? FirstChildOf(int pid)
+    {
+        try
+        {
+            var children = File.ReadAllText($"/proc/{pid}/task/{pid}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return children.Length > 0 ? int.Parse(children[0], CultureInfo.InvariantCulture) : null;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 }
 
 /// <summary>
-/// How a sandbox's command ended: <see cref="OutOfMemory"/> when the kernel killed a process for the memory
-/// limit, <see cref="ProcessLimitReached"/> when it refused a fork at the process limit.
+/// How a sandbox's command ended: its exit code (128 + the signal that killed it; null when nothing recorded it),
+/// <see cref="OutOfMemory"/> when the kernel killed a process for the memory limit, <see cref="ProcessLimitReached"/>
+/// when it refused a fork at the process limit.
 /// </summary>
-public sealed record SandboxExit(int ExitCode, string Output, string Errors, bool OutOfMemory, bool ProcessLimitReached);
+public sealed record SandboxExit(int? ExitCode, string Output, string Errors, bool OutOfMemory, bool ProcessLimitReached);
