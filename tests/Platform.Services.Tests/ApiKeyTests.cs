@@ -13,8 +13,8 @@ public sealed class ApiKeyTests(PlatformStack stack)
     public async Task An_api_key_is_shown_once_works_in_either_header_within_its_role_and_tenant()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, tenantAdmin) = await TenantWithAdminAsync(admin);
-        var other = await CreateTenantAsync(admin);
+        var (tenant, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
+        var other = await admin.CreateTenantAsync();
 
         var created = await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", new { name = "ci", role = Roles.Viewer });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
@@ -29,8 +29,8 @@ public sealed class ApiKeyTests(PlatformStack stack)
         byHeader.DefaultRequestHeaders.Add("X-Api-Key", key);
         Assert.Equal(HttpStatusCode.OK, (await byAuthorization.GetAsync($"/api/v1/tenants/{tenant}")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await byHeader.GetAsync($"/api/v1/tenants/{tenant}/users")).StatusCode);
-        await GatewayTests.AssertProblemAsync(await byHeader.GetAsync($"/api/v1/tenants/{other}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await GatewayTests.AssertProblemAsync(
+        await Problems.AssertAsync(await byHeader.GetAsync($"/api/v1/tenants/{other}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(
             await byHeader.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username = "by-key", password = "correct horse battery staple", role = Roles.Member }),
             HttpStatusCode.Forbidden,
             "urn:platform:problem:forbidden");
@@ -43,12 +43,12 @@ public sealed class ApiKeyTests(PlatformStack stack)
     public async Task A_revoked_key_and_an_expired_key_are_refused_with_401()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, tenantAdmin) = await TenantWithAdminAsync(admin);
-        var (revokedId, revoked) = await CreateKeyAsync(tenantAdmin, new { name = "to-revoke", role = Roles.Member });
-        var (_, expiring) = await CreateKeyAsync(tenantAdmin, new { name = "short-lived", role = Roles.Member, expiresAt = DateTimeOffset.UtcNow.AddSeconds(3) });
-        using var withRevoked = WithKey(await stack.AnonymousAsync(), revoked);
-        using var withExpiring = WithKey(await stack.AnonymousAsync(), expiring);
-        using var withUnknown = WithKey(await stack.AnonymousAsync(), revoked[..^4] + "AAAA");
+        var (tenant, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
+        var (revokedId, revoked) = await tenantAdmin.CreateApiKeyAsync(new { name = "to-revoke", role = Roles.Member });
+        var (_, expiring) = await tenantAdmin.CreateApiKeyAsync(new { name = "short-lived", role = Roles.Member, expiresAt = DateTimeOffset.UtcNow.AddSeconds(3) });
+        using var withRevoked = PlatformApi.WithApiKey(await stack.AnonymousAsync(), revoked);
+        using var withExpiring = PlatformApi.WithApiKey(await stack.AnonymousAsync(), expiring);
+        using var withUnknown = PlatformApi.WithApiKey(await stack.AnonymousAsync(), revoked[..^4] + "AAAA");
         Assert.Equal(HttpStatusCode.OK, (await withRevoked.GetAsync($"/api/v1/tenants/{tenant}")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await withExpiring.GetAsync($"/api/v1/tenants/{tenant}")).StatusCode);
 
@@ -58,12 +58,12 @@ public sealed class ApiKeyTests(PlatformStack stack)
             TimeSpan.FromSeconds(15), "the revocation reaches the gateway within its cache interval");
         await Eventually.TrueAsync(async () => (await withExpiring.GetAsync($"/api/v1/tenants/{tenant}")).StatusCode == HttpStatusCode.Unauthorized,
             TimeSpan.FromSeconds(15), "the key stops working when it expires");
-        await GatewayTests.AssertProblemAsync(await withUnknown.GetAsync($"/api/v1/tenants/{tenant}"), HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
-        await GatewayTests.AssertProblemAsync(
+        await Problems.AssertAsync(await withUnknown.GetAsync($"/api/v1/tenants/{tenant}"), HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
+        await Problems.AssertAsync(
             await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", new { name = "past", role = Roles.Member, expiresAt = DateTimeOffset.UtcNow.AddHours(-1) }),
             HttpStatusCode.UnprocessableEntity,
             "urn:platform:problem:validation-failed");
-        await GatewayTests.AssertProblemAsync(
+        await Problems.AssertAsync(
             await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", new { name = "too-strong", role = Roles.PlatformAdmin }),
             HttpStatusCode.UnprocessableEntity,
             "urn:platform:problem:validation-failed");
@@ -73,50 +73,11 @@ public sealed class ApiKeyTests(PlatformStack stack)
     public async Task Another_tenants_key_cannot_be_revoked_or_seen()
     {
         using var admin = await stack.AdminAsync();
-        var (_, adminOfA) = await TenantWithAdminAsync(admin);
-        var (_, adminOfB) = await TenantWithAdminAsync(admin);
-        var (keyOfA, _) = await CreateKeyAsync(adminOfA, new { name = "a-key", role = Roles.Member });
+        var (_, adminOfA) = await admin.CreateTenantWithAdminAsync();
+        var (_, adminOfB) = await admin.CreateTenantWithAdminAsync();
+        var (keyOfA, _) = await adminOfA.CreateApiKeyAsync(new { name = "a-key", role = Roles.Member });
 
-        await GatewayTests.AssertProblemAsync(await adminOfB.DeleteAsync($"/api/v1/api-keys/{keyOfA}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await adminOfB.DeleteAsync($"/api/v1/api-keys/{keyOfA}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
         Assert.DoesNotContain(keyOfA.ToString(), await adminOfB.GetStringAsync("/api/v1/api-keys"), StringComparison.Ordinal);
-    }
-
-    internal static async Task<(Guid Tenant, HttpClient TenantAdmin)> TenantWithAdminAsync(HttpClient admin)
-    {
-        var tenant = await CreateTenantAsync(admin);
-        var username = $"admin-{Guid.NewGuid():N}"[..20];
-        const string password = "correct horse battery staple";
-        var user = await admin.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username, password, role = Roles.TenantAdmin });
-        Assert.Equal(HttpStatusCode.Created, user.StatusCode);
-        return (tenant, await LoginAsync(admin, username, password));
-    }
-
-    private static async Task<HttpClient> LoginAsync(HttpClient any, string username, string password)
-    {
-        var response = await any.PostAsJsonAsync("/api/v1/auth/token", new { username, password });
-        response.EnsureSuccessStatusCode();
-        var token = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("accessToken").GetString()!;
-        return PlatformStack.WithToken(new HttpClient { BaseAddress = any.BaseAddress }, token);
-    }
-
-    private static async Task<Guid> CreateTenantAsync(HttpClient admin)
-    {
-        var response = await admin.PostAsJsonAsync("/api/v1/tenants", new { slug = $"t-{Guid.NewGuid():N}"[..20], name = "Tenant" });
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
-    }
-
-    internal static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, object request)
-    {
-        var response = await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", request);
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return (body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
-    }
-
-    internal static HttpClient WithKey(HttpClient client, string key)
-    {
-        client.DefaultRequestHeaders.Add("X-Api-Key", key);
-        return client;
     }
 }

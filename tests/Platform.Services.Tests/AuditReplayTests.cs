@@ -26,19 +26,19 @@ public sealed class AuditReplayTests(PlatformStack stack)
     public async Task Every_machine_state_replayed_from_the_audit_log_equals_the_state_provisioning_holds()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var running = await MachineTests.CreateAsync(tenant, new { name = "kept", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
-        var stopped = await MachineTests.CreateAsync(tenant, new { name = "halted", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
-        var destroyed = await MachineTests.CreateAsync(tenant, new { name = "gone", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var running = await tenant.CreateMachineAsync(new { name = "kept", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var stopped = await tenant.CreateMachineAsync(new { name = "halted", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var destroyed = await tenant.CreateMachineAsync(new { name = "gone", kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
         foreach (var id in new[] { running, stopped, destroyed })
         {
-            await MachineTests.WaitAsync(tenant, id, "running");
+            await tenant.WaitForMachineAsync(id, "running");
         }
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{stopped}/stop");
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{destroyed}");
-        await MachineTests.WaitAsync(tenant, stopped, "stopped");
-        await MachineTests.WaitAsync(tenant, destroyed, "destroyed");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{stopped}/stop");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{destroyed}");
+        await tenant.WaitForMachineAsync(stopped, "stopped");
+        await tenant.WaitForMachineAsync(destroyed, "destroyed");
 
         // Every machine of every test so far, as provisioning holds it and as the audit log replays it.
         await Eventually.TrueAsync(async () =>
@@ -96,7 +96,7 @@ public sealed class AuditReplayTests(PlatformStack stack)
     public async Task The_machine_inventory_rebuilt_from_the_audit_log_equals_the_live_one()
     {
         using var admin = await stack.AdminAsync();
-        var tenants = new[] { (await ApiKeyTests.TenantWithAdminAsync(admin)).Tenant, (await ApiKeyTests.TenantWithAdminAsync(admin)).Tenant };
+        var tenants = new[] { (await admin.CreateTenantWithAdminAsync()).TenantId, (await admin.CreateTenantWithAdminAsync()).TenantId };
         await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "replay-test", _ => { }, _ => { });
         var machines = Enumerable.Range(0, 12).Select(i => (Id: Guid.CreateVersion7(), Tenant: tenants[i % 2], Name: $"m-{i}")).ToArray();
         foreach (var machine in machines)

@@ -16,7 +16,7 @@ public sealed class AuditTests(PlatformStack stack)
     {
         using var admin = await stack.AdminAsync();
         var adminId = (await admin.GetFromJsonAsync<JsonElement>("/api/v1/users/me")).GetProperty("id").GetGuid();
-        var (tenant, _) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, _) = await admin.CreateTenantWithAdminAsync();
 
         var created = await EventuallyAsync(admin, $"/api/v1/audit?type=TenantCreated&stream=tenant-{tenant}", 1);
 
@@ -43,8 +43,8 @@ public sealed class AuditTests(PlatformStack stack)
     public async Task A_tenant_reads_only_its_own_audit_trail_in_global_order()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantA, adminOfA) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (tenantB, _) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantA, adminOfA) = await admin.CreateTenantWithAdminAsync();
+        var (tenantB, _) = await admin.CreateTenantWithAdminAsync();
         await EventuallyAsync(admin, $"/api/v1/audit?type=UserCreated&limit=1000", 1, e => e.TryGetProperty("tenantId", out var t) && t.GetGuid() == tenantB);
 
         var seen = await PageAsync(adminOfA, "/api/v1/audit?limit=1000");
@@ -78,7 +78,7 @@ public sealed class AuditTests(PlatformStack stack)
 
         foreach (var (query, field) in new[] { ("after=-3", "after"), ("from=yesterday", "from"), ("type=NoSuchEvent", "type"), ("limit=0", "limit"), ("cursor=abc", "cursor") })
         {
-            var problem = await GatewayTests.AssertProblemAsync(await admin.GetAsync($"/api/v1/audit?{query}"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+            var problem = await Problems.AssertAsync(await admin.GetAsync($"/api/v1/audit?{query}"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
             Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"{query} names {field}");
         }
     }
@@ -87,7 +87,7 @@ public sealed class AuditTests(PlatformStack stack)
     public async Task A_live_stream_client_that_disconnects_resumes_with_last_event_id_and_misses_nothing()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
         var expected = new List<string>();
         // Start after what the tenant's audit trail holds already (its admin's creation).
         var start = (await EventuallyAsync(tenantAdmin, "/api/v1/audit?type=UserCreated", 1))[^1].GetProperty("position").GetInt64();

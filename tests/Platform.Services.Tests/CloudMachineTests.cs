@@ -15,25 +15,25 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task An_aws_machine_runs_in_the_region_asked_for_stops_starts_and_is_destroyed_and_the_instance_with_it()
     {
         using var admin = await Stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
 
-        var id = await MachineTests.CreateAsync(tenant, new { name = "cloud-web", kind = "cloud", driver = "aws", template = "debian-12-aws", region = "eu-west-1", vcpus = 1, memoryMiB = 512 });
+        var id = await tenant.CreateMachineAsync(new { name = "cloud-web", kind = "cloud", driver = "aws", template = "debian-12-aws", region = "eu-west-1", vcpus = 1, memoryMiB = 512 });
 
-        var running = await MachineTests.WaitAsync(tenant, id, "running");
+        var running = await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal(("aws", "eu-west-1", "t3.micro"), (running.GetProperty("driver").GetString(), running.GetProperty("region").GetString(), running.GetProperty("instanceType").GetString()));
         Assert.StartsWith("10.0.", running.GetProperty("network").GetProperty("ip").GetString(), StringComparison.Ordinal);
         Assert.StartsWith("203.0.113.", running.GetProperty("network").GetProperty("publicIp").GetString(), StringComparison.Ordinal);
         var instance = clouds.Ec2.Instances.Single(i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString());
         Assert.Equal((tenantId.ToString(), "cloud-web", "eu-west-1", "ami-0a1b2c3d4e5f60002"), (instance.Tags["platform:tenant-id"], instance.Tags["Name"], instance.Region, instance.ImageId));
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await MachineTests.WaitAsync(tenant, id, "stopped");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
         Assert.Equal("stopped", Instance(id).State);
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
-        await MachineTests.WaitAsync(tenant, id, "running");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal(("running", instance.Id), (Instance(id).State, Instance(id).Id));
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.Equal("terminated", Instance(id).State);
 
         var events = await tenant.GetStringAsync($"/api/v1/machines/{id}/events");
@@ -47,21 +47,21 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task A_recreated_aws_machine_runs_on_a_new_instance_and_its_old_one_is_terminated()
     {
         using var admin = await Stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "aws", template = "debian-12-aws", vcpus = 1, memoryMiB = 512 });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { kind = "cloud", driver = "aws", template = "debian-12-aws", vcpus = 1, memoryMiB = 512 });
+        await tenant.WaitForMachineAsync(id, "running");
         var first = Instance(id);
 
-        var recreate = await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var recreate = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
+        await tenant.WaitForMachineAsync(id, "running");
 
         Assert.Equal("succeeded", (await tenant.GetFromJsonAsync<JsonElement>(recreate)).GetProperty("status").GetString());
         var instances = clouds.Ec2.Instances.Where(i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString()).ToDictionary(i => i.Id, i => i.State);
         Assert.Equal(2, instances.Count);
         Assert.Equal("terminated", instances[first.Id]);
         Assert.Equal("running", instances.Single(i => i.Key != first.Id).Value);
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.DoesNotContain(clouds.Ec2.Instances, i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString() && i.State != "terminated");
     }
 
@@ -69,15 +69,15 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task A_gcp_machine_runs_in_the_default_zone_and_is_destroyed_and_its_instance_with_it()
     {
         using var admin = await Stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
 
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "gcp", template = "debian-12-gcp", vcpus = 2, memoryMiB = 1024 });
+        var id = await tenant.CreateMachineAsync(new { kind = "cloud", driver = "gcp", template = "debian-12-gcp", vcpus = 2, memoryMiB = 1024 });
 
-        var running = await MachineTests.WaitAsync(tenant, id, "running");
+        var running = await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal(("us-central1-a", "e2-small"), (running.GetProperty("region").GetString(), running.GetProperty("instanceType").GetString()));
         Assert.Equal("RUNNING", clouds.ComputeEngine.Instances.Single(i => i.Labels["platform-machine-id"] == id.ToString()).Status);
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.DoesNotContain(clouds.ComputeEngine.Instances, i => i.Labels["platform-machine-id"] == id.ToString());
     }
 
@@ -85,24 +85,24 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task An_azure_machine_runs_is_deallocated_starts_and_is_destroyed_and_its_vm_with_it()
     {
         using var admin = await Stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
 
-        var id = await MachineTests.CreateAsync(tenant, new { name = "azure-web", kind = "cloud", driver = "azure", template = "debian-12-azure", vcpus = 1, memoryMiB = 512 });
+        var id = await tenant.CreateMachineAsync(new { name = "azure-web", kind = "cloud", driver = "azure", template = "debian-12-azure", vcpus = 1, memoryMiB = 512 });
 
-        var running = await MachineTests.WaitAsync(tenant, id, "running");
+        var running = await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal(("azure", "westeurope", "Standard_B1s"), (running.GetProperty("driver").GetString(), running.GetProperty("region").GetString(), running.GetProperty("instanceType").GetString()));
         var vm = Vm(id);
         Assert.Equal(($"pm-{id:N}", tenantId.ToString(), "running"), (vm.Name, vm.Tags["platform-tenant-id"], vm.PowerState));
         Assert.Equal("azure-web", vm.Properties["osProfile"]!["computerName"]!.GetValue<string>());
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await MachineTests.WaitAsync(tenant, id, "stopped");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
         Assert.Equal("deallocated", Vm(id).PowerState);
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
-        await MachineTests.WaitAsync(tenant, id, "running");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal("running", Vm(id).PowerState);
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.DoesNotContain(clouds.Arm.Vms, v => v.Tags.GetValueOrDefault("platform-machine-id") == id.ToString());
 
         var events = await tenant.GetStringAsync($"/api/v1/machines/{id}/events");
@@ -117,12 +117,12 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task An_azure_allocation_failure_fails_the_machine_with_azures_message_and_leaves_no_vm()
     {
         using var admin = await Stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         clouds.Arm.FailNextCreateForAllocation();
 
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "azure", template = "debian-12-azure", vcpus = 1, memoryMiB = 512 });
+        var id = await tenant.CreateMachineAsync(new { kind = "cloud", driver = "azure", template = "debian-12-azure", vcpus = 1, memoryMiB = 512 });
 
-        var failed = await MachineTests.WaitAsync(tenant, id, "failed");
+        var failed = await tenant.WaitForMachineAsync(id, "failed");
         Assert.StartsWith("creation failed at the launch step: azure: AllocationFailed: Allocation failed. We do not have sufficient capacity for the requested VM size in this region.",
             failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         Assert.DoesNotContain(clouds.Arm.Vms, v => v.Tags.GetValueOrDefault("platform-machine-id") == id.ToString());
@@ -132,12 +132,12 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task A_launch_ec2_refuses_for_capacity_fails_the_machine_with_the_providers_message()
     {
         using var admin = await Stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         clouds.Ec2.RefuseNextRunForCapacity();
 
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "cloud", driver = "aws", template = "debian-12-aws", vcpus = 1, memoryMiB = 512 });
+        var id = await tenant.CreateMachineAsync(new { kind = "cloud", driver = "aws", template = "debian-12-aws", vcpus = 1, memoryMiB = 512 });
 
-        var failed = await MachineTests.WaitAsync(tenant, id, "failed");
+        var failed = await tenant.WaitForMachineAsync(id, "failed");
         Assert.StartsWith("creation failed at the launch step: aws: InsufficientInstanceCapacity: We currently do not have sufficient t3.micro capacity", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         Assert.DoesNotContain(clouds.Ec2.Instances, i => i.Tags.GetValueOrDefault("platform:machine-id") == id.ToString() && i.State != "terminated");
     }
@@ -151,12 +151,12 @@ public sealed class CloudMachineTests(CloudStack clouds)
     public async Task Bad_cloud_input_is_a_problem_naming_the_field_and_the_allowed_values_before_anything_is_spent(string body, string field, string detail)
     {
         using var admin = await Stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var runsBefore = clouds.Ec2.Actions.Count(a => a == "RunInstances");
 
         var response = await tenant.PostAsync("/api/v1/machines", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
 
-        var problem = await GatewayTests.AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.Contains(detail, problem.GetProperty("errors").GetProperty(field)[0].GetString(), StringComparison.Ordinal);
         Assert.Empty((await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines")).GetProperty("items").EnumerateArray());
         Assert.Equal(runsBefore, clouds.Ec2.Actions.Count(a => a == "RunInstances"));

@@ -21,8 +21,8 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
     {
         var tenant = await TenantAsync();
         var clock = Stopwatch.StartNew();
-        var id = await MachineTests.CreateAsync(tenant, new { name = "boxed", kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64, labels = new { app = "web" } });
-        var running = await MachineTests.WaitAsync(tenant, id, "running");
+        var id = await tenant.CreateMachineAsync(new { name = "boxed", kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64, labels = new { app = "web" } });
+        var running = await tenant.WaitForMachineAsync(id, "running");
         output.WriteLine($"container machine: POST → running in {clock.Elapsed.TotalMilliseconds:0} ms; the agent: "
             + stack.Platform.HostAgent!.Output.LastOrDefault(l => l.Contains(id.ToString(), StringComparison.Ordinal) && l.Contains("running after", StringComparison.Ordinal)));
         var container = $"pm-{id:N}";
@@ -30,14 +30,14 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
         Assert.Equal(("container", "container"), (running.GetProperty("kind").GetString(), running.GetProperty("driver").GetString()));
         Assert.Equal(PodmanService.Image, running.GetProperty("template").GetProperty("name").GetString());
         Assert.Equal(id.ToString(), await MachineIdOfRunningContainerAsync(container));
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await MachineTests.WaitAsync(tenant, id, "stopped");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
         Assert.DoesNotContain(container, await stack.Podman.ContainerNamesAsync());
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
-        await MachineTests.WaitAsync(tenant, id, "running");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal(id.ToString(), await MachineIdOfRunningContainerAsync(container));
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
 
         Assert.DoesNotContain(container, await stack.Podman.ContainerNamesAsync());
         var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
@@ -54,9 +54,9 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
     public async Task A_recreated_container_machine_runs_in_a_new_container_from_its_image_as_after_a_restart_and_none_is_left_after_destroy()
     {
         var (tenantId, tenant) = await TenantWithIdAsync();
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64,
+        var id = await tenant.CreateMachineAsync(new { kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64,
             command = new[] { "/bin/sh", "-c", "test -e /seen && exit 7; touch /seen; exec sleep 1000" } });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        await tenant.WaitForMachineAsync(id, "running");
         var first = await ContainerIdAsync(id);
 
         await RunsAgainAfterAsync(tenant, id, "restart");
@@ -65,15 +65,15 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
         var recreated = await ContainerIdAsync(id);
         await RepeatFreshLaunchAsync(tenantId, await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}"), recreate);
         Assert.Equal(recreated, await ContainerIdAsync(id));
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await MachineTests.WaitAsync(tenant, id, "stopped");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
         await RunsAgainAfterAsync(tenant, id, "recreate");
         var recreatedWhenStopped = await ContainerIdAsync(id);
 
         Assert.Equal(4, new[] { first, restarted, recreated, recreatedWhenStopped }.Distinct().Count());
         Assert.Equal([recreatedWhenStopped], await ContainerIdsAsync(id));
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.Empty(await ContainerIdsAsync(id));
         Assert.DoesNotContain($"pm-{id:N}", await stack.Podman.ContainerNamesAsync());
     }
@@ -82,14 +82,14 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
     public async Task A_container_whose_command_fails_is_failed_with_its_exit_code_and_the_tail_of_its_logs()
     {
         var tenant = await TenantAsync();
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo 'no config found' >&2; exit 7" } });
+        var id = await tenant.CreateMachineAsync(new { kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo 'no config found' >&2; exit 7" } });
 
-        var failed = await MachineTests.WaitAsync(tenant, id, "failed");
+        var failed = await tenant.WaitForMachineAsync(id, "failed");
 
         Assert.Equal(7, failed.GetProperty("exitCode").GetInt32());
         Assert.Equal("its command exited with code 7: no config found", failed.GetProperty("lastError").GetString());
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.DoesNotContain($"pm-{id:N}", await stack.Podman.ContainerNamesAsync());
     }
 
@@ -103,7 +103,7 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
 
         var response = await tenant.PostAsync("/api/v1/machines", new StringContent(body, Encoding.UTF8, "application/json"));
 
-        var problem = await GatewayTests.AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("template", out _), $"the problem names template: {problem}");
         Assert.Empty((await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines")).GetProperty("items").EnumerateArray());
     }
@@ -114,7 +114,7 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
     private async Task<(Guid Id, HttpClient Client)> TenantWithIdAsync()
     {
         using var admin = await stack.Platform.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
         await Eventually.TrueAsync(async () => (await tenant.GetStringAsync("/api/v1/templates")).Contains(PodmanService.Image, StringComparison.Ordinal),
             TimeSpan.FromSeconds(30), "the host agent reports the podman service's image as a template");
         return (tenantId, tenant);
@@ -123,8 +123,8 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
     /// <summary>Asks for the action and waits until its operation succeeded (the machine runs again, and did not fail on the way); its id.</summary>
     private static async Task<Guid> RunsAgainAfterAsync(HttpClient tenant, Guid id, string action)
     {
-        var operation = await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/{action}");
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var operation = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/{action}");
+        await tenant.WaitForMachineAsync(id, "running");
         var done = await tenant.GetFromJsonAsync<JsonElement>(operation);
         Assert.Equal((action, "succeeded"), (done.GetProperty("type").GetString(), done.GetProperty("status").GetString()));
         return done.GetProperty("id").GetGuid();

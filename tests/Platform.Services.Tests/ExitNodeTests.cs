@@ -26,7 +26,7 @@ public sealed class ExitNodeTests(PlatformStack stack)
     public async Task A_tenant_registers_its_own_exit_nodes_sees_the_shared_ones_and_removes_only_its_own()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var shared = await admin.PostAsJsonAsync("/api/v1/exit-nodes", ValidNode);
         var own = await tenant.PostAsJsonAsync("/api/v1/exit-nodes", ValidNode);
         Assert.Equal(HttpStatusCode.Created, shared.StatusCode);
@@ -39,9 +39,9 @@ public sealed class ExitNodeTests(PlatformStack stack)
         var listed = (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/exit-nodes")).GetProperty("items").EnumerateArray().Select(n => n.GetProperty("id").GetGuid()).ToArray();
         Assert.Contains(sharedId, listed);
         Assert.Contains(ownNode.GetProperty("id").GetGuid(), listed);
-        await GatewayTests.AssertProblemAsync(await tenant.DeleteAsync($"/api/v1/exit-nodes/{sharedId}"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        await Problems.AssertAsync(await tenant.DeleteAsync($"/api/v1/exit-nodes/{sharedId}"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
         Assert.Equal(HttpStatusCode.NoContent, (await tenant.DeleteAsync($"/api/v1/exit-nodes/{ownNode.GetProperty("id").GetGuid()}")).StatusCode);
-        await GatewayTests.AssertProblemAsync(await tenant.GetAsync($"/api/v1/exit-nodes/{ownNode.GetProperty("id").GetGuid()}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/exit-nodes/{ownNode.GetProperty("id").GetGuid()}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/v1/exit-nodes/{sharedId}")).StatusCode);
     }
 
@@ -49,8 +49,8 @@ public sealed class ExitNodeTests(PlatformStack stack)
     public async Task A_nodes_public_address_is_changed_by_its_owner_recorded_once_per_change_and_refused_when_malformed_or_not_theirs()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (_, stranger) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var (_, stranger) = await admin.CreateTenantWithAdminAsync();
         var shared = (await (await admin.PostAsJsonAsync("/api/v1/exit-nodes", ValidNode)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
         var own = (await (await tenant.PostAsJsonAsync("/api/v1/exit-nodes", ValidNode)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
 
@@ -60,11 +60,11 @@ public sealed class ExitNodeTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.OK, (await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{own}", new { exitAddress = "198.51.100.23" })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{own}", new { exitAddress = "2001:db8::7" })).StatusCode);
 
-        await GatewayTests.AssertProblemAsync(await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{own}", new { exitAddress = "somewhere" }),
+        await Problems.AssertAsync(await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{own}", new { exitAddress = "somewhere" }),
             HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
-        await GatewayTests.AssertProblemAsync(await stranger.PatchAsJsonAsync($"/api/v1/exit-nodes/{own}", new { exitAddress = "198.51.100.24" }),
+        await Problems.AssertAsync(await stranger.PatchAsJsonAsync($"/api/v1/exit-nodes/{own}", new { exitAddress = "198.51.100.24" }),
             HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await GatewayTests.AssertProblemAsync(await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{shared}", new { exitAddress = "198.51.100.24" }),
+        await Problems.AssertAsync(await tenant.PatchAsJsonAsync($"/api/v1/exit-nodes/{shared}", new { exitAddress = "198.51.100.24" }),
             HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
         Assert.Equal("2001:db8::7", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/exit-nodes/{own}")).GetProperty("exitAddress").GetString());
 
@@ -96,14 +96,14 @@ public sealed class ExitNodeTests(PlatformStack stack)
     public async Task A_malformed_exit_node_is_refused_naming_the_field_and_nothing_is_registered(string field, string value)
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var node = JsonNode.Parse(JsonSerializer.Serialize(ValidNode))!.AsObject();
         node[field] = JsonNode.Parse(value);
         var body = node.ToJsonString();
 
         var response = await tenant.PostAsync("/api/v1/exit-nodes", new StringContent(body, Encoding.UTF8, "application/json"));
 
-        var problem = await GatewayTests.AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), problem.ToString());
         Assert.DoesNotContain((await tenant.GetFromJsonAsync<JsonElement>("/api/v1/exit-nodes")).GetProperty("items").EnumerateArray(), n => !n.GetProperty("shared").GetBoolean());
     }

@@ -12,14 +12,14 @@ public sealed class GatewayLimitsTests(PlatformStack stack)
     public async Task A_tenant_that_spends_its_request_budget_gets_429_with_retry_after_while_another_tenant_is_unaffected()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantA, adminOfA) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (tenantB, adminOfB) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantA, adminOfA) = await admin.CreateTenantWithAdminAsync();
+        var (tenantB, adminOfB) = await admin.CreateTenantWithAdminAsync();
         await using var strict = GatewayTests.StartGateway(stack.Addresses,
             ("Platform__Gateway__RateLimit__RequestsPerSecond", "1"),
             ("Platform__Gateway__RateLimit__Burst", "5"));
         var address = await strict.WaitUntilReadyAsync();
-        using var a = PlatformStack.WithToken(new HttpClient { BaseAddress = address }, adminOfA.DefaultRequestHeaders.Authorization!.Parameter!);
-        using var b = PlatformStack.WithToken(new HttpClient { BaseAddress = address }, adminOfB.DefaultRequestHeaders.Authorization!.Parameter!);
+        using var a = PlatformApi.WithToken(new HttpClient { BaseAddress = address }, adminOfA.DefaultRequestHeaders.Authorization!.Parameter!);
+        using var b = PlatformApi.WithToken(new HttpClient { BaseAddress = address }, adminOfB.DefaultRequestHeaders.Authorization!.Parameter!);
 
         var burst = new List<HttpResponseMessage>();
         for (var i = 0; i < 8; i++)
@@ -29,7 +29,7 @@ public sealed class GatewayLimitsTests(PlatformStack stack)
 
         Assert.True(burst.Take(5).All(r => r.StatusCode == HttpStatusCode.OK), "the burst allowance is served");
         var limited = burst.Last();
-        await GatewayTests.AssertProblemAsync(limited, HttpStatusCode.TooManyRequests, "urn:platform:problem:rate-limited");
+        await Problems.AssertAsync(limited, HttpStatusCode.TooManyRequests, "urn:platform:problem:rate-limited");
         Assert.True(int.Parse(limited.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture) >= 1);
         Assert.Equal(HttpStatusCode.OK, (await b.GetAsync($"/api/v1/tenants/{tenantB}")).StatusCode);
     }
@@ -46,7 +46,7 @@ public sealed class GatewayLimitsTests(PlatformStack stack)
         request.Headers.ExpectContinue = true;
         var response = await admin.SendAsync(request);
 
-        await GatewayTests.AssertProblemAsync(response, HttpStatusCode.RequestEntityTooLarge, "urn:platform:problem:payload-too-large");
+        await Problems.AssertAsync(response, HttpStatusCode.RequestEntityTooLarge, "urn:platform:problem:payload-too-large");
         Assert.Equal(tenantsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.tenants"));
     }
 

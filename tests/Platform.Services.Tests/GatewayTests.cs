@@ -46,9 +46,9 @@ public sealed class GatewayTests
         var anonymous = await client.GetAsync("/api/v1/provisioning/no-such-thing");
         var stopped = await client.GetAsync("/api/v1/tenancy/info");
 
-        await AssertProblemAsync(anonymous, HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
+        await Problems.AssertAsync(anonymous, HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
         Assert.Equal("Bearer", anonymous.Headers.WwwAuthenticate.ToString());
-        await AssertProblemAsync(stopped, HttpStatusCode.BadGateway, "urn:platform:problem:bad-gateway");
+        await Problems.AssertAsync(stopped, HttpStatusCode.BadGateway, "urn:platform:problem:bad-gateway");
     }
 
     [Fact]
@@ -70,14 +70,4 @@ public sealed class GatewayTests
             .Concat(settings)
             .ToDictionary(s => s.Item1, s => s.Item2));
 
-    internal static async Task<JsonElement> AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string type)
-    {
-        Assert.Equal(status, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal(type, problem.GetProperty("type").GetString());
-        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
-        Assert.False(string.IsNullOrEmpty(problem.GetProperty("traceId").GetString()));
-        return problem;
-    }
 }

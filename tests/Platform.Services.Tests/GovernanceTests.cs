@@ -16,7 +16,7 @@ public sealed class GovernanceTests(PlatformStack stack)
     public async Task Host_guardrails_are_set_by_a_platform_admin_only_validated_and_published()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
         var published = new ConcurrentQueue<HostGuardrailsSet>();
         await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "guardrails-test", s => s.AddSingleton(published), c => c.AddConsumer<GuardrailsConsumer>());
         var guardrails = new HostGuardrails(ReservedHostMemoryMiB: 2048, MaxMachinesPerHost: 33, MaxVcpuOvercommit: 2.5);
@@ -41,8 +41,8 @@ public sealed class GovernanceTests(PlatformStack stack)
 
         Assert.Equal(HttpStatusCode.OK, set.StatusCode);
         Assert.Equal(guardrails, read);
-        await GatewayTests.AssertProblemAsync(notAllowed, HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
-        var problem = await GatewayTests.AssertProblemAsync(invalid, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(notAllowed, HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        var problem = await Problems.AssertAsync(invalid, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("maxVcpuOvercommit", out _));
         Assert.True(problem.GetProperty("errors").TryGetProperty("maxMachinesPerHost", out _));
         await Eventually.TrueAsync(() => published.Any(p => p.Guardrails == guardrails), TimeSpan.FromSeconds(30), "the change is published for placement");
@@ -53,8 +53,8 @@ public sealed class GovernanceTests(PlatformStack stack)
     public async Task A_machine_is_registered_once_however_often_the_command_comes_and_only_its_tenant_sees_it()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, adminOfA) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (_, adminOfB) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, adminOfA) = await admin.CreateTenantWithAdminAsync();
+        var (_, adminOfB) = await admin.CreateTenantWithAdminAsync();
         await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "inventory-test", _ => { }, _ => { });
         var machine = Guid.CreateVersion7();
 
@@ -66,7 +66,7 @@ public sealed class GovernanceTests(PlatformStack stack)
         var entry = Assert.Single(await InventoryAsync(adminOfA, tenant));
         Assert.Equal(machine, entry.GetProperty("machineId").GetGuid());
         Assert.Equal("user:someone", entry.GetProperty("owner").GetString());
-        await GatewayTests.AssertProblemAsync(await adminOfB.GetAsync($"/api/v1/tenants/{tenant}/inventory"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await adminOfB.GetAsync($"/api/v1/tenants/{tenant}/inventory"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
         Assert.Equal(1L, await stack.Environment.Database.ScalarAsync<long>($"SELECT count(*) FROM tenancy.events WHERE stream_id = 'inventory-{machine}'"));
 
         await bus.Bus.Publish(new UnregisterMachine(machine, tenant));

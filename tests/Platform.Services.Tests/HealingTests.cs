@@ -16,10 +16,10 @@ public sealed class HealingTests(PlatformStack stack)
     public async Task A_sandbox_that_dies_is_started_again_by_the_watchdog_and_the_actions_are_in_the_audit_log()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "phoenix", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var id = await tenant.CreateMachineAsync(new { name = "phoenix", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(id, "running");
 
         await KillSandboxAsync(id);
 
@@ -45,17 +45,17 @@ public sealed class HealingTests(PlatformStack stack)
             return audit.Contains("HealingRequested") && audit.Contains("HealingAttempted");
         }, TimeSpan.FromSeconds(30), "the watchdog's actions are in the audit log");
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task A_machine_that_keeps_failing_is_left_failed_after_the_maximum_of_attempts()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "doomed", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "exit 3" } });
+        var id = await tenant.CreateMachineAsync(new { name = "doomed", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "exit 3" } });
 
         await Eventually.TrueAsync(async () => (await AuditTypesAsync(tenant, id)).Contains("HealingAbandoned"), TimeSpan.FromSeconds(30), "the watchdog gives up");
 
@@ -66,19 +66,19 @@ public sealed class HealingTests(PlatformStack stack)
         Assert.Equal("failed", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("state").GetString());
         var watched = (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/healing/machines")).GetProperty("items").EnumerateArray().Single(m => m.GetProperty("machineId").GetGuid() == id);
         Assert.True(watched.GetProperty("abandoned").GetBoolean());
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task A_nonsense_policy_is_refused_naming_the_field()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
 
         var refused = await tenant.PutAsJsonAsync("/api/v1/healing/policy", new { enabled = true, maxAttempts = -1, initialBackoffSeconds = 5, maxBackoffSeconds = 1, resetAfterSeconds = 10 });
 
-        var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("maxAttempts", out _));
         Assert.True(problem.GetProperty("errors").TryGetProperty("maxBackoffSeconds", out _));
     }

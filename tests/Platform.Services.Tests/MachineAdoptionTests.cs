@@ -67,17 +67,17 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
     public async Task A_micro_vm_a_sandbox_and_a_container_run_on_through_a_sigkill_of_the_host_agent_are_adopted_without_a_restart_and_destroyed_without_a_trace()
     {
         using var admin = await stack.Platform.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var vm = await MachineTests.CreateAsync(tenant, new { name = "vm", kind = "microvm", vcpus = 1, memoryMiB = 128 });
-        var sandbox = await MachineTests.CreateAsync(tenant, new { name = "box", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
-        var container = await MachineTests.CreateAsync(tenant, new { name = "ctr", kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64 });
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var vm = await tenant.CreateMachineAsync(new { name = "vm", kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        var sandbox = await tenant.CreateMachineAsync(new { name = "box", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        var container = await tenant.CreateMachineAsync(new { name = "ctr", kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64 });
         var machines = new[] { vm, sandbox, container };
         using var docker = new DockerClient(stack.Podman.Socket);
         try
         {
             foreach (var id in machines)
             {
-                await MachineTests.WaitAsync(tenant, id, "running");
+                await tenant.WaitForMachineAsync(id, "running");
             }
 
             var qemu = QemuProcessOf(vm);
@@ -129,7 +129,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
 
             foreach (var id in machines)
             {
-                await MachineTests.WaitAsync(tenant, id, "destroyed");
+                await tenant.WaitForMachineAsync(id, "destroyed");
             }
         }
 

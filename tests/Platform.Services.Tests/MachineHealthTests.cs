@@ -17,9 +17,9 @@ public sealed class MachineHealthTests(PlatformStack stack)
     public async Task A_sandbox_whose_probe_port_is_closed_becomes_unhealthy_after_n_checks_and_the_change_is_in_the_audit_log()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "deaf", kind = "sandbox", vcpus = 1, memoryMiB = 64, probe = ClosedPortProbe });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { name = "deaf", kind = "sandbox", vcpus = 1, memoryMiB = 64, probe = ClosedPortProbe });
+        await tenant.WaitForMachineAsync(id, "running");
 
         var health = await WaitForHealthAsync(tenant, id, "unhealthy");
 
@@ -32,19 +32,19 @@ public sealed class MachineHealthTests(PlatformStack stack)
         Assert.Equal(["degraded", "unhealthy"], await HealthChangesAsync(tenant, id));
         Assert.Equal("running", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("state").GetString());
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task An_unhealthy_sandbox_is_restarted_by_the_watchdog_when_its_tenants_policy_heals()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy",
             new { enabled = true, maxAttempts = 1, initialBackoffSeconds = 0.2, maxBackoffSeconds = 1, resetAfterSeconds = 600 })).StatusCode);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "restarted", kind = "sandbox", vcpus = 1, memoryMiB = 64, probe = ClosedPortProbe });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var id = await tenant.CreateMachineAsync(new { name = "restarted", kind = "sandbox", vcpus = 1, memoryMiB = 64, probe = ClosedPortProbe });
+        await tenant.WaitForMachineAsync(id, "running");
 
         await Eventually.TrueAsync(async () =>
         {
@@ -57,16 +57,16 @@ public sealed class MachineHealthTests(PlatformStack stack)
         // Still deaf after its restart: with one attempt allowed, the watchdog gives up rather than restarting it forever.
         await Eventually.TrueAsync(async () => (await HealingTypesAsync(tenant, id)).Contains("HealingAbandoned"), Patience, "the watchdog gives up after its one attempt");
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task A_sandbox_that_answers_its_http_probe_is_healthy()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await MachineTests.CreateAsync(tenant, new
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new
         {
             name = "web",
             kind = "sandbox",
@@ -75,7 +75,7 @@ public sealed class MachineHealthTests(PlatformStack stack)
             command = new[] { "/usr/bin/python3", "-m", "http.server", "8080", "--bind", "127.0.0.1" },
             probe = new { http = new { port = 8080, path = "/" }, intervalSeconds = 1, unhealthyAfter = 3 },
         });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        await tenant.WaitForMachineAsync(id, "running");
 
         var health = await WaitForHealthAsync(tenant, id, "healthy");
 
@@ -87,18 +87,18 @@ public sealed class MachineHealthTests(PlatformStack stack)
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.Equal("healthy", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/health")).GetProperty("state").GetString());
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task A_micro_vm_answers_its_guest_agent_heartbeat_and_reports_its_qemus_usage()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var since = DateTimeOffset.UtcNow.AddSeconds(-5);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "beating", kind = "microvm", vcpus = 1, memoryMiB = 128 });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var id = await tenant.CreateMachineAsync(new { name = "beating", kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        await tenant.WaitForMachineAsync(id, "running");
 
         var health = await WaitForHealthAsync(tenant, id, "healthy");
 
@@ -114,8 +114,8 @@ public sealed class MachineHealthTests(PlatformStack stack)
         Assert.Equal(128L * 1024 * 1024, point.GetProperty("memoryLimitBytes").GetInt64());
         Assert.False(point.TryGetProperty("processes", out _), "a guest's processes are not counted");
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Theory]
@@ -127,12 +127,12 @@ public sealed class MachineHealthTests(PlatformStack stack)
     public async Task A_nonsense_probe_is_refused_naming_probe(string probe)
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
 
         var response = await tenant.PostAsync("/api/v1/machines",
             new StringContent($$"""{"kind":"sandbox","vcpus":1,"memoryMiB":64,"probe":{{probe}}}""", Encoding.UTF8, "application/json"));
 
-        var problem = await GatewayTests.AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(response, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("probe", out _), $"the problem names probe: {problem}");
     }
 

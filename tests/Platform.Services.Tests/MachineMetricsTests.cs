@@ -17,10 +17,10 @@ public sealed class MachineMetricsTests(PlatformStack stack)
     public async Task A_busy_sandbox_reports_cpu_and_memory_within_a_few_intervals_and_step_aggregates_its_samples()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var started = DateTimeOffset.UtcNow.AddSeconds(-5);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "busy", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "while :; do :; done" } });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var id = await tenant.CreateMachineAsync(new { name = "busy", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "while :; do :; done" } });
+        await tenant.WaitForMachineAsync(id, "running");
 
         JsonElement[] points = [];
         await Eventually.TrueAsync(async () =>
@@ -46,8 +46,8 @@ public sealed class MachineMetricsTests(PlatformStack stack)
         Assert.True(coarse.GetProperty("points").GetArrayLength() < fine.GetProperty("points").GetArrayLength());
 
         // Once it is gone its series is complete: the minutes covering it hold exactly its samples.
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         var (firstMinute, afterLastMinute) = (Minute(started), Minute(DateTimeOffset.UtcNow).AddMinutes(1));
         await Task.Delay(TimeSpan.FromSeconds(2));
         var all = Samples(await SeriesAsync(tenant, id, firstMinute, afterLastMinute, "1s"));
@@ -92,10 +92,10 @@ public sealed class MachineMetricsTests(PlatformStack stack)
     public async Task A_machines_cost_per_hour_follows_the_price_table_for_its_shape_and_accrues_while_it_runs()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var since = DateTimeOffset.UtcNow.AddMinutes(-1);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "billed", kind = "sandbox", vcpus = 1, memoryMiB = 256 });
-        await MachineTests.WaitAsync(tenant, id, "running");
+        var id = await tenant.CreateMachineAsync(new { name = "billed", kind = "sandbox", vcpus = 1, memoryMiB = 256 });
+        await tenant.WaitForMachineAsync(id, "running");
         await Task.Delay(TimeSpan.FromSeconds(2));
 
         var costs = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/costs?from={Iso(since)}");
@@ -113,8 +113,8 @@ public sealed class MachineMetricsTests(PlatformStack stack)
         Assert.Equal(Math.Round(expectedPerHour * (decimal)hours, 6), machine.GetProperty("accruedCost").GetDecimal(), 5);
         Assert.Equal(machine.GetProperty("accruedCost").GetDecimal(), costs.GetProperty("accruedCost").GetDecimal());
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         await Eventually.TrueAsync(async () =>
             (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/costs?from={Iso(since)}")).GetProperty("costPerHour").GetDecimal() == 0,
             Patience, "a destroyed machine costs nothing per hour");
@@ -124,10 +124,10 @@ public sealed class MachineMetricsTests(PlatformStack stack)
     public async Task The_gateway_sends_a_machines_metrics_and_health_to_telemetry_and_another_tenant_finds_neither()
     {
         using var admin = await stack.AdminAsync();
-        var (_, owner) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (_, stranger) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await MachineTests.CreateAsync(owner, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
-        await MachineTests.WaitAsync(owner, id, "running");
+        var (_, owner) = await admin.CreateTenantWithAdminAsync();
+        var (_, stranger) = await admin.CreateTenantWithAdminAsync();
+        var id = await owner.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await owner.WaitForMachineAsync(id, "running");
 
         Assert.Equal("running", (await owner.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("state").GetString());
         await Eventually.TrueAsync(async () => (await owner.GetAsync($"/api/v1/machines/{id}/metrics")).StatusCode == HttpStatusCode.OK, Patience, "telemetry knows the machine");
@@ -135,10 +135,10 @@ public sealed class MachineMetricsTests(PlatformStack stack)
         Assert.Equal(id, series.GetProperty("id").GetGuid());
         Assert.Equal("unknown", (await owner.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/health")).GetProperty("state").GetString());
 
-        await GatewayTests.AssertProblemAsync(await stranger.GetAsync($"/api/v1/machines/{id}/metrics"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await GatewayTests.AssertProblemAsync(await stranger.GetAsync($"/api/v1/machines/{id}/health"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await stranger.GetAsync($"/api/v1/machines/{id}/metrics"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await stranger.GetAsync($"/api/v1/machines/{id}/health"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
         Assert.DoesNotContain(id.ToString(), await stranger.GetStringAsync("/api/v1/costs"), StringComparison.Ordinal);
-        await GatewayTests.AssertProblemAsync(await owner.GetAsync($"/api/v1/hosts/{Guid.NewGuid()}/metrics"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        await Problems.AssertAsync(await owner.GetAsync($"/api/v1/hosts/{Guid.NewGuid()}/metrics"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
     }
 
     [Theory]
@@ -151,13 +151,13 @@ public sealed class MachineMetricsTests(PlatformStack stack)
     public async Task A_bad_from_to_or_step_is_a_422_naming_the_field(string query, string field)
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
         await Eventually.TrueAsync(async () => (await tenant.GetAsync($"/api/v1/machines/{id}/metrics")).StatusCode == HttpStatusCode.OK, Patience, "telemetry knows the machine");
 
         foreach (var (caller, path) in new[] { (tenant, $"/api/v1/machines/{id}/metrics?{query}"), (admin, $"/api/v1/hosts/{Guid.NewGuid()}/metrics?{query}") })
         {
-            var problem = await GatewayTests.AssertProblemAsync(await caller.GetAsync(path), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+            var problem = await Problems.AssertAsync(await caller.GetAsync(path), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
             Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"the problem names {field}: {problem}");
         }
     }

@@ -46,7 +46,7 @@ public sealed class MachineSagaChaosTests(ITestOutputHelper output) : IAsyncLife
     {
         var count = int.TryParse(System.Environment.GetEnvironmentVariable("PLATFORM_CHAOS_MACHINES"), out var n) ? n : 200;
         using var admin = await _stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
         tenant.Timeout = TimeSpan.FromSeconds(30);
         Assert.Equal(HttpStatusCode.OK, (await admin.PutAsJsonAsync($"/api/v1/tenants/{tenantId}/quotas",
             new { machines = count * 2, vcpus = count * 2, memoryMiB = count * 128, diskMiB = 0, tunnels = 0, portForwards = 0 })).StatusCode);

@@ -21,14 +21,14 @@ public sealed class MachineSagaTests(PlatformStack stack)
     public async Task A_micro_vm_behind_an_exit_node_answers_in_its_tenant_network_a_sandbox_behind_it_reaches_the_outside_as_its_tunnel_address_and_nothing_is_left_after_destroying_them()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
         await using var exit = await TestExitNode.StartAsync();
         var exitNodeId = await exit.RegisterAsync(tenant, "lab-exit");
 
         // The sandbox asks the server behind the exit node who is calling, until its tunnel lets it through, and says the answer as it exits.
         var ask = $"import socket, sys, time\nfor _ in range(240):\n    try:\n        s = socket.create_connection(('{TestExitNode.Server.Address}', {TestExitNode.Server.Port}), timeout=1)\n        sys.stderr.write('seen as ' + s.makefile().readline().strip()); sys.exit(9)\n    except OSError:\n        time.sleep(0.5)\nsys.exit(3)";
         var vm = await CreateWhenExitNodeKnownAsync(tenant, new { name = "behind-exit", kind = "microvm", vcpus = 1, memoryMiB = 128, exitNodeId });
-        var sandbox = await MachineTests.CreateAsync(tenant, new { name = "asks-out", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, command = new[] { "/usr/bin/python3", "-c", ask } });
+        var sandbox = await tenant.CreateMachineAsync(new { name = "asks-out", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, command = new[] { "/usr/bin/python3", "-c", ask } });
 
         foreach (var machine in new[] { vm, sandbox })
         {
@@ -41,7 +41,7 @@ public sealed class MachineSagaTests(PlatformStack stack)
             await exit.AdmitAsync(tunnel.GetProperty("publicKey").GetString()!, tunnel.GetProperty("tunnelAddress").GetString()!);
         }
 
-        var running = await MachineTests.WaitAsync(tenant, vm, "running");
+        var running = await tenant.WaitForMachineAsync(vm, "running");
         Assert.Equal(exitNodeId, running.GetProperty("exitNodeId").GetGuid());
         var segment = TenantSegment.NameFor(running.GetProperty("hostId").GetGuid(), tenantId);
         var ip = running.GetProperty("network").GetProperty("ip").GetString()!;
@@ -50,7 +50,7 @@ public sealed class MachineSagaTests(PlatformStack stack)
         Assert.StartsWith($"platform-guest id={vm:N} hostname=behind-exit ip={ip}", await MicroVmMachineTests.ProbeAsync(tenant, tenantId, vm), StringComparison.Ordinal);
 
         var sandboxTunnel = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{sandbox}");
-        var asked = await MachineTests.WaitAsync(tenant, sandbox, "failed");
+        var asked = await tenant.WaitForMachineAsync(sandbox, "failed");
         Assert.Equal(9, asked.GetProperty("exitCode").GetInt32());
         Assert.EndsWith($"seen as {sandboxTunnel.GetProperty("tunnelAddress").GetString()}", asked.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         var handshaken = await Eventually.ValueAsync(async () =>
@@ -66,8 +66,8 @@ public sealed class MachineSagaTests(PlatformStack stack)
 
         foreach (var machine in new[] { vm, sandbox })
         {
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
-            await MachineTests.WaitAsync(tenant, machine, "destroyed");
+            await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{machine}");
+            await tenant.WaitForMachineAsync(machine, "destroyed");
             Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync($"/api/v1/tunnels/{machine}")).StatusCode);
             Assert.Empty(await NetworkNamespace.ListAsync($"pm-{machine:N}"));
         }
@@ -87,37 +87,37 @@ public sealed class MachineSagaTests(PlatformStack stack)
     public async Task A_creation_the_quota_does_not_allow_fails_at_the_quota_step_and_holds_nothing()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
         var limits = new { machines = 1, vcpus = 8, memoryMiB = 4096, diskMiB = 0, tunnels = 0, portForwards = 0 };
         Assert.Equal(HttpStatusCode.OK, (await admin.PutAsJsonAsync($"/api/v1/tenants/{tenantId}/quotas", limits)).StatusCode);
 
-        var first = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
-        await MachineTests.WaitAsync(tenant, first, "running");
-        var second = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var first = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(first, "running");
+        var second = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
 
-        var failed = await MachineTests.WaitAsync(tenant, second, "failed");
+        var failed = await tenant.WaitForMachineAsync(second, "failed");
         Assert.Equal("creation failed at the quota step: the tenant's machines quota would be 2 of 1", failed.GetProperty("lastError").GetString());
         Assert.Equal(1, (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/quotas")).GetProperty("used").GetProperty("machines").GetInt32());
         Assert.DoesNotContain(second.ToString(), (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/networks")).ToString(), StringComparison.Ordinal);
         var start = await tenant.PostAsync($"/api/v1/machines/{second}/start", null);
-        await GatewayTests.AssertProblemAsync(start, HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        await Problems.AssertAsync(start, HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{second}");
-        await MachineTests.WaitAsync(tenant, second, "destroyed");
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{first}");
-        await MachineTests.WaitAsync(tenant, first, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{second}");
+        await tenant.WaitForMachineAsync(second, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{first}");
+        await tenant.WaitForMachineAsync(first, "destroyed");
     }
 
     [Fact]
     public async Task A_launch_that_fails_gives_back_the_address_and_the_quota_and_the_operation_names_the_step()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var created = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, command = new[] { "simulated-launch-failure" } });
         Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
         var id = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
 
-        var failed = await MachineTests.WaitAsync(tenant, id, "failed");
+        var failed = await tenant.WaitForMachineAsync(id, "failed");
         Assert.StartsWith("creation failed at the launch step: simulated launch failure", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         var operation = await tenant.GetFromJsonAsync<JsonElement>(created.Headers.Location);
         Assert.Equal("failed", operation.GetProperty("status").GetString());
@@ -131,14 +131,14 @@ public sealed class MachineSagaTests(PlatformStack stack)
     public async Task A_machine_naming_an_exit_node_the_tenant_cannot_use_is_refused_before_anything_is_made()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (_, other) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var (_, other) = await admin.CreateTenantWithAdminAsync();
         var foreign = (await (await other.PostAsJsonAsync("/api/v1/exit-nodes", ExitNodeTests.ValidNode)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
 
         foreach (var exitNodeId in new[] { foreign.ToString(), Guid.NewGuid().ToString(), "not-an-id" })
         {
             var refused = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, exitNodeId });
-            var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+            var problem = await Problems.AssertAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
             Assert.True(problem.GetProperty("errors").TryGetProperty("exitNodeId", out _));
         }
 

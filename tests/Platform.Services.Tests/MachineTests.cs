@@ -17,7 +17,7 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task A_sandbox_machine_goes_through_its_whole_life_and_every_step_is_an_event_and_an_operation()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
 
         var created = await tenant.PostAsJsonAsync("/api/v1/machines", new { name = "life", kind = "sandbox", vcpus = 1, memoryMiB = 64, labels = new { app = "web" } });
         Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
@@ -25,22 +25,22 @@ public sealed class MachineTests(PlatformStack stack)
         var id = accepted.GetProperty("id").GetGuid();
         Assert.Equal($"/api/v1/operations/{accepted.GetProperty("operationId").GetGuid()}", created.Headers.Location!.OriginalString);
 
-        var running = await WaitAsync(tenant, id, "running");
+        var running = await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal("sandbox", running.GetProperty("driver").GetString());
         Assert.Equal("sandbox-host", running.GetProperty("template").GetProperty("name").GetString());
         Assert.Equal("web", running.GetProperty("labels").GetProperty("app").GetString());
         var operation = await tenant.GetFromJsonAsync<JsonElement>(created.Headers.Location);
         Assert.Equal(("create", "succeeded"), (operation.GetProperty("type").GetString(), operation.GetProperty("status").GetString()));
 
-        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await WaitAsync(tenant, id, "stopped");
-        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
-        await WaitAsync(tenant, id, "running");
-        var restart = await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/restart");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        await tenant.WaitForMachineAsync(id, "running");
+        var restart = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/restart");
         await Eventually.TrueAsync(async () => (await tenant.GetFromJsonAsync<JsonElement>(restart)).GetProperty("status").GetString() == "succeeded",
             Patience, "the restart completes");
-        var destroy = await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await WaitAsync(tenant, id, "destroyed");
+        var destroy = await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.Equal("succeeded", (await tenant.GetFromJsonAsync<JsonElement>(destroy)).GetProperty("status").GetString());
 
         var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
@@ -60,11 +60,11 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task A_request_the_state_does_not_allow_is_a_409_and_a_stale_etag_is_a_412()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
-        await WaitAsync(tenant, id, "running");
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(id, "running");
 
-        var start = await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/start", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        var start = await Problems.AssertAsync(await tenant.PostAsync($"/api/v1/machines/{id}/start", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
         Assert.Equal("running", start.GetProperty("state").GetString());
 
         var read = await tenant.GetAsync($"/api/v1/machines/{id}");
@@ -72,28 +72,28 @@ public sealed class MachineTests(PlatformStack stack)
         using var stale = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
         stale.Headers.TryAddWithoutValidation("If-Match", "\"1\"");
         Assert.NotEqual("\"1\"", etag);
-        await GatewayTests.AssertProblemAsync(await tenant.SendAsync(stale), HttpStatusCode.PreconditionFailed, "urn:platform:problem:precondition-failed");
+        await Problems.AssertAsync(await tenant.SendAsync(stale), HttpStatusCode.PreconditionFailed, "urn:platform:problem:precondition-failed");
         using var current = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
         current.Headers.TryAddWithoutValidation("If-Match", etag);
         Assert.Equal(HttpStatusCode.Accepted, (await tenant.SendAsync(current)).StatusCode);
-        await WaitAsync(tenant, id, "stopped");
-        await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/stop", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        await tenant.WaitForMachineAsync(id, "stopped");
+        await Problems.AssertAsync(await tenant.PostAsync($"/api/v1/machines/{id}/stop", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
     }
 
     [Fact]
     public async Task A_sandbox_is_recreated_from_running_and_from_stopped_at_the_address_it_had()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await CreateAsync(tenant, new { name = "renewed", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
-        var address = (await WaitAsync(tenant, id, "running")).GetProperty("network").GetProperty("ip").GetString();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { name = "renewed", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        var address = (await tenant.WaitForMachineAsync(id, "running")).GetProperty("network").GetProperty("ip").GetString();
 
-        var fromRunning = await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
-        await WaitAsync(tenant, id, "running");
-        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await WaitAsync(tenant, id, "stopped");
-        var fromStopped = await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
-        var running = await WaitAsync(tenant, id, "running");
+        var fromRunning = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
+        await tenant.WaitForMachineAsync(id, "running");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
+        var fromStopped = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/recreate");
+        var running = await tenant.WaitForMachineAsync(id, "running");
 
         Assert.Equal(address, running.GetProperty("network").GetProperty("ip").GetString());
         foreach (var operation in new[] { fromRunning, fromStopped })
@@ -106,33 +106,33 @@ public sealed class MachineTests(PlatformStack stack)
         Assert.Equal(
             ["MachineRequested", "MachineRunning", "MachineRecreateRequested", "MachineRunning", "MachineStopRequested", "MachineStopped", "MachineRecreateRequested", "MachineRunning"],
             history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).Where(t => t != "MachineStepCompleted"));
-        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task A_machine_whose_creation_failed_cannot_be_recreated()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, command = new[] { "simulated-launch-failure" } });
-        await WaitAsync(tenant, id, "failed");
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, command = new[] { "simulated-launch-failure" } });
+        await tenant.WaitForMachineAsync(id, "failed");
 
-        var refused = await GatewayTests.AssertProblemAsync(await tenant.PostAsync($"/api/v1/machines/{id}/recreate", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        var refused = await Problems.AssertAsync(await tenant.PostAsync($"/api/v1/machines/{id}/recreate", null), HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
 
         Assert.Equal(("failed", "recreate"), (refused.GetProperty("state").GetString(), refused.GetProperty("action").GetString()));
         Assert.Contains("creation failed at the launch step", refused.GetProperty("detail").GetString(), StringComparison.Ordinal);
-        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Fact]
     public async Task A_recreate_sent_over_the_bus_is_recorded_with_its_sender_as_actor_and_a_repeat_of_its_operation_changes_nothing()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
-        await WaitAsync(tenant, id, "running");
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(id, "running");
         await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "recreate-test", _ => { }, _ => { });
         var recreate = new RecreateMachine(id, tenantId, Guid.CreateVersion7(), "service:test:watchdog");
 
@@ -146,8 +146,8 @@ public sealed class MachineTests(PlatformStack stack)
         Assert.Equal(["MachineRequested", "MachineRunning", "MachineRecreateRequested", "MachineRunning"], history.Select(e => e.GetProperty("type").GetString()));
         Assert.Equal("service:test:watchdog", history[2].GetProperty("actor").GetString());
         Assert.Equal(recreate.OperationId, history[2].GetProperty("data").GetProperty("operationId").GetGuid());
-        await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
     [Theory]
@@ -163,11 +163,11 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task Bad_input_is_a_problem_naming_the_field_and_creates_nothing(string body, int status, string? field)
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
 
         var response = await tenant.PostAsync("/api/v1/machines", new StringContent(body, Encoding.UTF8, "application/json"));
 
-        var problem = await GatewayTests.AssertProblemAsync(response, (HttpStatusCode)status, status == 400 ? "urn:platform:problem:malformed-request" : "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(response, (HttpStatusCode)status, status == 400 ? "urn:platform:problem:malformed-request" : "urn:platform:problem:validation-failed");
         if (field is not null)
         {
             Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"the problem names {field}: {problem}");
@@ -181,7 +181,7 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task A_repeated_request_with_the_same_idempotency_key_creates_one_machine()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var body = new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 };
 
         var first = await PostWithKeyAsync(tenant, "key-1", body);
@@ -191,7 +191,7 @@ public sealed class MachineTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
         Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
         Assert.Equal((await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid(), (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
-        await GatewayTests.AssertProblemAsync(different, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(different, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.Single((await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines")).GetProperty("items").EnumerateArray());
     }
 
@@ -199,23 +199,23 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task A_sandbox_whose_command_fails_or_outgrows_its_memory_is_failed_with_the_reason()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var failing = await CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo broken >&2; exit 7" } });
-        var hog = await CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 32, command = new[] { "/usr/bin/python3", "-c", "x = bytearray(256 * 1024 * 1024)" } });
-        var finishing = await CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/true" } });
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var failing = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo broken >&2; exit 7" } });
+        var hog = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 32, command = new[] { "/usr/bin/python3", "-c", "x = bytearray(256 * 1024 * 1024)" } });
+        var finishing = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/true" } });
 
-        var failed = await WaitAsync(tenant, failing, "failed");
+        var failed = await tenant.WaitForMachineAsync(failing, "failed");
         Assert.Equal(7, failed.GetProperty("exitCode").GetInt32());
         Assert.Contains("broken", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
-        Assert.Contains("memory limit", (await WaitAsync(tenant, hog, "failed")).GetProperty("lastError").GetString(), StringComparison.Ordinal);
-        Assert.Equal(0, (await WaitAsync(tenant, finishing, "stopped")).GetProperty("exitCode").GetInt32());
+        Assert.Contains("memory limit", (await tenant.WaitForMachineAsync(hog, "failed")).GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, (await tenant.WaitForMachineAsync(finishing, "stopped")).GetProperty("exitCode").GetInt32());
 
         var waitingInVain = await tenant.GetAsync($"/api/v1/machines/{failing}/wait?state=running&timeout=5s");
-        await GatewayTests.AssertProblemAsync(waitingInVain, HttpStatusCode.Conflict, "urn:platform:problem:machine-failed");
+        await Problems.AssertAsync(waitingInVain, HttpStatusCode.Conflict, "urn:platform:problem:machine-failed");
         foreach (var id in new[] { failing, hog, finishing })
         {
-            await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-            await WaitAsync(tenant, id, "destroyed");
+            await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+            await tenant.WaitForMachineAsync(id, "destroyed");
         }
     }
 
@@ -223,20 +223,20 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task Waiting_past_the_timeout_is_a_408_and_listing_filters_by_state_and_label_in_pages()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var ids = new List<Guid>();
         for (var i = 0; i < 5; i++)
         {
-            ids.Add(await CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, labels = new Dictionary<string, string> { ["tier"] = i % 2 == 0 ? "even" : "odd" } }));
+            ids.Add(await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, labels = new Dictionary<string, string> { ["tier"] = i % 2 == 0 ? "even" : "odd" } }));
         }
 
         foreach (var id in ids)
         {
-            await WaitAsync(tenant, id, "running");
+            await tenant.WaitForMachineAsync(id, "running");
         }
 
-        await GatewayTests.AssertProblemAsync(await tenant.GetAsync($"/api/v1/machines/{ids[0]}/wait?state=stopped&timeout=300ms"), HttpStatusCode.RequestTimeout, "urn:platform:problem:request-timeout");
-        await GatewayTests.AssertProblemAsync(await tenant.GetAsync($"/api/v1/machines/{ids[0]}/wait?timeout=forever"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{ids[0]}/wait?state=stopped&timeout=300ms"), HttpStatusCode.RequestTimeout, "urn:platform:problem:request-timeout");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{ids[0]}/wait?timeout=forever"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
 
         var even = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines?label=tier=even&state=running");
         Assert.Equal(3, even.GetProperty("items").GetArrayLength());
@@ -251,11 +251,11 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task The_host_reports_its_capacity_and_templates_and_placement_refuses_past_the_host_guardrails()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var host = (await admin.GetFromJsonAsync<JsonElement>("/api/v1/hosts")).EnumerateArray().Single();
         Assert.Contains("sandbox", host.GetProperty("drivers").EnumerateArray().Select(d => d.GetProperty("name").GetString()));
         Assert.Contains("sandbox-host", (await tenant.GetStringAsync("/api/v1/templates")));
-        await GatewayTests.AssertProblemAsync(await tenant.GetAsync("/api/v1/hosts"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        await Problems.AssertAsync(await tenant.GetAsync("/api/v1/hosts"), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
 
         var memory = host.GetProperty("memoryMiB").GetInt32();
         var guardrails = await admin.GetFromJsonAsync<JsonElement>("/api/v1/governance/guardrails");
@@ -267,11 +267,11 @@ public sealed class MachineTests(PlatformStack stack)
                 var refused = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 4096 });
                 if (refused.StatusCode == HttpStatusCode.Accepted)
                 {
-                    await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{(await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid()}");
+                    await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{(await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid()}");
                     return false;
                 }
 
-                var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.Conflict, "urn:platform:problem:placement-refused");
+                var problem = await Problems.AssertAsync(refused, HttpStatusCode.Conflict, "urn:platform:problem:placement-refused");
                 return problem.GetProperty("detail").GetString()!.Contains("reserved for the host", StringComparison.Ordinal);
             }, Patience, "placement applies the new guardrails");
         }
@@ -285,11 +285,11 @@ public sealed class MachineTests(PlatformStack stack)
     public async Task After_the_host_agent_crashes_its_running_machine_is_adopted_and_one_that_ended_meanwhile_is_failed_and_starts_again()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var survivor = await CreateAsync(tenant, new { name = "survivor", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
-        var casualty = await CreateAsync(tenant, new { name = "casualty", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
-        await WaitAsync(tenant, survivor, "running");
-        await WaitAsync(tenant, casualty, "running");
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var survivor = await tenant.CreateMachineAsync(new { name = "survivor", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        var casualty = await tenant.CreateMachineAsync(new { name = "casualty", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(survivor, "running");
+        await tenant.WaitForMachineAsync(casualty, "running");
         var survivorProcesses = CgroupProcesses(survivor);
         Assert.NotEmpty(survivorProcesses);
 
@@ -302,17 +302,17 @@ public sealed class MachineTests(PlatformStack stack)
             }
         });
 
-        var failed = await WaitAsync(tenant, casualty, "failed");
+        var failed = await tenant.WaitForMachineAsync(casualty, "failed");
         Assert.Contains("ended while the host agent was not running", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         Assert.Empty(CgroupProcesses(casualty));
         Assert.Equal("running", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{survivor}")).GetProperty("state").GetString());
         Assert.Equal(survivorProcesses, CgroupProcesses(survivor));
-        await ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{casualty}/start");
-        await WaitAsync(tenant, casualty, "running");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{casualty}/start");
+        await tenant.WaitForMachineAsync(casualty, "running");
         foreach (var id in new[] { survivor, casualty })
         {
-            await ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-            await WaitAsync(tenant, id, "destroyed");
+            await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+            await tenant.WaitForMachineAsync(id, "destroyed");
             Assert.Empty(CgroupProcesses(id));
         }
     }
@@ -331,26 +331,6 @@ public sealed class MachineTests(PlatformStack stack)
         }
     }
 
-    internal static async Task<Guid> CreateAsync(HttpClient tenant, object body)
-    {
-        var created = await tenant.PostAsJsonAsync("/api/v1/machines", body);
-        Assert.True(created.StatusCode == HttpStatusCode.Accepted, await created.Content.ReadAsStringAsync());
-        return (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
-    }
-
-    internal static async Task<JsonElement> WaitAsync(HttpClient tenant, Guid id, string state)
-    {
-        var response = await tenant.GetAsync($"/api/v1/machines/{id}/wait?state={state}&timeout=60s");
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"machine {id} did not become {state}: {await response.Content.ReadAsStringAsync()}");
-        return await response.Content.ReadFromJsonAsync<JsonElement>();
-    }
-
-    internal static async Task<Uri> ActAsync(HttpClient tenant, HttpMethod method, string path)
-    {
-        var response = await tenant.SendAsync(new HttpRequestMessage(method, path));
-        Assert.True(response.StatusCode == HttpStatusCode.Accepted, $"{method} {path}: {await response.Content.ReadAsStringAsync()}");
-        return response.Headers.Location!;
-    }
 
     private static async Task<string?> OperationStatusAsync(HttpClient tenant, Guid operationId)
     {

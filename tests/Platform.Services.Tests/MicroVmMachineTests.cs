@@ -18,21 +18,21 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
     public async Task A_cold_booted_micro_vm_answers_on_its_ip_stops_starts_restarts_fails_when_qemu_dies_and_is_destroyed_without_a_trace()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var id = await MachineTests.CreateAsync(tenant, new { name = "cold-one", kind = "microvm", vcpus = 1, memoryMiB = 160, boot = "cold" });
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
+        var id = await tenant.CreateMachineAsync(new { name = "cold-one", kind = "microvm", vcpus = 1, memoryMiB = 160, boot = "cold" });
 
-        var running = await MachineTests.WaitAsync(tenant, id, "running");
+        var running = await tenant.WaitForMachineAsync(id, "running");
         Assert.Equal("cold", running.GetProperty("bootedFrom").GetString());
         Assert.Contains(running.GetProperty("accelerator").GetString(), new[] { "kvm", "tcg" });
         var ip = running.GetProperty("network").GetProperty("ip").GetString()!;
         Assert.Equal($"platform-guest id={id:N} hostname=cold-one ip={ip}", await ProbeAsync(tenant, tenantId, id));
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/stop");
-        await MachineTests.WaitAsync(tenant, id, "stopped");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
         Assert.Null(QemuOf(id));
-        await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/start");
-        Assert.Equal(ip, (await MachineTests.WaitAsync(tenant, id, "running")).GetProperty("network").GetProperty("ip").GetString());
-        var restart = await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{id}/restart");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/start");
+        Assert.Equal(ip, (await tenant.WaitForMachineAsync(id, "running")).GetProperty("network").GetProperty("ip").GetString());
+        var restart = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/restart");
         await Eventually.TrueAsync(async () => (await tenant.GetFromJsonAsync<JsonElement>(restart)).GetProperty("status").GetString() == "succeeded",
             TimeSpan.FromSeconds(60), "the restart completes");
         Assert.StartsWith($"platform-guest id={id:N}", await ProbeAsync(tenant, tenantId, id), StringComparison.Ordinal);
@@ -42,11 +42,11 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
             qemu.Kill();
         }
 
-        var failed = await MachineTests.WaitAsync(tenant, id, "failed");
+        var failed = await tenant.WaitForMachineAsync(id, "failed");
         Assert.Contains("signal", failed.GetProperty("lastError").GetString(), StringComparison.OrdinalIgnoreCase);
 
-        await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-        await MachineTests.WaitAsync(tenant, id, "destroyed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
         Assert.Empty(await NetworkNamespace.ListAsync($"pm-{id:N}"));
         Assert.False(Directory.Exists(Path.Combine(stack.MicroVmRunPath, "vm", id.ToString("N"))));
     }
@@ -55,14 +55,14 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
     public async Task Micro_vms_started_from_one_snapshot_each_answer_on_their_own_ip_with_their_own_hostname()
     {
         using var admin = await stack.AdminAsync();
-        var (tenantId, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
         await Eventually.TrueAsync(async () => (await admin.GetStringAsync("/api/v1/hosts")).Contains("\"snapshots\":[{", StringComparison.Ordinal),
             TimeSpan.FromSeconds(90), "the host agent has a snapshot of the template ready");
 
-        var first = await MachineTests.CreateAsync(tenant, new { name = "twin-a", kind = "microvm", vcpus = 1, memoryMiB = 128 });
-        var second = await MachineTests.CreateAsync(tenant, new { name = "twin-b", kind = "microvm", vcpus = 1, memoryMiB = 128 });
-        var a = await MachineTests.WaitAsync(tenant, first, "running");
-        var b = await MachineTests.WaitAsync(tenant, second, "running");
+        var first = await tenant.CreateMachineAsync(new { name = "twin-a", kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        var second = await tenant.CreateMachineAsync(new { name = "twin-b", kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        var a = await tenant.WaitForMachineAsync(first, "running");
+        var b = await tenant.WaitForMachineAsync(second, "running");
 
         Assert.Equal(("snapshot", "snapshot"), (a.GetProperty("bootedFrom").GetString(), b.GetProperty("bootedFrom").GetString()));
         var ipA = a.GetProperty("network").GetProperty("ip").GetString()!;
@@ -74,8 +74,8 @@ public sealed class MicroVmMachineTests(PlatformStack stack)
 
         foreach (var id in new[] { first, second })
         {
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{id}");
-            await MachineTests.WaitAsync(tenant, id, "destroyed");
+            await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+            await tenant.WaitForMachineAsync(id, "destroyed");
             Assert.Empty(await NetworkNamespace.ListAsync($"pm-{id:N}"));
             Assert.False(Directory.Exists(Path.Combine(stack.MicroVmRunPath, "vm", id.ToString("N"))));
         }

@@ -224,7 +224,7 @@ public sealed class PlatformStack : IAsyncLifetime
         var response = await anonymous.PostAsJsonAsync("/api/v1/auth/token", new { username, password });
         response.EnsureSuccessStatusCode();
         var token = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("accessToken").GetString()!;
-        return WithToken(await AnonymousAsync(), token);
+        return (await AnonymousAsync()).WithToken(token);
     }
 
     public async Task<HttpClient> AdminAsync()
@@ -233,11 +233,6 @@ public sealed class PlatformStack : IAsyncLifetime
         return await LoginAsync(credentials.GetProperty("username").GetString()!, credentials.GetProperty("password").GetString()!);
     }
 
-    public static HttpClient WithToken(HttpClient client, string token)
-    {
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return client;
-    }
 
     public async Task DisposeAsync()
     {

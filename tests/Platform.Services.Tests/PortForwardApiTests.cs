@@ -20,7 +20,7 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
     public async Task A_forward_made_through_the_api_reaches_a_server_in_a_sandbox_a_port_another_process_holds_is_never_handed_out_and_nothing_is_left_after_destroy()
     {
         using var admin = await stack.Platform.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         // Held on every address by this process (not the agent): the agent must see it taken when it binds to check.
         using var held = new TcpListener(IPAddress.Any, stack.FirstPort);
         held.Start();
@@ -33,11 +33,11 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
                     self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
             http.server.HTTPServer(('0.0.0.0', 8080), Answer).serve_forever()
             """;
-        var machine = await MachineTests.CreateAsync(tenant, new { name = "serves", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/usr/bin/python3", "-c", server } });
+        var machine = await tenant.CreateMachineAsync(new { name = "serves", kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/usr/bin/python3", "-c", server } });
         var forwards = new List<Guid>();
         try
         {
-            await MachineTests.WaitAsync(tenant, machine, "running");
+            await tenant.WaitForMachineAsync(machine, "running");
 
             var (first, location) = await ForwardWhenKnownAsync(tenant, machine, 8080);
             forwards.Add(first);
@@ -80,14 +80,14 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
             var listed = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/port-forwards");
             Assert.Equal(forwards.Order(), listed.GetProperty("items").EnumerateArray().Select(f => f.GetProperty("id").GetGuid()).Order());
 
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, second.Location.OriginalString);
+            await tenant.ActAsync(HttpMethod.Delete, second.Location.OriginalString);
             await Eventually.TrueAsync(async () => (await tenant.GetAsync(second.Location)).StatusCode == HttpStatusCode.NotFound, Patience, "the second forward is removed");
             Assert.DoesNotContain(await PortForward.ListAsync(), f => f.Table == PortForward.TableNameFor(second.Id.ToString()));
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, third.Location.OriginalString);
+            await tenant.ActAsync(HttpMethod.Delete, third.Location.OriginalString);
             Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync(third.Location)).StatusCode);
 
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
-            await MachineTests.WaitAsync(tenant, machine, "destroyed");
+            await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{machine}");
+            await tenant.WaitForMachineAsync(machine, "destroyed");
             await Eventually.TrueAsync(async () =>
                 (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machine}/ports")).GetProperty("items").GetArrayLength() == 0,
                 Patience, "the destroyed machine's forwards are gone from the API");
@@ -107,24 +107,24 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
     public async Task Another_tenant_finds_no_machine_ports_and_bad_ports_unknown_stopped_or_segmentless_machines_are_refused_with_problems()
     {
         using var admin = await stack.Platform.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (_, other) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var running = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
-        var stopped = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
-        var simulated = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var (_, other) = await admin.CreateTenantWithAdminAsync();
+        var running = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
+        var stopped = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
+        var simulated = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
         try
         {
-            await MachineTests.WaitAsync(tenant, running, "running");
-            await MachineTests.WaitAsync(tenant, simulated, "running");
-            await MachineTests.WaitAsync(tenant, stopped, "running");
+            await tenant.WaitForMachineAsync(running, "running");
+            await tenant.WaitForMachineAsync(simulated, "running");
+            await tenant.WaitForMachineAsync(stopped, "running");
             var (forward, location) = await ForwardWhenKnownAsync(tenant, running, 22);
-            await MachineTests.ActAsync(tenant, HttpMethod.Post, $"/api/v1/machines/{stopped}/stop");
-            await MachineTests.WaitAsync(tenant, stopped, "stopped");
+            await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{stopped}/stop");
+            await tenant.WaitForMachineAsync(stopped, "stopped");
 
-            await GatewayTests.AssertProblemAsync(await other.PostAsJsonAsync($"/api/v1/machines/{running}/ports", new { port = 80 }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-            await GatewayTests.AssertProblemAsync(await other.GetAsync($"/api/v1/machines/{running}/ports"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-            await GatewayTests.AssertProblemAsync(await other.GetAsync(location), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-            await GatewayTests.AssertProblemAsync(await other.DeleteAsync(location), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+            await Problems.AssertAsync(await other.PostAsJsonAsync($"/api/v1/machines/{running}/ports", new { port = 80 }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+            await Problems.AssertAsync(await other.GetAsync($"/api/v1/machines/{running}/ports"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+            await Problems.AssertAsync(await other.GetAsync(location), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+            await Problems.AssertAsync(await other.DeleteAsync(location), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
             Assert.DoesNotContain(forward.ToString(), await other.GetStringAsync("/api/v1/port-forwards"), StringComparison.Ordinal);
             Assert.Contains(forward.ToString(), await tenant.GetStringAsync($"/api/v1/machines/{running}/ports"), StringComparison.Ordinal);
             var key = Guid.NewGuid().ToString();
@@ -132,20 +132,20 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
 
             foreach (var body in new object[] { new { port = 0 }, new { port = 70000 }, new { } })
             {
-                var problem = await GatewayTests.AssertProblemAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{running}/ports", body),
+                var problem = await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{running}/ports", body),
                     HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
                 Assert.True(problem.GetProperty("errors").TryGetProperty("port", out _));
             }
 
-            await GatewayTests.AssertProblemAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{Guid.NewGuid()}/ports", new { port = 80 }),
+            await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{Guid.NewGuid()}/ports", new { port = 80 }),
                 HttpStatusCode.NotFound, "urn:platform:problem:not-found");
             var notRunning = await Eventually.ValueAsync(async () =>
             {
                 var response = await tenant.PostAsJsonAsync($"/api/v1/machines/{stopped}/ports", new { port = 80 });
-                return response.StatusCode == HttpStatusCode.Conflict ? await GatewayTests.AssertProblemAsync(response, HttpStatusCode.Conflict, "urn:platform:problem:conflict") : (JsonElement?)null;
+                return response.StatusCode == HttpStatusCode.Conflict ? await Problems.AssertAsync(response, HttpStatusCode.Conflict, "urn:platform:problem:conflict") : (JsonElement?)null;
             }, Patience, "networking's copy sees the machine stopped");
             Assert.Contains("is not running", notRunning.GetProperty("detail").GetString(), StringComparison.Ordinal);
-            var segmentless = await GatewayTests.AssertProblemAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{simulated}/ports", new { port = 80 }),
+            var segmentless = await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{simulated}/ports", new { port = 80 }),
                 HttpStatusCode.Conflict, "urn:platform:problem:conflict");
             Assert.Contains("only sandbox and microvm", segmentless.GetProperty("detail").GetString(), StringComparison.Ordinal);
         }
@@ -162,11 +162,11 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
     public async Task A_restarted_host_agent_removes_a_forward_of_its_segments_that_no_record_explains()
     {
         using var admin = await stack.Platform.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var machine = await MachineTests.CreateAsync(tenant, new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var machine = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sleep", "600" } });
         try
         {
-            await MachineTests.WaitAsync(tenant, machine, "running");
+            await tenant.WaitForMachineAsync(machine, "running");
             var (forward, location) = await ForwardWhenKnownAsync(tenant, machine, 80);
             await OpenAsync(tenant, location);
             var table = PortForward.TableNameFor(forward.ToString());

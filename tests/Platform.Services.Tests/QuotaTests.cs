@@ -18,7 +18,7 @@ public sealed class QuotaTests(PlatformStack stack)
     public async Task Fifty_parallel_reservations_against_a_quota_of_ten_machines_reserve_exactly_ten_and_reject_forty_naming_the_limit()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, _) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, _) = await admin.CreateTenantWithAdminAsync();
         var limits = new QuotaResources(Machines: 10, Vcpus: 1000, MemoryMiB: 1_000_000, DiskMiB: 10_000_000, Tunnels: 10, PortForwards: 10);
         Assert.Equal(HttpStatusCode.OK, (await admin.PutAsJsonAsync($"/api/v1/tenants/{tenant}/quotas", limits)).StatusCode);
         var replies = new Replies(tenant);
@@ -55,7 +55,7 @@ public sealed class QuotaTests(PlatformStack stack)
     public async Task Quotas_are_set_by_a_platform_admin_read_by_the_tenant_and_validated()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
 
         var own = await tenantAdmin.GetFromJsonAsync<JsonElement>("/api/v1/quotas");
         var forbidden = await tenantAdmin.PutAsJsonAsync($"/api/v1/tenants/{tenant}/quotas", new QuotaResources(100, 100, 100, 100, 100, 100));
@@ -63,8 +63,8 @@ public sealed class QuotaTests(PlatformStack stack)
 
         Assert.Equal(tenant, own.GetProperty("tenantId").GetGuid());
         Assert.Equal(0, own.GetProperty("used").GetProperty("machines").GetInt32());
-        await GatewayTests.AssertProblemAsync(forbidden, HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
-        var problem = await GatewayTests.AssertProblemAsync(negative, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(forbidden, HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        var problem = await Problems.AssertAsync(negative, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("machines", out _));
     }
 

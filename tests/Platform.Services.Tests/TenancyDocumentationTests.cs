@@ -1,3 +1,4 @@
+using Platform.Testing;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Platform.Hosting.Security;
@@ -17,7 +18,7 @@ public sealed class TenancyDocumentationTests(PlatformStack stack)
         var credentials = JsonDocument.Parse(await File.ReadAllTextAsync(stack.AdminCredentialsFile)).RootElement;
         var token = await (await anonymous.PostAsJsonAsync("/api/v1/auth/token", credentials)).Content.ReadFromJsonAsync<JsonElement>();
         using var admin = await stack.AdminAsync();
-        var (tenantId, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantId, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
         var tenant = await admin.GetFromJsonAsync<JsonElement>($"/api/v1/tenants/{tenantId}");
         var key = await (await tenantAdmin.PostAsJsonAsync("/api/v1/api-keys", new { name = "ci", role = Roles.Member, expiresAt = DateTimeOffset.UtcNow.AddDays(30) }))
             .Content.ReadFromJsonAsync<JsonElement>();

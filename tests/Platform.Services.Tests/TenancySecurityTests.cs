@@ -38,10 +38,10 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         using var client = await stack.LoginAsync(adminOfA, Password);
 
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/tenants/{a}")).StatusCode);
-        await GatewayTests.AssertProblemAsync(await client.GetAsync($"/api/v1/tenants/{b}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await GatewayTests.AssertProblemAsync(await client.GetAsync($"/api/v1/tenants/{b}/users"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await GatewayTests.AssertProblemAsync(await client.PostAsJsonAsync($"/api/v1/tenants/{b}/users", new { username = Unique("x"), password = Password, role = Roles.Member }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        await GatewayTests.AssertProblemAsync(await client.PostAsJsonAsync("/api/v1/tenants", new { slug = Unique("t"), name = "Nope" }), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        await Problems.AssertAsync(await client.GetAsync($"/api/v1/tenants/{b}"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await client.GetAsync($"/api/v1/tenants/{b}/users"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await client.PostAsJsonAsync($"/api/v1/tenants/{b}/users", new { username = Unique("x"), password = Password, role = Roles.Member }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await client.PostAsJsonAsync("/api/v1/tenants", new { slug = Unique("t"), name = "Nope" }), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
         var visible = await client.GetFromJsonAsync<JsonElement>("/api/v1/tenants");
         Assert.Equal([a], visible.GetProperty("items").EnumerateArray().Select(t => t.GetProperty("id").GetGuid()));
         Assert.Equal(HttpStatusCode.Created, (await client.PostAsJsonAsync($"/api/v1/tenants/{a}/users", new { username = Unique("member"), password = Password, role = Roles.Member })).StatusCode);
@@ -55,7 +55,7 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         using var viewer = await stack.LoginAsync(await CreateUserAsync(admin, tenant, Roles.Viewer), Password);
 
         Assert.Equal(HttpStatusCode.OK, (await viewer.GetAsync($"/api/v1/tenants/{tenant}/users")).StatusCode);
-        await GatewayTests.AssertProblemAsync(
+        await Problems.AssertAsync(
             await viewer.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username = Unique("x"), password = Password, role = Roles.Member }),
             HttpStatusCode.Forbidden,
             "urn:platform:problem:forbidden");
@@ -72,12 +72,12 @@ public sealed class TenancySecurityTests(PlatformStack stack)
 
         foreach (var bad in new[] { null, "not-a-jwt", tampered, foreign })
         {
-            using var client = bad is null ? await stack.AnonymousAsync() : PlatformStack.WithToken(await stack.AnonymousAsync(), bad);
-            await GatewayTests.AssertProblemAsync(await client.GetAsync("/api/v1/users/me"), HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
+            using var client = bad is null ? await stack.AnonymousAsync() : PlatformApi.WithToken(await stack.AnonymousAsync(), bad);
+            await Problems.AssertAsync(await client.GetAsync("/api/v1/users/me"), HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
         }
 
         using var anonymous = await stack.AnonymousAsync();
-        await GatewayTests.AssertProblemAsync(
+        await Problems.AssertAsync(
             await anonymous.PostAsJsonAsync("/api/v1/auth/token", new { username = "admin", password = "wrong password here" }),
             HttpStatusCode.Unauthorized,
             "urn:platform:problem:unauthorized");
@@ -93,7 +93,7 @@ public sealed class TenancySecurityTests(PlatformStack stack)
 
         var response = await direct.PostAsJsonAsync("/api/v1/tenants", new { slug = Unique("forged"), name = "Forged" });
 
-        await GatewayTests.AssertProblemAsync(response, HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
+        await Problems.AssertAsync(response, HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
     }
 
     [Fact]
@@ -109,9 +109,9 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         anonymous.DefaultRequestHeaders.Add(IdentityHeaders.Subject, "user:" + Guid.NewGuid());
         anonymous.DefaultRequestHeaders.Add(IdentityHeaders.Role, Roles.PlatformAdmin);
 
-        await GatewayTests.AssertProblemAsync(await member.PostAsJsonAsync("/api/v1/tenants", new { slug = Unique("t"), name = "Forged" }), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        await Problems.AssertAsync(await member.PostAsJsonAsync("/api/v1/tenants", new { slug = Unique("t"), name = "Forged" }), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
         Assert.Equal(Roles.Member, (await member.GetFromJsonAsync<JsonElement>("/api/v1/users/me")).GetProperty("role").GetString());
-        await GatewayTests.AssertProblemAsync(await anonymous.GetAsync("/api/v1/users/me"), HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
+        await Problems.AssertAsync(await anonymous.GetAsync("/api/v1/users/me"), HttpStatusCode.Unauthorized, "urn:platform:problem:unauthorized");
     }
 
     [Fact]
@@ -132,14 +132,14 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         var wrongType = await admin.PostAsync("/api/v1/tenants", new StringContent("{\"slug\": 42}", Encoding.UTF8, "application/json"));
         var badPaging = await admin.GetAsync("/api/v1/tenants?limit=0&cursor=nonsense");
 
-        var errors = (await GatewayTests.AssertProblemAsync(weak, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed")).GetProperty("errors");
+        var errors = (await Problems.AssertAsync(weak, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed")).GetProperty("errors");
         Assert.Contains("must be at least 12 characters", errors.GetProperty("password").EnumerateArray().Select(e => e.GetString()));
-        await GatewayTests.AssertProblemAsync(badRole, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
-        await GatewayTests.AssertProblemAsync(duplicate, HttpStatusCode.Conflict, "urn:platform:problem:conflict");
-        await GatewayTests.AssertProblemAsync(badSlug, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
-        await GatewayTests.AssertProblemAsync(malformed, HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
-        await GatewayTests.AssertProblemAsync(wrongType, HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
-        await GatewayTests.AssertProblemAsync(badPaging, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(badRole, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(duplicate, HttpStatusCode.Conflict, "urn:platform:problem:conflict");
+        await Problems.AssertAsync(badSlug, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(malformed, HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
+        await Problems.AssertAsync(wrongType, HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
+        await Problems.AssertAsync(badPaging, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.Equal(tenantsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.tenants"));
         Assert.Equal(eventsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.events"));
     }

@@ -117,8 +117,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var unclassified = routes.Where(r => !Matrix.ContainsKey(r)).ToArray();
         Assert.True(unclassified.Length == 0, $"routes missing from the isolation matrix: {string.Join(", ", unclassified)}");
 
-        var (tenantA, adminOfA) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (tenantB, adminOfB) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenantA, adminOfA) = await admin.CreateTenantWithAdminAsync();
+        var (tenantB, adminOfB) = await admin.CreateTenantWithAdminAsync();
         var keyOfA = await CreateKeyAsync(adminOfA, Roles.TenantAdmin);
         var keyOfB = await CreateKeyAsync(adminOfB, Roles.Member);
         var viewerName = $"viewer-{Guid.NewGuid():N}"[..20];
@@ -136,12 +136,12 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.NoContent, (await adminOfA.DeleteAsync($"/api/v1/api-keys/{revoked.Id}")).StatusCode);
         await Task.Delay(TimeSpan.FromSeconds(6)); // longer than the gateway caches an API key's answer (5 s)
 
-        var callersOfA = new[] { ("token", adminOfA), ("api key", ApiKeyTests.WithKey(await stack.AnonymousAsync(), keyOfA.Key)) };
+        var callersOfA = new[] { ("token", adminOfA), ("api key", PlatformApi.WithApiKey(await stack.AnonymousAsync(), keyOfA.Key)) };
         var badCallers = new[]
         {
             ("no credentials", await stack.AnonymousAsync()),
-            ("a revoked key", ApiKeyTests.WithKey(await stack.AnonymousAsync(), revoked.Key)),
-            ("a token with a bad signature", PlatformStack.WithToken(await stack.AnonymousAsync(), Tampered(adminOfA.DefaultRequestHeaders.Authorization!.Parameter!))),
+            ("a revoked key", PlatformApi.WithApiKey(await stack.AnonymousAsync(), revoked.Key)),
+            ("a token with a bad signature", PlatformApi.WithToken(await stack.AnonymousAsync(), Tampered(adminOfA.DefaultRequestHeaders.Authorization!.Parameter!))),
         };
         var failures = new List<string>();
         foreach (var route in routes)
@@ -238,7 +238,7 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
         var body = await created.Content.ReadFromJsonAsync<JsonElement>();
         var machine = body.GetProperty("id").GetGuid();
-        await MachineTests.WaitAsync(tenantAdmin, machine, "running");
+        await tenantAdmin.WaitForMachineAsync(machine, "running");
         return (machine, body.GetProperty("operationId").GetGuid());
     }
 
@@ -251,8 +251,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
 
     private static (string Method, string Path) Split(string route) => (route[..route.IndexOf(' ')], route[(route.IndexOf(' ') + 1)..]);
 
-    private static Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient tenantAdmin, string role) =>
-        ApiKeyTests.CreateKeyAsync(tenantAdmin, new { name = "matrix", role });
+    private static Task<ApiKeyCreated> CreateKeyAsync(HttpClient tenantAdmin, string role) =>
+        tenantAdmin.CreateApiKeyAsync(new { name = "matrix", role });
 
     private static string Tampered(string token) => token[..^6] + (token[^6] == 'A' ? "BBBBBB" : "AAAAAA");
 }

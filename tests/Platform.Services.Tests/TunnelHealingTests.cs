@@ -19,13 +19,13 @@ public sealed class TunnelHealingTests(PlatformStack stack)
     public async Task A_tunnel_its_exit_node_does_not_admit_goes_down_is_reattached_with_a_fresh_key_and_comes_up_once_admitted_and_each_step_is_audited()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", QuickPolicy)).StatusCode);
         await using var exit = await TestExitNode.StartAsync();
         var exitNodeId = await exit.RegisterAsync(tenant, "stale-exit");
         var machine = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "behind-stale-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
         await using var destroy = new Destroyed(tenant, machine);
-        await MachineTests.WaitAsync(tenant, machine, "running");
+        await tenant.WaitForMachineAsync(machine, "running");
         var first = await TunnelAsync(tenant, machine, t => t.GetProperty("state").GetString() == "attached", "the tunnel is attached");
         Assert.Equal("pending", first.GetProperty("health").GetString());
 
@@ -66,18 +66,18 @@ public sealed class TunnelHealingTests(PlatformStack stack)
     public async Task The_machines_behind_an_exit_node_whose_public_address_changed_are_recreated_when_the_policy_says_so_except_one_that_opted_out()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var policy = new { enabled = true, maxAttempts = 3, initialBackoffSeconds = 0.2, maxBackoffSeconds = 1, resetAfterSeconds = 600, recreateOnExitAddressChange = true };
         Assert.Equal(HttpStatusCode.OK, (await tenant.PutAsJsonAsync("/api/v1/healing/policy", policy)).StatusCode);
         await using var exit = await TestExitNode.StartAsync();
         var exitNodeId = await exit.RegisterAsync(tenant, "rotating-exit");
         var follows = await MachineSagaTests.CreateWhenExitNodeKnownAsync(tenant, new { name = "follows-exit", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId });
         await using var destroyFollows = new Destroyed(tenant, follows);
-        var stays = await MachineTests.CreateAsync(tenant, new { name = "stays", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, labels = new { healing = "off" } });
+        var stays = await tenant.CreateMachineAsync(new { name = "stays", kind = "sandbox", vcpus = 1, memoryMiB = 64, exitNodeId, labels = new { healing = "off" } });
         await using var destroyStays = new Destroyed(tenant, stays);
         foreach (var machine in new[] { follows, stays })
         {
-            await MachineTests.WaitAsync(tenant, machine, "running");
+            await tenant.WaitForMachineAsync(machine, "running");
             var tunnel = await TunnelAsync(tenant, machine, t => t.GetProperty("state").GetString() == "attached", "the tunnel is attached");
             await exit.AdmitAsync(tunnel.GetProperty("publicKey").GetString()!, tunnel.GetProperty("tunnelAddress").GetString()!);
         }
@@ -107,9 +107,9 @@ public sealed class TunnelHealingTests(PlatformStack stack)
     public async Task A_manual_heal_names_a_known_action_or_is_refused()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenant) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
         var refused = await tenant.PostAsJsonAsync("/api/v1/automation/healing/execute", new { machineId = Guid.NewGuid(), action = "reboot-the-planet" });
-        var problem = await GatewayTests.AssertProblemAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(refused, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.True(problem.GetProperty("errors").TryGetProperty("action", out _));
     }
 
@@ -126,8 +126,8 @@ public sealed class TunnelHealingTests(PlatformStack stack)
             }
 
             _done = true;
-            await MachineTests.ActAsync(tenant, HttpMethod.Delete, $"/api/v1/machines/{machine}");
-            await MachineTests.WaitAsync(tenant, machine, "destroyed");
+            await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{machine}");
+            await tenant.WaitForMachineAsync(machine, "destroyed");
         }
     }
 

@@ -15,8 +15,8 @@ public sealed class WebhookTests(PlatformStack stack)
     public async Task A_receiver_that_is_down_for_a_while_gets_every_event_in_order_signed_and_only_its_tenants()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
-        var (otherTenant, otherAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
+        var (otherTenant, otherAdmin) = await admin.CreateTenantWithAdminAsync();
         await using var receiver = await WebhookReceiver.StartAsync();
         var (subscription, secret) = await SubscribeAsync(tenantAdmin, receiver, ["UserCreated"]);
 
@@ -47,7 +47,7 @@ public sealed class WebhookTests(PlatformStack stack)
     public async Task Events_a_receiver_keeps_refusing_are_dead_lettered_then_redelivered_on_demand_and_replay_resends_from_a_position()
     {
         using var admin = await stack.AdminAsync();
-        var (tenant, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (tenant, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
         await using var receiver = await WebhookReceiver.StartAsync();
         var (subscription, _) = await SubscribeAsync(tenantAdmin, receiver, ["UserCreated"]);
         receiver.AlwaysFail = true;
@@ -75,7 +75,7 @@ public sealed class WebhookTests(PlatformStack stack)
     public async Task Bad_subscriptions_are_refused_with_the_field_named_and_nothing_is_created()
     {
         using var admin = await stack.AdminAsync();
-        var (_, tenantAdmin) = await ApiKeyTests.TenantWithAdminAsync(admin);
+        var (_, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
         await using var receiver = await WebhookReceiver.StartAsync();
         var before = (await tenantAdmin.GetFromJsonAsync<JsonElement>("/api/v1/subscriptions")).GetArrayLength();
 
@@ -89,12 +89,12 @@ public sealed class WebhookTests(PlatformStack stack)
             (new { url = receiver.Url.ToString(), secret = "short" }, "secret"),
         })
         {
-            var problem = await GatewayTests.AssertProblemAsync(await tenantAdmin.PostAsJsonAsync("/api/v1/subscriptions", body), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+            var problem = await Problems.AssertAsync(await tenantAdmin.PostAsJsonAsync("/api/v1/subscriptions", body), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
             Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"{JsonSerializer.Serialize(body)} names {field}");
         }
 
         var (subscription, _) = await SubscribeAsync(tenantAdmin, receiver, null);
-        await GatewayTests.AssertProblemAsync(await tenantAdmin.PostAsync($"/api/v1/subscriptions/{subscription}/replay?from=abc", null), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenantAdmin.PostAsync($"/api/v1/subscriptions/{subscription}/replay?from=abc", null), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.Equal(before + 1, (await tenantAdmin.GetFromJsonAsync<JsonElement>("/api/v1/subscriptions")).GetArrayLength());
     }
 
@@ -109,7 +109,7 @@ public sealed class WebhookTests(PlatformStack stack)
         client.DefaultRequestHeaders.Add(IdentityHeaders.TenantId, Guid.NewGuid().ToString());
         await using var receiver = await WebhookReceiver.StartAsync();
 
-        var problem = await GatewayTests.AssertProblemAsync(await client.PostAsJsonAsync("/api/v1/subscriptions", new { url = receiver.Url.ToString() }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var problem = await Problems.AssertAsync(await client.PostAsJsonAsync("/api/v1/subscriptions", new { url = receiver.Url.ToString() }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
 
         Assert.Contains("https", problem.GetProperty("errors").GetProperty("url")[0].GetString(), StringComparison.Ordinal);
     }

@@ -19,6 +19,8 @@ public sealed class HostMachines(
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
     private readonly ConcurrentDictionary<Guid, Running> _running = new();
+    // Commands wait for the machines a previous run left to be adopted: a halt handled before would miss its machine.
+    private readonly TaskCompletionSource _reconciled = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public IReadOnlyCollection<IMachineDriver> Drivers => _drivers.Values;
 
@@ -27,6 +29,7 @@ public sealed class HostMachines(
 
     public async Task LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
+        await _reconciled.Task.WaitAsync(cancellationToken);
         // The record holds the last launch this host began. When that was this fresh launch, what the machine kept is
         // discarded already: a copy of the command must not discard the run it started.
         var discard = launch.Fresh && records.Find(launch.MachineId)?.Launch.OperationId != launch.OperationId;
@@ -77,12 +80,14 @@ public sealed class HostMachines(
 
     public async Task HaltAsync(HaltMachine halt, CancellationToken cancellationToken)
     {
+        await _reconciled.Task.WaitAsync(cancellationToken);
         await StopAndRecordAsync(halt.MachineId, cancellationToken);
         await PublishAsync(new MachineHalted(halt.MachineId, halt.TenantId, halt.OperationId, host.HostId));
     }
 
     public async Task TearDownAsync(TearDownMachine tearDown, CancellationToken cancellationToken)
     {
+        await _reconciled.Task.WaitAsync(cancellationToken);
         await StopAsync(tearDown.MachineId, cancellationToken);
         if (records.Find(tearDown.MachineId) is { } record && _drivers.TryGetValue(record.Launch.Driver, out var driver))
         {
@@ -130,6 +135,18 @@ public sealed class HostMachines(
     /// gone is removed, and it is reported exited, so its owner sees it failed and can start it again.
     /// </summary>
     public async Task ReconcileAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await AdoptOrReportAsync(cancellationToken);
+        }
+        finally
+        {
+            _reconciled.TrySetResult();
+        }
+    }
+
+    private async Task AdoptOrReportAsync(CancellationToken cancellationToken)
     {
         records.PruneTombstones(DateTime.UtcNow);
         foreach (var record in records.All().Where(r => r.Running && !_running.ContainsKey(r.Launch.MachineId)))
