@@ -111,7 +111,14 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
             // The adopted machines are supervised again: one that ends now is noticed.
             foreach (var pid in MachineTests.CgroupProcesses(sandbox))
             {
-                Process.GetProcessById(pid).Kill();
+                try
+                {
+                    Process.GetProcessById(pid).Kill();
+                }
+                catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
+                {
+                    // It ended with one killed before it (bubblewrap's init takes its children with it).
+                }
             }
 
             await Eventually.TrueAsync(async () =>

@@ -42,6 +42,9 @@ public sealed class TenantNetworks(AgentOptions options, HostIdentity host, ILog
         await IpCommand.RunAsync("netns", "add", network.Namespace);
         try
         {
+            // The namespace belongs to the host's user namespace, where the sandbox's root is nobody: it may still serve on
+            // port 80 and ping, as on a machine of its own.
+            await IpCommand.RunAsync("netns", "exec", network.Namespace, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0", "net.ipv4.ping_group_range=0 2147483647");
             await segment.PlugAsync(network.Namespace, IPAddress.Parse(network.Address), network.PrefixLength, IPAddress.Parse(network.Gateway));
         }
         catch

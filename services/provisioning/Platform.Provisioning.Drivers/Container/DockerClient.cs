@@ -82,6 +82,10 @@ public sealed partial class DockerClient : IDisposable
                 MemorySwap = spec.Limits.MemoryBytes,
                 NanoCpus = (long)Math.Round(spec.Limits.Cpus * 1_000_000_000),
                 PidsLimit = (long)spec.Limits.MaxProcesses,
+                // The engine's default capabilities and seccomp profile stay; nothing in it may gain privileges by exec
+                // (setuid binaries, file capabilities), and it is never privileged.
+                Privileged = false,
+                SecurityOpt = new[] { "no-new-privileges" },
                 spec.NetworkMode,
                 spec.CgroupParent,
             },

@@ -14,6 +14,14 @@ public abstract class Cgroups
 
     public abstract string Version { get; }
 
+    /// <summary>
+    /// The devices a sandbox may read and write (none may it create): null, zero, full, random, urandom, tty, ptmx
+    /// and its terminals. On v1 the devices controller enforces it; v2 has no such file (its filter is a BPF program,
+    /// not attached here), and there it rests on the rest: a sandbox's /dev holds only these, it has no CAP_MKNOD on
+    /// the host, and what it mounts in its user namespace is nodev.
+    /// </summary>
+    public static readonly IReadOnlyList<string> AllowedDevices = ["c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", "c 5:0 rw", "c 5:2 rw", "c 136:* rw"];
+
     /// <summary>Creates the sandbox's cgroups with its limits; returns the <c>cgroup.procs</c> files a process joins them through.</summary>
     public abstract IReadOnlyList<string> Create(string id, SandboxLimits limits);
 
@@ -106,7 +114,7 @@ public abstract class Cgroups
 internal sealed class CgroupsV1 : Cgroups
 {
     /// <summary>cpuacct counts the CPU time the sandbox used; it is mounted apart from cpu on some hosts, with it (cpu,cpuacct) on others.</summary>
-    private static readonly string[] Controllers = Directory.Exists(Path.Combine(Root, "cpuacct")) ? ["memory", "pids", "cpu", "cpuacct"] : ["memory", "pids", "cpu"];
+    private static readonly string[] Controllers = Directory.Exists(Path.Combine(Root, "cpuacct")) ? ["memory", "pids", "cpu", "cpuacct", "devices"] : ["memory", "pids", "cpu", "devices"];
 
     public override string Version => "v1";
 
@@ -123,6 +131,12 @@ internal sealed class CgroupsV1 : Cgroups
         Write(directories["pids"], "pids.max", limits.MaxProcesses.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Write(directories["cpu"], "cpu.cfs_period_us", "100000");
         Write(directories["cpu"], "cpu.cfs_quota_us", ((long)(limits.Cpus * 100_000)).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Write(directories["devices"], "devices.deny", "a");
+        foreach (var device in AllowedDevices)
+        {
+            Write(directories["devices"], "devices.allow", device);
+        }
+
         return directories.Values.Select(d => Path.Combine(d, "cgroup.procs")).ToArray();
     }
 

@@ -24,12 +24,14 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly Process? _child;
     private readonly HostProcess _shell;
     private readonly Cgroups _cgroups;
+    private readonly IdRanges _idRanges;
     private readonly string _runDirectory;
     private readonly CancellationTokenSource _trimming = new();
     private readonly Task _exited;
 
-    private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, string runDirectory)
+    private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory)
     {
+        _idRanges = idRanges;
         Spec = spec;
         _child = child;
         _shell = shell;
@@ -39,11 +41,14 @@ public sealed class SandboxProcess : IAsyncDisposable
         _ = TrimOutputAsync(_trimming.Token);
     }
 
-    internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, string runDirectory) =>
-        new(spec, child, HostProcess.Find(child.Id) ?? new HostProcess(child.Id, 0), cgroups, runDirectory);
+    internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, IdRanges idRanges, string runDirectory) =>
+        new(spec, child, HostProcess.Find(child.Id) ?? new HostProcess(child.Id, 0), cgroups, idRanges, runDirectory);
 
-    internal static SandboxProcess Adopted(SandboxSpec spec, HostProcess shell, Cgroups cgroups, string runDirectory) =>
-        new(spec, null, shell, cgroups, runDirectory);
+    internal static SandboxProcess Adopted(SandboxSpec spec, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory) =>
+        new(spec, null, shell, cgroups, idRanges, runDirectory);
+
+    /// <summary>The host ids its user namespace maps to (its root is the first); null once it is removed.</summary>
+    public IdRange? Ids => _idRanges.HeldBy(_runDirectory);
 
     public SandboxSpec Spec { get; }
 
@@ -83,6 +88,8 @@ public sealed class SandboxProcess : IAsyncDisposable
 
         await _exited;
         _child?.Dispose();
+        // Nothing of it runs any more (its cgroups are gone): its ids can go to the next sandbox.
+        _idRanges.Release(_runDirectory);
         if (Directory.Exists(_runDirectory))
         {
             Directory.Delete(_runDirectory, recursive: true);

@@ -9,8 +9,27 @@ namespace Platform.Provisioning.Drivers.Sandbox;
 /// sandbox starts can run outside them, not even for an instant; it stays to record how the command ended.
 /// </summary>
 /// <param name="runDirectory">Where each sandbox keeps its shell's pid, its output and its exit code (a folder each).</param>
-public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory = null, string bubblewrap = "/usr/bin/bwrap")
+/// <param name="idRanges">Where the host ids of sandboxes' user namespaces are leased (shared by every agent on the host).</param>
+public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory = null, string bubblewrap = "/usr/bin/bwrap", IdRanges? idRanges = null)
 {
+    private const string SeccompFile = "seccomp.bpf";
+
+    /// <summary>
+    /// The capabilities a sandbox's root keeps, in its own user namespace only (Docker's default set less MKNOD and
+    /// NET_RAW): enough to own and chmod its files and to switch users; none of them reaches past the namespace.
+    /// </summary>
+    public static readonly IReadOnlyList<string> KeptCapabilities =
+    [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
+        "CAP_SETFCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_AUDIT_WRITE",
+    ];
+
+    /// <summary>What /proc shows of the host that a sandbox has no business reading: hidden behind an empty file or folder (bubblewrap itself makes /proc/sys, sysrq-trigger, irq and bus read-only).</summary>
+    private static readonly string[] MaskedProcFiles = ["kcore", "keys", "kallsyms", "timer_list", "timer_stats", "sched_debug", "latency_stats"];
+    private static readonly string[] MaskedProcFolders = ["acpi", "scsi", "asound"];
+
+    private readonly IdRanges _idRanges = idRanges ?? new IdRanges();
+
     private readonly string _runDirectory = runDirectory ?? Path.Combine(Path.GetTempPath(), "platform-sandboxes");
 
     public Cgroups Cgroups => cgroups;
@@ -32,7 +51,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 
         var memberOf = File.Exists($"/proc/{pid}/cgroup") ? File.ReadAllText($"/proc/{pid}/cgroup") : "";
         return memberOf.Contains($"/{Cgroups.Parent}/{spec.Id}", StringComparison.Ordinal)
-            ? SandboxProcess.Adopted(spec, shell, cgroups, run)
+            ? SandboxProcess.Adopted(spec, shell, cgroups, _idRanges, run)
             : null;
     }
 
@@ -50,36 +69,43 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 
         spec.Limits.Validate();
         var run = RunDirectoryOf(spec.Id);
-        if (Directory.Exists(run))
-        {
-            Directory.Delete(run, recursive: true);
-        }
+        RemoveRunDirectory(spec.Id);
 
         Directory.CreateDirectory(run);
         var procs = cgroups.Create(spec.Id, spec.Limits);
         try
         {
+            var ids = _idRanges.Lease(run);
+            File.WriteAllBytes(Path.Combine(run, SeccompFile), SeccompProfile.Program);
             var start = new ProcessStartInfo("/bin/sh")
             {
                 RedirectStandardInput = true,
                 UseShellExecute = false,
             };
-            // sh writes its own pid into every cgroup, then runs bubblewrap: all descendants are inside. Its output goes to
-            // files, never to the agent's pipes, so that it outlives the agent; the exit code is recorded for an agent that
-            // adopts the sandbox after a restart and cannot wait for it.
+            // sh writes its own pid into every cgroup, then starts the sandbox: all descendants are inside. Its output goes
+            // to files, never to the agent's pipes, so that it outlives the agent; the exit code is recorded for an agent
+            // that adopts the sandbox after a restart and cannot wait for it. The sandbox starts in a user namespace of its
+            // own (see InsideUserNamespace), onto which sh maps the sandbox's id range once it is there.
             start.ArgumentList.Add("-c");
             start.ArgumentList.Add("""
                 run=$PLATFORM_SANDBOX_RUN
                 exec </dev/null >>"$run/shell" 2>&1
                 for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done
                 echo $$ > "$run/pid"
-                "$@" >>"$run/stdout" 2>>"$run/stderr"
+                "$@" 9<"$run/seccomp.bpf" >>"$run/stdout" 2>>"$run/stderr" &
+                inner=$!
+                n=0
+                while read -r line </proc/$inner/uid_map && [ -n "$line" ]; do n=$((n + 1)); [ $n -lt 500 ] || sleep 0.002; done
+                if ! { echo "$PLATFORM_ID_MAP" >/proc/$inner/uid_map && echo "$PLATFORM_ID_MAP" >/proc/$inner/gid_map; }; then
+                  kill -KILL $inner; wait $inner; exit 125
+                fi
+                wait $inner
                 code=$?
                 echo $code > "$run/exit.tmp" && mv "$run/exit.tmp" "$run/exit"
                 exit $code
                 """);
             start.ArgumentList.Add("sandbox");
-            foreach (var argument in BubblewrapArguments(spec))
+            foreach (var argument in BubblewrapArguments(spec, ids))
             {
                 start.ArgumentList.Add(argument);
             }
@@ -87,14 +113,16 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             start.Environment.Clear();
             start.Environment["PLATFORM_CGROUP_PROCS"] = string.Join(' ', procs);
             start.Environment["PLATFORM_SANDBOX_RUN"] = run;
+            start.Environment["PLATFORM_ID_MAP"] = ids.MapLine;
             start.Environment["PATH"] = "/usr/local/bin:/usr/bin:/bin";
             var shell = Process.Start(start)!;
             shell.StandardInput.Close();
-            return SandboxProcess.Started(spec, shell, cgroups, run);
+            return SandboxProcess.Started(spec, shell, cgroups, _idRanges, run);
         }
         catch
         {
             cgroups.RemoveAsync(spec.Id).GetAwaiter().GetResult();
+            _idRanges.Release(run);
             Directory.Delete(run, recursive: true);
             throw;
         }
@@ -105,13 +133,19 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
     {
         if (Directory.Exists(RunDirectoryOf(id)))
         {
+            _idRanges.Release(RunDirectoryOf(id));
             Directory.Delete(RunDirectoryOf(id), recursive: true);
         }
     }
 
     private string RunDirectoryOf(string id) => Path.Combine(_runDirectory, id);
 
-    private IEnumerable<string> BubblewrapArguments(SandboxSpec spec)
+    /// <summary>
+    /// How the sandbox's shell starts it: into its network (as host root, the only step that is), then as an unprivileged
+    /// host user into a new user namespace, where it waits for its id map; then, as the namespace's root, bubblewrap,
+    /// which sets no_new_privs, drops to the kept capabilities and loads the seccomp filter before the command.
+    /// </summary>
+    private IEnumerable<string> BubblewrapArguments(SandboxSpec spec, IdRange ids)
     {
         if (spec.NetworkNamespace is { } network)
         {
@@ -124,26 +158,58 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return $"--net=/run/netns/{network}";
         }
 
+        foreach (var argument in InsideUserNamespace(ids))
+        {
+            yield return argument;
+        }
+
         yield return bubblewrap;
         if (spec.NetworkNamespace is null)
         {
             yield return "--unshare-net";
         }
 
+        var memory = (long)spec.Limits.MemoryMiB * 1024 * 1024;
         foreach (var argument in new[]
         {
             // No --die-with-parent: it ties the sandbox to the *thread* that started it (PR_SET_PDEATHSIG), and .NET
             // starts processes from pool threads that come and go, so sandboxes died at random under load. A sandbox
             // lives until it is disposed; its cgroups are how everything in it is found and killed.
-            "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--new-session",
+            "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try", "--new-session",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/scratch", "--chdir", "/scratch",
+            "--proc", "/proc", "--dev", "/dev",
+            // In memory, so charged to the memory limit; sized so that filling them fails with ENOSPC before the limit kills.
+            "--size", (memory / 4).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/tmp",
+            "--size", (memory / 2).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/scratch",
+            "--chdir", "/scratch",
             "--hostname", spec.Hostname, "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/scratch",
+            "--cap-drop", "ALL",
         })
         {
             yield return argument;
+        }
+
+        foreach (var capability in KeptCapabilities)
+        {
+            yield return "--cap-add";
+            yield return capability;
+        }
+
+        foreach (var file in MaskedProcFiles.Where(f => File.Exists($"/proc/{f}")))
+        {
+            yield return "--ro-bind";
+            yield return "/dev/null";
+            yield return $"/proc/{file}";
+        }
+
+        foreach (var folder in MaskedProcFolders.Where(f => Directory.Exists($"/proc/{f}")))
+        {
+            yield return "--tmpfs";
+            yield return $"/proc/{folder}";
+            yield return "--remount-ro";
+            yield return $"/proc/{folder}";
         }
 
         foreach (var (name, value) in spec.Environment)
@@ -153,12 +219,43 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return value;
         }
 
+        // The shell opens the compiled filter as descriptor 9 (dash has no redirection above 9); bubblewrap loads it last, just before the command.
+        yield return "--seccomp";
+        yield return "9";
+        yield return "--";
+        // bubblewrap, not setuid, leaves the bounding set full (and the kept capabilities ambient), so that the command,
+        // as root, would have every capability of its namespace back: setpriv narrows the bounding set to the kept ones
+        // and clears the inheritable and ambient sets, so that the sandbox's other users have none, as in Docker.
+        yield return "setpriv";
+        yield return "--bounding-set=-all," + string.Join(',', KeptCapabilities.Select(c => "+" + c["CAP_".Length..].ToLowerInvariant()));
+        yield return "--inh-caps=-all";
+        yield return "--ambient-caps=-all";
         yield return "--";
         foreach (var part in spec.Command)
         {
             yield return part;
         }
     }
+
+    /// <summary>
+    /// As the first host id of the sandbox's range (an unprivileged user, with no capability on the host), a new user
+    /// namespace; its process waits (a few hundred reads, then at most 10 s) until the shell outside has mapped the range onto it, which makes
+    /// that id the namespace's root, and then runs what follows with the namespace's capabilities only.
+    /// </summary>
+    private static IEnumerable<string> InsideUserNamespace(IdRange ids) =>
+    [
+        "setpriv", $"--reuid={ids.HostId}", $"--regid={ids.HostId}", "--clear-groups", "--",
+        "unshare", "--user", "--", "/bin/sh", "-c",
+        """
+        n=0
+        until read -r line </proc/self/gid_map && [ -n "$line" ]; do
+          n=$((n + 1)); [ $n -lt 5500 ] || { echo "sandbox: no id map within 10 s" >&2; exit 125; }
+          [ $n -lt 500 ] || sleep 0.002
+        done
+        exec "$@"
+        """,
+        "sandbox-user",
+    ];
 
     [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
     private static partial Regex SafeId();
