@@ -28,6 +28,10 @@ public sealed class PlatformStack : IAsyncLifetime
     private readonly CancellationTokenSource _stopSupervising = new();
     private Task _supervising = Task.CompletedTask;
 
+    /// <summary>The test broker's management API without the credentials (telemetry uses its own broker credentials there).</summary>
+    private static string BrokerManagementUrl =>
+        new Uri(TestEnvironment.RabbitMqManagement) is var management ? $"{management.Scheme}://{management.Host}:{management.Port}/" : "";
+
     public static readonly string[] Services = ["provisioning", "networking", "tenancy", "telemetry"];
 
     public PlatformStack()
@@ -99,7 +103,8 @@ public sealed class PlatformStack : IAsyncLifetime
                     // Tests look at rollups and retention within seconds.
                     ("Platform__Telemetry__Metrics__RollupInterval", "00:00:01"),
                     // Off unless a test's tenant turns it on: other tests fail machines on purpose and look at them failed.
-                    ("Platform__Telemetry__Healing__Enabled", "false")),
+                    ("Platform__Telemetry__Healing__Enabled", "false"),
+                    ("Platform__Telemetry__Broker__ManagementUrl", BrokerManagementUrl)),
                 // A tunnel has 15 s for its first handshake (an exit node that admits it at once answers within 5), judged every second.
                 "networking" => _environment.For(
                     ("Platform__Networking__Tunnels__FirstHandshakeWithin", "00:00:15"),

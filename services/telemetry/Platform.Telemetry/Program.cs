@@ -2,6 +2,7 @@ using MassTransit;
 using Platform.Hosting;
 using Platform.Telemetry;
 using Platform.Telemetry.Audit;
+using Platform.Telemetry.BrokerSubscriptions;
 using Platform.Telemetry.Costs;
 using Platform.Telemetry.Healing;
 using Platform.Telemetry.Health;
@@ -11,7 +12,7 @@ using Platform.Telemetry.Webhooks;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TelemetryService.Name)
 {
-    Migrations = [AuditLog.Migration, WebhookStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
+    Migrations = [AuditLog.Migration, WebhookStore.Migration, BrokerSubscriptionStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>();
@@ -26,6 +27,9 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(Telemetry
         builder.Services.AddSingleton<WebhookStore>();
         builder.Services.Configure<WebhookOptions>(builder.Configuration.GetSection(WebhookOptions.Section));
         builder.Services.AddHostedService<WebhookDispatcher>();
+        builder.Services.AddSingleton<BrokerSubscriptionStore>();
+        builder.Services.AddSingleton<BrokerAccounts>();
+        builder.Services.Configure<BrokerSubscriptionOptions>(builder.Configuration.GetSection(BrokerSubscriptionOptions.Section));
         builder.Services.AddSingleton<HealingStore>();
         builder.Services.AddHostedService<HealingSweeper>();
         builder.Services.AddSingleton<MachineLedger>();

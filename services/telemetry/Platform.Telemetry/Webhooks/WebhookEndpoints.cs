@@ -9,16 +9,21 @@ using Platform.Hosting;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 using Platform.Telemetry.Audit;
+using Platform.Telemetry.BrokerSubscriptions;
 
 namespace Platform.Telemetry.Webhooks;
 
-public sealed record CreateSubscriptionRequest(string? Url, IReadOnlyList<string>? EventTypes, string? Secret);
+/// <summary><paramref name="Kind"/>: <c>webhook</c> (the default) or <c>amqp</c> (a queue of the caller's own on the broker, which takes no other field).</summary>
+public sealed record CreateSubscriptionRequest(string? Url, IReadOnlyList<string>? EventTypes, string? Secret, string? Kind = null);
 
 /// <summary>The one answer that shows the signing secret.</summary>
 public sealed record CreatedSubscription(Guid Id, string Url, IReadOnlyList<string>? EventTypes, string Secret, long StartsAfter, DateTimeOffset CreatedAt);
 
 public sealed record SubscriptionView(
-    Guid Id, Guid? TenantId, string Url, IReadOnlyList<string>? EventTypes, long DeliveredThrough, int Attempts, DateTimeOffset NextAttemptAt, string? LastError, int DeadLetters, DateTimeOffset CreatedAt);
+    Guid Id, Guid? TenantId, string Url, IReadOnlyList<string>? EventTypes, long DeliveredThrough, int Attempts, DateTimeOffset NextAttemptAt, string? LastError, int DeadLetters, DateTimeOffset CreatedAt)
+{
+    public string Kind => "webhook";
+}
 
 public sealed record RedeliveryRequested(int DeadLetters);
 
@@ -42,10 +47,23 @@ public static class WebhookEndpoints
         subscriptions.MapPost("/{subscriptionId:guid}/dead-letters/redeliver", RedeliverAsync);
     }
 
-    private static async Task<Created<CreatedSubscription>> CreateAsync(
-        CreateSubscriptionRequest? request, Caller caller, HttpContext http, EventStore events, WebhookStore store, AuditLog audit, IOptions<WebhookOptions> options, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<Results<Created<CreatedSubscription>, Created<CreatedBrokerSubscription>>> CreateAsync(
+        CreateSubscriptionRequest? request, Caller caller, HttpContext http, EventStore events, WebhookStore store, BrokerSubscriptionStore brokerStore, BrokerAccounts accounts,
+        AuditLog audit, IOptions<WebhookOptions> options, TimeProvider time, CancellationToken cancellationToken)
     {
         caller.RequireMutate("subscriptions");
+        switch (request?.Kind)
+        {
+            case BrokerSubscriptionEndpoints.Kind when request is { Url: null, EventTypes: null, Secret: null }:
+                return await BrokerSubscriptionEndpoints.CreateAsync(caller, http, events, brokerStore, accounts, time, cancellationToken);
+            case BrokerSubscriptionEndpoints.Kind:
+                throw Problems.Invalid("kind", "a subscription of kind 'amqp' takes no url, eventTypes or secret: its queue receives every event of the tenant");
+            case null or "webhook":
+                break;
+            default:
+                throw Problems.Invalid("kind", "must be 'webhook' or 'amqp'");
+        }
+
         var errors = new Dictionary<string, string[]>();
         var url = await CheckUrlAsync(request?.Url, options.Value, errors, cancellationToken);
         var unknown = request?.EventTypes?.Where(t => !AuditEndpoints.KnownTypes.Contains(t)).ToArray() ?? [];
@@ -80,22 +98,34 @@ public static class WebhookEndpoints
         return TypedResults.Created($"/api/v1/subscriptions/{subscription.Id}", new CreatedSubscription(subscription.Id, subscription.Url, types, secret, subscription.Cursor, now));
     }
 
-    private static async Task<Ok<IReadOnlyList<SubscriptionView>>> ListAsync(Caller caller, WebhookStore store, CancellationToken cancellationToken)
+    /// <summary>Webhooks and then queues, each with its <c>kind</c>.</summary>
+    private static async Task<Ok<IReadOnlyList<object>>> ListAsync(Caller caller, WebhookStore store, BrokerSubscriptionStore brokerStore, BrokerAccounts accounts, CancellationToken cancellationToken)
     {
-        var views = new List<SubscriptionView>();
+        var views = new List<object>();
         foreach (var subscription in await store.ListAsync(caller.TenantId, caller.SeesAllTenants, cancellationToken))
         {
             views.Add(await ViewAsync(store, subscription, cancellationToken));
         }
 
-        return TypedResults.Ok<IReadOnlyList<SubscriptionView>>(views);
+        views.AddRange((await brokerStore.ListAsync(caller.TenantId, caller.SeesAllTenants, cancellationToken)).Select(s => BrokerSubscriptionEndpoints.View(accounts, s)));
+        return TypedResults.Ok<IReadOnlyList<object>>(views);
     }
 
-    private static async Task<Ok<SubscriptionView>> GetAsync(Guid subscriptionId, Caller caller, WebhookStore store, CancellationToken cancellationToken) =>
-        TypedResults.Ok(await ViewAsync(store, await FindVisibleAsync(store, caller, subscriptionId, cancellationToken), cancellationToken));
+    private static async Task<Results<Ok<SubscriptionView>, Ok<BrokerSubscriptionView>>> GetAsync(
+        Guid subscriptionId, Caller caller, WebhookStore store, BrokerSubscriptionStore brokerStore, BrokerAccounts accounts, CancellationToken cancellationToken) =>
+        await BrokerSubscriptionEndpoints.FindVisibleAsync(brokerStore, caller, subscriptionId, cancellationToken) is { } queue
+            ? TypedResults.Ok(BrokerSubscriptionEndpoints.View(accounts, queue))
+            : TypedResults.Ok(await ViewAsync(store, await FindVisibleAsync(store, caller, subscriptionId, cancellationToken), cancellationToken));
 
-    private static async Task<NoContent> DeleteAsync(Guid subscriptionId, Caller caller, HttpContext http, EventStore events, WebhookStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<NoContent> DeleteAsync(
+        Guid subscriptionId, Caller caller, HttpContext http, EventStore events, WebhookStore store, BrokerSubscriptionStore brokerStore, BrokerAccounts accounts, TimeProvider time, CancellationToken cancellationToken)
     {
+        if (await BrokerSubscriptionEndpoints.FindVisibleAsync(brokerStore, caller, subscriptionId, cancellationToken) is { } queue)
+        {
+            await BrokerSubscriptionEndpoints.DeleteAsync(queue, caller, http, events, brokerStore, accounts, time, cancellationToken);
+            return TypedResults.NoContent();
+        }
+
         var subscription = await FindVisibleAsync(store, caller, subscriptionId, cancellationToken);
         caller.RequireMutate("subscriptions");
         var now = time.GetUtcNow();
