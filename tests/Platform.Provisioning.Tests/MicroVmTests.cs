@@ -26,6 +26,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         Assert.Contains(machine.Vm.Accelerator, new[] { "kvm", "tcg" });
         Assert.Contains($"PLATFORM-READY {identity.MachineId}", await File.ReadAllTextAsync(machine.Vm.SerialLogPath), StringComparison.Ordinal);
         Assert.Equal(identity.Mac, await NeighbourMacAsync(machine.Spec));
+        AssertConfinedByQemusSandbox(machine.Vm.ProcessId);
     }
 
     [Fact]
@@ -84,7 +85,17 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Equal(identity.Mac, await NeighbourMacAsync(machine.Spec));
             Assert.Equal(snapshot.Accelerator, machine.Vm!.Accelerator);
             Assert.False(machine.Vm.Exited.IsCompleted);
+            AssertConfinedByQemusSandbox(machine.Vm.ProcessId);
         }
+    }
+
+    /// <summary>QEMU's own filter is loaded (<c>-sandbox</c>), with no_new_privs.</summary>
+    private static void AssertConfinedByQemusSandbox(int qemu)
+    {
+        var status = File.ReadAllLines($"/proc/{qemu}/status").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
+        Assert.Equal("2", status["Seccomp"]);
+        Assert.Equal("1", status["NoNewPrivs"]);
+        Assert.Contains("spawn=deny", File.ReadAllText($"/proc/{qemu}/cmdline"), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public sealed partial class MicroVmRunner
                 workDirectory);
             Validate(spec);
             CreateWorkDirectory(spec.WorkDirectory);
-            var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: false, Incoming: true, Background: true));
+            var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: false, IncomingState: snapshot.StatePath, Background: true));
             await ReadyOrGoneAsync(vm, async token =>
             {
                 // QEMU answering means it runs, so ip netns exec has put it into the namespace: the name can go.

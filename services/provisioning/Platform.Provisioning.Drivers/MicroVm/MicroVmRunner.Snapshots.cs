@@ -44,7 +44,7 @@ public sealed partial class MicroVmRunner
                 work);
             CreateWorkDirectory(work);
             // The memory file is shared with the guest, so when QEMU stops it already holds the guest's memory.
-            await using var vm = Start(spec, accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: true, Incoming: false));
+            await using var vm = Start(spec, accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: true, IncomingState: null, MakesSnapshot: true));
             await ReadyOrGoneAsync(vm, async token =>
             {
                 var qmp = await vm.QmpAsync(token);

@@ -57,7 +57,7 @@ public sealed partial class MicroVmRunner(
             spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments(),
             MemoryFile: memoryFile,
             SharedMemory: true,
-            Incoming: false));
+            IncomingState: null));
         return await ReadyOrGoneAsync(vm, async token =>
         {
             using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);
@@ -82,7 +82,7 @@ public sealed partial class MicroVmRunner(
             snapshot.CommandLine,
             MemoryFile: snapshot.MemoryPath,
             SharedMemory: false,
-            Incoming: true));
+            IncomingState: snapshot.StatePath));
         return await ReadyOrGoneAsync(vm, async token =>
         {
             using var serial = await ResumeAsync(vm, snapshot, token);
@@ -147,7 +147,8 @@ public sealed partial class MicroVmRunner(
         try
         {
             await IgnoreSharedMemoryAsync(qmp, cancellationToken);
-            await qmp.ExecuteAsync("migrate-incoming", new { uri = "exec:cat " + ShellQuote(snapshot.StatePath) }, cancellationToken);
+            // QEMU was started with the state file open on descriptor 3 (it may not spawn a reader of its own).
+            await qmp.ExecuteAsync("migrate-incoming", new { uri = "fd:" + IncomingStateDescriptor }, cancellationToken);
             await WaitForRunStateAsync(qmp, "paused", cancellationToken);
             await qmp.ExecuteAsync("cont", null, cancellationToken);
             return serial;
@@ -164,16 +165,18 @@ public sealed partial class MicroVmRunner(
 
     private MicroVm Start(MicroVmSpec spec, string accelerator, string? memoryFileToDelete, QemuLaunch launch)
     {
-        var start = new ProcessStartInfo("ip")
+        var start = new ProcessStartInfo("/bin/sh")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        // ip netns exec becomes QEMU (exec, through chrt too), so the process we hold is QEMU itself, already inside the namespace.
+        // sh becomes ip netns exec, which becomes QEMU (exec, through chrt too), so the process we hold is QEMU itself,
+        // already inside the namespace; on the way sh opens the snapshot's state on descriptor 3 for it.
         string[] scheduling = launch.Background ? ["chrt", "--idle", "0"] : [];
-        foreach (var argument in (string[])["netns", "exec", spec.Network.Name, .. scheduling, qemu, .. QemuArguments(spec, accelerator, launch)])
+        var script = launch.IncomingState is null ? "exec \"$@\"" : $"exec \"$@\" {IncomingStateDescriptor}<\"$0\"";
+        foreach (var argument in (string[])["-c", script, launch.IncomingState ?? "qemu", "ip", "netns", "exec", spec.Network.Name, .. scheduling, qemu, .. QemuArguments(spec, accelerator, launch)])
         {
             start.ArgumentList.Add(argument);
         }
@@ -217,6 +220,9 @@ public sealed partial class MicroVmRunner(
             "-qmp", $"unix:{Path.Combine(spec.WorkDirectory, "qmp.sock")},server=on,wait=off",
             // Finds the VM's QEMU after this process is gone (a crash), whatever its command line says.
             "-pidfile", Path.Combine(spec.WorkDirectory, MicroVm.PidFileName),
+            // QEMU's own seccomp filter: no obsolete calls, no setuid and the like, no new processes, no scheduling or
+            // affinity of its own. A VM that makes a snapshot (no tenant code in it) spawns the shell that writes it out.
+            "-sandbox", $"on,obsolete=deny,elevateprivileges=deny,spawn={(launch.MakesSnapshot ? "allow" : "deny")},resourcecontrol=deny",
         ];
         return launch.Incoming ? [.. machine, "-incoming", "defer"] : machine;
     }
@@ -317,6 +323,9 @@ public sealed partial class MicroVmRunner(
         }
     }
 
+    /// <summary>The descriptor a restoring QEMU reads its snapshot's device state from.</summary>
+    private const int IncomingStateDescriptor = 3;
+
     /// <summary>For QEMU's exec: migration URIs, which it hands to /bin/sh -c.</summary>
     private static string ShellQuote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
@@ -382,7 +391,16 @@ public sealed partial class MicroVmRunner(
     /// How one QEMU starts: the kernel command line, where guest memory lives, whether it waits for a migration stream,
     /// and whether it runs in the background (SCHED_IDLE: work done ahead of need runs only on CPU time nothing else wants).
     /// </summary>
-    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, bool Incoming, bool Background = false);
+    /// <summary>
+    /// How to start one QEMU. <paramref name="IncomingState"/>: the snapshot's device state, which it is given open on
+    /// descriptor 3 and restores when told to (<c>-incoming defer</c>). <paramref name="MakesSnapshot"/>: a VM that runs no
+    /// tenant code and writes its state out through a shell (QEMU 7.2 migrates to a file only through <c>exec:</c>); every
+    /// other QEMU is forbidden to spawn anything.
+    /// </summary>
+    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, string? IncomingState, bool Background = false, bool MakesSnapshot = false)
+    {
+        public bool Incoming => IncomingState is not null;
+    }
 
     [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
     private static partial Regex SafeId();
