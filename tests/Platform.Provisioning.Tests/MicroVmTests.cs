@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Platform.Provisioning.Drivers.MicroVm;
+using Platform.Provisioning.Drivers.Sandbox;
 using Platform.Provisioning.Drivers.Networking;
 
 namespace Platform.Provisioning.Tests;
@@ -26,7 +27,7 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         Assert.Contains(machine.Vm.Accelerator, new[] { "kvm", "tcg" });
         Assert.Contains($"PLATFORM-READY {identity.MachineId}", await File.ReadAllTextAsync(machine.Vm.SerialLogPath), StringComparison.Ordinal);
         Assert.Equal(identity.Mac, await NeighbourMacAsync(machine.Spec));
-        AssertConfinedByQemusSandbox(machine.Vm.ProcessId);
+        AssertConfined(machine.Vm);
     }
 
     [Fact]
@@ -85,17 +86,29 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Equal(identity.Mac, await NeighbourMacAsync(machine.Spec));
             Assert.Equal(snapshot.Accelerator, machine.Vm!.Accelerator);
             Assert.False(machine.Vm.Exited.IsCompleted);
-            AssertConfinedByQemusSandbox(machine.Vm.ProcessId);
+            AssertConfined(machine.Vm);
         }
     }
 
-    /// <summary>QEMU's own filter is loaded (<c>-sandbox</c>), with no_new_privs.</summary>
-    private static void AssertConfinedByQemusSandbox(int qemu)
+    /// <summary>
+    /// QEMU's own filter is loaded (<c>-sandbox</c>), with no_new_privs, and QEMU runs in a cgroup of its own: the guest's
+    /// memory and QEMU's allowance, and (v1) no device but the standard ones, kvm, tun and vhost-net.
+    /// </summary>
+    private static void AssertConfined(MicroVm vm)
     {
-        var status = File.ReadAllLines($"/proc/{qemu}/status").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
+        var status = File.ReadAllLines($"/proc/{vm.ProcessId}/status").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
         Assert.Equal("2", status["Seccomp"]);
         Assert.Equal("1", status["NoNewPrivs"]);
-        Assert.Contains("spawn=deny", File.ReadAllText($"/proc/{qemu}/cmdline"), StringComparison.Ordinal);
+        Assert.Contains("spawn=deny", File.ReadAllText($"/proc/{vm.ProcessId}/cmdline"), StringComparison.Ordinal);
+        Assert.StartsWith("microvm-", Cgroups.MemberOf(vm.ProcessId), StringComparison.Ordinal);
+        Assert.Equal(vm.CgroupId, Cgroups.MemberOf(vm.ProcessId));
+        var usage = Cgroups.Detect().Usage(vm.CgroupId!)!;
+        Assert.Equal((vm.Spec.MemoryMiB + MicroVmRunner.QemuOverheadMiB) * 1024L * 1024, usage.MemoryLimitBytes);
+        var devices = $"/sys/fs/cgroup/devices/{Cgroups.Parent}/{vm.CgroupId}/devices.list";
+        if (File.Exists(devices))
+        {
+            Assert.Equal(MicroVmRunner.QemuDevices.Order(StringComparer.Ordinal), File.ReadAllLines(devices).Order(StringComparer.Ordinal));
+        }
     }
 
     [Fact]

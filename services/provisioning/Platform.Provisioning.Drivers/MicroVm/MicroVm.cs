@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
+using Platform.Provisioning.Drivers.Sandbox;
 
 namespace Platform.Provisioning.Drivers.MicroVm;
 
@@ -20,15 +21,17 @@ public sealed class MicroVm : IAsyncDisposable
     private readonly Process? _process;
     private readonly Processes.HostProcess? _adopted;
     private readonly string? _memoryFile;
+    private readonly MicroVmCgroup? _cgroup;
     private readonly StringBuilder _errors = new();
     private volatile MicroVmSpec _spec;
     private QmpClient? _qmp;
     private volatile string? _endedBy;
     private int _disposed;
 
-    internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile)
+    internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile, MicroVmCgroup? cgroup)
     {
         _spec = spec;
+        _cgroup = cgroup;
         Accelerator = accelerator;
         _process = process;
         _memoryFile = memoryFile;
@@ -38,9 +41,10 @@ public sealed class MicroVm : IAsyncDisposable
     }
 
     /// <summary>A QEMU that a previous process of the agent started and that still runs: watched through /proc, since it is not this process's child.</summary>
-    private MicroVm(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile)
+    private MicroVm(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup)
     {
         _spec = spec;
+        _cgroup = cgroup;
         Accelerator = accelerator;
         _adopted = qemu;
         _memoryFile = memoryFile;
@@ -48,7 +52,11 @@ public sealed class MicroVm : IAsyncDisposable
         Exited = WatchAdoptedAsync(qemu);
     }
 
-    internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile) => new(spec, accelerator, qemu, memoryFile);
+    internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup) =>
+        new(spec, accelerator, qemu, memoryFile, cgroup);
+
+    /// <summary>The cgroup its QEMU runs in (under <c>platform/</c>); null for a QEMU adopted from outside any.</summary>
+    public string? CgroupId => _cgroup?.Id;
 
     /// <summary>What it runs as: a pooled VM takes its machine's id, identity, namespace and work directory when it is activated.</summary>
     public MicroVmSpec Spec => _spec;
@@ -155,6 +163,11 @@ public sealed class MicroVm : IAsyncDisposable
         }
 
         _process?.Dispose();
+        if (_cgroup is { } cgroup)
+        {
+            await cgroup.Cgroups.RemoveAsync(cgroup.Id);
+        }
+
         if (Directory.Exists(Spec.WorkDirectory))
         {
             Directory.Delete(Spec.WorkDirectory, recursive: true);
@@ -168,10 +181,11 @@ public sealed class MicroVm : IAsyncDisposable
 
     /// <summary>
     /// Kills the QEMU that a process before this one left running with <paramref name="workDirectory"/> (its pid file
-    /// there tells which) and removes the directory. Nothing there is fine.
+    /// there tells which) and removes its cgroup and the directory. Nothing there is fine.
     /// </summary>
     public static async Task RemoveLeftoverAsync(string workDirectory, CancellationToken cancellationToken)
     {
+        string? cgroup = null;
         var pidFile = Path.Combine(workDirectory, PidFileName);
         if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile, cancellationToken)).Trim(), out var pid))
         {
@@ -181,6 +195,7 @@ public sealed class MicroVm : IAsyncDisposable
                 // The pid may have been reused since: only a QEMU is killed.
                 if (process.ProcessName.StartsWith("qemu-system", StringComparison.Ordinal))
                 {
+                    cgroup = Cgroups.MemberOf(pid);
                     process.Kill();
                     await process.WaitForExitAsync(cancellationToken);
                 }
@@ -189,6 +204,11 @@ public sealed class MicroVm : IAsyncDisposable
             {
                 // Gone already.
             }
+        }
+
+        if (cgroup is not null && cgroup.StartsWith("microvm-", StringComparison.Ordinal))
+        {
+            await Cgroups.Detect().RemoveAsync(cgroup);
         }
 
         if (Directory.Exists(workDirectory))
@@ -284,3 +304,6 @@ public sealed class MicroVm : IAsyncDisposable
 /// last of what the guest printed on its serial console.
 /// </summary>
 public sealed record MicroVmExit(int? ExitCode, int? Signal, string Reason, string SerialTail);
+
+/// <summary>The cgroup a QEMU runs in, and the hierarchy it is in.</summary>
+internal sealed record MicroVmCgroup(Cgroups Cgroups, string Id);

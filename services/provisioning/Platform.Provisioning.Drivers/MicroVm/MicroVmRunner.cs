@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Platform.Provisioning.Drivers.Networking;
+using Platform.Provisioning.Drivers.Sandbox;
 
 namespace Platform.Provisioning.Drivers.MicroVm;
 
@@ -28,8 +29,23 @@ public sealed partial class MicroVmRunner(
     private const int MaxSocketPath = 107;
     private static readonly TimeSpan ProbeAttemptTimeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// A guest's QEMU may use this much memory beyond the guest's own (its code, TCG's translations, buffers): the
+    /// benches measure about 80 MiB.
+    /// </summary>
+    public const int QemuOverheadMiB = 512;
+
+    /// <summary>
+    /// The devices a QEMU may open beyond the standard ones (v1): kvm, the tun device its tap is attached through, and
+    /// vhost-net. Nothing else, not the host's disks, even though QEMU runs as root.
+    /// </summary>
+    public static readonly IReadOnlyList<string> QemuDevices = [.. Cgroups.AllowedDevices, "c 10:232 rw", "c 10:200 rw", "c 10:238 rw"];
+
     /// <summary>Tells restored guests the time: their clocks stopped when the snapshot was taken.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    /// <summary>Each QEMU runs in a cgroup of its own under <c>platform/</c>: memory, CPU, threads and devices.</summary>
+    public Cgroups Cgroups { get; init; } = Cgroups.Detect();
 
     /// <summary>How long a guest may take from QEMU's start to answering its probe: unless set, what <see cref="Allowance"/> derives.</summary>
     public TimeSpan? ReadyTimeout { get; init; }
@@ -109,7 +125,7 @@ public sealed partial class MicroVmRunner(
         var arguments = qemu.CommandLine;
         var accel = arguments.ToList().IndexOf("-accel");
         var accelerator = accel >= 0 && accel + 1 < arguments.Count ? arguments[accel + 1] : "tcg";
-        var vm = MicroVm.Adopted(spec, accelerator, qemu, memoryFile);
+        var vm = MicroVm.Adopted(spec, accelerator, qemu, memoryFile, Cgroups.MemberOf(pid) is { } cgroup ? new MicroVmCgroup(Cgroups, cgroup) : null);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -174,26 +190,32 @@ public sealed partial class MicroVmRunner(
         };
         // sh becomes ip netns exec, which becomes QEMU (exec, through chrt too), so the process we hold is QEMU itself,
         // already inside the namespace; on the way sh opens the snapshot's state on descriptor 3 for it.
+        // First it joins the VM's cgroups, so that QEMU never runs outside them.
         string[] scheduling = launch.Background ? ["chrt", "--idle", "0"] : [];
-        var script = launch.IncomingState is null ? "exec \"$@\"" : $"exec \"$@\" {IncomingStateDescriptor}<\"$0\"";
+        var run = launch.IncomingState is null ? "exec \"$@\"" : $"exec \"$@\" {IncomingStateDescriptor}<\"$0\"";
+        var script = $"for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > \"$procs\" || exit 125; done; {run}";
         foreach (var argument in (string[])["-c", script, launch.IncomingState ?? "qemu", "ip", "netns", "exec", spec.Network.Name, .. scheduling, qemu, .. QemuArguments(spec, accelerator, launch)])
         {
             start.ArgumentList.Add(argument);
         }
 
+        var cgroup = "microvm-" + Guid.NewGuid().ToString("N")[..12];
         Process process;
         try
         {
+            var procs = Cgroups.Create(cgroup, new SandboxLimits(spec.MemoryMiB + QemuOverheadMiB, MaxQemuThreads, spec.Vcpus + 1), QemuDevices);
+            start.Environment["PLATFORM_CGROUP_PROCS"] = string.Join(' ', procs);
             process = Process.Start(start)!;
         }
         catch
         {
+            Cgroups.RemoveAsync(cgroup).GetAwaiter().GetResult();
             Directory.Delete(spec.WorkDirectory, recursive: true);
             throw;
         }
 
         process.StandardInput.Close();
-        return new MicroVm(spec, accelerator, process, memoryFileToDelete);
+        return new MicroVm(spec, accelerator, process, memoryFileToDelete, new MicroVmCgroup(Cgroups, cgroup));
     }
 
     private static IEnumerable<string> QemuArguments(MicroVmSpec spec, string accelerator, QemuLaunch launch)
@@ -322,6 +344,9 @@ public sealed partial class MicroVmRunner(
             await Task.Delay(2, cancellationToken);
         }
     }
+
+    /// <summary>QEMU's threads: a few per vCPU and its I/O pool, with room to spare.</summary>
+    private const int MaxQemuThreads = 512;
 
     /// <summary>The descriptor a restoring QEMU reads its snapshot's device state from.</summary>
     private const int IncomingStateDescriptor = 3;

@@ -22,8 +22,27 @@ public abstract class Cgroups
     /// </summary>
     public static readonly IReadOnlyList<string> AllowedDevices = ["c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", "c 5:0 rw", "c 5:2 rw", "c 136:* rw"];
 
-    /// <summary>Creates the sandbox's cgroups with its limits; returns the <c>cgroup.procs</c> files a process joins them through.</summary>
-    public abstract IReadOnlyList<string> Create(string id, SandboxLimits limits);
+    /// <summary>
+    /// Creates the sandbox's cgroups with its limits and the devices it may use (<see cref="AllowedDevices"/> unless
+    /// told otherwise; v1 only); returns the <c>cgroup.procs</c> files a process joins them through.
+    /// </summary>
+    public abstract IReadOnlyList<string> Create(string id, SandboxLimits limits, IReadOnlyList<string>? devices = null);
+
+    /// <summary>The id of the cgroup under <see cref="Parent"/> that <paramref name="pid"/> is in; null when it is in none (or gone).</summary>
+    public static string? MemberOf(int pid)
+    {
+        try
+        {
+            return File.ReadAllLines($"/proc/{pid}/cgroup")
+                .Select(line => line.Split(':', 3)).Where(parts => parts.Length == 3)
+                .Select(parts => parts[2].Split('/', StringSplitOptions.RemoveEmptyEntries))
+                .Where(path => path.Length == 2 && path[0] == Parent).Select(path => path[1]).FirstOrDefault();
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>Kills whatever is still in the sandbox's cgroups and removes them.</summary>
     public abstract Task RemoveAsync(string id);
@@ -118,7 +137,7 @@ internal sealed class CgroupsV1 : Cgroups
 
     public override string Version => "v1";
 
-    public override IReadOnlyList<string> Create(string id, SandboxLimits limits)
+    public override IReadOnlyList<string> Create(string id, SandboxLimits limits, IReadOnlyList<string>? devices = null)
     {
         var directories = Controllers.ToDictionary(c => c, c => Directory.CreateDirectory(Path.Combine(Root, c, Parent, id)).FullName);
         var memory = ((long)limits.MemoryMiB * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -132,7 +151,7 @@ internal sealed class CgroupsV1 : Cgroups
         Write(directories["cpu"], "cpu.cfs_period_us", "100000");
         Write(directories["cpu"], "cpu.cfs_quota_us", ((long)(limits.Cpus * 100_000)).ToString(System.Globalization.CultureInfo.InvariantCulture));
         Write(directories["devices"], "devices.deny", "a");
-        foreach (var device in AllowedDevices)
+        foreach (var device in devices ?? AllowedDevices)
         {
             Write(directories["devices"], "devices.allow", device);
         }
@@ -170,7 +189,7 @@ internal sealed class CgroupsV2 : Cgroups
 {
     public override string Version => "v2";
 
-    public override IReadOnlyList<string> Create(string id, SandboxLimits limits)
+    public override IReadOnlyList<string> Create(string id, SandboxLimits limits, IReadOnlyList<string>? devices = null)
     {
         var parent = Directory.CreateDirectory(Path.Combine(Root, Parent)).FullName;
         Write(Root, "cgroup.subtree_control", "+memory +pids +cpu");
