@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Platform.Testing;
-using static Platform.Services.Tests.EventsDocumentationTests;
 
 namespace Platform.Services.Tests;
 
@@ -43,8 +42,8 @@ public sealed class BrokerSubscriptionTests(PlatformStack stack)
         var (tenantB, clientB) = await admin.CreateTenantWithAdminAsync();
         using var disposeA = clientA;
         using var disposeB = clientB;
-        var subscriptionA = await CreateAmqpSubscriptionAsync(clientA);
-        var subscriptionB = await CreateAmqpSubscriptionAsync(clientB);
+        var subscriptionA = await clientA.CreateAmqpSubscriptionAsync();
+        var subscriptionB = await clientB.CreateAmqpSubscriptionAsync();
         try
         {
             var keyA = await clientA.CreateApiKeyAsync(new { name = "for-a", role = "viewer" });
@@ -52,13 +51,13 @@ public sealed class BrokerSubscriptionTests(PlatformStack stack)
             await WaitForAuditAsync(clientA, keyA.Id);
             await WaitForAuditAsync(clientB, keyB.Id);
 
-            var lines = await RunConsumerAsync(subscriptionA);
+            var lines = await EventsDocumentationTests.RunConsumerAsync(subscriptionA);
 
             Assert.Contains(lines, line => line.StartsWith("ApiKeyCreated ", StringComparison.Ordinal) && line.EndsWith($" {tenantA}", StringComparison.Ordinal));
             Assert.All(lines, line => Assert.EndsWith($" {tenantA}", line, StringComparison.Ordinal));
             Assert.DoesNotContain(lines, line => line.Contains(tenantB.ToString(), StringComparison.Ordinal));
 
-            var refusals = (await RunPythonAsync(Attempts, subscriptionA, TimeSpan.FromSeconds(60), new Dictionary<string, string> { ["OTHER_QUEUE"] = subscriptionB.Queue }))
+            var refusals = (await Pika.RunAsync(Attempts, subscriptionA, TimeSpan.FromSeconds(60), new Dictionary<string, string> { ["OTHER_QUEUE"] = subscriptionB.Queue }))
                 .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToDictionary(p => p[0], p => p[1..]);
             foreach (var name in new[] { "publish_to_events", "publish_default", "consume_other", "get_other", "declare", "bind" })
             {
@@ -74,7 +73,7 @@ public sealed class BrokerSubscriptionTests(PlatformStack stack)
         }
 
         // Deleted: the credentials open nothing any more, and the subscription is gone for its tenant.
-        var login = await Assert.ThrowsAnyAsync<Xunit.Sdk.XunitException>(() => RunConsumerAsync(subscriptionA));
+        var login = await Assert.ThrowsAnyAsync<Xunit.Sdk.XunitException>(() => EventsDocumentationTests.RunConsumerAsync(subscriptionA));
         Assert.Contains("ProbableAuthenticationError", login.Message, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.NotFound, (await clientA.GetAsync($"/api/v1/subscriptions/{subscriptionA.Id}")).StatusCode);
     }

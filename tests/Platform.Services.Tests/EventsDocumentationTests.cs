@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -17,7 +16,7 @@ public sealed class EventsDocumentationTests(PlatformStack stack)
     public async Task The_documented_pika_consumer_on_a_platform_wide_queue_receives_an_event_as_sent_and_so_does_the_audit_log()
     {
         using var admin = await stack.AdminAsync();
-        var subscription = await CreateAmqpSubscriptionAsync(admin);
+        var subscription = await admin.CreateAmqpSubscriptionAsync();
         try
         {
             var created = await admin.PostAsJsonAsync("/api/v1/tenants", new { slug = $"pika-{Guid.NewGuid():N}"[..20], name = "Read by pika" });
@@ -43,57 +42,9 @@ public sealed class EventsDocumentationTests(PlatformStack stack)
         }
     }
 
-    /// <summary>The subscription's id, AMQP URL (with the password) and queue.</summary>
-    public sealed record AmqpSubscription(Guid Id, string Url, string Queue);
-
-    public static async Task<AmqpSubscription> CreateAmqpSubscriptionAsync(HttpClient client)
-    {
-        var response = await client.PostAsJsonAsync("/api/v1/subscriptions", new { kind = "amqp" });
-        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        var amqp = body.GetProperty("amqp");
-        return new AmqpSubscription(body.GetProperty("id").GetGuid(), amqp.GetProperty("url").GetString()!, amqp.GetProperty("queue").GetString()!);
-    }
-
     /// <summary>Runs the documented consumer until its queue has been idle for a few seconds; answers the lines it printed.</summary>
     public static async Task<IReadOnlyList<string>> RunConsumerAsync(AmqpSubscription subscription) =>
-        (await RunPythonAsync(PythonExample(), subscription, TimeSpan.FromSeconds(120))).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-
-    /// <summary>Runs <paramref name="script"/> with AMQP_URL and AMQP_QUEUE set; answers its output, and fails the test when it fails.</summary>
-    public static async Task<string> RunPythonAsync(string script, AmqpSubscription subscription, TimeSpan timeout, IReadOnlyDictionary<string, string>? environment = null)
-    {
-        var file = Path.Combine(Path.GetTempPath(), $"pmt-pika-{Guid.NewGuid():N}.py");
-        await File.WriteAllTextAsync(file, script);
-        var start = new ProcessStartInfo("/usr/bin/python3", [file])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            Environment = { ["AMQP_URL"] = subscription.Url, ["AMQP_QUEUE"] = subscription.Queue, ["IDLE_SECONDS"] = "3" },
-        };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
-        {
-            start.Environment[name] = value;
-        }
-
-        using var python = Process.Start(start)!;
-        try
-        {
-            var output = python.StandardOutput.ReadToEndAsync();
-            var errors = python.StandardError.ReadToEndAsync();
-            await python.WaitForExitAsync().WaitAsync(timeout);
-            Assert.True(python.ExitCode == 0, $"python exited {python.ExitCode}: {await errors}");
-            return await output;
-        }
-        finally
-        {
-            if (!python.HasExited)
-            {
-                python.Kill();
-            }
-
-            File.Delete(file);
-        }
-    }
+        (await Pika.RunAsync(PythonExample(), subscription, TimeSpan.FromSeconds(120))).Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     private static string PythonExample()
     {

@@ -12,6 +12,9 @@ public sealed record TenantAdmin(Guid TenantId, HttpClient Client);
 /// <summary>An API key as its creation answers it: the key itself is shown this once.</summary>
 public sealed record ApiKeyCreated(Guid Id, string Key);
 
+/// <summary>A subscription of kind amqp as its creation answers it: its AMQP URL holds the password, shown this once.</summary>
+public sealed record AmqpSubscription(Guid Id, string Url, string Queue);
+
 /// <summary>
 /// The public API as the tests call it through the gateway, on a client that carries its caller's credential: tenants
 /// and their admins, API keys, machines and their operations. Each call asserts what a caller may rely on (the status
@@ -61,6 +64,16 @@ public static class PlatformApi
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         var body = await response.Content.ReadFromJsonAsync<JsonElement>();
         return new ApiKeyCreated(body.GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
+    }
+
+    /// <summary><c>POST /api/v1/subscriptions {"kind": "amqp"}</c>: 201 with the queue and its credentials.</summary>
+    public static async Task<AmqpSubscription> CreateAmqpSubscriptionAsync(this HttpClient client)
+    {
+        var response = await client.PostAsJsonAsync("/api/v1/subscriptions", new { kind = "amqp" });
+        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var amqp = body.GetProperty("amqp");
+        return new AmqpSubscription(body.GetProperty("id").GetGuid(), amqp.GetProperty("url").GetString()!, amqp.GetProperty("queue").GetString()!);
     }
 
     public static HttpClient WithApiKey(this HttpClient client, string key)
