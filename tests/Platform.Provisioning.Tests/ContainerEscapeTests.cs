@@ -73,6 +73,35 @@ public sealed class ContainerEscapeTests(PodmanFixture fixture) : IAsyncLifetime
         Assert.Equal(corePattern, File.ReadAllText("/proc/sys/kernel/core_pattern"));
     }
 
+    [Fact]
+    public async Task A_fork_bomb_in_a_container_stops_at_its_process_limit_and_the_next_container_runs_as_usual()
+    {
+        // The shell that forks dies at the first refusal (busybox's sh exits when it cannot fork): a subshell, counting with
+        // builtins only; the rest waits until forks work again (the sleeps end).
+        var results = await RunAsync("""
+            (n=0; for i in $(seq 1 100); do sleep 3 & n=$((n + 1)); echo $n > /tmp/forked; done) 2>/tmp/errors
+            read -r forked < /tmp/forked; echo "forked: $forked"
+            until (true) 2>/dev/null; do :; done
+            grep -q -i "fork" /tmp/errors && echo "refused: yes" || echo "refused: no"
+            """);
+
+        Assert.Equal("yes", results["refused"]);
+        Assert.True(int.Parse(results["forked"], System.Globalization.CultureInfo.InvariantCulture) < Limits.MaxProcesses, $"{results["forked"]} processes");
+        Assert.Equal("fine", (await RunAsync("echo \"next: fine\""))["next"]);
+    }
+
+    [Fact]
+    public async Task A_container_has_no_network_to_reach_the_hosts_services_from()
+    {
+        var results = await RunAsync("""
+            echo "interfaces: $(ls /sys/class/net | tr '\n' ' ')"
+            (nc -w 1 127.0.0.1 22 </dev/null >/dev/null 2>&1 || wget -q -T 1 -O /dev/null http://10.0.2.2/ 2>/dev/null) && echo "reached: yes" || echo "reached: no"
+            """);
+
+        Assert.Equal("lo", results["interfaces"]);
+        Assert.Equal("no", results["reached"]);
+    }
+
     /// <summary>Runs <paramref name="script"/> in a container as the driver creates them; answers its "name: result" lines.</summary>
     private async Task<Dictionary<string, string>> RunAsync(string script)
     {
