@@ -29,15 +29,22 @@ public sealed class ContainerEscapeTests(PodmanFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Tenant_code_in_a_container_has_no_new_privileges_a_seccomp_filter_and_none_of_the_capabilities_that_reach_the_host()
+    public async Task Tenant_code_in_a_container_is_root_only_in_its_user_namespace_with_no_new_privileges_a_seccomp_filter_and_none_of_the_capabilities_that_reach_the_host()
     {
         var results = await RunAsync("""
             echo "nonewprivs: $(grep NoNewPrivs /proc/self/status | cut -f2)"
             echo "seccomp: $(grep '^Seccomp:' /proc/self/status | cut -f2)"
             echo "capeff: $(grep CapEff /proc/self/status | cut -f2)"
             echo "capbnd: $(grep CapBnd /proc/self/status | cut -f2)"
+            echo "uid_map: $(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')"
+            echo "uid: $(id -u)"
             """);
 
+        // Root in the container, an unprivileged id of a range of its own on the host (podman's userns=auto).
+        var map = results["uid_map"].Split(' ');
+        Assert.Equal("0", results["uid"]);
+        Assert.Equal("0", map[0]);
+        Assert.True(long.Parse(map[1], System.Globalization.CultureInfo.InvariantCulture) >= 65536, $"root maps to host id {map[1]}");
         Assert.Equal("1", results["nonewprivs"]);
         Assert.Equal("2", results["seccomp"]);
         foreach (var set in new[] { "capeff", "capbnd" })
@@ -108,7 +115,7 @@ public sealed class ContainerEscapeTests(PodmanFixture fixture) : IAsyncLifetime
         var docker = fixture.Docker;
         var name = "pmt-escape-" + Guid.NewGuid().ToString("N")[..12];
         var id = await docker.CreateContainerAsync(
-            new ContainerSpec(name, PodmanService.Image, ["/bin/sh", "-c", script], new Dictionary<string, string>(), Limits, Hostname: name, CgroupParent: fixture.Podman.CgroupParent),
+            new ContainerSpec(name, PodmanService.Image, ["/bin/sh", "-c", script], new Dictionary<string, string>(), Limits, Hostname: name, CgroupParent: fixture.Podman.CgroupParent, UserNamespace: "auto"),
             CancellationToken.None);
         _created.Add(id);
         await docker.StartContainerAsync(id, CancellationToken.None);

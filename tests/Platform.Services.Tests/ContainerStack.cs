@@ -29,7 +29,8 @@ public sealed class ContainerStack : IAsyncLifetime
             _podman = await PodmanService.StartAsync();
             _platform = new PlatformStack(["container"],
                 ("Platform__Agent__Container__Socket", _podman.Socket),
-                ("Platform__Agent__Container__CgroupParent", _podman.CgroupParent));
+                ("Platform__Agent__Container__CgroupParent", _podman.CgroupParent),
+                ("Platform__Agent__Container__UserNamespace", "auto"));
             await _platform.InitializeAsync();
         }
         catch

@@ -25,6 +25,7 @@ public sealed class AdoptionStack : IAsyncLifetime
             _platform = new PlatformStack(["microvm", "sandbox", "container"],
                 ("Platform__Agent__Container__Socket", _podman.Socket),
                 ("Platform__Agent__Container__CgroupParent", _podman.CgroupParent),
+                ("Platform__Agent__Container__UserNamespace", "auto"),
                 // No warm pool: its refills would only compete with the machines under test for the CPUs.
                 ("Platform__Agent__SnapshotPoolSize", "0"));
             await _platform.InitializeAsync();

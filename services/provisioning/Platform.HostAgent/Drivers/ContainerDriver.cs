@@ -88,7 +88,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             var spec = new ContainerSpec(name, image.Id, launch.Command,
                 new Dictionary<string, string> { [MachineIdLabel] = launch.MachineId.ToString(), [TenantIdLabel] = launch.TenantId.ToString() },
                 new ContainerLimits(launch.Shape.MemoryMiB * 1024L * 1024, launch.Shape.Vcpus, options.MaxProcesses),
-                options.Network, launch.Name, options.CgroupParent);
+                options.Network, launch.Name, options.CgroupParent, options.UserNamespace);
             var id = await docker.CreateContainerAsync(spec, cancellationToken);
             try
             {
@@ -303,4 +303,11 @@ public sealed class ContainerOptions
 
     /// <summary>How many processes and threads one container may run.</summary>
     public int MaxProcesses { get; set; } = 512;
+
+    /// <summary>
+    /// The engine's user-namespace mode for machines' containers: <c>auto</c> with podman (each container's root is an
+    /// unprivileged host id of a range podman takes from the <c>containers</c> entries of /etc/subuid and /etc/subgid);
+    /// unset, the engine's default (Docker's daemon-wide <c>userns-remap</c>, or none).
+    /// </summary>
+    public string? UserNamespace { get; set; }
 }

@@ -3,7 +3,9 @@ namespace Platform.Provisioning.Drivers.Container;
 /// <summary>
 /// A container to create: its <paramref name="Image"/> by reference or id, the command that replaces the image's
 /// <c>CMD</c> (null keeps it), and its limits. <paramref name="NetworkMode"/> is Docker's (<c>none</c>, <c>bridge</c>,
-/// a network's name); <paramref name="CgroupParent"/> null leaves the engine's default.
+/// a network's name); <paramref name="CgroupParent"/> null leaves the engine's default. <paramref name="UserNamespace"/>
+/// is the engine's user-namespace mode (podman's <c>auto</c>: root in the container is an unprivileged host id of a
+/// range of its own); null leaves the engine's default.
 /// </summary>
 public sealed record ContainerSpec(
     string Name,
@@ -13,7 +15,8 @@ public sealed record ContainerSpec(
     ContainerLimits Limits,
     string NetworkMode = "none",
     string? Hostname = null,
-    string? CgroupParent = null);
+    string? CgroupParent = null,
+    string? UserNamespace = null);
 
 /// <summary>
 /// What a container may use: memory (swap included: the container gets no swap beyond it), CPU in cores

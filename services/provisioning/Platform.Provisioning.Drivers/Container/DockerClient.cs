@@ -58,6 +58,9 @@ public sealed partial class DockerClient : IDisposable
         using var response = await SendAsync(HttpMethod.Get, "_ping", null, RequestTimeout, cancellationToken);
     }
 
+    /// <summary>Open files a container in a user namespace may have: this process's own hard limit, at most 65,536.</summary>
+    private static readonly long OpenFilesLimit = Math.Min(65536, HardLimit("Max open files") ?? 1024);
+
     /// <summary>Creates the container (not started) and returns its id.</summary>
     public async Task<string> CreateContainerAsync(ContainerSpec spec, CancellationToken cancellationToken)
     {
@@ -86,6 +89,14 @@ public sealed partial class DockerClient : IDisposable
                 // (setuid binaries, file capabilities), and it is never privileged.
                 Privileged = false,
                 SecurityOpt = new[] { "no-new-privileges" },
+                UsernsMode = spec.UserNamespace,
+                // In a user namespace the runtime cannot raise a limit past the engine's own hard limit: these are set
+                // within it (podman's defaults are above most hosts' hard limits).
+                Ulimits = spec.UserNamespace is null ? null : new[]
+                {
+                    new { Name = "nofile", Soft = OpenFilesLimit, Hard = OpenFilesLimit },
+                    new { Name = "nproc", Soft = (long)spec.Limits.MaxProcesses, Hard = (long)spec.Limits.MaxProcesses },
+                },
                 spec.NetworkMode,
                 spec.CgroupParent,
             },
@@ -137,14 +148,22 @@ public sealed partial class DockerClient : IDisposable
     /// <summary>Removes it, killing it first if it runs when <paramref name="force"/>, with its anonymous volumes when <paramref name="volumes"/>; false when there was no such container.</summary>
     public async Task<bool> RemoveContainerAsync(string container, CancellationToken cancellationToken, bool force = true, bool volumes = true)
     {
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            using var response = await SendAsync(HttpMethod.Delete, $"containers/{Checked(container)}?force={Flag(force)}&v={Flag(volumes)}", null, RequestTimeout, cancellationToken);
-            return true;
-        }
-        catch (DockerApiException notFound) when (notFound.IsNotFound)
-        {
-            return false;
+            try
+            {
+                using var response = await SendAsync(HttpMethod.Delete, $"containers/{Checked(container)}?force={Flag(force)}&v={Flag(volumes)}", null, RequestTimeout, cancellationToken);
+                return true;
+            }
+            catch (DockerApiException notFound) when (notFound.IsNotFound)
+            {
+                return false;
+            }
+            catch (DockerApiException busy) when (attempt < 10 && busy.Message.Contains("resource busy", StringComparison.Ordinal))
+            {
+                // The engine is still unmounting what the container's last processes held (podman, in a user namespace).
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken);
+            }
         }
     }
 
@@ -275,6 +294,14 @@ public sealed partial class DockerClient : IDisposable
     // No "..": the URI would resolve it as a path segment and leave /images.
     [GeneratedRegex("^(?!.*\\.\\.)[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,254}$")]
     private static partial Regex ImageReference();
+
+    /// <summary>A hard limit of this process, from <c>/proc/self/limits</c>; null when it is unlimited or unknown.</summary>
+    private static long? HardLimit(string name)
+    {
+        var line = File.ReadLines("/proc/self/limits").FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal));
+        var fields = line?[name.Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return fields is { Length: >= 2 } && long.TryParse(fields[1], System.Globalization.CultureInfo.InvariantCulture, out var hard) ? hard : null;
+    }
 
     private sealed record CreatedContainer(string Id);
 
