@@ -151,6 +151,12 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
         await Assert.ThrowsAsync<ArgumentException>(() => Docker.InspectImageAsync("../containers/x", CancellationToken.None));
     }
 
+    [Fact]
+    public async Task The_engine_says_it_is_podman()
+    {
+        Assert.True(await Docker.IsPodmanAsync(CancellationToken.None));
+    }
+
     public Task InitializeAsync() => Task.CompletedTask;
 
     public async Task DisposeAsync()

@@ -7,6 +7,7 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Platform.Contracts.Provisioning;
+using Platform.Provisioning.Drivers.Container;
 using Platform.Testing;
 using Xunit.Abstractions;
 
@@ -30,6 +31,15 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
         Assert.Equal(("container", "container"), (running.GetProperty("kind").GetString(), running.GetProperty("driver").GetString()));
         Assert.Equal(PodmanService.Image, running.GetProperty("template").GetProperty("name").GetString());
         Assert.Equal(id.ToString(), await MachineIdOfRunningContainerAsync(container));
+        // The agent found podman and asked for userns=auto: root in the container is an unprivileged host id.
+        using (var docker = new DockerClient(stack.Podman.Socket))
+        {
+            var pid = (await docker.InspectContainerAsync(container, CancellationToken.None))!.State.Pid;
+            var map = File.ReadAllText($"/proc/{pid}/uid_map").Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal("0", map[0]);
+            Assert.True(long.Parse(map[1], System.Globalization.CultureInfo.InvariantCulture) >= 65536, $"root maps to host id {map[1]}");
+        }
+
         await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
         await tenant.WaitForMachineAsync(id, "stopped");
         Assert.DoesNotContain(container, await stack.Podman.ContainerNamesAsync());

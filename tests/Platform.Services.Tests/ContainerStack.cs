@@ -29,8 +29,7 @@ public sealed class ContainerStack : IAsyncLifetime
             _podman = await PodmanService.StartAsync();
             _platform = new PlatformStack(["container"],
                 ("Platform__Agent__Container__Socket", _podman.Socket),
-                ("Platform__Agent__Container__CgroupParent", _podman.CgroupParent),
-                ("Platform__Agent__Container__UserNamespace", "auto"));
+                ("Platform__Agent__Container__CgroupParent", _podman.CgroupParent));
             await _platform.InitializeAsync();
         }
         catch

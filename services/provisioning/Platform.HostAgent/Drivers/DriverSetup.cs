@@ -76,12 +76,19 @@ public static class DriverSetup
     private static ContainerDriver? ContainerDriverFor(ContainerOptions options, ILoggerFactory loggers)
     {
         var docker = new DockerClient(options.Socket);
-        var driver = new ContainerDriver(docker, options, loggers.CreateLogger<ContainerDriver>());
         try
         {
             using var timeout = new CancellationTokenSource(ContainerEngineTimeout);
             // Drivers are made once, while the agent starts and before it serves anything: blocking here holds up nothing.
             docker.PingAsync(timeout.Token).GetAwaiter().GetResult();
+            // Unset, podman remaps users per container; "" leaves the engine's own default.
+            options.UserNamespace = options.UserNamespace switch
+            {
+                null => docker.IsPodmanAsync(timeout.Token).GetAwaiter().GetResult() ? "auto" : null,
+                "" => null,
+                var mode => mode,
+            };
+            var driver = new ContainerDriver(docker, options, loggers.CreateLogger<ContainerDriver>());
             driver.RefreshTemplatesAsync(timeout.Token).GetAwaiter().GetResult();
             return driver;
         }

@@ -61,6 +61,14 @@ public sealed partial class DockerClient : IDisposable
     /// <summary>Open files a container in a user namespace may have: this process's own hard limit, at most 65,536.</summary>
     private static readonly long OpenFilesLimit = Math.Min(65536, HardLimit("Max open files") ?? 1024);
 
+    /// <summary>Whether the engine is podman (its <c>GET /version</c> names a "Podman Engine" component), whose <c>userns=auto</c> Docker lacks.</summary>
+    public async Task<bool> IsPodmanAsync(CancellationToken cancellationToken)
+    {
+        using var response = await SendAsync(HttpMethod.Get, "version", null, RequestTimeout, cancellationToken);
+        var version = await ReadAsync<EngineVersion>(response, cancellationToken);
+        return version.Components?.Any(c => c.Name?.Contains("Podman", StringComparison.OrdinalIgnoreCase) == true) == true;
+    }
+
     /// <summary>Creates the container (not started) and returns its id.</summary>
     public async Task<string> CreateContainerAsync(ContainerSpec spec, CancellationToken cancellationToken)
     {
@@ -310,4 +318,8 @@ public sealed partial class DockerClient : IDisposable
     private sealed record WaitError(string? Message);
 
     private sealed record EngineError(string? Message);
+
+    private sealed record EngineVersion(IReadOnlyList<EngineComponent>? Components);
+
+    private sealed record EngineComponent(string? Name);
 }
