@@ -25,8 +25,14 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
     ];
 
     /// <summary>What /proc shows of the host that a sandbox has no business reading: hidden behind an empty file or folder (bubblewrap itself makes /proc/sys, sysrq-trigger, irq and bus read-only).</summary>
-    private static readonly string[] MaskedProcFiles = ["kcore", "keys", "kallsyms", "timer_list", "timer_stats", "sched_debug", "latency_stats"];
-    private static readonly string[] MaskedProcFolders = ["acpi", "scsi", "asound"];
+    /// <remarks>Which of them this kernel has is read once: bubblewrap fails on a mount point that does not exist.</remarks>
+    private static readonly string[] MaskedProc =
+    [
+        .. new[] { "kcore", "keys", "kallsyms", "timer_list", "timer_stats", "sched_debug", "latency_stats" }
+            .Where(f => File.Exists($"/proc/{f}")).SelectMany(f => new[] { "--ro-bind", "/dev/null", $"/proc/{f}" }),
+        .. new[] { "acpi", "scsi", "asound" }
+            .Where(f => Directory.Exists($"/proc/{f}")).SelectMany(f => new[] { "--tmpfs", $"/proc/{f}", "--remount-ro", $"/proc/{f}" }),
+    ];
 
     private readonly IdRanges _idRanges = idRanges ?? new IdRanges();
 
@@ -197,19 +203,9 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return capability;
         }
 
-        foreach (var file in MaskedProcFiles.Where(f => File.Exists($"/proc/{f}")))
+        foreach (var argument in MaskedProc)
         {
-            yield return "--ro-bind";
-            yield return "/dev/null";
-            yield return $"/proc/{file}";
-        }
-
-        foreach (var folder in MaskedProcFolders.Where(f => Directory.Exists($"/proc/{f}")))
-        {
-            yield return "--tmpfs";
-            yield return $"/proc/{folder}";
-            yield return "--remount-ro";
-            yield return $"/proc/{folder}";
+            yield return argument;
         }
 
         foreach (var (name, value) in spec.Environment)
