@@ -52,6 +52,27 @@ public sealed class QuotaTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task A_reservation_that_arrives_after_its_machine_gave_up_and_released_takes_no_quota()
+    {
+        using var admin = await stack.AdminAsync();
+        var (tenant, _) = await admin.CreateTenantWithAdminAsync();
+        var replies = new Replies(tenant);
+        await using var bus = await TestBus.StartAsync(stack.Environment.VirtualHost, "quota-late-test", s => s.AddSingleton(replies), c => c.AddConsumer<RepliesConsumer>());
+        var machine = Guid.CreateVersion7();
+
+        // The flow stopped waiting for its reservation (tenancy was down) and released; the reservation was still queued.
+        await bus.Bus.Publish(new ReleaseQuota(machine, tenant));
+        await Eventually.TrueAsync(() => replies.Released.ContainsKey(machine), TimeSpan.FromSeconds(30), "the release is answered");
+        await bus.Bus.Publish(new ReserveQuota(machine, tenant, OneSmallMachine));
+        var later = Guid.CreateVersion7();
+        await bus.Bus.Publish(new ReserveQuota(later, tenant, OneSmallMachine));
+        await Eventually.TrueAsync(() => replies.Answered(later), TimeSpan.FromSeconds(30), "a reservation published after it is answered");
+
+        Assert.False(replies.Answered(machine));
+        Assert.Equal(1, await UsedMachinesAsync(admin, tenant));
+    }
+
+    [Fact]
     public async Task Quotas_are_set_by_a_platform_admin_read_by_the_tenant_and_validated()
     {
         using var admin = await stack.AdminAsync();

@@ -44,15 +44,16 @@ public sealed class ReleaseQuotaConsumer(Inbox inbox, QuotaStore quotas) : ICons
     {
         var command = context.Message;
         var quota = await quotas.LoadAsync(command.TenantId, context.CancellationToken);
-        if (!quota.State.Reservations.TryGetValue(command.MachineId, out var held))
+        if (quota.State.Decide(command) is not { } decision)
         {
+            // Released already: say so again, so that a re-issued command gets its reply.
             await context.Publish(new QuotaReleased(command.MachineId, command.TenantId, QuotaResources.None));
             return;
         }
 
         await inbox.HandleOnceAsync(context, nameof(ReleaseQuotaConsumer), session =>
         {
-            session.Append(TenantQuota.StreamOf(command.TenantId), quota.Expected, [new QuotaReleased(command.MachineId, command.TenantId, held)], QuotaStore.Metadata(context, command.TenantId));
+            session.Append(TenantQuota.StreamOf(command.TenantId), quota.Expected, [decision], QuotaStore.Metadata(context, command.TenantId));
             return Task.CompletedTask;
         });
     }

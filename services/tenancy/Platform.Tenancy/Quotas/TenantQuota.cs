@@ -46,4 +46,14 @@ public sealed record TenantQuota(QuotaResources Limits, ImmutableDictionary<Guid
 
         return new QuotaReserved(command.MachineId, command.TenantId, command.Requested);
     }
+
+    /// <summary>
+    /// What a release decides: what the machine holds given back; nothing held and never released, a release of
+    /// nothing that is still recorded, so that a reservation still on its way (the flow gave up waiting for it)
+    /// cannot take quota afterwards; released already, nothing new (the command came again).
+    /// </summary>
+    public QuotaReleased? Decide(ReleaseQuota command) =>
+        Reservations.TryGetValue(command.MachineId, out var held) ? new QuotaReleased(command.MachineId, command.TenantId, held)
+        : Released.Contains(command.MachineId) ? null
+        : new QuotaReleased(command.MachineId, command.TenantId, QuotaResources.None);
 }

@@ -82,4 +82,32 @@ public sealed class TenantQuotaTests
         Assert.IsType<QuotaReserved>(quota.Decide(new ReserveQuota(asking, Tenant, Machine(1, 64))));
         Assert.Equal(new QuotaRejected(asking, Tenant, "tunnels", 1, 1, 1), quota.Decide(new ReserveQuota(asking, Tenant, new QuotaResources(1, 1, 64, 0, 1, 0))));
     }
+
+    [Fact]
+    public void A_release_gives_back_what_the_machine_holds()
+    {
+        var machine = Guid.CreateVersion7();
+
+        Assert.Equal(new QuotaReleased(machine, Tenant, Machine(2, 256)),
+            Given(new QuotaReserved(machine, Tenant, Machine(2, 256))).Decide(new ReleaseQuota(machine, Tenant)));
+    }
+
+    [Fact]
+    public void A_release_of_a_machine_that_holds_nothing_is_recorded_so_that_its_late_reservation_is_known_as_released()
+    {
+        var machine = Guid.CreateVersion7();
+
+        var decided = Given().Decide(new ReleaseQuota(machine, Tenant));
+
+        Assert.Equal(new QuotaReleased(machine, Tenant, QuotaResources.None), decided);
+        Assert.Contains(machine, Given(decided!).Released);
+    }
+
+    [Fact]
+    public void A_repeated_release_decides_nothing()
+    {
+        var machine = Guid.CreateVersion7();
+
+        Assert.Null(Given(new QuotaReserved(machine, Tenant, Machine(1, 64)), new QuotaReleased(machine, Tenant, Machine(1, 64))).Decide(new ReleaseQuota(machine, Tenant)));
+    }
 }
