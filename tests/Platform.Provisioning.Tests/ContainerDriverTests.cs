@@ -22,7 +22,7 @@ public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelpe
 
         var template = Assert.Single(_driver.Templates);
 
-        Assert.Equal(new TemplateOnHost(PodmanService.Image, image.Id[7..19], "container", image.Id[7..], []), template with { Snapshots = [] });
+        Assert.Equal(new TemplateOnHost(PodmanService.Image, image.ID[7..19], "container", image.ID[7..], []), template with { Snapshots = [] });
         Assert.Equal(("container", "container", 0), (_driver.Capacity.Name, _driver.Capacity.Kind, _driver.Capacity.MaxDiskMiB));
     }
 
@@ -40,7 +40,7 @@ public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelpe
         await machine.DisposeAsync();
 
         Assert.True(inspection.State.Running);
-        Assert.Equal((48L * 1024 * 1024, 1_000_000_000L, 64L), (inspection.HostConfig.Memory, inspection.HostConfig.NanoCpus, inspection.HostConfig.PidsLimit));
+        Assert.Equal((48L * 1024 * 1024, 1_000_000_000L, 64L), (inspection.HostConfig.Memory, inspection.HostConfig.NanoCPUs, inspection.HostConfig.PidsLimit));
         Assert.Equal(launch.MachineId.ToString(), inspection.Config.Labels![ContainerDriver.MachineIdLabel]);
         Assert.Equal(launch.TenantId.ToString(), inspection.Config.Labels[ContainerDriver.TenantIdLabel]);
         Assert.Equal(launch.Name, inspection.Config.Hostname);

@@ -17,12 +17,12 @@ public sealed class PodmanFixture : IAsyncLifetime
 
     public PodmanService Podman => _podman!;
 
-    public DockerClient Docker { get; private set; } = null!;
+    public ContainerEngine Docker { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         _podman = await PodmanService.StartAsync();
-        Docker = new DockerClient(_podman.Socket);
+        Docker = new ContainerEngine(_podman.Socket);
     }
 
     public async Task DisposeAsync()

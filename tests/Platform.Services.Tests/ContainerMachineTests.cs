@@ -32,7 +32,7 @@ public sealed class ContainerMachineTests(ContainerStack stack, ITestOutputHelpe
         Assert.Equal(PodmanService.Image, running.GetProperty("template").GetProperty("name").GetString());
         Assert.Equal(id.ToString(), await MachineIdOfRunningContainerAsync(container));
         // The agent found podman and asked for userns=auto: root in the container is an unprivileged host id.
-        using (var docker = new DockerClient(stack.Podman.Socket))
+        using (var docker = new ContainerEngine(stack.Podman.Socket))
         {
             var pid = (await docker.InspectContainerAsync(container, CancellationToken.None))!.State.Pid;
             var map = File.ReadAllText($"/proc/{pid}/uid_map").Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);

@@ -73,7 +73,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
         var sandbox = await tenant.CreateMachineAsync(new { name = "box", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
         var container = await tenant.CreateMachineAsync(new { name = "ctr", kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64 });
         var machines = new[] { vm, sandbox, container };
-        using var docker = new DockerClient(stack.Podman.Socket);
+        using var docker = new ContainerEngine(stack.Podman.Socket);
         try
         {
             foreach (var id in machines)
@@ -83,7 +83,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
 
             var qemu = QemuProcessOf(vm);
             var sandboxProcesses = MachineTests.CgroupProcesses(sandbox);
-            var containerId = Assert.Single(await docker.ListContainersAsync($"{MachineIdLabel}={container}", CancellationToken.None)).Id;
+            var containerId = Assert.Single(await docker.ListContainersAsync($"{MachineIdLabel}={container}", CancellationToken.None)).ID;
             var eventsBefore = new Dictionary<Guid, int>();
             foreach (var id in machines)
             {

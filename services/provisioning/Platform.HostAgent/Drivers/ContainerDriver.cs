@@ -1,3 +1,5 @@
+using ContainerInspectResponse = Docker.DotNet.Models.ContainerInspectResponse;
+using ImagesListResponse = Docker.DotNet.Models.ImagesListResponse;
 using Platform.Contracts.Provisioning;
 using Platform.Provisioning.Drivers.Container;
 
@@ -9,7 +11,7 @@ namespace Platform.HostAgent.Drivers;
 /// container from the image, named and labelled after the machine and sized from its shape; a halt stops it and
 /// removes it, so that the next launch starts again from the image.
 /// </summary>
-public sealed class ContainerDriver(DockerClient docker, ContainerOptions options, ILogger<ContainerDriver> logger) : IMachineDriver
+public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions options, ILogger<ContainerDriver> logger) : IMachineDriver
 {
     public const string Kind = "container";
     public const string MachineIdLabel = "platform.machine-id";
@@ -39,8 +41,8 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
     public async Task RefreshTemplatesAsync(CancellationToken cancellationToken)
     {
         var images = await docker.ListImagesAsync(cancellationToken);
-        _templates = images.Where(i => i.Tags.Count > 0)
-            .Select(i => new TemplateOnHost(i.Tags[0], Sha256Of(i)[..12], Kind, Sha256Of(i), []))
+        _templates = images.Where(i => i.Tags().Count > 0)
+            .Select(i => new TemplateOnHost(i.Tags()[0], i.Sha256()[..12], Kind, i.Sha256(), []))
             .DistinctBy(t => (t.Name, t.Version))
             .OrderBy(t => t.Name, StringComparer.Ordinal)
             .ToList();
@@ -62,7 +64,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
 
                 failing = false;
             }
-            catch (DockerApiException unanswered)
+            catch (ContainerEngineException unanswered)
             {
                 // Once per outage: the images last read stay offered, and launches will say what is wrong.
                 if (!failing)
@@ -85,7 +87,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             var image = await ImageOfAsync(launch.Template, cancellationToken);
             // A previous run's container (stopped, or left by a crash) holds the name: each run starts from the image.
             await docker.RemoveContainerAsync(name, cancellationToken);
-            var spec = new ContainerSpec(name, image.Id, launch.Command,
+            var spec = new ContainerSpec(name, image.ID, launch.Command,
                 new Dictionary<string, string> { [MachineIdLabel] = launch.MachineId.ToString(), [TenantIdLabel] = launch.TenantId.ToString() },
                 new ContainerLimits(launch.Shape.MemoryMiB * 1024L * 1024, launch.Shape.Vcpus, options.MaxProcesses),
                 options.Network, launch.Name, options.CgroupParent, options.UserNamespace);
@@ -103,7 +105,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
                 throw;
             }
         }
-        catch (DockerApiException refused)
+        catch (ContainerEngineException refused)
         {
             throw new LaunchFailedException($"The container could not start: {refused.Message}", refused);
         }
@@ -118,7 +120,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
     {
         foreach (var container in await docker.ListContainersAsync($"{MachineIdLabel}={launch.MachineId}", cancellationToken))
         {
-            if (await docker.InspectContainerAsync(container.Id, cancellationToken) is { State.Running: true } inspection)
+            if (await docker.InspectContainerAsync(container.ID, cancellationToken) is { State.Running: true } inspection)
             {
                 return new RunningContainer(docker, inspection, launch.Shape.MemoryMiB, logger);
             }
@@ -133,7 +135,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
         {
             await RemoveContainersOfAsync(machineId, cancellationToken);
         }
-        catch (DockerApiException unanswered)
+        catch (ContainerEngineException unanswered)
         {
             logger.LogError("Cannot remove what machine {MachineId} left in the container engine: {Reason}", machineId, unanswered.Message);
         }
@@ -146,7 +148,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
     {
         foreach (var container in await docker.ListContainersAsync($"{MachineIdLabel}={machineId}", cancellationToken))
         {
-            await docker.RemoveContainerAsync(container.Id, cancellationToken);
+            await docker.RemoveContainerAsync(container.ID, cancellationToken);
         }
 
         await docker.RemoveContainerAsync(ContainerName(machineId), cancellationToken);
@@ -159,38 +161,36 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
         {
             await docker.RemoveContainerAsync(container, CancellationToken.None);
         }
-        catch (DockerApiException unanswered)
+        catch (ContainerEngineException unanswered)
         {
             logger.LogWarning("Cannot remove container {Container}, which failed to start: {Reason}", container, unanswered.Message);
         }
     }
 
     /// <summary>The image placement chose: the one tagged with the template's name whose id the version abbreviates.</summary>
-    private async Task<ImageSummary> ImageOfAsync(TemplateRef template, CancellationToken cancellationToken)
+    private async Task<ImagesListResponse> ImageOfAsync(TemplateRef template, CancellationToken cancellationToken)
     {
         var images = await docker.ListImagesAsync(cancellationToken);
-        return images.FirstOrDefault(i => i.Tags.Contains(template.Name) && Sha256Of(i).StartsWith(template.Version, StringComparison.Ordinal))
-            ?? images.FirstOrDefault(i => Sha256Of(i).StartsWith(template.Version, StringComparison.Ordinal))
+        return images.FirstOrDefault(i => i.Tags().Contains(template.Name) && i.Sha256().StartsWith(template.Version, StringComparison.Ordinal))
+            ?? images.FirstOrDefault(i => i.Sha256().StartsWith(template.Version, StringComparison.Ordinal))
             ?? throw new LaunchFailedException($"the container engine holds no image {template.Name}@{template.Version} any more");
     }
 
-    private static string Sha256Of(ImageSummary image) => image.Id.StartsWith("sha256:", StringComparison.Ordinal) ? image.Id["sha256:".Length..] : image.Id;
-
     private sealed class RunningContainer : IRunningMachine
     {
-        private readonly DockerClient _docker;
+        private readonly ContainerEngine _docker;
         private readonly string _id;
         private readonly ILogger _logger;
         private readonly CancellationTokenSource _watching = new();
         private int _disposed;
 
-        public RunningContainer(DockerClient docker, ContainerInspection inspection, int memoryMiB, ILogger logger)
+        public RunningContainer(ContainerEngine docker, ContainerInspectResponse inspection, int memoryMiB, ILogger logger)
         {
             _docker = docker;
-            _id = inspection.Id;
+            _id = inspection.ID;
             _logger = logger;
-            Network = inspection.NetworkSettings?.PrimaryEndpoint is { IPAddress: { } address } endpoint
-                ? new NetworkAttachment(inspection.NetworkSettings.SandboxKey ?? "", address, endpoint.IPPrefixLen, endpoint.Gateway ?? "", endpoint.MacAddress ?? "")
+            Network = inspection.NetworkSettings.PrimaryEndpoint() is { IPAddress: { } address } endpoint
+                ? new NetworkAttachment(inspection.NetworkSettings.SandboxKey ?? "", address, (int)endpoint.IPPrefixLen, endpoint.Gateway ?? "", endpoint.MacAddress ?? "")
                 : null;
             Exited = WatchAsync(memoryMiB, _watching.Token);
         }
@@ -209,7 +209,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             {
                 await _docker.StopContainerAsync(_id, StopTimeout, cancellationToken);
             }
-            catch (DockerApiException gone) when (gone.IsNotFound)
+            catch (ContainerEngineException gone) when (gone.IsNotFound)
             {
                 // Removed already: stopped is what was asked.
             }
@@ -227,7 +227,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             {
                 await _docker.RemoveContainerAsync(_id, CancellationToken.None);
             }
-            catch (DockerApiException unanswered)
+            catch (ContainerEngineException unanswered)
             {
                 // The machine's tear-down removes it by its label once the engine answers again.
                 _logger.LogWarning("Cannot remove container {Container}: {Reason}", _id, unanswered.Message);
@@ -254,7 +254,7 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             {
                 return new MachineExit(null, "stopped");
             }
-            catch (DockerApiException lost)
+            catch (ContainerEngineException lost)
             {
                 return new MachineExit(null, lost.IsNotFound ? "its container was removed" : $"the container engine lost it: {lost.Message}");
             }
@@ -263,14 +263,14 @@ public sealed class ContainerDriver(DockerClient docker, ContainerOptions option
             var oomKilled = false;
             try
             {
-                oomKilled = (await _docker.InspectContainerAsync(_id, cancellationToken))?.State.OomKilled ?? false;
+                oomKilled = (await _docker.InspectContainerAsync(_id, cancellationToken))?.State.OOMKilled ?? false;
                 if (exitCode != 0)
                 {
                     var logs = await _docker.LogsAsync(_id, LogTailLines, cancellationToken);
                     errors = (logs.Errors.Trim().Length > 0 ? logs.Errors : logs.Output).Trim();
                 }
             }
-            catch (Exception exception) when (exception is DockerApiException or OperationCanceledException)
+            catch (Exception exception) when (exception is ContainerEngineException or OperationCanceledException)
             {
                 // Removed while it was read (a halt): the exit code says enough.
             }

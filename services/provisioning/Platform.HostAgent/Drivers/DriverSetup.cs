@@ -75,7 +75,7 @@ public static class DriverSetup
     /// </summary>
     private static ContainerDriver? ContainerDriverFor(ContainerOptions options, ILoggerFactory loggers)
     {
-        var docker = new DockerClient(options.Socket);
+        var docker = new ContainerEngine(options.Socket);
         try
         {
             using var timeout = new CancellationTokenSource(ContainerEngineTimeout);
@@ -92,7 +92,7 @@ public static class DriverSetup
             driver.RefreshTemplatesAsync(timeout.Token).GetAwaiter().GetResult();
             return driver;
         }
-        catch (Exception exception) when (exception is DockerApiException or OperationCanceledException)
+        catch (Exception exception) when (exception is ContainerEngineException or OperationCanceledException)
         {
             loggers.CreateLogger(typeof(DriverSetup)).LogError(
                 "The container driver needs a Docker Engine API at {Socket} (podman system service, or dockerd), set by Platform:Agent:Container:Socket: {Reason}; this host offers no containers",

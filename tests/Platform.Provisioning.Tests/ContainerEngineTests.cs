@@ -1,16 +1,15 @@
-using System.Text;
 using Platform.Provisioning.Drivers.Container;
 using Platform.Testing;
 
 namespace Platform.Provisioning.Tests;
 
-/// <summary>The Docker Engine API client against a real podman service (its Docker-compatible API).</summary>
+/// <summary>The container engine (Docker.DotNet, with the platform's policy) against a real podman service (its Docker-compatible API).</summary>
 [Collection(PodmanCollection.Name)]
-public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
+public sealed class ContainerEngineTests(PodmanFixture fixture) : IAsyncLifetime
 {
     private static readonly ContainerLimits Small = new(64L * 1024 * 1024, 0.5, 32);
     private readonly List<string> _created = [];
-    private DockerClient Docker => fixture.Docker;
+    private ContainerEngine Docker => fixture.Docker;
 
     [Fact]
     public async Task A_container_is_created_started_inspected_stopped_and_removed_with_its_limits_and_labels()
@@ -30,14 +29,14 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
         var removedAgain = await Docker.RemoveContainerAsync(id, CancellationToken.None);
 
         Assert.Equal(("created", false), (created!.State.Status, created.State.Running));
-        Assert.Equal(id, created.Id);
+        Assert.Equal(id, created.ID);
         Assert.Equal(("running", true), (running!.State.Status, running.State.Running));
         Assert.True(running.State.Pid > 0);
-        Assert.Equal((64L * 1024 * 1024, 64L * 1024 * 1024, 500_000_000L, 32L), (running.HostConfig.Memory, running.HostConfig.MemorySwap, running.HostConfig.NanoCpus, running.HostConfig.PidsLimit));
+        Assert.Equal((64L * 1024 * 1024, 64L * 1024 * 1024, 500_000_000L, 32L), (running.HostConfig.Memory, running.HostConfig.MemorySwap, running.HostConfig.NanoCPUs, running.HostConfig.PidsLimit));
         Assert.Equal("lifecycle", running.Config.Labels!["pmt.test"]);
-        Assert.Null(running.NetworkSettings?.PrimaryEndpoint);
+        Assert.Null(running.NetworkSettings.PrimaryEndpoint());
         Assert.Equal(("exited", 0), (stopped!.State.Status, stopped.State.ExitCode));
-        Assert.Equal([id], listed.Select(c => c.Id));
+        Assert.Equal([id], listed.Select(c => c.ID));
         Assert.True(removed);
         Assert.False(removedAgain);
         Assert.Null(await Docker.InspectContainerAsync(id, CancellationToken.None));
@@ -61,22 +60,6 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
-    public void Demultiplexing_joins_each_streams_frames_and_keeps_a_frame_cut_short()
-    {
-        var bytes = Encoding.UTF8.GetBytes("é");
-        byte[] stream =
-        [
-            .. Frame(1, "one "), .. Frame(2, "bad "), .. Frame(1, bytes[..1]), .. Frame(1, bytes[1..]), .. Frame(2, "news"),
-            1, 0, 0, 0, 0, 0, 0, 10, .. "cut"u8,
-        ];
-
-        var logs = ContainerLogs.Demultiplex(stream);
-
-        Assert.Equal("one écut", logs.Output);
-        Assert.Equal("bad news", logs.Errors);
-    }
-
-    [Fact]
     public async Task Stats_answer_once_for_a_running_container()
     {
         var id = await CreateAsync(NewName(), null);
@@ -84,11 +67,11 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
 
         var stats = await Docker.StatsAsync(id, CancellationToken.None);
 
-        Assert.Equal(64L * 1024 * 1024, stats.Memory.Limit);
-        Assert.InRange(stats.Memory.Usage, 1, 64L * 1024 * 1024);
-        Assert.True(stats.Pids.Current >= 1, $"it runs its shell and sleep ({stats.Pids.Current})");
-        Assert.True(stats.Cpu.Usage.TotalNanoseconds > 0);
-        Assert.True(DateTimeOffset.UtcNow - stats.Read < TimeSpan.FromMinutes(1));
+        Assert.Equal(64UL * 1024 * 1024, stats.MemoryStats.Limit);
+        Assert.InRange(stats.MemoryStats.Usage, 1UL, 64UL * 1024 * 1024);
+        Assert.True(stats.PidsStats.Current >= 1, $"it runs its shell and sleep ({stats.PidsStats.Current})");
+        Assert.True(stats.CPUStats.CPUUsage.TotalUsage > 0);
+        Assert.True(DateTime.UtcNow - stats.Read.ToUniversalTime() < TimeSpan.FromMinutes(1));
     }
 
     /// <summary>
@@ -112,14 +95,14 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task The_engines_refusal_is_a_typed_exception_with_its_message()
     {
-        var missingImage = await Assert.ThrowsAsync<DockerApiException>(() => Docker.CreateContainerAsync(
+        var missingImage = await Assert.ThrowsAsync<ContainerEngineException>(() => Docker.CreateContainerAsync(
             new ContainerSpec(NewName(), "localhost/pmt-no-such-image:latest", null, new Dictionary<string, string>(), Small, CgroupParent: fixture.Podman.CgroupParent), CancellationToken.None));
         var name = NewName();
         await CreateAsync(name, null);
-        var taken = await Assert.ThrowsAsync<DockerApiException>(() => CreateAsync(name, null));
-        var missingContainer = await Assert.ThrowsAsync<DockerApiException>(() => Docker.StartContainerAsync("pmt-no-such-container", CancellationToken.None));
-        using var nowhere = new DockerClient("/tmp/pmt-no-such-socket.sock");
-        var unanswered = await Assert.ThrowsAsync<DockerApiException>(() => nowhere.PingAsync(CancellationToken.None));
+        var taken = await Assert.ThrowsAsync<ContainerEngineException>(() => CreateAsync(name, null));
+        var missingContainer = await Assert.ThrowsAsync<ContainerEngineException>(() => Docker.StartContainerAsync("pmt-no-such-container", CancellationToken.None));
+        using var nowhere = new ContainerEngine("/tmp/pmt-no-such-socket.sock");
+        var unanswered = await Assert.ThrowsAsync<ContainerEngineException>(() => nowhere.PingAsync(CancellationToken.None));
 
         Assert.Equal(404, missingImage.StatusCode);
         Assert.Contains("pmt-no-such-image", missingImage.Message, StringComparison.Ordinal);
@@ -143,9 +126,9 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
         var missing = await Docker.InspectImageAsync("localhost/pmt-no-such-image:latest", CancellationToken.None);
 
         var image = Assert.Single(images);
-        Assert.Equal([PodmanService.Image], image.Tags);
-        Assert.Matches("^sha256:[0-9a-f]{64}$", image.Id);
-        Assert.Equal(image.Id, inspected!.Id);
+        Assert.Equal([PodmanService.Image], image.Tags());
+        Assert.Matches("^sha256:[0-9a-f]{64}$", image.ID);
+        Assert.Equal(image.ID, inspected!.ID);
         Assert.True(inspected.Size > 1024 * 1024, "it holds busybox");
         Assert.Null(missing);
         await Assert.ThrowsAsync<ArgumentException>(() => Docker.InspectImageAsync("../containers/x", CancellationToken.None));
@@ -176,9 +159,4 @@ public sealed class DockerClientTests(PodmanFixture fixture) : IAsyncLifetime
     }
 
     private static string NewName() => "pmt-" + Guid.NewGuid().ToString("N")[..12];
-
-    private static byte[] Frame(byte stream, string text) => Frame(stream, Encoding.UTF8.GetBytes(text));
-
-    private static byte[] Frame(byte stream, byte[] payload) =>
-        [stream, 0, 0, 0, (byte)(payload.Length >> 24), (byte)(payload.Length >> 16), (byte)(payload.Length >> 8), (byte)payload.Length, .. payload];
 }

@@ -1,0 +1,282 @@
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+
+namespace Platform.Provisioning.Drivers.Container;
+
+/// <summary>
+/// The Docker Engine API (Docker.DotNet), version 1.41, over the engine's unix socket, with the platform's policy for
+/// the containers it creates. It speaks to dockerd and to podman's Docker-compatible service (<c>podman system service</c>)
+/// alike. Every refusal, and an engine that does not answer, is a <see cref="ContainerEngineException"/> carrying the
+/// engine's own message.
+/// </summary>
+public sealed partial class ContainerEngine : IDisposable
+{
+    /// <summary>Pinned: 1.41 is what podman 4 serves and what every Docker since 20.10 accepts.</summary>
+    public static readonly System.Version ApiVersion = new(1, 41);
+
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Open files a container in a user namespace may have: this process's own hard limit, at most 65,536.</summary>
+    private static readonly long OpenFilesLimit = Math.Min(65536, HardLimit("Max open files") ?? 1024);
+
+    private readonly DockerClientConfiguration _configuration;
+    private readonly IDockerClient _docker;
+
+    public ContainerEngine(string socketPath)
+    {
+        SocketPath = socketPath;
+        _configuration = new DockerClientConfiguration(new Uri("unix://" + socketPath), defaultTimeout: RequestTimeout);
+        _docker = _configuration.CreateClient(ApiVersion);
+    }
+
+    public string SocketPath { get; }
+
+    /// <summary>Answers when the engine does (<c>GET /_ping</c>); throws otherwise.</summary>
+    public Task PingAsync(CancellationToken cancellationToken) =>
+        CallAsync("GET /_ping", () => _docker.System.PingAsync(cancellationToken), cancellationToken);
+
+    /// <summary>Whether the engine is podman (its <c>GET /version</c> names a "Podman Engine" component), whose <c>userns=auto</c> Docker lacks.</summary>
+    public async Task<bool> IsPodmanAsync(CancellationToken cancellationToken)
+    {
+        var version = await CallAsync("GET /version", () => _docker.System.GetVersionAsync(cancellationToken), cancellationToken);
+        return version.Components?.Any(c => c.Name?.Contains("Podman", StringComparison.OrdinalIgnoreCase) == true) == true;
+    }
+
+    /// <summary>Creates the container (not started) and returns its id.</summary>
+    public async Task<string> CreateContainerAsync(ContainerSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(spec.Limits.MemoryBytes, 6L * 1024 * 1024, nameof(spec));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(spec.Limits.Cpus, nameof(spec));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(spec.Limits.MaxProcesses, nameof(spec));
+        var parameters = new CreateContainerParameters
+        {
+            Name = Checked(spec.Name),
+            Image = spec.Image,
+            Hostname = spec.Hostname,
+            Cmd = spec.Command?.ToList(),
+            Labels = spec.Labels.ToDictionary(),
+            HostConfig = new HostConfig
+            {
+                Memory = spec.Limits.MemoryBytes,
+                // Equal to Memory: no swap on top (Docker's default would double the limit with swap).
+                MemorySwap = spec.Limits.MemoryBytes,
+                NanoCPUs = (long)Math.Round(spec.Limits.Cpus * 1_000_000_000),
+                PidsLimit = spec.Limits.MaxProcesses,
+                // The engine's default capabilities and seccomp profile stay; nothing in it may gain privileges by exec
+                // (setuid binaries, file capabilities), and it is never privileged.
+                Privileged = false,
+                SecurityOpt = ["no-new-privileges"],
+                UsernsMode = spec.UserNamespace,
+                // In a user namespace the runtime cannot raise a limit past the engine's own hard limit: these are set
+                // within it (podman's defaults are above most hosts' hard limits).
+                Ulimits = spec.UserNamespace is null ? null :
+                [
+                    new Ulimit { Name = "nofile", Soft = OpenFilesLimit, Hard = OpenFilesLimit },
+                    new Ulimit { Name = "nproc", Soft = spec.Limits.MaxProcesses, Hard = spec.Limits.MaxProcesses },
+                ],
+                NetworkMode = spec.NetworkMode,
+                CgroupParent = spec.CgroupParent,
+            },
+        };
+        return (await CallAsync("POST /containers/create", () => _docker.Containers.CreateContainerAsync(parameters, cancellationToken), cancellationToken)).ID;
+    }
+
+    /// <summary>Starts it; a container running already is left as it is.</summary>
+    public Task StartContainerAsync(string container, CancellationToken cancellationToken) =>
+        CallAsync($"POST /containers/{Checked(container)}/start", () => _docker.Containers.StartContainerAsync(container, new ContainerStartParameters(), cancellationToken), cancellationToken);
+
+    /// <summary>Sends its stop signal, and kills it once <paramref name="timeout"/> (whole seconds) passed; a stopped container is left as it is.</summary>
+    public Task StopContainerAsync(string container, TimeSpan timeout, CancellationToken cancellationToken) =>
+        CallAsync($"POST /containers/{Checked(container)}/stop", () => _docker.Containers.StopContainerAsync(container,
+            new ContainerStopParameters { WaitBeforeKillSeconds = (uint)Math.Ceiling(timeout.TotalSeconds) }, cancellationToken), cancellationToken);
+
+    /// <summary>What the engine knows of the container; null when there is no such container.</summary>
+    public async Task<ContainerInspectResponse?> InspectContainerAsync(string container, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await CallAsync($"GET /containers/{Checked(container)}/json", () => _docker.Containers.InspectContainerAsync(container, cancellationToken), cancellationToken);
+        }
+        catch (ContainerEngineException notFound) when (notFound.IsNotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Waits, as long as it takes, until the container is not running, and returns its exit code (at once for a container that ended).</summary>
+    public async Task<int> WaitContainerAsync(string container, CancellationToken cancellationToken)
+    {
+        var waited = await CallAsync($"POST /containers/{Checked(container)}/wait", () => _docker.Containers.WaitContainerAsync(container, cancellationToken), cancellationToken);
+        if (waited.Error?.Message is { Length: > 0 } error)
+        {
+            throw new ContainerEngineException($"waiting for container {container}: {error}", 200);
+        }
+
+        return (int)waited.StatusCode;
+    }
+
+    /// <summary>Removes it, killing it first if it runs when <paramref name="force"/>, with its anonymous volumes when <paramref name="volumes"/>; false when there was no such container.</summary>
+    public async Task<bool> RemoveContainerAsync(string container, CancellationToken cancellationToken, bool force = true, bool volumes = true)
+    {
+        var parameters = new ContainerRemoveParameters { Force = force, RemoveVolumes = volumes };
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await CallAsync($"DELETE /containers/{Checked(container)}", () => _docker.Containers.RemoveContainerAsync(container, parameters, cancellationToken), cancellationToken);
+                return true;
+            }
+            catch (ContainerEngineException notFound) when (notFound.IsNotFound)
+            {
+                return false;
+            }
+            catch (ContainerEngineException busy) when (attempt < 10 && busy.Message.Contains("resource busy", StringComparison.Ordinal))
+            {
+                // The engine is still unmounting what the container's last processes held (podman, in a user namespace).
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Every container, running or not, that carries the label (<c>key</c> or <c>key=value</c>); every container when null.</summary>
+    public async Task<IReadOnlyList<ContainerListResponse>> ListContainersAsync(string? label, CancellationToken cancellationToken)
+    {
+        var parameters = new ContainersListParameters
+        {
+            All = true,
+            Filters = label is null ? null : new Dictionary<string, IDictionary<string, bool>> { ["label"] = new Dictionary<string, bool> { [label] = true } },
+        };
+        return [.. await CallAsync("GET /containers/json", () => _docker.Containers.ListContainersAsync(parameters, cancellationToken), cancellationToken)];
+    }
+
+    /// <summary>One reading of what a running container uses (<c>stream=false</c>: the engine answers once).</summary>
+    public async Task<ContainerStatsResponse> StatsAsync(string container, CancellationToken cancellationToken)
+    {
+        ContainerStatsResponse? reading = null;
+        await CallAsync($"GET /containers/{Checked(container)}/stats", () => _docker.Containers.GetContainerStatsAsync(container,
+            new ContainerStatsParameters { Stream = false }, new Progress(r => reading = r), cancellationToken), cancellationToken);
+        return reading ?? throw new ContainerEngineException($"the container engine answered no stats for {container}", 200);
+    }
+
+    /// <summary>
+    /// What it wrote, the last <paramref name="tail"/> lines (all when null), split into output and errors. A container
+    /// with a TTY has one stream, which comes back as output.
+    /// </summary>
+    public async Task<ContainerLogs> LogsAsync(string container, int? tail, CancellationToken cancellationToken)
+    {
+        var inspection = await InspectContainerAsync(container, cancellationToken)
+            ?? throw new ContainerEngineException($"no container {container}", 404);
+        var parameters = new ContainerLogsParameters { ShowStdout = true, ShowStderr = true, Tail = tail?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "all" };
+        return await CallAsync($"GET /containers/{inspection.ID}/logs", async () =>
+        {
+            using var stream = await _docker.Containers.GetContainerLogsAsync(inspection.ID, inspection.Config.Tty, parameters, cancellationToken);
+            var (output, errors) = await stream.ReadOutputToEndAsync(cancellationToken);
+            return new ContainerLogs(output, errors);
+        }, cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<ImagesListResponse>> ListImagesAsync(CancellationToken cancellationToken) =>
+        [.. await CallAsync("GET /images/json", () => _docker.Images.ListImagesAsync(new ImagesListParameters(), cancellationToken), cancellationToken)];
+
+    /// <summary>The image a reference (<c>busybox:latest</c>, <c>localhost/app:1</c>, an id) names; null when the engine holds none.</summary>
+    public async Task<ImageInspectResponse?> InspectImageAsync(string reference, CancellationToken cancellationToken)
+    {
+        if (!ImageReference().IsMatch(reference))
+        {
+            throw new ArgumentException($"'{reference}' is not an image reference.", nameof(reference));
+        }
+
+        try
+        {
+            return await CallAsync($"GET /images/{reference}/json", () => _docker.Images.InspectImageAsync(reference, cancellationToken), cancellationToken);
+        }
+        catch (ContainerEngineException notFound) when (notFound.IsNotFound)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        _docker.Dispose();
+        _configuration.Dispose();
+    }
+
+    private Task CallAsync(string request, Func<Task> call, CancellationToken cancellationToken) =>
+        CallAsync(request, async () =>
+        {
+            await call();
+            return true;
+        }, cancellationToken);
+
+    /// <summary>One call, with what went wrong said in the engine's words (its refusal) or the socket's (no answer).</summary>
+    private async Task<T> CallAsync<T>(string request, Func<Task<T>> call, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (DockerApiException refused)
+        {
+            throw new ContainerEngineException(ErrorMessage(refused), (int)refused.StatusCode, refused);
+        }
+        catch (OperationCanceledException timedOut) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new ContainerEngineException($"the container engine at {SocketPath} did not answer {request} within {RequestTimeout.TotalSeconds:0} s", null, timedOut);
+        }
+        catch (Exception unreachable) when (unreachable is HttpRequestException or SocketException or IOException)
+        {
+            // The socket's own error (refused, no such file) reads better than the HTTP one, which names the made-up host.
+            var why = File.Exists(SocketPath) ? (unreachable.InnerException ?? unreachable).Message : "there is no such socket";
+            throw new ContainerEngineException($"the container engine at {SocketPath} does not answer: {why}", null, unreachable);
+        }
+    }
+
+    /// <summary>The engine's <c>message</c>; its body, cut short, when that is not the JSON it should be.</summary>
+    private static string ErrorMessage(DockerApiException refused)
+    {
+        var body = refused.ResponseBody ?? "";
+        try
+        {
+            if (JsonDocument.Parse(body).RootElement is { ValueKind: JsonValueKind.Object } error
+                && error.TryGetProperty("message", out var message) && message.GetString() is { Length: > 0 } text)
+            {
+                return text;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        var trimmed = body.Trim();
+        return trimmed.Length == 0 ? $"{(int)refused.StatusCode} {refused.StatusCode}" : trimmed[..Math.Min(trimmed.Length, 500)];
+    }
+
+    /// <summary>Container names and ids go into paths unescaped (Docker.DotNet does not escape them): only the characters Docker allows in them pass.</summary>
+    private static string Checked(string container) =>
+        ContainerName().IsMatch(container) ? container : throw new ArgumentException($"'{container}' is not a container name or id.", nameof(container));
+
+    [GeneratedRegex("^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
+    private static partial Regex ContainerName();
+
+    // No "..": the URI would resolve it as a path segment and leave /images.
+    [GeneratedRegex("^(?!.*\\.\\.)[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,254}$")]
+    private static partial Regex ImageReference();
+
+    /// <summary>A hard limit of this process, from <c>/proc/self/limits</c>; null when it is unlimited or unknown.</summary>
+    private static long? HardLimit(string name)
+    {
+        var line = File.ReadLines("/proc/self/limits").FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal));
+        var fields = line?[name.Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return fields is { Length: >= 2 } && long.TryParse(fields[1], System.Globalization.CultureInfo.InvariantCulture, out var hard) ? hard : null;
+    }
+
+    /// <summary>Takes the reading as it arrives (<see cref="System.Progress{T}"/> would post it to a thread-pool callback later).</summary>
+    private sealed class Progress(Action<ContainerStatsResponse> report) : IProgress<ContainerStatsResponse>
+    {
+        public void Report(ContainerStatsResponse value) => report(value);
+    }
+}
