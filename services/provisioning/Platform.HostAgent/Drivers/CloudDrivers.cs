@@ -32,8 +32,7 @@ public static class CloudDrivers
     {
         var catalogue = new CloudCatalogue(options.Regions, TypesOf(options.InstanceTypes), options.Images);
         var endpoint = options.Endpoint is { } fixedEndpoint ? new Uri(fixedEndpoint) : null;
-        var client = credentials is null ? null
-            : new Ec2Client(Http.Value, credentials, region => endpoint ?? Ec2Client.PublicEndpoint(region), RetryOf(options), TimeProvider.System);
+        var client = credentials is null ? null : new Ec2Instances(credentials, endpoint, RetryOf(options), Http.Value.Timeout);
         return Create("aws", catalogue, client, missing, options, loggers);
     }
 
