@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Drivers;
+using Platform.Testing;
 using Platform.Testing.Clouds;
 
 namespace Platform.Provisioning.Tests.Clouds;
@@ -100,21 +101,23 @@ public sealed class GcpDriverTests : IAsyncLifetime
     public async Task An_access_token_is_reused_until_shortly_before_it_expires_and_then_replaced()
     {
         await _gce.DisposeAsync();
-        // Long enough that a launch on a loaded host stays within the token's first half (it is refreshed halfway).
-        _gce = await ComputeEngineFake.StartAsync(() => new ComputeEngineFake { TokenLifetime = TimeSpan.FromSeconds(20) });
+        // Google.Apis.Auth refreshes a token from 225 s before it expires: a 250 s token is fresh for 25 s, long enough for
+        // a launch on a loaded host, and then stale (refreshed while it may still be used).
+        _gce = await ComputeEngineFake.StartAsync(() => new ComputeEngineFake { TokenLifetime = TimeSpan.FromSeconds(250) });
         await File.WriteAllTextAsync(_keyFile, _gce.KeyJson());
         var driver = Driver();
         var launch = Launch(driver);
+        var issued = DateTime.UtcNow;
 
         await using (await driver.LaunchAsync(launch, CancellationToken.None))
         {
             Assert.Equal(1, _gce.TokensIssued);
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(10.5));
+        await Task.Delay(issued + TimeSpan.FromSeconds(28) - DateTime.UtcNow);
         await driver.CleanUpAsync(launch.MachineId, CancellationToken.None);
 
-        Assert.Equal(2, _gce.TokensIssued);
+        await Eventually.TrueAsync(() => _gce.TokensIssued == 2, TimeSpan.FromSeconds(10), "the stale token is replaced");
     }
 
     [Fact]

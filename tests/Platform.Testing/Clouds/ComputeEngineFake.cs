@@ -98,6 +98,9 @@ public sealed partial class ComputeEngineFake : IAsyncDisposable
         await context.Response.WriteAsync(answer.ToJsonString());
     }
 
+    /// <summary>The audience Google's documentation names for every access token request's assertion.</summary>
+    public const string TokenAudience = "https://oauth2.googleapis.com/token";
+
     private async Task<(int, JsonNode)> TokenAsync(HttpRequest request)
     {
         var form = await request.ReadFormAsync();
@@ -137,9 +140,10 @@ public sealed partial class ComputeEngineFake : IAsyncDisposable
             return TokenError("invalid_grant", "Invalid grant: account not found");
         }
 
-        if (claims["aud"]?.GetValue<string>() != TokenEndpoint.ToString())
+        // "When making an access token request this value is always https://oauth2.googleapis.com/token", wherever the key's token_uri points.
+        if (claims["aud"]?.GetValue<string>() != TokenAudience)
         {
-            return TokenError("invalid_grant", $"Invalid JWT: the audience must be {TokenEndpoint}.");
+            return TokenError("invalid_grant", $"Invalid JWT: the audience must be {TokenAudience}, not {claims["aud"]}.");
         }
 
         if (claims["scope"]?.GetValue<string>().Split(' ').Contains("https://www.googleapis.com/auth/compute") != true)

@@ -53,7 +53,7 @@ public static class CloudDrivers
             try
             {
                 var tokenEndpoint = new Uri(options.TokenEndpoint ?? key.TokenUri ?? "https://oauth2.googleapis.com/token");
-                var tokens = new GoogleAccessTokens(Http.Value, key, tokenEndpoint, GoogleAccessTokens.ComputeScope, TimeProvider.System);
+                var tokens = new GoogleAccessTokens(key, tokenEndpoint, GoogleAccessTokens.ComputeScope, TimeProvider.System);
                 var compute = options.ComputeEndpoint is { } endpoint ? new Uri(endpoint.EndsWith('/') ? endpoint : endpoint + "/") : ComputeEngineClient.PublicEndpoint;
                 client = new ComputeEngineClient(Http.Value, tokens, compute, project, RetryOf(options), options.PollInterval, TimeProvider.System);
             }
