@@ -241,7 +241,7 @@ public sealed partial class EventStore
         var i = 0;
         foreach (var append in appends)
         {
-            var metadata = JsonSerializer.Serialize(append.Metadata, PlatformJson.Options);
+            var metadata = JsonSerializer.Serialize(append.Metadata.WithCurrentTrace(), PlatformJson.Options);
             foreach (var @event in append.Events)
             {
                 encoded.StreamIds[i] = append.StreamId;

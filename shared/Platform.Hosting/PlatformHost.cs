@@ -117,7 +117,6 @@ public static class PlatformHost
         definition.ConfigureServices?.Invoke(builder);
 
         var app = builder.Build();
-        app.Services.StartPlatformTelemetry();
         app.UseMiddleware<CorrelationMiddleware>();
         app.UseExceptionHandler();
         app.UseStatusCodePages();

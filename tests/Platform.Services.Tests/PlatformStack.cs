@@ -68,6 +68,9 @@ public sealed class PlatformStack : IAsyncLifetime
     /// <summary>More settings for a service of the stack (environment variables), beside those every stack has.</summary>
     internal IReadOnlyList<(string Service, string Key, string Value)> ServiceSettings { get; init; } = [];
 
+    /// <summary>Settings for every process of the stack: the services, the host agent and the gateway.</summary>
+    internal IReadOnlyList<(string Key, string Value)> CommonSettings { get; init; } = [];
+
     /// <summary>Every line every process of the stack wrote so far.</summary>
     public IEnumerable<string> Output => _services.SelectMany(s => s.Output);
 
@@ -111,7 +114,7 @@ public sealed class PlatformStack : IAsyncLifetime
                     ("Platform__Networking__Tunnels__CheckInterval", "00:00:01")),
                 _ => _environment.For(),
             };
-            foreach (var (_, key, value) in ServiceSettings.Where(setting => setting.Service == name))
+            foreach (var (key, value) in CommonSettings.Concat(ServiceSettings.Where(setting => setting.Service == name).Select(setting => (setting.Key, setting.Value))))
             {
                 environment[key] = value;
             }
@@ -132,11 +135,12 @@ public sealed class PlatformStack : IAsyncLifetime
             ("Platform__Agent__ReportInterval", "00:00:02"),
             ("Platform__Agent__MetricsInterval", "00:00:01"),
             ("Platform__Agent__HeartbeatInterval", "00:00:01"),
+            .. CommonSettings,
             .. _agentSettings,
         ]);
         HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
         await HostAgent.WaitUntilReadyAsync();
-        Gateway = GatewayTests.StartGateway(Addresses);
+        Gateway = GatewayTests.StartGateway(Addresses, [.. CommonSettings]);
         _services.Add(Gateway);
         await Gateway.WaitUntilReadyAsync();
         await Eventually.TrueAsync(() => File.Exists(AdminCredentialsFile), TimeSpan.FromSeconds(30), "tenancy writes the first admin's credentials");

@@ -1,12 +1,9 @@
-using System.Collections.Concurrent;
-using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
 using Platform.Testing;
+using Xunit.Abstractions;
 
 namespace Platform.Services.Tests;
 
@@ -15,22 +12,10 @@ public sealed class TelemetryExportTests
     [Fact]
     public async Task A_service_exports_its_request_traces_over_otlp_when_an_endpoint_is_configured()
     {
-        var received = new ConcurrentQueue<(string Path, byte[] Body)>();
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        await using var collector = builder.Build();
-        collector.MapPost("/v1/{signal}", async (HttpContext context) =>
-        {
-            using var body = new MemoryStream();
-            await context.Request.Body.CopyToAsync(body);
-            received.Enqueue((context.Request.Path, body.ToArray()));
-            return Results.Ok();
-        });
-        await collector.StartAsync();
-        var collectorAddress = collector.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await using var collector = await OtlpCollector.StartAsync();
         await using var environment = await ServiceEnvironment.CreateAsync();
         await using var service = ServiceProcess.Start("provisioning", environment.For(
-            ("Platform__Telemetry__OtlpEndpoint", collectorAddress),
+            ("Platform__Telemetry__OtlpEndpoint", collector.Endpoint.ToString()),
             ("OTEL_BSP_SCHEDULE_DELAY", "500"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "1000")));
         await service.WaitUntilReadyAsync();
@@ -38,14 +23,76 @@ public sealed class TelemetryExportTests
 
         await client.GetAsync("/api/v1/provisioning/info");
 
-        // The protobuf payload carries the span's strings verbatim.
         await Eventually.TrueAsync(
-            () => received.Any(r => r.Path == "/v1/traces" && Contains(r.Body, "Microsoft.AspNetCore.Hosting.HttpRequestIn") && Contains(r.Body, "/api/v1/provisioning/info")),
+            () => collector.Spans.Any(s => s is { Service: "provisioning", Kind: 2 } && s.Name.Contains("/api/v1/provisioning/info", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(30),
-            "the collector receives the request's span");
-        await Eventually.TrueAsync(() => received.Any(r => r.Path == "/v1/metrics"), TimeSpan.FromSeconds(30), "the collector receives metrics");
+            "the collector receives the request's server span");
+        await Eventually.TrueAsync(() => collector.MetricExports > 0, TimeSpan.FromSeconds(30), "the collector receives metrics");
+    }
+}
+
+/// <summary>One machine creation is one trace, from the gateway's request through the bus, the saga and every service it asks.</summary>
+public sealed class MachineTraceTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private OtlpCollector _collector = null!;
+    private PlatformStack _stack = null!;
+
+    public async Task InitializeAsync()
+    {
+        _collector = await OtlpCollector.StartAsync();
+        _stack = new PlatformStack(["sandbox", "simulated"])
+        {
+            CommonSettings = [("Platform__Telemetry__OtlpEndpoint", _collector.Endpoint.ToString()), ("OTEL_BSP_SCHEDULE_DELAY", "500")],
+        };
+        await _stack.InitializeAsync();
     }
 
-    private static bool Contains(byte[] body, string text) =>
-        body.AsSpan().IndexOf(Encoding.UTF8.GetBytes(text)) >= 0;
+    public async Task DisposeAsync()
+    {
+        await _stack.DisposeAsync();
+        await _collector.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_machine_creation_is_one_trace_across_the_gateway_the_saga_tenancy_networking_and_the_host_agent()
+    {
+        using var admin = await _stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var trace = ActivityTraceId.CreateRandom().ToHexString();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machines")
+        {
+            Content = JsonContent.Create(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 }),
+        };
+        request.Headers.Add("traceparent", $"00-{trace}-{ActivitySpanId.CreateRandom().ToHexString()}-01");
+
+        using var created = await tenant.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
+        var machine = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        await tenant.WaitForMachineAsync(machine, "running");
+
+        string[] services = ["gateway", "provisioning", "tenancy", "networking", "host-agent"];
+        try
+        {
+            await Eventually.TrueAsync(() =>
+            {
+                var spans = _collector.Spans.Where(s => s.TraceId == trace).ToList();
+                // The saga's steps: it consumes the request's event and each step's reply (quota, network, launch, registration).
+                return services.All(service => spans.Any(s => s.Service == service))
+                    && spans.Count(s => s is { Service: "provisioning", Kind: 5 }) >= 4
+                    && spans.Any(s => s is { Service: "host-agent", Kind: 5 });
+            }, TimeSpan.FromSeconds(60), "every service's spans of the creation carry its trace id");
+        }
+        finally
+        {
+            foreach (var span in _collector.Spans.Where(s => s.TraceId == trace))
+            {
+                output.WriteLine($"{span.Service,-13} kind {span.Kind} {span.Name}");
+            }
+        }
+
+        // The creation's own spans start nowhere else: every one but the gateway's first has its parent in the trace.
+        var ours = _collector.Spans.Where(s => s.TraceId == trace).ToList();
+        var ids = ours.Select(s => s.SpanId).ToHashSet();
+        Assert.All(ours.Where(s => s.Service != "gateway" || s.Kind != 2), span => Assert.Contains(span.ParentSpanId, ids));
+    }
 }

@@ -1,17 +1,18 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
-using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using Platform.Messaging.Relay;
 
 namespace Platform.Hosting.Telemetry;
 
 /// <summary>
-/// Traces and metrics of a service: ASP.NET Core, MassTransit, Npgsql, HttpClient and the platform's own
-/// sources, exported over OTLP (HTTP/protobuf) when an endpoint is configured; otherwise nothing is collected.
+/// Traces and metrics of a service (OpenTelemetry.Extensions.Hosting): ASP.NET Core and HttpClient through their
+/// instrumentation packages, MassTransit, Npgsql, YARP, the relay and the platform's own sources, exported over OTLP
+/// (HTTP/protobuf) when an endpoint is configured; otherwise nothing is collected.
 /// </summary>
 public static class PlatformTelemetry
 {
@@ -21,9 +22,9 @@ public static class PlatformTelemetry
 
     public static readonly Meter Meter = new(SourceName);
 
-    private static readonly string[] ActivitySources = ["Microsoft.AspNetCore", "MassTransit", "Npgsql", "System.Net.Http", "Yarp.ReverseProxy", SourceName];
+    private static readonly string[] ActivitySources = ["MassTransit", "Npgsql", "Yarp.ReverseProxy", EventRelay.ActivitySource.Name, SourceName];
 
-    private static readonly string[] Meters = ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "MassTransit", "Npgsql", "System.Net.Http", SourceName];
+    private static readonly string[] Meters = ["MassTransit", "Npgsql", SourceName];
 
     internal static void AddPlatformTelemetry(this IServiceCollection services, string serviceName, string version, Uri? otlpEndpoint)
     {
@@ -32,20 +33,18 @@ public static class PlatformTelemetry
             return;
         }
 
-        // Without the OpenTelemetry instrumentation packages (absent here), ASP.NET Core adds the semantic-convention
-        // tags (method, route, path, status) to its request activity itself when asked to.
-        AppContext.SetSwitch("Microsoft.AspNetCore.Hosting.SuppressActivityOpenTelemetryData", false);
-        var resource = ResourceBuilder.CreateDefault().AddService(serviceName, serviceNamespace: "platform", serviceVersion: version, serviceInstanceId: Environment.MachineName + "-" + Environment.ProcessId);
-        services.AddSingleton(_ => Sdk.CreateTracerProviderBuilder()
-            .SetResourceBuilder(resource)
-            .AddSource(ActivitySources)
-            .AddOtlpExporter(options => Export(options, otlpEndpoint, "v1/traces"))
-            .Build());
-        services.AddSingleton(_ => Sdk.CreateMeterProviderBuilder()
-            .SetResourceBuilder(resource)
-            .AddMeter(Meters)
-            .AddOtlpExporter(options => Export(options, otlpEndpoint, "v1/metrics"))
-            .Build());
+        services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(serviceName, serviceNamespace: "platform", serviceVersion: version, serviceInstanceId: Environment.MachineName + "-" + Environment.ProcessId))
+            .WithTracing(tracing => tracing
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddSource(ActivitySources)
+                .AddOtlpExporter(options => Export(options, otlpEndpoint, "v1/traces")))
+            .WithMetrics(metrics => metrics
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddMeter(Meters)
+                .AddOtlpExporter(options => Export(options, otlpEndpoint, "v1/metrics")));
     }
 
     /// <summary>OTLP over HTTP/protobuf: the signal's path under the collector's base URL.</summary>
@@ -53,12 +52,5 @@ public static class PlatformTelemetry
     {
         options.Protocol = OtlpExportProtocol.HttpProtobuf;
         options.Endpoint = new Uri(collector, signalPath);
-    }
-
-    /// <summary>Builds the providers now, so that listeners exist before the first request.</summary>
-    internal static void StartPlatformTelemetry(this IServiceProvider services)
-    {
-        services.GetService<TracerProvider>();
-        services.GetService<MeterProvider>();
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MassTransit;
 using Platform.Contracts;
 using Platform.EventSourcing;
@@ -8,11 +9,15 @@ namespace Platform.Messaging.Relay;
 /// <summary>
 /// Publishes a service's integration events from its event store (the store is the outbox). The message
 /// id is the event id, so consumers' inboxes drop the repeats that at-least-once delivery brings; the
-/// checkpoint moves only after the broker has confirmed every publish of the batch.
+/// checkpoint moves only after the broker has confirmed every publish of the batch. Each publish continues the trace
+/// of the request or message that appended the event (its <see cref="EventMetadata.TraceParent"/>).
 /// </summary>
 public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
 {
     public const string SubscriptionName = "relay";
+
+    /// <summary>The relay's activities ("relay {event type}"), children of the activity that appended the event.</summary>
+    public static readonly ActivitySource ActivitySource = new("Platform.Relay");
 
     public string Name => SubscriptionName;
 
@@ -26,6 +31,9 @@ public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
                 continue;
             }
 
+            using var activity = stored.Metadata.TraceParent is { } parent && ActivityContext.TryParse(parent, null, out var appended)
+                ? ActivitySource.StartActivity($"relay {stored.EventType}", ActivityKind.Producer, appended)
+                : null;
             await bus.Publish(stored.Data, type, Pipe.Execute<PublishContext>(context =>
             {
                 context.MessageId = stored.EventId;
