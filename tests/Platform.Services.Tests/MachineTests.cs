@@ -290,8 +290,16 @@ public sealed class MachineTests(PlatformStack stack)
         var casualty = await tenant.CreateMachineAsync(new { name = "casualty", kind = "sandbox", vcpus = 1, memoryMiB = 64 });
         await tenant.WaitForMachineAsync(survivor, "running");
         await tenant.WaitForMachineAsync(casualty, "running");
+        // Running is reported once the sandbox's first process runs; its start (the id-map handshake, bwrap's fork) may still add one.
         var survivorProcesses = CgroupProcesses(survivor);
-        Assert.NotEmpty(survivorProcesses);
+        await Eventually.TrueAsync(async () =>
+        {
+            await Task.Delay(300);
+            var again = CgroupProcesses(survivor);
+            var settled = again.Length > 0 && again.SequenceEqual(survivorProcesses);
+            survivorProcesses = again;
+            return settled;
+        }, Patience, "the survivor's processes have settled");
 
         await stack.CrashAndRestartHostAgentAsync(whileDown: () =>
         {
