@@ -41,8 +41,9 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
     public async Task RefreshTemplatesAsync(CancellationToken cancellationToken)
     {
         var images = await docker.ListImagesAsync(cancellationToken);
-        _templates = images.Where(i => i.Tags().Count > 0)
-            .Select(i => new TemplateOnHost(i.Tags()[0], i.Sha256()[..12], Kind, i.Sha256(), []))
+        _templates = images.Select(i => (Tags: i.Tags(), Sha256: i.Sha256()))
+            .Where(i => i.Tags.Count > 0)
+            .Select(i => new TemplateOnHost(i.Tags[0], i.Sha256[..12], Kind, i.Sha256, []))
             .DistinctBy(t => (t.Name, t.Version))
             .OrderBy(t => t.Name, StringComparer.Ordinal)
             .ToList();
