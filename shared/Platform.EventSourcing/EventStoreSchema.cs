@@ -1,54 +1,38 @@
 namespace Platform.EventSourcing;
 
-/// <summary>The event store's tables in a service's schema.</summary>
+/// <summary>The store's tables beside Marten's in a service's schema.</summary>
 internal static class EventStoreSchema
 {
-    public const string Component = "event-store";
-
     public static IReadOnlyList<SchemaMigration> Migrations { get; } =
     [
-        new(Component, 1, """
-            CREATE TABLE {schema}.streams (
-                stream_id text PRIMARY KEY,
-                version bigint NOT NULL,
-                created_at timestamptz NOT NULL,
-                updated_at timestamptz NOT NULL
-            );
-            -- One row whose lock orders every append: positions are handed out in commit order.
-            CREATE TABLE {schema}.global_position (
-                id int PRIMARY KEY CHECK (id = 1),
-                last bigint NOT NULL
-            );
-            INSERT INTO {schema}.global_position VALUES (1, 0);
-            CREATE TABLE {schema}.events (
-                position bigint PRIMARY KEY,
-                stream_id text NOT NULL,
-                stream_version bigint NOT NULL,
-                event_id uuid NOT NULL UNIQUE,
-                event_type text NOT NULL,
-                data jsonb NOT NULL,
-                metadata jsonb NOT NULL,
-                recorded_at timestamptz NOT NULL,
-                UNIQUE (stream_id, stream_version)
-            );
-            CREATE TABLE {schema}.checkpoints (
+        new("subscriptions", 1, """
+            CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
                 name text PRIMARY KEY,
                 position bigint NOT NULL,
                 updated_at timestamptz NOT NULL
             );
             """),
-        new(Component, 2, """
-            -- Fails an append whose expected version does not hold, so the whole append can travel as one
-            -- implicit transaction and abort in the database instead of after a round trip.
-            CREATE FUNCTION {schema}.require_stream_version(stream text, new_version bigint) RETURNS bigint
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                IF new_version IS NULL THEN
-                    RAISE EXCEPTION 'stream % is not at the expected version', stream USING ERRCODE = 'PW409';
-                END IF;
-                RETURN new_version;
-            END
-            $$;
-            """),
     ];
+
+    /// <summary>
+    /// The store before Marten kept its events in <c>events</c>, <c>streams</c> and <c>global_position</c>. Their events move
+    /// into Marten's tables with their positions, versions, ids and metadata, so checkpoints stay valid; then they go.
+    /// Runs after Marten has made its tables.
+    /// </summary>
+    public static SchemaMigration ImportFromTheFormerStore { get; } = new("event-store-marten", 1, """
+        DO $$
+        BEGIN
+            IF to_regclass('{schema}.global_position') IS NOT NULL THEN
+                INSERT INTO {schema}.mt_streams (id, type, version, timestamp, created, tenant_id, is_archived)
+                SELECT stream_id, NULL, version, updated_at, created_at, '*DEFAULT*', false FROM {schema}.streams;
+                INSERT INTO {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, is_archived, headers)
+                SELECT position, event_id, stream_id, stream_version, data, event_type, recorded_at, '*DEFAULT*', NULL, false, metadata
+                FROM {schema}.events;
+                PERFORM setval('{schema}.mt_events_sequence', GREATEST((SELECT last FROM {schema}.global_position), 1));
+                DROP TABLE {schema}.events, {schema}.streams, {schema}.global_position;
+                DROP FUNCTION IF EXISTS {schema}.require_stream_version(text, bigint);
+            END IF;
+        END
+        $$;
+        """);
 }

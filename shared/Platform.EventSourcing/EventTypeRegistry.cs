@@ -48,4 +48,7 @@ public sealed class EventTypeRegistry
             : throw new InvalidOperationException($"Event type {type.FullName} is not mapped to a stored name; map it in the service's EventTypeRegistry.");
 
     public Type? TypeOf(string name) => _typesByName.GetValueOrDefault(name);
+
+    /// <summary>Every stored name with its type.</summary>
+    public IEnumerable<(string Name, Type Type)> Mappings => _typesByName.Select(pair => (pair.Key, pair.Value));
 }

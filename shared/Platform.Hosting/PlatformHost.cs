@@ -138,8 +138,8 @@ public static class PlatformHost
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Platform.Hosting");
         if (settings.PostgresConnectionString is not null)
         {
-            var migrations = EventStore.Migrations.Concat(Inbox.Migrations).Concat(SagaStore.Migrations).Concat(definition.Migrations).ToArray();
-            await DependencyChecks.MigratePostgresAsync(app.Services.GetRequiredService<NpgsqlDataSource>(), definition.Schema, migrations, settings.StartupTimeout, logger, CancellationToken.None);
+            var migrations = Inbox.Migrations.Concat(SagaStore.Migrations).Concat(definition.Migrations).ToArray();
+            await DependencyChecks.MigratePostgresAsync(app.Services.GetRequiredService<EventStore>(), migrations, settings.StartupTimeout, logger, CancellationToken.None);
         }
 
         if (settings.RabbitMq is { } broker)

@@ -16,12 +16,12 @@ public sealed class AppendingUnderLoadTests
         await using var pool = SmallPool(application, maxPoolSize: 10);
         var store = new EventStore(pool, new EventStoreOptions { Schema = fixture.Schema.Name, Types = TestEventTypes.Registry(), MaxConcurrentAppends = 4 });
 
-        // Another process holds the global position row: every append of this one queues behind it.
+        // Another process holds the store's append order: every append of this one queues behind it.
         await using var holder = await fixture.Schema.DataSource.OpenConnectionAsync();
         await using var held = await holder.BeginTransactionAsync();
-        await held.ExecuteAsync($"SELECT last FROM {fixture.Schema.Name}.global_position WHERE id = 1 FOR UPDATE", CancellationToken.None);
+        await held.ExecuteAsync("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", CancellationToken.None, EventStore.AppendOrderLockName(fixture.Schema.Name));
         var appends = Enumerable.Range(0, 50).Select(i => store.AppendAsync($"counter-{i}", ExpectedVersion.NoStream, [new CounterOpened($"c{i}")])).ToArray();
-        await Eventually.TrueAsync(async () => await WaitingForLocksAsync(fixture, application) >= 4, TimeSpan.FromSeconds(30), "appends wait for the global position");
+        await Eventually.TrueAsync(async () => await WaitingForLocksAsync(fixture, application) >= 4, TimeSpan.FromSeconds(30), "appends wait for the append order");
 
         // Ten connections, four of them waiting: a reader is served at once, not after the pool's timeout.
         Assert.Equal(0, await store.ReadHeadPositionAsync());

@@ -10,7 +10,8 @@ public sealed class InboxTests
     {
         await using var schema = PostgresSchema.Create("inbox");
         var store = new EventStore(schema.DataSource, new EventStoreOptions { Schema = schema.Name, Types = new EventTypeRegistry().Map<Handled>("Handled") });
-        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, [.. EventStore.Migrations, .. Inbox.Inbox.Migrations]);
+        await store.MigrateAsync();
+        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, Inbox.Inbox.Migrations);
         var inbox = new Inbox.Inbox(store);
         var messageId = Guid.CreateVersion7();
 
@@ -29,7 +30,8 @@ public sealed class InboxTests
     {
         await using var schema = PostgresSchema.Create("inbox");
         var store = new EventStore(schema.DataSource, new EventStoreOptions { Schema = schema.Name, Types = new EventTypeRegistry().Map<Handled>("Handled") });
-        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, [.. EventStore.Migrations, .. Inbox.Inbox.Migrations]);
+        await store.MigrateAsync();
+        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, Inbox.Inbox.Migrations);
         var inbox = new Inbox.Inbox(store);
         var messageId = Guid.CreateVersion7();
 
@@ -55,7 +57,8 @@ public sealed class InboxTests
     {
         await using var schema = PostgresSchema.Create("inbox");
         var store = new EventStore(schema.DataSource, new EventStoreOptions { Schema = schema.Name });
-        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, [.. EventStore.Migrations, .. Inbox.Inbox.Migrations]);
+        await store.MigrateAsync();
+        await SchemaMigrator.ApplyAsync(schema.DataSource, schema.Name, Inbox.Inbox.Migrations);
         await schema.ScalarAsync<int>("""
             WITH rows AS (
                 INSERT INTO {schema}.inbox (consumer, message_id, received_at)

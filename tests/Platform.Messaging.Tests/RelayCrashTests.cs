@@ -20,7 +20,8 @@ public sealed class RelayCrashTests(Xunit.Abstractions.ITestOutputHelper output)
         await using var virtualHost = await RabbitVirtualHost.CreateAsync();
         var contracts = new EventTypeRegistry().MapAll(ContractsAssembly.Assembly, "Platform.Contracts.");
         var serviceStore = new EventStore(database.DataSource, new EventStoreOptions { Schema = "provisioning", Types = contracts });
-        await SchemaMigrator.ApplyAsync(database.DataSource, "provisioning", [.. EventStore.Migrations, .. Inbox.Inbox.Migrations, .. SagaStore.Migrations]);
+        await serviceStore.MigrateAsync();
+        await SchemaMigrator.ApplyAsync(database.DataSource, "provisioning", [.. Inbox.Inbox.Migrations, .. SagaStore.Migrations]);
         for (var batch = 0; batch < Events / 500; batch++)
         {
             var events = Enumerable.Range(0, 500)
@@ -30,7 +31,8 @@ public sealed class RelayCrashTests(Xunit.Abstractions.ITestOutputHelper output)
         }
 
         var consumerStore = new EventStore(database.DataSource, new EventStoreOptions { Schema = "consumer", Types = contracts });
-        await SchemaMigrator.ApplyAsync(database.DataSource, "consumer", [.. EventStore.Migrations, .. Inbox.Inbox.Migrations]);
+        await consumerStore.MigrateAsync();
+        await SchemaMigrator.ApplyAsync(database.DataSource, "consumer", Inbox.Inbox.Migrations);
         var log = new DeliveryLog();
         await using var bus = await TestBus.StartAsync(
             virtualHost,
@@ -56,7 +58,7 @@ public sealed class RelayCrashTests(Xunit.Abstractions.ITestOutputHelper output)
         await Eventually.TrueAsync(() => log.Handled >= Events + 2, TimeSpan.FromSeconds(120), "every event arrives after the restart");
         await Task.Delay(1000);
 
-        var stored = await database.ScalarAsync<long>("SELECT count(*) FROM provisioning.events");
+        var stored = await database.ScalarAsync<long>("SELECT count(*) FROM provisioning.mt_events");
         var storedIds = (await serviceStore.ReadAllAsync(0, Events + 10)).Select(e => e.EventId).ToHashSet();
         Assert.Equal(Events + 2, stored);
         Assert.Equal(Events + 2, log.Handled);

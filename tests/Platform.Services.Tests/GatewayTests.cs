@@ -27,7 +27,7 @@ public sealed class GatewayTests
             Assert.Equal(name, info.GetProperty("name").GetString());
             Assert.Equal("0.1.0", info.GetProperty("version").GetString());
             Assert.True(info.GetProperty("uptimeSeconds").GetDouble() >= 0);
-            Assert.Equal(1L, await environment.Database.ScalarAsync<long>($"SELECT count(*) FROM {name}.events WHERE event_type = 'ServiceStarted'"));
+            Assert.Equal(1L, await environment.Database.ScalarAsync<long>($"SELECT count(*) FROM {name}.mt_events WHERE type = 'ServiceStarted'"));
         }
     }
 

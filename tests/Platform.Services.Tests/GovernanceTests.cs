@@ -67,7 +67,7 @@ public sealed class GovernanceTests(PlatformStack stack)
         Assert.Equal(machine, entry.GetProperty("machineId").GetGuid());
         Assert.Equal("user:someone", entry.GetProperty("owner").GetString());
         await Problems.AssertAsync(await adminOfB.GetAsync($"/api/v1/tenants/{tenant}/inventory"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
-        Assert.Equal(1L, await stack.Environment.Database.ScalarAsync<long>($"SELECT count(*) FROM tenancy.events WHERE stream_id = 'inventory-{machine}'"));
+        Assert.Equal(1L, await stack.Environment.Database.ScalarAsync<long>($"SELECT count(*) FROM tenancy.mt_events WHERE stream_id = 'inventory-{machine}'"));
 
         await bus.Bus.Publish(new UnregisterMachine(machine, tenant));
         await Eventually.TrueAsync(async () => !(await InventoryAsync(adminOfA, tenant)).Any(), TimeSpan.FromSeconds(30), "the machine leaves the inventory");

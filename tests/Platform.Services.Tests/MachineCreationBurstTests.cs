@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Npgsql;
+using Platform.EventSourcing;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 using Platform.Testing;
@@ -76,7 +77,7 @@ public sealed class MachineCreationBurstTests : IAsyncLifetime
         // Every append of provisioning waits behind this transaction: the first creation in line holds the turn meanwhile.
         await using var holder = await _stack.Environment.Database.DataSource.OpenConnectionAsync();
         await using var held = await holder.BeginTransactionAsync();
-        await using (var take = new NpgsqlCommand("SELECT last FROM provisioning.global_position WHERE id = 1 FOR UPDATE", holder, held))
+        await using (var take = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", holder, held) { Parameters = { new() { Value = EventStore.AppendOrderLockName("provisioning") } } })
         {
             await take.ExecuteScalarAsync();
         }

@@ -122,7 +122,7 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         var slug = Unique("dup");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/api/v1/tenants", new { slug, name = "First" })).StatusCode);
         var tenantsBefore = await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.tenants");
-        var eventsBefore = await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.events");
+        var eventsBefore = await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.mt_events");
 
         var weak = await admin.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username = Unique("weak"), password = "short", role = Roles.Member });
         var badRole = await admin.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username = Unique("role"), password = Password, role = "emperor" });
@@ -141,7 +141,7 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         await Problems.AssertAsync(wrongType, HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
         await Problems.AssertAsync(badPaging, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         Assert.Equal(tenantsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.tenants"));
-        Assert.Equal(eventsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.events"));
+        Assert.Equal(eventsBefore, await stack.Environment.Database.ScalarAsync<long>("SELECT count(*) FROM tenancy.mt_events"));
     }
 
     [Fact]
@@ -181,7 +181,7 @@ public sealed class TenancySecurityTests(PlatformStack stack)
         Assert.Equal(HttpStatusCode.OK, (await byKey.GetAsync("/api/v1/governance/guardrails")).StatusCode);
         var adminPassword = JsonDocument.Parse(await File.ReadAllTextAsync(stack.AdminCredentialsFile)).RootElement.GetProperty("password").GetString()!;
         var secrets = new[] { Password, newPassword, adminPassword, member.DefaultRequestHeaders.Authorization!.Parameter!, again.DefaultRequestHeaders.Authorization!.Parameter!, ServiceProcess.InternalToken, apiKey };
-        await using var events = stack.Environment.Database.DataSource.CreateCommand("SELECT data::text || metadata::text FROM tenancy.events");
+        await using var events = stack.Environment.Database.DataSource.CreateCommand("SELECT data::text || coalesce(headers::text, '') FROM tenancy.mt_events");
         var stored = new List<string>();
         await using (var reader = await events.ExecuteReaderAsync())
         {

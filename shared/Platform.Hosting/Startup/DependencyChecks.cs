@@ -15,12 +15,14 @@ namespace Platform.Hosting.Startup;
 /// </summary>
 internal static class DependencyChecks
 {
-    public static async Task MigratePostgresAsync(NpgsqlDataSource dataSource, string schema, IReadOnlyList<SchemaMigration> migrations, TimeSpan timeout, ILogger logger, CancellationToken cancellationToken)
+    /// <summary>Makes the event store's tables (Marten's and its own) and then <paramref name="migrations"/> in the store's schema, once PostgreSQL answers.</summary>
+    public static async Task MigratePostgresAsync(EventStore store, IReadOnlyList<SchemaMigration> migrations, TimeSpan timeout, ILogger logger, CancellationToken cancellationToken)
     {
-        var where = PostgresEndpoint(dataSource.ConnectionString);
+        var where = PostgresEndpoint(store.DataSource.ConnectionString);
         await RetryUntilAsync(timeout, $"PostgreSQL at {where}", logger, async () =>
         {
-            await SchemaMigrator.ApplyAsync(dataSource, schema, migrations, cancellationToken);
+            await store.MigrateAsync(cancellationToken);
+            await SchemaMigrator.ApplyAsync(store.DataSource, store.Schema, migrations, cancellationToken);
         }, exception => exception is PostgresException postgres
             ? $"PostgreSQL at {where} refused: {postgres.MessageText} ({postgres.SqlState})"
             : null);
