@@ -59,12 +59,15 @@ public sealed partial class EventStore
             return [];
         }
 
+        // The settled bound is applied to what comes back, not in the statement: with one range on seq_id the planner walks
+        // its index in order and stops at the limit, where a second range can make it scan and sort the whole table.
         await using var command = new NpgsqlCommand(
-            $"SELECT {Columns} FROM {Schema}.mt_events WHERE seq_id > $1 AND seq_id <= $2 AND {NoTombstones} ORDER BY seq_id LIMIT $3", connection, transaction)
+            $"SELECT {Columns} FROM {Schema}.mt_events WHERE seq_id > $1 AND {NoTombstones} ORDER BY seq_id LIMIT $2", connection, transaction)
         {
-            Parameters = { new() { Value = afterPosition }, new() { Value = settled }, new() { Value = maxCount } },
+            Parameters = { new() { Value = afterPosition }, new() { Value = maxCount } },
         };
-        return await ReadEventsAsync(command, cancellationToken);
+        var events = await ReadEventsAsync(command, cancellationToken);
+        return events.Count == 0 || events[^1].Position <= settled ? events : events.TakeWhile(e => e.Position <= settled).ToArray();
     }
 
     /// <summary>

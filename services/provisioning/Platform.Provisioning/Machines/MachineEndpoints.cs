@@ -46,11 +46,37 @@ public static class MachineEndpoints
         return TypedResults.Accepted($"/api/v1/operations/{accepted.OperationId}", accepted);
     }
 
-    private static async Task<Ok<MachineView>> GetAsync(Guid machineId, Caller caller, HttpContext http, MachineReader reader, CancellationToken cancellationToken)
+    /// <summary>
+    /// The machine now, or with <c>?version=</c> or <c>?at=</c> as it stood at that version of its stream or at that time,
+    /// folded from its events (a destroyed machine included). Only the present has an ETag: If-Match acts on it alone.
+    /// </summary>
+    private static async Task<Ok<MachineView>> GetAsync(
+        Guid machineId, long? version, string? at, Caller caller, HttpContext http, MachineReader reader, EventStore store, CancellationToken cancellationToken)
     {
-        var machine = await reader.GetAsync(machineId, caller, cancellationToken);
-        http.Response.Headers.ETag = machine.ETag;
-        return TypedResults.Ok(machine);
+        if (version is null && at is null)
+        {
+            var machine = await reader.GetAsync(machineId, caller, cancellationToken);
+            http.Response.Headers.ETag = machine.ETag;
+            return TypedResults.Ok(machine);
+        }
+
+        if (version is < 1)
+        {
+            throw Problems.Invalid("version", "must be a version of the machine's stream, 1 or more");
+        }
+
+        DateTimeOffset? asOf = null;
+        if (at is not null)
+        {
+            asOf = DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)
+                ? parsed
+                : throw Problems.Invalid("at", "must be an ISO 8601 time, such as 2026-12-03T12:00:00Z");
+        }
+
+        var then = await store.LoadAsOfAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, version, asOf, cancellationToken);
+        return then.State is { } state && caller.CanSee(state.TenantId)
+            ? TypedResults.Ok(MachineView.Of(state, then.Version))
+            : throw Problems.NotFound("machine");
     }
 
     private static async Task<Ok<Page<MachineView>>> ListAsync(
