@@ -47,6 +47,18 @@ public sealed class MachineDocumentationTests(PlatformStack stack)
         Assert.Equal(running.GetProperty("state").GetString(), (await now.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("state").GetString());
         Assert.False(now.Headers.Contains("ETag"));
 
+        // The audit entry of the machine's MachineRunning links to the state it produced.
+        var link = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            var page = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/audit?type=MachineRunning&stream=machine-{id}");
+            var entry = page.GetProperty("items").EnumerateArray().FirstOrDefault();
+            link = entry.ValueKind == JsonValueKind.Object ? entry.GetProperty("state").GetString()! : "";
+            return link.Length > 0;
+        }, TimeSpan.FromSeconds(30), "the machine's MachineRunning is in the audit log");
+        var produced = await tenant.GetFromJsonAsync<JsonElement>(link);
+        Assert.Equal("running", produced.GetProperty("state").GetString());
+
         await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
         await tenant.WaitForMachineAsync(id, "destroyed");
         var thenRunning = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}?version={runningVersion}");

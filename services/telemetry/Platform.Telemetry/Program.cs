@@ -12,7 +12,7 @@ using Platform.Telemetry.Webhooks;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TelemetryService.Name)
 {
-    Migrations = [AuditLog.Migration, WebhookStore.Migration, BrokerSubscriptionStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
+    Migrations = [AuditLog.Migration, AuditLog.StreamVersionMigration, WebhookStore.Migration, BrokerSubscriptionStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
     ConfigureMessaging = bus =>
     {
         bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>();

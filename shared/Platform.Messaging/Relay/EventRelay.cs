@@ -41,6 +41,7 @@ public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
                 context.Headers.Set(RelayHeaders.Source, source);
                 context.Headers.Set(RelayHeaders.Position, stored.Position);
                 context.Headers.Set(RelayHeaders.StreamId, stored.StreamId);
+                context.Headers.Set(RelayHeaders.StreamVersion, stored.StreamVersion);
                 context.Headers.Set(RelayHeaders.EventType, stored.EventType);
                 context.Headers.Set(RelayHeaders.RecordedAt, stored.RecordedAt.ToString("O"));
                 if (stored.Metadata.TenantId is { } tenant)
@@ -66,6 +67,9 @@ public static class RelayHeaders
     /// <summary>The event's position in its source service's store (not a global order across services).</summary>
     public const string Position = "Platform-Position";
     public const string StreamId = "Platform-Stream";
+
+    /// <summary>The event's version in its stream: the stream as it stood after this event is that version of it.</summary>
+    public const string StreamVersion = "Platform-Stream-Version";
     public const string EventType = "Platform-Event-Type";
     public const string RecordedAt = "Platform-Recorded-At";
     public const string TenantId = "Platform-Tenant";

@@ -33,6 +33,7 @@ public sealed class AuditConsumer(AuditLog log, TimeProvider time) : IConsumer<B
             type,
             context.Headers.Get<string>(RelayHeaders.Source) ?? "unknown",
             context.Headers.Get<string>(RelayHeaders.StreamId),
+            StreamVersion(context.Headers),
             Guid.TryParse(context.Headers.Get<string>(RelayHeaders.TenantId), out var tenant) ? tenant : null,
             context.Headers.Get<string>(RelayHeaders.Actor),
             context.CorrelationId,
@@ -40,6 +41,18 @@ public sealed class AuditConsumer(AuditLog log, TimeProvider time) : IConsumer<B
             time.GetUtcNow(),
             envelope.RootElement.GetProperty("message").Clone());
     }
+
+    /// <summary>The relay's stream version header: a number on the wire, whichever integer type the transport gives back.</summary>
+    private static long? StreamVersion(Headers headers) =>
+        headers.TryGetHeader(RelayHeaders.StreamVersion, out var value)
+            ? value switch
+            {
+                long number => number,
+                int number => number,
+                string text when long.TryParse(text, out var number) => number,
+                _ => null,
+            }
+            : null;
 
     /// <summary>The concrete type from the envelope's first message type (<c>urn:message:Namespace:Type</c>).</summary>
     private static string TypeOf(JsonElement envelope) =>

@@ -35,6 +35,9 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
         CREATE INDEX ON {schema}.audit_events (occurred_at);
         """);
 
+    /// <summary>Each entry's version in its stream, so that an entry can link to the state it produced.</summary>
+    public static SchemaMigration StreamVersionMigration { get; } = new("audit-log", 2, "ALTER TABLE {schema}.audit_events ADD COLUMN stream_version bigint");
+
     /// <summary>
     /// Records the events that are not there yet, in the order given, in one statement: the new ones take
     /// consecutive positions. Returns how many were new.
@@ -43,8 +46,8 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand($"""
             WITH incoming AS (
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::uuid[], $8::timestamptz[], $9::text[])
-                    WITH ORDINALITY AS e(event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, data, n)
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::uuid[], $8::timestamptz[], $9::text[], $10::bigint[])
+                    WITH ORDINALITY AS e(event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, data, stream_version, n)
             ), fresh AS (
                 SELECT DISTINCT ON (event_id) * FROM incoming
                 WHERE NOT EXISTS (SELECT 1 FROM {TelemetryService.Schema}.audit_events a WHERE a.event_id = incoming.event_id)
@@ -57,8 +60,8 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
                 RETURNING last
             ), inserted AS (
                 INSERT INTO {TelemetryService.Schema}.audit_events
-                    (position, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, recorded_at, data)
-                SELECT reserved.last - numbered.total + numbered.k, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, now(), data::jsonb
+                    (position, event_id, event_type, source, stream_id, stream_version, tenant_id, actor, correlation_id, occurred_at, recorded_at, data)
+                SELECT reserved.last - numbered.total + numbered.k, event_id, event_type, source, stream_id, stream_version, tenant_id, actor, correlation_id, occurred_at, now(), data::jsonb
                 FROM numbered, reserved
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING position
@@ -74,13 +77,14 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.CorrelationId).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid });
         command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.OccurredAt).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz });
         command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.Data.GetRawText()).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = entries.Select(e => e.StreamVersion).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
         return await command.ExecuteScalarAsync(cancellationToken) is long count ? (int)count : 0;
     }
 
     public async Task<IReadOnlyList<AuditEntry>> ReadAsync(AuditQuery query, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"""
-            SELECT position, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, recorded_at, data::text
+            SELECT position, event_id, event_type, source, stream_id, tenant_id, actor, correlation_id, occurred_at, recorded_at, data::text, stream_version
             FROM {TelemetryService.Schema}.audit_events
             WHERE position > $1
               AND ($2 OR tenant_id = $3)
@@ -111,6 +115,7 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
                 reader.GetString(2),
                 reader.GetString(3),
                 reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.IsDBNull(11) ? null : reader.GetInt64(11),
                 reader.IsDBNull(5) ? null : reader.GetGuid(5),
                 reader.IsDBNull(6) ? null : reader.GetString(6),
                 reader.IsDBNull(7) ? null : reader.GetGuid(7),
