@@ -124,6 +124,19 @@ public sealed class MachineSagaChaosTests(ITestOutputHelper output) : IAsyncLife
     /// <summary>What a failing run shows: flows still open, the queues, and how each service is.</summary>
     private async Task DiagnoseAsync(HttpClient tenant, IReadOnlyDictionary<Guid, (string State, string? Error)> outcomes)
     {
+        // Which part lost a flow: a stuck machine with no saga row whose request lies beyond the relay's checkpoint was never
+        // published; one below it was published and then lost on the way to (or in) the saga.
+        var stuckIds = outcomes.Where(o => o.Value.State is "creating" or "destroying").Select(o => o.Key).ToArray();
+        var database = _stack.Environment.Database;
+        var checkpoint = await database.ScalarAsync<long>("SELECT coalesce((SELECT position FROM provisioning.checkpoints WHERE name = 'relay'), 0)");
+        output.WriteLine($"{stuckIds.Length} stuck; provisioning's relay checkpoint {checkpoint}, head {await database.ScalarAsync<long>("SELECT coalesce(max(seq_id), 0) FROM provisioning.mt_events")}");
+        foreach (var id in stuckIds.Take(20))
+        {
+            var requested = await database.ScalarAsync<long>($"SELECT coalesce((SELECT seq_id FROM provisioning.mt_events WHERE stream_id = 'machine-{id}' AND version = 1), 0)");
+            var sagas = await database.ScalarAsync<long>($"SELECT count(*) FROM provisioning.sagas WHERE correlation_id = '{id}'");
+            output.WriteLine($"  {id}: requested at position {requested} ({(requested > checkpoint ? "not yet relayed" : "relayed")}), saga rows {sagas}");
+        }
+
         foreach (var stuck in outcomes.Where(o => o.Value.State is "creating" or "destroying").Take(5))
         {
             var machine = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{stuck.Key}");

@@ -9,12 +9,16 @@ namespace Platform.Messaging.Relay;
 /// <summary>
 /// Publishes a service's integration events from its event store (the store is the outbox). The message
 /// id is the event id, so consumers' inboxes drop the repeats that at-least-once delivery brings; the
-/// checkpoint moves only after the broker has confirmed every publish of the batch. Each publish continues the trace
-/// of the request or message that appended the event (its <see cref="EventMetadata.TraceParent"/>).
+/// checkpoint moves only after the broker has confirmed every publish of the batch. A confirm that does not come within
+/// <see cref="ConfirmTimeout"/> fails the batch, which is then published again from the checkpoint, so that a confirm lost
+/// with a dropped connection cannot hold the relay still. Each publish continues the trace of the request or message that
+/// appended the event (its <see cref="EventMetadata.TraceParent"/>).
 /// </summary>
 public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
 {
     public const string SubscriptionName = "relay";
+
+    public static readonly TimeSpan ConfirmTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>The relay's activities ("relay {event type}"), children of the activity that appended the event.</summary>
     public static readonly ActivitySource ActivitySource = new("Platform.Relay");
@@ -34,28 +38,40 @@ public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
             using var activity = stored.Metadata.TraceParent is { } parent && ActivityContext.TryParse(parent, null, out var appended)
                 ? ActivitySource.StartActivity($"relay {stored.EventType}", ActivityKind.Producer, appended)
                 : null;
-            await bus.Publish(stored.Data, type, Pipe.Execute<PublishContext>(context =>
+            using var confirmed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            confirmed.CancelAfter(ConfirmTimeout);
+            try
             {
-                context.MessageId = stored.EventId;
-                context.CorrelationId = stored.Metadata.CorrelationId;
-                context.Headers.Set(RelayHeaders.Source, source);
-                context.Headers.Set(RelayHeaders.Position, stored.Position);
-                context.Headers.Set(RelayHeaders.StreamId, stored.StreamId);
-                context.Headers.Set(RelayHeaders.StreamVersion, stored.StreamVersion);
-                context.Headers.Set(RelayHeaders.EventType, stored.EventType);
-                context.Headers.Set(RelayHeaders.RecordedAt, stored.RecordedAt.ToString("O"));
-                if (stored.Metadata.TenantId is { } tenant)
-                {
-                    context.Headers.Set(RelayHeaders.TenantId, tenant);
-                }
-
-                if (stored.Metadata.Actor is { } actor)
-                {
-                    context.Headers.Set(RelayHeaders.Actor, actor);
-                }
-            }), cancellationToken);
+                await PublishAsync(stored, type, confirmed.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"The broker did not confirm event {stored.EventId} (position {stored.Position}) within {ConfirmTimeout.TotalSeconds:0} s.");
+            }
         }
     }
+
+    private Task PublishAsync(StoredEvent stored, Type type, CancellationToken cancellationToken) =>
+        bus.Publish(stored.Data, type, Pipe.Execute<PublishContext>(context =>
+        {
+            context.MessageId = stored.EventId;
+            context.CorrelationId = stored.Metadata.CorrelationId;
+            context.Headers.Set(RelayHeaders.Source, source);
+            context.Headers.Set(RelayHeaders.Position, stored.Position);
+            context.Headers.Set(RelayHeaders.StreamId, stored.StreamId);
+            context.Headers.Set(RelayHeaders.StreamVersion, stored.StreamVersion);
+            context.Headers.Set(RelayHeaders.EventType, stored.EventType);
+            context.Headers.Set(RelayHeaders.RecordedAt, stored.RecordedAt.ToString("O"));
+            if (stored.Metadata.TenantId is { } tenant)
+            {
+                context.Headers.Set(RelayHeaders.TenantId, tenant);
+            }
+
+            if (stored.Metadata.Actor is { } actor)
+            {
+                context.Headers.Set(RelayHeaders.Actor, actor);
+            }
+        }), cancellationToken);
 }
 
 /// <summary>Headers the relay adds to every published event, for consumers outside .NET too.</summary>
