@@ -30,6 +30,13 @@ public sealed class PostgresSchema : IAsyncDisposable
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>Runs <paramref name="sql"/> (several statements may be given) with <c>{schema}</c> standing for this schema.</summary>
+    public async Task ExecuteAsync(string sql)
+    {
+        await using var command = DataSource.CreateCommand(sql.Replace("{schema}", Name, StringComparison.Ordinal));
+        await command.ExecuteNonQueryAsync();
+    }
+
     public async ValueTask DisposeAsync()
     {
         NpgsqlConnection.ClearAllPools();
