@@ -111,13 +111,14 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
         return Paging.Of(rows, limit, m => m.Id);
     }
 
+    /// <summary>An operation, with the saga's current step, attempts and deadline while it is pending (never once it has ended).</summary>
     public async Task<OperationView> GetOperationAsync(Guid operationId, Caller caller, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"""
             SELECT o.id, o.machine_id, o.type, o.status, o.error, o.created_at, o.completed_at, o.steps,
                    s.state->>'step', (s.state->>'attempts')::int, (s.state->>'deadline')::timestamptz
             FROM {Schema}.operations o
-            LEFT JOIN {Schema}.sagas s ON s.saga_type = 'MachineSagaState' AND s.correlation_id = o.machine_id
+            LEFT JOIN {Schema}.sagas s ON o.status = 'pending' AND s.saga_type = 'MachineSagaState' AND s.correlation_id = o.machine_id
                 AND (s.state->>'operationId')::uuid = o.id AND s.state->>'step' <> ''
             WHERE o.id = $1 AND ($2 OR o.tenant_id = $3)
             """);
