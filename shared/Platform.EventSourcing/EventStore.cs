@@ -57,7 +57,6 @@ public sealed partial class EventStore : IAsyncDisposable
     /// </summary>
     public async Task MigrateAsync(CancellationToken cancellationToken = default)
     {
-        await SchemaMigrator.ApplyAsync(DataSource, Schema, Migrations, cancellationToken);
         await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
         await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended($1, 0))", connection) { Parameters = { new() { Value = "platform-marten-migrate:" + Schema } } })
         {
@@ -67,7 +66,7 @@ public sealed partial class EventStore : IAsyncDisposable
         try
         {
             await Marten.Storage.ApplyAllConfiguredChangesToDatabaseAsync(AutoCreate.CreateOrUpdate);
-            await SchemaMigrator.ApplyAsync(DataSource, Schema, [EventStoreSchema.ImportFromTheFormerStore], cancellationToken);
+            await SchemaMigrator.ApplyAsync(DataSource, Schema, [.. Migrations, EventStoreSchema.ImportFromTheFormerStore], cancellationToken);
         }
         finally
         {
