@@ -12,15 +12,27 @@ public sealed partial class EventStore
         ExpectedVersion expected,
         IReadOnlyList<object> events,
         EventMetadata? metadata = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) =>
+        (await AppendAsync([new StreamAppend(streamId, expected, events)], metadata ?? EventMetadata.None, cancellationToken))[0];
+
+    /// <summary>Appends to several streams in one transaction of its own, under the same limit as a single append.</summary>
+    public async Task<IReadOnlyList<AppendResult>> AppendAsync(IReadOnlyList<StreamAppend> appends, EventMetadata metadata, CancellationToken cancellationToken = default)
     {
-        EventStoreSession.Validate(new PendingAppend(streamId, expected, events, metadata ?? EventMetadata.None), Types);
+        foreach (var append in appends)
+        {
+            EventStoreSession.Validate(new PendingAppend(append.StreamId, append.Expected, append.Events, metadata), Types);
+        }
+
         await _appending.WaitAsync(cancellationToken);
         try
         {
             await using var session = await BeginSessionAsync(cancellationToken);
-            session.Append(streamId, expected, events, metadata);
-            return (await session.CommitAsync(cancellationToken))[0];
+            foreach (var append in appends)
+            {
+                session.Append(append.StreamId, append.Expected, append.Events, metadata);
+            }
+
+            return await session.CommitAsync(cancellationToken);
         }
         finally
         {

@@ -13,7 +13,7 @@ namespace Platform.EventSourcing;
 /// position. Appends run side by side; a reader of the global order reads only up to where no append is still running, so
 /// it never passes over an event that commits late (see <see cref="AppendOrder"/>).
 /// </summary>
-public sealed partial class EventStore : IAsyncDisposable
+public sealed partial class EventStore : IEventStreams, IAsyncDisposable
 {
     private readonly EventStoreOptions _options;
     private readonly TimeProvider _time;

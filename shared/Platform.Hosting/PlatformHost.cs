@@ -89,6 +89,7 @@ public static class PlatformHost
                 definition.MapEvents?.Invoke(types);
                 return new EventStore(provider.GetRequiredService<NpgsqlDataSource>(), new EventStoreOptions { Schema = definition.Schema, Types = types, InlineProjections = definition.InlineProjections }, provider.GetRequiredService<TimeProvider>());
             });
+            services.AddSingleton<IEventStreams>(provider => provider.GetRequiredService<EventStore>());
             services.AddSingleton<Inbox>();
             services.AddSingleton(provider => new SagaStore(provider.GetRequiredService<NpgsqlDataSource>(), definition.Schema));
             services.AddHostedService<SubscriptionsHostedService>();

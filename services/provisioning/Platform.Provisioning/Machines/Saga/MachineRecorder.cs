@@ -10,12 +10,10 @@ namespace Platform.Provisioning.Machines.Saga;
 /// decided on the machine's current state and appended with its version expected, so a message handled twice
 /// records once.
 /// </summary>
-public sealed class MachineRecorder(EventStore store, TimeProvider time)
+public sealed class MachineRecorder(IEventStreams streams, TimeProvider time)
 {
-    private const int Attempts = 5;
-
     public async Task<Machine?> LoadAsync(Guid machineId, CancellationToken cancellationToken) =>
-        (await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken)).State;
+        (await streams.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken)).State;
 
     public Task StepCompletedAsync(ConsumeContext context, MachineSagaState saga, string step, string detail) =>
         DecideAsync(context, saga, machine => machine.Awaits(saga.OperationId) && !machine.Steps.Contains(step)
@@ -49,14 +47,12 @@ public sealed class MachineRecorder(EventStore store, TimeProvider time)
     /// Everything the flow held is given back: a machine being destroyed is destroyed, a creation that failed ends
     /// failed. Either way it stops counting against its host, once.
     /// </summary>
-    public async Task FinishAsync(ConsumeContext context, MachineSagaState saga)
-    {
-        for (var attempt = 1; ; attempt++)
+    public Task FinishAsync(ConsumeContext context, MachineSagaState saga) =>
+        streams.DecideAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve, loaded =>
         {
-            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve, context.CancellationToken);
             if (loaded.State is not { } machine)
             {
-                return;
+                return [];
             }
 
             var now = time.GetUtcNow();
@@ -69,51 +65,19 @@ public sealed class MachineRecorder(EventStore store, TimeProvider time)
             };
             if (end is null)
             {
-                return;
+                return [];
             }
 
-            var metadata = Metadata(context, machine.TenantId);
-            try
-            {
-                await using var session = await store.BeginSessionAsync(context.CancellationToken);
-                session.Append(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [end], metadata);
-                // A machine whose creation failed stopped counting against its host then.
-                if (machine.CreationFailedAt is null)
-                {
-                    session.Append(HostCatalog.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)], metadata);
-                }
+            // A machine whose creation failed stopped counting against its host then.
+            return machine.CreationFailedAt is null
+                ? [new StreamAppend(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [end]),
+                   new StreamAppend(HostCatalog.StreamOf(machine.HostId), ExpectedVersion.Any, [new MachineUnplaced(machine.HostId, machine.Id, machine.TenantId, machine.Shape, now)])]
+                : [new StreamAppend(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, [end])];
+        }, Metadata(context, saga.TenantId), context.CancellationToken);
 
-                await session.CommitAsync(context.CancellationToken);
-                return;
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // A user's request landed in between: decide again on it.
-            }
-        }
-    }
-
-    private async Task DecideAsync(ConsumeContext context, MachineSagaState saga, Func<Machine, IReadOnlyList<object>> decide)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve, context.CancellationToken);
-            if (loaded.State is not { } machine || decide(machine) is not { Count: > 0 } events)
-            {
-                return;
-            }
-
-            try
-            {
-                await store.AppendAsync(Machine.StreamOf(machine.Id), loaded.ExpectedVersion, events, Metadata(context, machine.TenantId), context.CancellationToken);
-                return;
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // A user's request landed in between: decide again on it.
-            }
-        }
-    }
+    private Task DecideAsync(ConsumeContext context, MachineSagaState saga, Func<Machine, IReadOnlyList<object>> decide) =>
+        streams.DecideAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve,
+            machine => machine is null ? [] : decide(machine), Metadata(context, saga.TenantId), context.CancellationToken);
 
     private static EventMetadata Metadata(ConsumeContext context, Guid tenantId) =>
         new(context.CorrelationId, context.MessageId, tenantId.ToString(), "service:provisioning");
