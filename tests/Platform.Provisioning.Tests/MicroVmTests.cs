@@ -53,6 +53,8 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
         {
             var vm = machine.Vm = await fixture.Runner.BootAsync(machine.Spec, Timeout());
             var pid = vm.ProcessId;
+            var lease = Path.Combine(fixture.Runner.Ids.Directory, fixture.Runner.Ids.HeldBy(machine.Spec.WorkDirectory)!.Slot.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(machine.Spec.WorkDirectory, File.ReadAllText(lease));
 
             await vm.StopAsync(TimeSpan.FromSeconds(10), Timeout());
             var exit = await vm.Exited.WaitAsync(TimeSpan.FromSeconds(1));
@@ -63,6 +65,8 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
             Assert.False(Directory.Exists(machine.Spec.WorkDirectory));
             Assert.False(File.Exists(Path.Combine(MicroVmFixture.MemoryDirectory, machine.Spec.Id + ".ram")));
+            // Its host ids are free for the next QEMU or sandbox.
+            Assert.False(File.Exists(lease) && File.ReadAllText(lease) == machine.Spec.WorkDirectory);
         }
 
         Assert.Empty(await NetworkNamespace.ListAsync(machine.Spec.Network.Name));
@@ -88,15 +92,29 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.False(machine.Vm.Exited.IsCompleted);
             AssertConfined(machine.Vm);
         }
+
+        Assert.NotEqual(HostIdsOf(first.Vm!), HostIdsOf(second.Vm!));
+        // Each runs on its own copy of the snapshot's memory: neither can write what the next VM starts from.
+        Assert.All(new[] { first, second }, m => Assert.Contains($"mem-path={MicroVmFixture.MemoryDirectory}/{m.Spec.Id}.ram,share=on", File.ReadAllText($"/proc/{m.Vm!.ProcessId}/cmdline").Replace('\0', ' '), StringComparison.Ordinal));
     }
 
     /// <summary>
-    /// QEMU's own filter is loaded (<c>-sandbox</c>), with no_new_privs, and QEMU runs in a cgroup of its own: the guest's
+    /// QEMU is jailed: it runs as a host id of its own (leased, not root, no account's), with no capability, in an empty
+    /// root directory, under its own filter (<c>-sandbox</c>) with no_new_privs, and in a cgroup of its own: the guest's
     /// memory and QEMU's allowance, and (v1) no device but the standard ones, kvm, tun and vhost-net.
     /// </summary>
     private static void AssertConfined(MicroVm vm)
     {
         var status = File.ReadAllLines($"/proc/{vm.ProcessId}/status").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
+        var ids = HostIdsOf(vm);
+        Assert.True(ids >= IdRanges.First, $"QEMU runs as host id {ids}, not one of its own");
+        Assert.Equal(Enumerable.Repeat(ids.ToString(System.Globalization.CultureInfo.InvariantCulture), 4), status["Uid"].Split('\t'));
+        Assert.Equal(Enumerable.Repeat(ids.ToString(System.Globalization.CultureInfo.InvariantCulture), 4), status["Gid"].Split('\t'));
+        Assert.Equal(ids.ToString(System.Globalization.CultureInfo.InvariantCulture), status["Groups"]);
+        Assert.All(new[] { "CapInh", "CapPrm", "CapEff", "CapAmb" }, set => Assert.Equal("0000000000000000", status[set]));
+        var root = new DirectoryInfo($"/proc/{vm.ProcessId}/root").LinkTarget;
+        Assert.Equal(Path.Combine(vm.Spec.WorkDirectory, "root"), root);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(root!));
         Assert.Equal("2", status["Seccomp"]);
         Assert.Equal("1", status["NoNewPrivs"]);
         Assert.Contains("spawn=deny", File.ReadAllText($"/proc/{vm.ProcessId}/cmdline"), StringComparison.Ordinal);
@@ -110,6 +128,9 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Equal(MicroVmRunner.QemuDevices.Order(StringComparer.Ordinal), File.ReadAllLines(devices).Order(StringComparer.Ordinal));
         }
     }
+
+    private static long HostIdsOf(MicroVm vm) =>
+        long.Parse(File.ReadAllLines($"/proc/{vm.ProcessId}/status").Single(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t')[1], System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
     public async Task A_snapshot_is_restored_only_into_its_own_shape()
@@ -248,7 +269,13 @@ public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVm
             Assert.Contains($"PLATFORM-READY {identity.MachineId}", serial, StringComparison.Ordinal);
             Assert.False(vm.Exited.IsCompleted);
             Assert.Equal([SchedOther], SchedulingPoliciesOfThreads(vm.ProcessId));
+            // Its jail, its host ids' lease and its memory moved to the machine with it.
+            AssertConfined(vm);
+            Assert.NotNull(fixture.Runner.Ids.HeldBy(machine.WorkDirectory));
+            Assert.True(File.Exists(Path.Combine(MicroVmFixture.MemoryDirectory, identity.MachineId + ".ram")));
         }
+
+        Assert.NotEqual(HostIdsOf(first.Vm!), HostIdsOf(second.Vm!));
     }
 
     [Fact]

@@ -235,7 +235,7 @@ public sealed class MicroVmDriver(
     {
         await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
         await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
-        // A cold-booted guest's own memory file (a restored one maps its snapshot's); its directory exists only once one booted cold.
+        // The guest's own memory file (a restored guest's is its copy of the snapshot's).
         var memory = MemoryFileOf(machineId);
         if (File.Exists(memory))
         {
@@ -248,8 +248,8 @@ public sealed class MicroVmDriver(
 
     /// <summary>
     /// The agent is stopping and the pools are no longer filled: the pooled VMs and the snapshots go (they live in memory;
-    /// the next start makes them again; restored machines keep the memory they mapped). The machines' own run files (work
-    /// directories, cold-booted guests' memory) stay while machines run on: the next start adopts them.
+    /// the next start makes them again; restored machines run on their own copies of its memory). The machines' own run files
+    /// (work directories, guests' memory) stay while machines run on: the next start adopts them.
     /// </summary>
     public async Task ShutDownAsync()
     {

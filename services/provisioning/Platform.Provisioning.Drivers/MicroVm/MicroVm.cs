@@ -20,18 +20,20 @@ public sealed class MicroVm : IAsyncDisposable
 
     private readonly Process? _process;
     private readonly Processes.HostProcess? _adopted;
-    private readonly string? _memoryFile;
     private readonly MicroVmCgroup? _cgroup;
+    private readonly IdRanges? _ids;
+    private volatile string? _memoryFile;
     private readonly StringBuilder _errors = new();
     private volatile MicroVmSpec _spec;
     private QmpClient? _qmp;
     private volatile string? _endedBy;
     private int _disposed;
 
-    internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile, MicroVmCgroup? cgroup)
+    internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids)
     {
         _spec = spec;
         _cgroup = cgroup;
+        _ids = ids;
         Accelerator = accelerator;
         _process = process;
         _memoryFile = memoryFile;
@@ -41,10 +43,11 @@ public sealed class MicroVm : IAsyncDisposable
     }
 
     /// <summary>A QEMU that a previous process of the agent started and that still runs: watched through /proc, since it is not this process's child.</summary>
-    private MicroVm(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup)
+    private MicroVm(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids)
     {
         _spec = spec;
         _cgroup = cgroup;
+        _ids = ids;
         Accelerator = accelerator;
         _adopted = qemu;
         _memoryFile = memoryFile;
@@ -52,8 +55,8 @@ public sealed class MicroVm : IAsyncDisposable
         Exited = WatchAdoptedAsync(qemu);
     }
 
-    internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup) =>
-        new(spec, accelerator, qemu, memoryFile, cgroup);
+    internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids) =>
+        new(spec, accelerator, qemu, memoryFile, cgroup, ids);
 
     /// <summary>The cgroup its QEMU runs in (under <c>platform/</c>); null for a QEMU adopted from outside any.</summary>
     public string? CgroupId => _cgroup?.Id;
@@ -74,6 +77,16 @@ public sealed class MicroVm : IAsyncDisposable
     public Task<MicroVmExit> Exited { get; }
 
     internal void Become(MicroVmSpec spec) => _spec = spec;
+
+    /// <summary>Renames its memory file (QEMU maps the file, not its name), so that the name says whose it is.</summary>
+    internal void MoveMemoryFile(string to)
+    {
+        if (_memoryFile is { } from)
+        {
+            File.Move(from, to);
+            _memoryFile = to;
+        }
+    }
 
     internal string QmpSocketPath => Path.Combine(Spec.WorkDirectory, "qmp.sock");
 
@@ -168,6 +181,7 @@ public sealed class MicroVm : IAsyncDisposable
             await cgroup.Cgroups.RemoveAsync(cgroup.Id);
         }
 
+        _ids?.Release(Spec.WorkDirectory);
         if (Directory.Exists(Spec.WorkDirectory))
         {
             Directory.Delete(Spec.WorkDirectory, recursive: true);

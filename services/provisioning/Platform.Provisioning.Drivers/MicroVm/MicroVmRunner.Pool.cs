@@ -38,8 +38,9 @@ public sealed partial class MicroVmRunner
                 network,
                 workDirectory);
             Validate(spec);
+            var memoryFile = MemoryFileOf(spec.Id);
             CreateWorkDirectory(spec.WorkDirectory);
-            var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(snapshot.CommandLine, snapshot.MemoryPath, SharedMemory: false, IncomingState: snapshot.StatePath, Background: true));
+            var vm = Start(spec, snapshot.Accelerator, memoryFile, Restoring(snapshot, memoryFile, background: true));
             await ReadyOrGoneAsync(vm, async token =>
             {
                 // QEMU answering means it runs, so ip netns exec has put it into the namespace: the name can go.
@@ -104,6 +105,7 @@ public sealed partial class MicroVmRunner
                 await pooled.Warmed.WaitAsync(token);
                 MoveWorkDirectory(vm.Spec.WorkDirectory, workDirectory);
                 vm.Become(vm.Spec with { WorkDirectory = workDirectory });
+                vm.MoveMemoryFile(MemoryFileOf(identity.MachineId));
                 using var serial = await SerialConsole.ConnectAsync(vm.SerialSocketPath, vm.SerialLogPath, vm.Exited, token);
                 await serial.WriteLineAsync(IdentityLine(identity), token);
                 // The guest takes its identity while the host side changes to it.
@@ -125,12 +127,12 @@ public sealed partial class MicroVmRunner
 
     /// <summary>
     /// QEMU's sockets and serial log move along unnoticed: what it holds open are the files, not their paths (its pid
-    /// file's path goes stale, which only matters to QEMU at exit, when it removes it).
+    /// file's path goes stale, which only matters to QEMU at exit, when it removes it). Its host ids move with them.
     /// </summary>
-    private static void MoveWorkDirectory(string from, string to)
+    private void MoveWorkDirectory(string from, string to)
     {
         CreateWorkDirectory(to);
         Directory.Delete(to);
-        Directory.Move(from, to);
+        Ids.Move(from, to);
     }
 }

@@ -9,8 +9,11 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 
 /// <summary>
 /// Runs micro-VMs: QEMU's <c>microvm</c> machine inside the VM's network namespace, plugged into its tap, with the
-/// guest's memory in a file (so that it can be snapshotted) and a QMP and a serial socket in its work directory.
+/// guest's memory in a file of its own (so that it can be snapshotted) and a QMP and a serial socket in its work directory.
 /// A VM is handed over only once its guest said it is ready and its guest agent answered from inside the namespace.
+/// Each QEMU is jailed as Firecracker's jailer does it: root opens what it needs (tap, memory, kernel, sockets, /dev/kvm)
+/// with no capability but those few steps take, then QEMU changes to an empty root directory and to a host id of its own
+/// (leased from <see cref="IdRanges"/>), keeping no capability, under its own seccomp filter and in a cgroup of its own.
 /// </summary>
 /// <param name="acceleratorCacheFile">Where the accelerator found for a QEMU and kernel is remembered across runs.</param>
 /// <param name="qemu">The QEMU binary.</param>
@@ -41,6 +44,9 @@ public sealed partial class MicroVmRunner(
     /// </summary>
     public static readonly IReadOnlyList<string> QemuDevices = [.. Cgroups.AllowedDevices, "c 10:232 rw", "c 10:200 rw", "c 10:238 rw"];
 
+    /// <summary>Where each QEMU's own host id is leased: an id no account and no other sandbox or QEMU has.</summary>
+    public IdRanges Ids { get; init; } = new();
+
     /// <summary>Tells restored guests the time: their clocks stopped when the snapshot was taken.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
@@ -61,13 +67,7 @@ public sealed partial class MicroVmRunner(
     {
         Validate(spec);
         var accelerator = await DetectAcceleratorAsync(spec.Template, cancellationToken);
-        var memoryFile = Path.Combine(memoryDirectory, spec.Id + ".ram");
-        Directory.CreateDirectory(memoryDirectory);
-        if (File.Exists(memoryFile))
-        {
-            throw new InvalidOperationException($"A micro-VM {spec.Id} runs already (its memory file {memoryFile} exists).");
-        }
-
+        var memoryFile = MemoryFileOf(spec.Id);
         CreateWorkDirectory(spec.WorkDirectory);
         var vm = Start(spec, accelerator, memoryFile, new QemuLaunch(
             spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments(),
@@ -91,14 +91,9 @@ public sealed partial class MicroVmRunner(
         Validate(spec);
         ValidateSnapshotOf(snapshot, spec.Template, spec.Vcpus, spec.MemoryMiB, nameof(spec));
 
+        var memoryFile = MemoryFileOf(spec.Id);
         CreateWorkDirectory(spec.WorkDirectory);
-        // The snapshot's memory file mapped privately (share=off): the guest's writes are copied on write into this QEMU
-        // alone, so any number of VMs start from one file without copying it, and none can change it for the others.
-        var vm = Start(spec, snapshot.Accelerator, null, new QemuLaunch(
-            snapshot.CommandLine,
-            MemoryFile: snapshot.MemoryPath,
-            SharedMemory: false,
-            IncomingState: snapshot.StatePath));
+        var vm = Start(spec, snapshot.Accelerator, memoryFile, Restoring(snapshot, memoryFile));
         return await ReadyOrGoneAsync(vm, async token =>
         {
             using var serial = await ResumeAsync(vm, snapshot, token);
@@ -111,7 +106,7 @@ public sealed partial class MicroVmRunner(
     /// The micro-VM <paramref name="spec"/> describes, if a previous process of the agent started it and it still runs: the
     /// pid file in its work directory names a running QEMU, and QEMU answers on its QMP socket that the guest runs. Null
     /// when it does not (the caller removes what is left). <paramref name="memoryFile"/> is the guest's own memory file if
-    /// it booted cold (disposing the VM removes it).
+    /// it has one (disposing the VM removes it).
     /// </summary>
     public async Task<MicroVm?> AdoptAsync(MicroVmSpec spec, string? memoryFile, CancellationToken cancellationToken)
     {
@@ -125,7 +120,7 @@ public sealed partial class MicroVmRunner(
         var arguments = qemu.CommandLine;
         var accel = arguments.ToList().IndexOf("-accel");
         var accelerator = accel >= 0 && accel + 1 < arguments.Count ? arguments[accel + 1] : "tcg";
-        var vm = MicroVm.Adopted(spec, accelerator, qemu, memoryFile, Cgroups.MemberOf(pid) is { } cgroup ? new MicroVmCgroup(Cgroups, cgroup) : null);
+        var vm = MicroVm.Adopted(spec, accelerator, qemu, memoryFile, Cgroups.MemberOf(pid) is { } cgroup ? new MicroVmCgroup(Cgroups, cgroup) : null, Ids);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -179,6 +174,23 @@ public sealed partial class MicroVmRunner(
     /// <summary>The line a guest restored from a snapshot takes its identity from: with the time, its clock stopped when the snapshot was taken.</summary>
     private string IdentityLine(GuestIdentity identity) => $"{identity.ToKernelArguments()} platform.time={Clock.GetUtcNow().ToUnixTimeSeconds()}";
 
+    /// <summary>
+    /// A VM restored from <paramref name="snapshot"/> runs on its own sparse copy of the snapshot's memory (only the pages
+    /// the guest had touched take room), made as it starts: QEMU keeps its memory file open for writing, and a QEMU taken
+    /// over by its guest must not be able to change what other VMs start from.
+    /// </summary>
+    private static QemuLaunch Restoring(MicroVmSnapshot snapshot, string memoryFile, bool background = false) =>
+        new(snapshot.CommandLine, memoryFile, SharedMemory: true, IncomingState: snapshot.StatePath, Background: background, CopyMemoryFrom: snapshot.MemoryPath);
+
+    private string MemoryFileOf(string vmId)
+    {
+        Directory.CreateDirectory(memoryDirectory);
+        var memoryFile = Path.Combine(memoryDirectory, vmId + ".ram");
+        return File.Exists(memoryFile)
+            ? throw new InvalidOperationException($"A micro-VM {vmId} runs already (its memory file {memoryFile} exists).")
+            : memoryFile;
+    }
+
     private MicroVm Start(MicroVmSpec spec, string accelerator, string? memoryFileToDelete, QemuLaunch launch)
     {
         var start = new ProcessStartInfo("/bin/sh")
@@ -188,15 +200,29 @@ public sealed partial class MicroVmRunner(
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        // sh becomes ip netns exec, which becomes QEMU (exec, through chrt too), so the process we hold is QEMU itself,
-        // already inside the namespace; on the way sh opens the snapshot's state on descriptor 3 for it.
-        // First it joins the VM's cgroups, so that QEMU never runs outside them.
+        // sh becomes ip netns exec, which becomes QEMU (exec, through chrt and setpriv too), so the process we hold is QEMU
+        // itself, already inside the namespace; on the way sh copies a restored guest's memory and opens the snapshot's
+        // state on descriptor 3 for it. First it joins the VM's cgroups, so that neither QEMU nor the copy runs outside them.
         string[] scheduling = launch.Background ? ["chrt", "--idle", "0"] : [];
+        var copy = launch.CopyMemoryFrom is null ? "" : "cp --sparse=always \"$PLATFORM_MEMORY_FROM\" \"$PLATFORM_MEMORY_TO\" || exit 125; ";
         var run = launch.IncomingState is null ? "exec \"$@\"" : $"exec \"$@\" {IncomingStateDescriptor}<\"$0\"";
-        var script = $"for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > \"$procs\" || exit 125; done; {run}";
-        foreach (var argument in (string[])["-c", script, launch.IncomingState ?? "qemu", "ip", "netns", "exec", spec.Network.Name, .. scheduling, qemu, .. QemuArguments(spec, accelerator, launch)])
+        var script = $"for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > \"$procs\" || exit 125; done; {copy}{run}";
+        var jail = launch.MakesSnapshot ? null : new QemuJail(Ids.Lease(spec.WorkDirectory), Path.Combine(spec.WorkDirectory, JailRoot));
+        string[] privileges = jail is null ? [] : ["setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set", JailCapabilities];
+        foreach (var argument in (string[])["-c", script, launch.IncomingState ?? "qemu", "ip", "netns", "exec", spec.Network.Name, .. scheduling, .. privileges, qemu, .. QemuArguments(spec, accelerator, launch, jail)])
         {
             start.ArgumentList.Add(argument);
+        }
+
+        if (launch.CopyMemoryFrom is { } from)
+        {
+            start.Environment["PLATFORM_MEMORY_FROM"] = from;
+            start.Environment["PLATFORM_MEMORY_TO"] = launch.MemoryFile;
+        }
+
+        if (jail is not null)
+        {
+            Directory.CreateDirectory(jail.Root);
         }
 
         var cgroup = "microvm-" + Guid.NewGuid().ToString("N")[..12];
@@ -210,15 +236,16 @@ public sealed partial class MicroVmRunner(
         catch
         {
             Cgroups.RemoveAsync(cgroup).GetAwaiter().GetResult();
+            Ids.Release(spec.WorkDirectory);
             Directory.Delete(spec.WorkDirectory, recursive: true);
             throw;
         }
 
         process.StandardInput.Close();
-        return new MicroVm(spec, accelerator, process, memoryFileToDelete, new MicroVmCgroup(Cgroups, cgroup));
+        return new MicroVm(spec, accelerator, process, memoryFileToDelete, new MicroVmCgroup(Cgroups, cgroup), Ids);
     }
 
-    private static IEnumerable<string> QemuArguments(MicroVmSpec spec, string accelerator, QemuLaunch launch)
+    private static IEnumerable<string> QemuArguments(MicroVmSpec spec, string accelerator, QemuLaunch launch, QemuJail? jail)
     {
         // No PIT, PIC or option ROMs: fewer devices start faster, and the kernel's command line tells it to trust the TSC.
         // The RTC stays: without one the kernel waits for it twice, about two seconds of an emulated boot.
@@ -242,11 +269,15 @@ public sealed partial class MicroVmRunner(
             "-qmp", $"unix:{Path.Combine(spec.WorkDirectory, "qmp.sock")},server=on,wait=off",
             // Finds the VM's QEMU after this process is gone (a crash), whatever its command line says.
             "-pidfile", Path.Combine(spec.WorkDirectory, MicroVm.PidFileName),
-            // QEMU's own seccomp filter: no obsolete calls, no setuid and the like, no new processes, no scheduling or
-            // affinity of its own. A VM that makes a snapshot (no tenant code in it) spawns the shell that writes it out.
-            "-sandbox", $"on,obsolete=deny,elevateprivileges=deny,spawn={(launch.MakesSnapshot ? "allow" : "deny")},resourcecontrol=deny",
+            // QEMU's own seccomp filter: no obsolete calls, no new processes, no scheduling or affinity of its own. A VM that
+            // makes a snapshot (no tenant code in it) spawns the shell that writes it out.
+            "-sandbox", $"on,obsolete=deny,elevateprivileges={(jail is null ? "deny" : "allow")},spawn={(launch.MakesSnapshot ? "allow" : "deny")},resourcecontrol=deny",
         ];
-        return launch.Incoming ? [.. machine, "-incoming", "defer"] : machine;
+        // The jail: once everything is open, QEMU changes root to an empty directory and changes to its own ids. QEMU installs
+        // its filter before that, so the filter must let it call setuid and setgid that once; afterwards it holds no
+        // capability, so those calls can only ever name the ids it has.
+        string[] jailed = jail is null ? [] : ["-chroot", jail.Root, "-runas", FormattableString.Invariant($"{jail.Ids.HostId}:{jail.Ids.HostId}")];
+        return launch.Incoming ? [.. machine, .. jailed, "-incoming", "defer"] : [.. machine, .. jailed];
     }
 
     /// <summary>
@@ -345,6 +376,15 @@ public sealed partial class MicroVmRunner(
         }
     }
 
+    /// <summary>The empty directory in a VM's work directory that its QEMU changes root to.</summary>
+    private const string JailRoot = "root";
+
+    /// <summary>
+    /// The only capabilities a jailed QEMU starts with, as root: to attach to its tap (net_admin), then to change root and
+    /// ids (sys_chroot, setuid, setgid), after which it has none. No dac_override: what it opens is root's own.
+    /// </summary>
+    private const string JailCapabilities = "-all,+net_admin,+sys_chroot,+setuid,+setgid";
+
     /// <summary>QEMU's threads: a few per vCPU and its I/O pool, with room to spare.</summary>
     private const int MaxQemuThreads = 512;
 
@@ -413,19 +453,27 @@ public sealed partial class MicroVmRunner(
     }
 
     /// <summary>
-    /// How one QEMU starts: the kernel command line, where guest memory lives, whether it waits for a migration stream,
-    /// and whether it runs in the background (SCHED_IDLE: work done ahead of need runs only on CPU time nothing else wants).
-    /// </summary>
-    /// <summary>
     /// How to start one QEMU. <paramref name="IncomingState"/>: the snapshot's device state, which it is given open on
-    /// descriptor 3 and restores when told to (<c>-incoming defer</c>). <paramref name="MakesSnapshot"/>: a VM that runs no
-    /// tenant code and writes its state out through a shell (QEMU 7.2 migrates to a file only through <c>exec:</c>); every
-    /// other QEMU is forbidden to spawn anything.
+    /// descriptor 3 and restores when told to (<c>-incoming defer</c>). <paramref name="CopyMemoryFrom"/>: the snapshot's
+    /// memory, copied into <paramref name="MemoryFile"/> first. <paramref name="Background"/>: it runs only on CPU time
+    /// nothing else wants (SCHED_IDLE), as work done ahead of need. <paramref name="MakesSnapshot"/>: a VM that runs no
+    /// tenant code and writes its state out through a shell (QEMU 7.2 migrates to a file only through <c>exec:</c>), so it is
+    /// not jailed; every other QEMU is, and is forbidden to spawn anything.
     /// </summary>
-    private sealed record QemuLaunch(string CommandLine, string MemoryFile, bool SharedMemory, string? IncomingState, bool Background = false, bool MakesSnapshot = false)
+    private sealed record QemuLaunch(
+        string CommandLine,
+        string MemoryFile,
+        bool SharedMemory,
+        string? IncomingState,
+        bool Background = false,
+        bool MakesSnapshot = false,
+        string? CopyMemoryFrom = null)
     {
         public bool Incoming => IncomingState is not null;
     }
+
+    /// <summary>A QEMU's own host ids and the empty directory it changes root to.</summary>
+    private sealed record QemuJail(IdRange Ids, string Root);
 
     [GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
     private static partial Regex SafeId();

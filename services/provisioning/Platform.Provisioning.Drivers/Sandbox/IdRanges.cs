@@ -3,9 +3,9 @@ using System.Globalization;
 namespace Platform.Provisioning.Drivers.Sandbox;
 
 /// <summary>
-/// The host's user and group ids that sandboxes' user namespaces map to: a range of <see cref="Size"/> ids each, from
-/// <see cref="First"/> on, so that root in a sandbox is an id no host account has, and no two live sandboxes share one,
-/// whichever agent started them. A range is leased by a file in <see cref="Directory"/> that names the sandbox's run
+/// The host's user and group ids that sandboxes' user namespaces map to, and that micro-VMs' QEMUs run as: a range of
+/// <see cref="Size"/> ids each, from <see cref="First"/> on, so that root in a sandbox (or a QEMU) is an id no host account
+/// has, and no two live sandboxes or QEMUs share one, whichever agent started them. A range is leased by a file in <see cref="Directory"/> that names the sandbox's run
 /// directory, which in turn names the range (<see cref="MapFile"/>); a lease whose run directory no longer names it is
 /// stale (its sandbox was removed without releasing it) and is taken again. <c>/run</c> is emptied at boot, when no
 /// sandbox runs any more.
@@ -55,6 +55,22 @@ public sealed class IdRanges(string directory = IdRanges.DefaultDirectory)
         if (HeldBy(runDirectory) is { } range)
         {
             File.Delete(LeaseFile(range.Slot));
+        }
+    }
+
+    /// <summary>
+    /// Moves the run directory <paramref name="from"/>, and the range it holds with it, to <paramref name="to"/> (which must
+    /// not exist): under the lock, so that no lease is taken while the range's lease names neither.
+    /// </summary>
+    public void Move(string from, string to)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        using var _ = Lock();
+        var range = HeldBy(from);
+        System.IO.Directory.Move(from, to);
+        if (range is not null)
+        {
+            File.WriteAllText(LeaseFile(range.Slot), to);
         }
     }
 
