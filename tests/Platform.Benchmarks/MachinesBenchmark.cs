@@ -34,7 +34,12 @@ internal static class MachinesBenchmark
         using var tenant = await stack.TenantAsync();
         await MeasureAsync(tenant, "sandbox", 5, new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }, _ => Task.CompletedTask);
         Report("sandbox", await MeasureAsync(tenant, "sandbox", sandboxes, new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }, _ => Task.CompletedTask));
-        Report("microvm_snapshot", await MeasureAsync(tenant, "snap", snapshot, new { kind = "microvm", vcpus = 1, memoryMiB = 128 }, _ => Task.CompletedTask));
+        double? restoredMemory = null;
+        Report("microvm_snapshot", await MeasureAsync(tenant, "snap", snapshot, new { kind = "microvm", vcpus = 1, memoryMiB = 128 }, async machine =>
+        {
+            restoredMemory ??= await MemoryFileMiBAsync(machine);
+        }));
+        Benchmarks.Report("microvm_snapshot_memory_file_mib", restoredMemory ?? double.NaN);
         double? rss = null;
         Report("microvm_cold", await MeasureAsync(tenant, "cold", cold, new { kind = "microvm", vcpus = 1, memoryMiB = 128, boot = "cold" }, async machine =>
         {
@@ -85,9 +90,29 @@ internal static class MachinesBenchmark
         return timings;
     }
 
+    /// <summary>What the file a restored guest's memory is mapped from (its own copy, or the snapshot's shared one) takes on its tmpfs: its allocated blocks, not its size.</summary>
+    private static async Task<double> MemoryFileMiBAsync(Guid machineId)
+    {
+        // A pooled VM's command line names the pool, not the machine: its QEMU is the one holding the machine's files open
+        // (its serial log moved with its work directory).
+        var machine = machineId.ToString("N");
+        var files = Process.GetProcessesByName("qemu-system-x86_64").Select(OpenFiles).Single(files => files.Any(f => f.Contains(machine, StringComparison.Ordinal)));
+        var path = files.First(target => target.EndsWith(".ram", StringComparison.Ordinal) || target.EndsWith("/memory", StringComparison.Ordinal));
+        using var du = Process.Start(new ProcessStartInfo("du", ["-k", path]) { RedirectStandardOutput = true })!;
+        var kib = (await du.StandardOutput.ReadToEndAsync()).Split('\t')[0];
+        await du.WaitForExitAsync();
+        return long.Parse(kib) / 1024.0;
+    }
+
+    private static string[] OpenFiles(Process process) =>
+        Directory.GetFiles($"/proc/{process.Id}/fd").Select(fd => new FileInfo(fd).LinkTarget).OfType<string>().ToArray();
+
+    private static Process QemuOf(Guid machineId) =>
+        Process.GetProcessesByName("qemu-system-x86_64").Single(p => File.ReadAllText($"/proc/{p.Id}/cmdline").Contains(machineId.ToString("N"), StringComparison.Ordinal));
+
     private static double QemuRssMiB(Guid machineId)
     {
-        var qemu = Process.GetProcessesByName("qemu-system-x86_64").Single(p => File.ReadAllText($"/proc/{p.Id}/cmdline").Contains(machineId.ToString("N"), StringComparison.Ordinal));
+        var qemu = QemuOf(machineId);
         var rss = File.ReadLines($"/proc/{qemu.Id}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
         return long.Parse(rss.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
     }

@@ -98,6 +98,24 @@ public sealed class ContainerEscapeTests(PodmanFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Filling_tmp_in_a_container_stops_at_a_quarter_of_its_memory_and_the_container_goes_on()
+    {
+        var results = await RunAsync("""
+            err=$(dd if=/dev/zero of=/tmp/fill bs=1M count=1024 2>&1); echo "dd: $?"
+            echo "$err" | grep -q -i "no space" && echo "nospace: yes" || echo "nospace: no"
+            echo "filled: $(du -k /tmp/fill | cut -f1)"
+            echo "tmp: $(grep ' /tmp ' /proc/mounts | cut -d' ' -f3)"
+            echo "still: running"
+            """);
+
+        Assert.Equal("tmpfs", results["tmp"]);
+        Assert.NotEqual("0", results["dd"]);
+        Assert.Equal("yes", results["nospace"]);
+        Assert.InRange(long.Parse(results["filled"], System.Globalization.CultureInfo.InvariantCulture) * 1024, 1, ContainerEngine.TmpSizeBytes(Limits));
+        Assert.Equal("running", results["still"]);
+    }
+
+    [Fact]
     public async Task A_container_has_no_network_to_reach_the_hosts_services_from()
     {
         var results = await RunAsync("""

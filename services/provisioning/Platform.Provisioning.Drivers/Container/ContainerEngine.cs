@@ -77,12 +77,18 @@ public sealed partial class ContainerEngine : IDisposable
                     new Ulimit { Name = "nofile", Soft = OpenFilesLimit, Hard = OpenFilesLimit },
                     new Ulimit { Name = "nproc", Soft = spec.Limits.MaxProcesses, Hard = spec.Limits.MaxProcesses },
                 ],
+                // /tmp is a tmpfs of a quarter of its memory, charged to it: filling /tmp ends in ENOSPC, not a full engine
+                // disk (the rest of its writable layer is on the engine's storage, which sets no size).
+                Tmpfs = new Dictionary<string, string> { ["/tmp"] = FormattableString.Invariant($"rw,nosuid,nodev,mode=1777,size={TmpSizeBytes(spec.Limits)}") },
                 NetworkMode = spec.NetworkMode,
                 CgroupParent = spec.CgroupParent,
             },
         };
         return (await CallAsync("POST /containers/create", () => _docker.Containers.CreateContainerAsync(parameters, cancellationToken), cancellationToken)).ID;
     }
+
+    /// <summary>The size of a container's /tmp: a quarter of its memory, as a sandbox's.</summary>
+    public static long TmpSizeBytes(ContainerLimits limits) => limits.MemoryBytes / 4;
 
     /// <summary>Starts it; a container running already is left as it is.</summary>
     public Task StartContainerAsync(string container, CancellationToken cancellationToken) =>
