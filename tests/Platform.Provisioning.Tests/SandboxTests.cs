@@ -23,6 +23,18 @@ public sealed class SandboxTests
     }
 
     [Fact]
+    public async Task Disposing_a_sandbox_a_second_time_changes_nothing()
+    {
+        var sandbox = Start(["/bin/sh", "-c", "sleep 30"]);
+        await sandbox.DisposeAsync();
+
+        // A stop and the end of its supervision may both dispose it (the agent's removal of every machine did).
+        await sandbox.DisposeAsync();
+
+        Assert.Null(sandbox.InsideProcessId);
+    }
+
+    [Fact]
     public async Task A_sandbox_cannot_see_the_hosts_processes_or_network()
     {
         using var marker = Process.Start("/usr/bin/sleep", "31.4159")!;

@@ -28,6 +28,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly string _runDirectory;
     private readonly CancellationTokenSource _trimming = new();
     private readonly Task _exited;
+    private int _disposed;
 
     private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory)
     {
@@ -78,6 +79,12 @@ public sealed class SandboxProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // A stop and the end of its supervision may both dispose it: the second finds the process object gone.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         await _trimming.CancelAsync();
         // Everything of the sandbox, its shell included, is in its cgroups: emptying them ends it.
         await _cgroups.RemoveAsync(Spec.Id);
