@@ -42,9 +42,11 @@ public sealed class EventRelay(IBus bus, string source) : IEventSubscriber
             confirmed.CancelAfter(ConfirmTimeout);
             try
             {
-                await PublishAsync(stored, type, confirmed.Token);
+                // The wait ends at the timeout even if a publish does not heed its token (one waiting for a lost
+                // connection's recovery): the batch fails and goes out again from the checkpoint, the late copy is a repeat.
+                await PublishAsync(stored, type, confirmed.Token).WaitAsync(ConfirmTimeout, cancellationToken);
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            catch (Exception exception) when (exception is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested)
             {
                 throw new TimeoutException($"The broker did not confirm event {stored.EventId} (position {stored.Position}) within {ConfirmTimeout.TotalSeconds:0} s.");
             }

@@ -57,60 +57,57 @@ public sealed class NetworkingOptions
 /// </summary>
 public sealed class AddressAllocation(EventStore store, NetworkingOptions options, TimeProvider time)
 {
-    private const int Attempts = 20;
-
     public async Task<AllocationResult> AllocateAsync(AllocateNetwork command, EventMetadata metadata, CancellationToken cancellationToken)
     {
-        for (var attempt = 1; ; attempt++)
+        // Another allocation in this subnet (or another tenant's carving) may commit first: then it is decided again.
+        AllocationResult? result = null;
+        await store.DecideAsync(async token => (
+            Pools: await store.LoadAsync<AddressPools>(AddressPools.Stream, AddressPools.Evolve, token),
+            Leases: await store.LoadAsync<SubnetLeases>(SubnetLeases.StreamOf(command.TenantId), SubnetLeases.Evolve, token)), loaded =>
         {
-            var pools = await store.LoadAsync<AddressPools>(AddressPools.Stream, AddressPools.Evolve, cancellationToken);
-            var state = pools.State ?? AddressPools.Empty;
-            var now = time.GetUtcNow();
-            var carved = state.Subnets.ContainsKey(command.TenantId) ? null : state.Carve(command.TenantId, now);
-            var subnet = state.Subnets.GetValueOrDefault(command.TenantId) ?? carved;
-            if (subnet is null)
-            {
-                return AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.PoolExhausted,
-                    $"every pool is carved into tenant subnets ({string.Join(", ", state.Pools.Select(p => p.Block))}); a platform-admin can add a pool"));
-            }
+            var (pools, leases) = loaded;
+            (result, var appends) = Decide(command, pools, leases);
+            return new Decision(appends, metadata);
+        }, cancellationToken);
+        return result!;
+    }
 
-            var leases = await store.LoadAsync<SubnetLeases>(SubnetLeases.StreamOf(command.TenantId), SubnetLeases.Evolve, cancellationToken);
-            if (leases.State?.Leases.GetValueOrDefault(command.MachineId) is { } existing)
-            {
-                return AllocationResult.Existing(existing);
-            }
-
-            if (leases.State?.Released.ContainsKey(command.MachineId) == true)
-            {
-                // A copy that arrived after the machine gave its address back: it must not take another.
-                return AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.SubnetExhausted,
-                    "the machine released its address already; a released machine gets no other"));
-            }
-
-            var lease = (leases.State ?? SubnetLeases.Empty).Allocate(command.MachineId, command.TenantId, Ipv4Block.Parse(subnet.Cidr), now);
-            if (lease is null)
-            {
-                return AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.SubnetExhausted,
-                    $"every address of the tenant's subnet {subnet.Cidr} is leased or in quarantine"));
-            }
-
-            try
-            {
-                await using var session = await store.BeginSessionAsync(cancellationToken);
-                if (carved is not null)
-                {
-                    session.Append(AddressPools.Stream, pools.Exists ? pools.ExpectedVersion : ExpectedVersion.NoStream, [carved], metadata);
-                }
-
-                session.Append(SubnetLeases.StreamOf(command.TenantId), leases.Exists ? leases.ExpectedVersion : ExpectedVersion.NoStream, [lease], metadata);
-                await session.CommitAsync(cancellationToken);
-                return AllocationResult.Leased(lease);
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // Another allocation in this subnet (or another tenant's carving) committed first: decide again.
-            }
+    private (AllocationResult Result, IReadOnlyList<StreamAppend> Appends) Decide(AllocateNetwork command, Rehydrated<AddressPools> pools, Rehydrated<SubnetLeases> leases)
+    {
+        var state = pools.State ?? AddressPools.Empty;
+        var now = time.GetUtcNow();
+        var carved = state.Subnets.ContainsKey(command.TenantId) ? null : state.Carve(command.TenantId, now);
+        var subnet = state.Subnets.GetValueOrDefault(command.TenantId) ?? carved;
+        if (subnet is null)
+        {
+            return (AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.PoolExhausted,
+                $"every pool is carved into tenant subnets ({string.Join(", ", state.Pools.Select(p => p.Block))}); a platform-admin can add a pool")), []);
         }
+
+        if (leases.State?.Leases.GetValueOrDefault(command.MachineId) is { } existing)
+        {
+            return (AllocationResult.Existing(existing), []);
+        }
+
+        if (leases.State?.Released.ContainsKey(command.MachineId) == true)
+        {
+            // A copy that arrived after the machine gave its address back: it must not take another.
+            return (AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.SubnetExhausted,
+                "the machine released its address already; a released machine gets no other")), []);
+        }
+
+        var lease = (leases.State ?? SubnetLeases.Empty).Allocate(command.MachineId, command.TenantId, Ipv4Block.Parse(subnet.Cidr), now);
+        if (lease is null)
+        {
+            return (AllocationResult.Refused(new NetworkAllocationRefused(command.MachineId, command.TenantId, ProblemTypes.SubnetExhausted,
+                $"every address of the tenant's subnet {subnet.Cidr} is leased or in quarantine")), []);
+        }
+
+        return (AllocationResult.Leased(lease),
+        [
+            new StreamAppend(AddressPools.Stream, pools.ExpectedVersion, carved is null ? [] : [carved]),
+            new StreamAppend(SubnetLeases.StreamOf(command.TenantId), leases.ExpectedVersion, [lease]),
+        ]);
     }
 
     /// <summary>

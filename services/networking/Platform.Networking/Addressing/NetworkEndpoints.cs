@@ -71,28 +71,21 @@ public static class NetworkEndpoints
             throw Problems.Validation(errors);
         }
 
-        for (var attempt = 1; ; attempt++)
+        // A pool added or a subnet carved meanwhile is decided again: the overlap is checked on what is there now.
+        PoolView? view = null;
+        await store.DecideAsync<AddressPools>(AddressPools.Stream, AddressPools.Evolve, pools =>
         {
-            var pools = await store.LoadAsync<AddressPools>(AddressPools.Stream, AddressPools.Evolve, cancellationToken);
-            var state = pools.State ?? AddressPools.Empty;
+            var state = pools ?? AddressPools.Empty;
             if (state.Overlapping(block) is { } overlap)
             {
                 throw Problems.Conflict($"{block} overlaps pool '{overlap.Name}' ({overlap.Block}); pools never share an address.");
             }
 
             var created = new AddressPoolCreated(Guid.CreateVersion7(), request!.Name!, block.ToString(), request.SubnetPrefixLength!.Value, time.GetUtcNow());
-            try
-            {
-                await store.AppendAsync(AddressPools.Stream, pools.Exists ? pools.ExpectedVersion : ExpectedVersion.NoStream, [created],
-                    new EventMetadata(RequestCorrelation.Of(http), Actor: caller.Subject), cancellationToken);
-                var view = View(state.Apply(created).Pools[^1], state);
-                return TypedResults.Created($"/api/v1/networks/pools/{view.Id}", view);
-            }
-            catch (WrongExpectedVersionException) when (attempt < 5)
-            {
-                // A pool was added or a subnet carved meanwhile: check the overlap again.
-            }
-        }
+            view = View(state.Apply(created).Pools[^1], state);
+            return [created];
+        }, new EventMetadata(RequestCorrelation.Of(http), Actor: caller.Subject), cancellationToken);
+        return TypedResults.Created($"/api/v1/networks/pools/{view!.Id}", view);
     }
 
     private static PoolView View(AddressPool pool, AddressPools pools) =>

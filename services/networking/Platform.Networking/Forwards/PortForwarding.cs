@@ -19,50 +19,38 @@ public sealed record ForwardRefusal(string ProblemType, int Status, string Reaso
 /// </summary>
 public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource, TimeProvider time, ILogger<PortForwarding> logger)
 {
-    private const int Attempts = 5;
-
     /// <summary>Asks for the forward, or finds it asked for already; a refusal changes nothing.</summary>
     public async Task<(MachinePortForward? Forward, ForwardRefusal? Refusal)> RequestAsync(
         ForwardPort command, MachineCopy? machine, ISendEndpointProvider send, EventMetadata metadata, CancellationToken cancellationToken)
     {
-        for (var attempt = 1; ; attempt++)
+        // A copy of this request (or one with the same Idempotency-Key) that came first is answered as it was.
+        (MachinePortForward? Forward, ForwardRefusal? Refusal) outcome = default;
+        await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(command.ForwardId), MachinePortForward.Evolve, existing =>
         {
-            var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(command.ForwardId), MachinePortForward.Evolve, cancellationToken);
-            if (loaded.State is { } existing)
+            if (existing is not null)
             {
-                if (existing.TenantId != command.TenantId || existing.MachineId != command.MachineId)
-                {
-                    return (null, new ForwardRefusal(ProblemTypes.Conflict, StatusCodes.Status409Conflict, $"the forward id {command.ForwardId} is taken by another forward"));
-                }
-
-                if (existing.State == PortForwardStates.Opening)
-                {
-                    await OpenOnHostAsync(send, existing, command, cancellationToken);
-                }
-
-                return (existing, null);
+                outcome = existing.TenantId != command.TenantId || existing.MachineId != command.MachineId
+                    ? (null, new ForwardRefusal(ProblemTypes.Conflict, StatusCodes.Status409Conflict, $"the forward id {command.ForwardId} is taken by another forward"))
+                    : (existing, null);
+                return [];
             }
 
             if (Check(command, machine) is { } refusal)
             {
-                return (null, refusal);
+                outcome = (null, refusal);
+                return [];
             }
 
             var requested = new PortForwardRequested(command.ForwardId, command.MachineId, command.TenantId, command.HostId, command.MachineAddress, command.Port, time.GetUtcNow());
-            try
-            {
-                await store.AppendAsync(MachinePortForward.StreamOf(command.ForwardId), ExpectedVersion.NoStream, [requested], metadata, cancellationToken);
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // A copy of this request (or one with the same Idempotency-Key) came first: answer as it did.
-                continue;
-            }
-
-            var forward = MachinePortForward.Evolve(null, requested);
-            await OpenOnHostAsync(send, forward, command, cancellationToken);
-            return (forward, null);
+            outcome = (MachinePortForward.Evolve(null, requested), null);
+            return [requested];
+        }, metadata, cancellationToken);
+        if (outcome.Forward is { State: PortForwardStates.Opening } opening)
+        {
+            await OpenOnHostAsync(send, opening, command, cancellationToken);
         }
+
+        return outcome;
     }
 
     /// <summary>
@@ -71,38 +59,34 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
     /// </summary>
     public async Task<MachinePortForward?> RemoveAsync(Guid forwardId, Guid tenantId, ISendEndpointProvider send, EventMetadata metadata, CancellationToken cancellationToken)
     {
-        for (var attempt = 1; ; attempt++)
+        // The host may answer meanwhile: then this is decided again on what it said.
+        MachinePortForward? found = null;
+        MachinePortForward? answer = null;
+        await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
         {
-            var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, cancellationToken);
-            if (loaded.State is not { } forward || forward.TenantId != tenantId)
+            found = forward is not null && forward.TenantId == tenantId ? forward : null;
+            switch (found)
             {
-                return null;
+                case null:
+                    answer = null;
+                    return [];
+                case { State: PortForwardStates.Opening or PortForwardStates.Open }:
+                    answer = found with { State = PortForwardStates.Closing };
+                    return [new PortForwardRemoveRequested(forwardId, tenantId, time.GetUtcNow())];
+                case { State: PortForwardStates.Failed }:
+                    answer = found with { State = PortForwardStates.Removed };
+                    return [Removed(found, null)];
+                default:
+                    answer = found;
+                    return [];
             }
-
-            try
-            {
-                switch (forward.State)
-                {
-                    case PortForwardStates.Opening or PortForwardStates.Open:
-                        await store.AppendAsync(MachinePortForward.StreamOf(forwardId), loaded.ExpectedVersion,
-                            [new PortForwardRemoveRequested(forwardId, tenantId, time.GetUtcNow())], metadata, cancellationToken);
-                        await CloseOnHostAsync(send, forward, cancellationToken);
-                        return forward with { State = PortForwardStates.Closing };
-                    case PortForwardStates.Closing:
-                        await CloseOnHostAsync(send, forward, cancellationToken);
-                        return forward;
-                    case PortForwardStates.Failed:
-                        await store.AppendAsync(MachinePortForward.StreamOf(forwardId), loaded.ExpectedVersion, [Removed(forward, null)], metadata, cancellationToken);
-                        return forward with { State = PortForwardStates.Removed };
-                    default:
-                        return forward;
-                }
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // The host answered meanwhile: decide again on what it said.
-            }
+        }, metadata, cancellationToken);
+        if (found is { State: PortForwardStates.Opening or PortForwardStates.Open or PortForwardStates.Closing })
+        {
+            await CloseOnHostAsync(send, found, cancellationToken);
         }
+
+        return answer;
     }
 
     /// <summary>
@@ -113,31 +97,23 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
     {
         foreach (var forwardId in await ForwardsOfAsync(machineId, cancellationToken))
         {
-            for (var attempt = 1; ; attempt++)
+            MachinePortForward? removed = null;
+            await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
             {
-                var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, cancellationToken);
-                if (loaded.State is not { State: not PortForwardStates.Removed } forward || forward.TenantId != tenantId)
-                {
-                    break;
-                }
-
-                try
-                {
-                    await store.AppendAsync(MachinePortForward.StreamOf(forwardId), loaded.ExpectedVersion, [Removed(forward, reason)], metadata, cancellationToken);
-                }
-                catch (WrongExpectedVersionException) when (attempt < Attempts)
-                {
-                    continue;
-                }
-
-                if (forward.MayBeOnHost)
-                {
-                    await CloseOnHostAsync(send, forward, cancellationToken);
-                }
-
-                logger.LogInformation("Port forward {ForwardId} of machine {MachineId} removed: {Reason}", forwardId, machineId, reason);
-                break;
+                removed = forward is { State: not PortForwardStates.Removed } && forward.TenantId == tenantId ? forward : null;
+                return removed is null ? [] : [Removed(removed, reason)];
+            }, metadata, cancellationToken);
+            if (removed is null)
+            {
+                continue;
             }
+
+            if (removed.MayBeOnHost)
+            {
+                await CloseOnHostAsync(send, removed, cancellationToken);
+            }
+
+            logger.LogInformation("Port forward {ForwardId} of machine {MachineId} removed: {Reason}", forwardId, machineId, reason);
         }
     }
 

@@ -17,8 +17,6 @@ namespace Platform.Networking.Tunnels;
 public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource, TimeProvider time, ILogger<TunnelCommands> logger) :
     IConsumer<AttachTunnel>, IConsumer<DetachTunnel>, IConsumer<ReattachTunnel>, IConsumer<TunnelSetUp>, IConsumer<TunnelSetUpFailed>, IConsumer<TunnelRemoved>
 {
-    private const int Attempts = 20;
-
     public async Task Consume(ConsumeContext<AttachTunnel> context)
     {
         var command = context.Message;
@@ -46,36 +44,27 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
             return;
         }
 
-        for (var attempt = 1; ; attempt++)
+        // Another tunnel may take an address of this node first (or this command race its own copy): then it decides again.
+        TunnelRequested? requested = null;
+        await store.DecideAsync<ExitNodePeers>(ExitNodePeers.StreamOf(node.ExitNodeId), ExitNodePeers.Evolve, peers =>
         {
-            var peers = await store.LoadAsync<ExitNodePeers>(ExitNodePeers.StreamOf(node.ExitNodeId), ExitNodePeers.Evolve, context.CancellationToken);
             var address = peers.State?.Leases.GetValueOrDefault(command.MachineId) ?? (peers.State ?? ExitNodePeers.Empty).Free(Ipv4Block.Parse(node.PeerRange));
-            if (address is null)
-            {
-                await context.Publish(new TunnelAttachFailed(command.MachineId, command.TenantId, command.ExitNodeId,
-                    $"every tunnel address of exit node {node.Name} ({node.PeerRange}) is taken"));
-                return;
-            }
-
-            var requested = new TunnelRequested(command.MachineId, command.TenantId, node.ExitNodeId, command.HostId, command.MachineAddress, address, time.GetUtcNow(),
-                command.Gateway, command.PrefixLength);
-            try
-            {
-                await using var session = await store.BeginSessionAsync(context.CancellationToken);
-                session.Append(ExitNodePeers.StreamOf(node.ExitNodeId), peers.Exists ? peers.ExpectedVersion : ExpectedVersion.NoStream,
-                    [new TunnelAddressLeased(node.ExitNodeId, command.MachineId, address)], Metadata(context, command.TenantId));
-                session.Append(MachineTunnel.StreamOf(command.MachineId), ExpectedVersion.NoStream, [requested], Metadata(context, command.TenantId));
-                await session.CommitAsync(context.CancellationToken);
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // Another tunnel took an address of this node first (or this command is racing its own copy): decide again.
-                continue;
-            }
-
-            await SetUpAsync(context, MachineTunnel.Evolve(null, requested));
+            requested = address is null ? null : new TunnelRequested(command.MachineId, command.TenantId, node.ExitNodeId, command.HostId, command.MachineAddress, address,
+                time.GetUtcNow(), command.Gateway, command.PrefixLength);
+            return requested is null ? [] :
+            [
+                new StreamAppend(ExitNodePeers.StreamOf(node.ExitNodeId), peers.ExpectedVersion, [new TunnelAddressLeased(node.ExitNodeId, command.MachineId, requested.TunnelAddress)]),
+                new StreamAppend(MachineTunnel.StreamOf(command.MachineId), ExpectedVersion.NoStream, [requested]),
+            ];
+        }, Metadata(context, command.TenantId), context.CancellationToken);
+        if (requested is null)
+        {
+            await context.Publish(new TunnelAttachFailed(command.MachineId, command.TenantId, command.ExitNodeId,
+                $"every tunnel address of exit node {node.Name} ({node.PeerRange}) is taken"));
             return;
         }
+
+        await SetUpAsync(context, MachineTunnel.Evolve(null, requested));
     }
 
     /// <summary>

@@ -11,23 +11,21 @@ namespace Platform.Provisioning.Machines;
 /// appended with its expected version. With <c>If-Match</c> that version is the caller's (a stale one is 412);
 /// without, a lost race is decided again on fresh state.
 /// </summary>
-public sealed class MachineActions(EventStore store, MachineReader reader, TimeProvider time)
+public sealed class MachineActions(IEventStreams streams, MachineReader reader, TimeProvider time)
 {
-    private const int Attempts = 5;
-
     public async Task<Accepted<MachineAccepted>> RequestAsync(Guid machineId, string action, Caller caller, HttpContext http, CancellationToken cancellationToken)
     {
         caller.RequireMutate("machines");
         var ifMatch = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
         var operationId = Guid.CreateVersion7();
-        for (var attempt = 1; ; attempt++)
+        await streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, loaded =>
         {
-            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken);
             if (loaded.State is not { } machine || !(caller.SeesAllTenants || caller.TenantId == machine.TenantId))
             {
                 throw Problems.NotFound("machine");
             }
 
+            // A race lost to another change is decided again, and then the caller's version is stale.
             if (ifMatch is { } expected && expected != loaded.Version)
             {
                 throw Precondition(loaded.Version);
@@ -44,21 +42,10 @@ public sealed class MachineActions(EventStore store, MachineReader reader, TimeP
                     new Dictionary<string, object?> { ["state"] = illegal.State, ["action"] = illegal.Action });
             }
 
-            try
-            {
-                await store.AppendAsync(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision],
-                    new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject), cancellationToken);
-                return TypedResults.Accepted($"/api/v1/operations/{operationId}", new MachineAccepted(machineId, operationId));
-            }
-            catch (WrongExpectedVersionException) when (ifMatch is null && attempt < Attempts)
-            {
-                // Something else changed the machine meanwhile: decide again on what it is now.
-            }
-            catch (WrongExpectedVersionException) when (ifMatch is not null)
-            {
-                throw Precondition(await store.ReadStreamVersionAsync(Machine.StreamOf(machineId), cancellationToken));
-            }
-        }
+            return new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision])],
+                new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject));
+        }, cancellationToken);
+        return TypedResults.Accepted($"/api/v1/operations/{operationId}", new MachineAccepted(machineId, operationId));
     }
 
     /// <summary>
@@ -68,35 +55,28 @@ public sealed class MachineActions(EventStore store, MachineReader reader, TimeP
     /// </summary>
     public async Task<bool> RequestFromServiceAsync(Guid machineId, Guid tenantId, string action, Guid operationId, string actor, Guid? correlationId, CancellationToken cancellationToken)
     {
-        for (var attempt = 1; ; attempt++)
+        if (await reader.OperationExistsAsync(operationId, cancellationToken))
         {
-            var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken);
-            if (loaded.State is not { } machine || machine.TenantId != tenantId || await reader.OperationExistsAsync(operationId, cancellationToken))
+            return false;
+        }
+
+        var recorded = await streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, machine =>
+        {
+            if (machine is null || machine.TenantId != tenantId)
             {
-                return false;
+                return [];
             }
 
-            object decision;
             try
             {
-                decision = machine.Decide(action, operationId, time.GetUtcNow());
+                return [machine.Decide(action, operationId, time.GetUtcNow())];
             }
             catch (IllegalTransitionException)
             {
-                return false;
+                return [];
             }
-
-            try
-            {
-                await store.AppendAsync(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision],
-                    new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: actor), cancellationToken);
-                return true;
-            }
-            catch (WrongExpectedVersionException) when (attempt < Attempts)
-            {
-                // Decide again on what the machine is now.
-            }
-        }
+        }, new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: actor), cancellationToken);
+        return recorded.Count > 0;
     }
 
     private static long? ParseIfMatch(string header)
