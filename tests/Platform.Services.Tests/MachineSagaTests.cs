@@ -69,6 +69,11 @@ public sealed class MachineSagaTests(PlatformStack stack)
             await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{machine}");
             await tenant.WaitForMachineAsync(machine, "destroyed");
             Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync($"/api/v1/tunnels/{machine}")).StatusCode);
+            // Detached, the tunnel still reads back as it stood: requested first, then attached through the exit node.
+            Assert.Equal("attaching", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?version=1")).GetProperty("state").GetString());
+            var attached = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?version=2");
+            Assert.Equal(("attached", exitNodeId), (attached.GetProperty("state").GetString(), attached.GetProperty("exitNodeId").GetGuid()));
+            Assert.Equal("detached", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?at={DateTimeOffset.UtcNow.AddMinutes(1):O}")).GetProperty("state").GetString());
             Assert.Empty(await NetworkNamespace.ListAsync($"pm-{machine:N}"));
         }
 

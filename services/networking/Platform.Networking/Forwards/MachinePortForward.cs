@@ -34,7 +34,9 @@ public sealed record MachinePortForward(
     string State,
     int? HostPort,
     string? HostAddress,
-    string? LastError)
+    string? LastError,
+    DateTimeOffset? RequestedAt = null,
+    DateTimeOffset? OpenedAt = null)
 {
     public static string StreamOf(Guid forwardId) => $"port-forward-{forwardId}";
 
@@ -43,8 +45,9 @@ public sealed record MachinePortForward(
 
     public static MachinePortForward Evolve(MachinePortForward? forward, object @event) => @event switch
     {
-        PortForwardRequested e => new MachinePortForward(e.ForwardId, e.MachineId, e.TenantId, e.HostId, e.MachineAddress, e.Port, PortForwardStates.Opening, null, null, null),
-        PortForwarded e when forward is not null => forward with { State = PortForwardStates.Open, HostPort = e.HostPort, HostAddress = e.HostAddress },
+        PortForwardRequested e => new MachinePortForward(e.ForwardId, e.MachineId, e.TenantId, e.HostId, e.MachineAddress, e.Port, PortForwardStates.Opening, null, null, null,
+            e.RequestedAt),
+        PortForwarded e when forward is not null => forward with { State = PortForwardStates.Open, HostPort = e.HostPort, HostAddress = e.HostAddress, OpenedAt = e.ForwardedAt },
         PortForwardAbandoned e when forward is not null => forward with { State = PortForwardStates.Failed, LastError = e.Reason },
         PortForwardRemoveRequested when forward is not null => forward with { State = PortForwardStates.Closing },
         PortForwardRemoved when forward is not null => forward with { State = PortForwardStates.Removed },

@@ -29,7 +29,11 @@ public sealed record PortForwardView(
     string? Address,
     string? LastError,
     DateTimeOffset RequestedAt,
-    DateTimeOffset? OpenedAt);
+    DateTimeOffset? OpenedAt)
+{
+    public static PortForwardView Of(MachinePortForward forward) => new(forward.ForwardId, forward.MachineId, forward.HostId, forward.Port, forward.State,
+        forward.HostPort, forward.HostAddress, forward.LastError, forward.RequestedAt ?? default, forward.OpenedAt);
+}
 
 /// <summary>
 /// Port forwards of the caller's tenant's machines. Opening and closing one takes the machine's host, so both answer
@@ -91,8 +95,20 @@ public static class PortForwardEndpoints
     private static async Task<Ok<Page<PortForwardView>>> ListAsync(Caller caller, NpgsqlDataSource dataSource, EventStore store, string? cursor, int? limit, CancellationToken cancellationToken) =>
         TypedResults.Ok(await PageAsync(dataSource, store, caller, null, cursor, limit, cancellationToken));
 
-    private static async Task<Ok<PortForwardView>> GetAsync(Guid machineId, Guid forwardId, Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken cancellationToken) =>
-        TypedResults.Ok(await FindAsync(dataSource, store, caller, machineId, forwardId, cancellationToken) ?? throw Problems.NotFound("port forward"));
+    /// <summary>The forward now, or with <c>?version=</c> or <c>?at=</c> as it stood then (a removed forward included).</summary>
+    private static async Task<Ok<PortForwardView>> GetAsync(
+        Guid machineId, Guid forwardId, long? version, string? at, Caller caller, NpgsqlDataSource dataSource, EventStore store, CancellationToken cancellationToken)
+    {
+        if (AsOf.Read(version, at, "port forward") is { } asOf)
+        {
+            var then = await store.LoadAsOfAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, asOf.Version, asOf.At, cancellationToken);
+            return then.State is { } past && past.MachineId == machineId && caller.CanSee(past.TenantId)
+                ? TypedResults.Ok(PortForwardView.Of(past))
+                : throw Problems.NotFound("port forward");
+        }
+
+        return TypedResults.Ok(await FindAsync(dataSource, store, caller, machineId, forwardId, cancellationToken) ?? throw Problems.NotFound("port forward"));
+    }
 
     private static async Task<Accepted<PortForwardView>> RemoveAsync(
         Guid machineId, Guid forwardId, Caller caller, HttpContext http, PortForwarding forwarding, ISendEndpointProvider send, NpgsqlDataSource dataSource, EventStore store,

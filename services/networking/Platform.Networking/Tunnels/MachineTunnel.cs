@@ -48,7 +48,10 @@ public sealed record MachineTunnel(
     string? Gateway = null,
     int? PrefixLength = null,
     string Health = TunnelHealth.Pending,
-    Guid? LastReattach = null)
+    Guid? LastReattach = null,
+    DateTimeOffset? RequestedAt = null,
+    DateTimeOffset? LatestHandshakeAt = null,
+    DateTimeOffset? HealthSince = null)
 {
     /// <summary>The re-attach being made on the host: a tunnel attaching again after it was attached is one.</summary>
     public Guid? Reattach => State == TunnelStates.Attaching ? LastReattach : null;
@@ -58,15 +61,16 @@ public sealed record MachineTunnel(
     public static MachineTunnel Evolve(MachineTunnel? tunnel, object @event) => @event switch
     {
         TunnelRequested e => new MachineTunnel(e.MachineId, e.TenantId, e.ExitNodeId, e.HostId, e.TunnelAddress, TunnelStates.Attaching, null, null,
-            e.MachineAddress, e.Gateway, e.PrefixLength),
+            e.MachineAddress, e.Gateway, e.PrefixLength, RequestedAt: e.RequestedAt),
+        // A new key (a first attach or a re-attach): earlier handshakes were another key's.
         TunnelAttached e when tunnel is not null => tunnel with
         {
-            State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt, Health = TunnelHealth.Pending,
+            State = TunnelStates.Attached, PublicKey = e.PublicKey, AttachedAt = e.AttachedAt, Health = TunnelHealth.Pending, HealthSince = e.AttachedAt, LatestHandshakeAt = null,
         },
         TunnelReattachRequested e when tunnel is not null => tunnel with { State = TunnelStates.Attaching, LastReattach = e.RequestId },
-        TunnelReattachFailed when tunnel is not null => tunnel with { State = TunnelStates.Attached, Health = TunnelHealth.Down },
-        TunnelDown when tunnel is not null => tunnel with { Health = TunnelHealth.Down },
-        TunnelUp when tunnel is not null => tunnel with { Health = TunnelHealth.Up },
+        TunnelReattachFailed e when tunnel is not null => tunnel with { State = TunnelStates.Attached, Health = TunnelHealth.Down, HealthSince = e.FailedAt },
+        TunnelDown e when tunnel is not null => tunnel with { Health = TunnelHealth.Down, HealthSince = e.At, LatestHandshakeAt = e.LatestHandshakeAt ?? tunnel.LatestHandshakeAt },
+        TunnelUp e when tunnel is not null => tunnel with { Health = TunnelHealth.Up, HealthSince = e.At, LatestHandshakeAt = e.LatestHandshakeAt },
         TunnelDetachRequested when tunnel is not null => tunnel with { State = TunnelStates.Detaching },
         TunnelAbandoned or TunnelDetached when tunnel is not null => tunnel with { State = TunnelStates.Detached },
         // Detached before anything was requested: recorded, so that a late attach makes nothing.

@@ -25,7 +25,15 @@ public sealed record TunnelView(
     DateTimeOffset? LatestHandshakeAt,
     double? HandshakeAgeSeconds,
     string Health,
-    DateTimeOffset? HealthSince);
+    DateTimeOffset? HealthSince)
+{
+    /// <summary>
+    /// The tunnel as its stream holds it: handshakes only as far as its health changes recorded them, and no handshake age
+    /// (the host's live reports are no part of a past).
+    /// </summary>
+    public static TunnelView Of(MachineTunnel tunnel) => new(tunnel.MachineId, tunnel.ExitNodeId, tunnel.HostId, tunnel.TunnelAddress, tunnel.State, tunnel.PublicKey,
+        tunnel.RequestedAt ?? default, tunnel.AttachedAt, tunnel.LatestHandshakeAt, null, tunnel.Health, tunnel.HealthSince);
+}
 
 /// <summary>Tunnels are made and removed by the machine saga; the API shows them, the caller's tenant's only.</summary>
 public static class TunnelEndpoints
@@ -52,8 +60,16 @@ public static class TunnelEndpoints
         return TypedResults.Ok(Paging.Of(tunnels, pageSize, t => t.MachineId));
     }
 
-    private static async Task<Ok<TunnelView>> GetAsync(Guid machineId, Caller caller, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>The machine's tunnel now, or with <c>?version=</c> or <c>?at=</c> as it stood then (a detached tunnel included).</summary>
+    private static async Task<Ok<TunnelView>> GetAsync(
+        Guid machineId, long? version, string? at, Caller caller, NpgsqlDataSource dataSource, EventStore store, TimeProvider time, CancellationToken cancellationToken)
     {
+        if (AsOf.Read(version, at, "tunnel") is { } asOf)
+        {
+            var then = await store.LoadAsOfAsync<MachineTunnel>(MachineTunnel.StreamOf(machineId), MachineTunnel.Evolve, asOf.Version, asOf.At, cancellationToken);
+            return then.State is { } past && caller.CanSee(past.TenantId) ? TypedResults.Ok(TunnelView.Of(past)) : throw Problems.NotFound("tunnel");
+        }
+
         await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM {store.Schema}.tunnels WHERE machine_id = $1 AND ($2 OR tenant_id = $3)");
         command.Parameters.AddWithValue(machineId);
         command.Parameters.AddWithValue(caller.SeesAllTenants);

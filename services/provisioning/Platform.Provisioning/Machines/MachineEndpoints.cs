@@ -53,27 +53,14 @@ public static class MachineEndpoints
     private static async Task<Ok<MachineView>> GetAsync(
         Guid machineId, long? version, string? at, Caller caller, HttpContext http, MachineReader reader, EventStore store, CancellationToken cancellationToken)
     {
-        if (version is null && at is null)
+        if (AsOf.Read(version, at, "machine") is not { } asOf)
         {
             var machine = await reader.GetAsync(machineId, caller, cancellationToken);
             http.Response.Headers.ETag = machine.ETag;
             return TypedResults.Ok(machine);
         }
 
-        if (version is < 1)
-        {
-            throw Problems.Invalid("version", "must be a version of the machine's stream, 1 or more");
-        }
-
-        DateTimeOffset? asOf = null;
-        if (at is not null)
-        {
-            asOf = DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)
-                ? parsed
-                : throw Problems.Invalid("at", "must be an ISO 8601 time, such as 2026-12-03T12:00:00Z");
-        }
-
-        var then = await store.LoadAsOfAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, version, asOf, cancellationToken);
+        var then = await store.LoadAsOfAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, asOf.Version, asOf.At, cancellationToken);
         return then.State is { } state && caller.CanSee(state.TenantId)
             ? TypedResults.Ok(MachineView.Of(state, then.Version))
             : throw Problems.NotFound("machine");
