@@ -110,17 +110,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
             Assert.True((await docker.InspectContainerAsync(containerId, CancellationToken.None))?.State.Running);
 
             // The adopted machines are supervised again: one that ends now is noticed.
-            foreach (var pid in MachineTests.CgroupProcesses(sandbox))
-            {
-                try
-                {
-                    Process.GetProcessById(pid).Kill();
-                }
-                catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
-                {
-                    // It ended with one killed before it (bubblewrap's init takes its children with it).
-                }
-            }
+            MachineTests.KillCgroupProcesses(sandbox);
 
             await Eventually.TrueAsync(async () =>
                 (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{sandbox}")).GetProperty("state").GetString() != "running",

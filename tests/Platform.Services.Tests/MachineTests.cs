@@ -304,10 +304,7 @@ public sealed class MachineTests(PlatformStack stack)
         await stack.CrashAndRestartHostAgentAsync(whileDown: () =>
         {
             // Ends while no agent watches it: only its cgroup's processes, as an outside kill would.
-            foreach (var pid in CgroupProcesses(casualty))
-            {
-                System.Diagnostics.Process.GetProcessById(pid).Kill();
-            }
+            KillCgroupProcesses(casualty);
         });
 
         var failed = await tenant.WaitForMachineAsync(casualty, "failed");
@@ -322,6 +319,23 @@ public sealed class MachineTests(PlatformStack stack)
             await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
             await tenant.WaitForMachineAsync(id, "destroyed");
             Assert.Empty(CgroupProcesses(id));
+        }
+    }
+
+    /// <summary>Kills what runs in a sandbox's cgroup, as an outside kill would.</summary>
+    internal static void KillCgroupProcesses(Guid machineId)
+    {
+        foreach (var pid in CgroupProcesses(machineId))
+        {
+            try
+            {
+                using var process = System.Diagnostics.Process.GetProcessById(pid);
+                process.Kill();
+            }
+            catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
+            {
+                // It ended with one killed before it (bubblewrap dies with its parent, the sandbox with its init).
+            }
         }
     }
 

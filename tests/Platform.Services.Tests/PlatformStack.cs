@@ -181,9 +181,16 @@ public sealed class PlatformStack : IAsyncLifetime
     public async Task CrashAndRestartHostAgentAsync(Action? whileDown = null)
     {
         await HostAgent!.KillAsync(entireProcessTree: false);
-        whileDown?.Invoke();
-        HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
-        await HostAgent.WaitUntilReadyAsync();
+        try
+        {
+            whileDown?.Invoke();
+        }
+        finally
+        {
+            // Whatever happened meanwhile, the stack's later tests get an agent.
+            HostAgent = ServiceProcess.Start("host-agent", _agentEnvironment);
+            await HostAgent.WaitUntilReadyAsync();
+        }
     }
 
     /// <summary>
