@@ -73,7 +73,7 @@ public sealed class MachineSagaTests(PlatformStack stack)
             Assert.Equal("attaching", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?version=1")).GetProperty("state").GetString());
             var attached = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?version=2");
             Assert.Equal(("attached", exitNodeId), (attached.GetProperty("state").GetString(), attached.GetProperty("exitNodeId").GetGuid()));
-            Assert.Equal("detached", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?at={DateTimeOffset.UtcNow.AddMinutes(1):O}")).GetProperty("state").GetString());
+            Assert.Equal("detached", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/tunnels/{machine}?at={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddMinutes(1).ToString("O"))}")).GetProperty("state").GetString());
             Assert.Empty(await NetworkNamespace.ListAsync($"pm-{machine:N}"));
         }
 

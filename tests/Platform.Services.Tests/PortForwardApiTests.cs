@@ -87,7 +87,7 @@ public sealed class PortForwardApiTests(PortForwardStack stack)
             Assert.Equal(("opening", second.Id, machine), (asked.GetProperty("state").GetString(), asked.GetProperty("id").GetGuid(), asked.GetProperty("machineId").GetGuid()));
             var wasOpen = await tenant.GetFromJsonAsync<JsonElement>($"{second.Location}?version=2");
             Assert.Equal(("open", secondOpen.GetProperty("hostPort").GetInt32()), (wasOpen.GetProperty("state").GetString(), wasOpen.GetProperty("hostPort").GetInt32()));
-            Assert.Equal("removed", (await tenant.GetFromJsonAsync<JsonElement>($"{second.Location}?at={DateTimeOffset.UtcNow.AddMinutes(1):O}")).GetProperty("state").GetString());
+            Assert.Equal("removed", (await tenant.GetFromJsonAsync<JsonElement>($"{second.Location}?at={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddMinutes(1).ToString("O"))}")).GetProperty("state").GetString());
             await Problems.AssertAsync(await tenant.GetAsync($"{second.Location}?version=0"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
             Assert.DoesNotContain(await PortForward.ListAsync(), f => f.Table == PortForward.TableNameFor(second.Id.ToString()));
             await tenant.ActAsync(HttpMethod.Delete, third.Location.OriginalString);
