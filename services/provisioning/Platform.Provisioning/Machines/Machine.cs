@@ -112,6 +112,64 @@ public sealed record Machine(
         _ => throw new IllegalTransitionException(action, State),
     };
 
+    /// <summary>
+    /// What its host's report that it runs records: running, if it still waits for that start or restart; nothing for a
+    /// late or repeated report.
+    /// </summary>
+    public IReadOnlyList<object> Decide(MachineLaunched launched, DateTimeOffset now) =>
+        Awaits(launched.OperationId) && State is MachineStates.Starting or MachineStates.Restarting
+            ? [new MachineRunning(Id, TenantId, launched.OperationId, launched.HostId, launched.Network, launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now)]
+            : [];
+
+    /// <summary>What its host's report that it could not start records: failed, if it still waits for that start or restart.</summary>
+    public IReadOnlyList<object> Decide(MachineLaunchFailed failed, DateTimeOffset now) =>
+        Awaits(failed.OperationId) && State is MachineStates.Starting or MachineStates.Restarting
+            ? [new MachineFailed(Id, TenantId, failed.OperationId, failed.Reason, null, now)]
+            : [];
+
+    /// <summary>
+    /// What its host's report that it halted records: stopped, if it was being stopped. A halt that is the first half of a
+    /// restart records nothing: the machine is launched again (<see cref="RelaunchesAfter"/>).
+    /// </summary>
+    public IReadOnlyList<object> Decide(MachineHalted halted, DateTimeOffset now) =>
+        Awaits(halted.OperationId) && State == MachineStates.Stopping ? [new MachineStopped(Id, TenantId, halted.OperationId, null, now)] : [];
+
+    /// <summary>Whether the halt is the first half of a restart or a recreate, after which it is launched again under the same operation.</summary>
+    public bool RelaunchesAfter(MachineHalted halted) => Awaits(halted.OperationId) && State == MachineStates.Restarting;
+
+    /// <summary>What its host's report that its main process ended records: stopped or failed, if it was running.</summary>
+    public IReadOnlyList<object> Decide(MachineExited exited, DateTimeOffset now) => State == MachineStates.Running ? [EndedBy(exited, now)] : [];
+
+    /// <summary>What a step of the operation in flight records: the step, once, while the machine still waits for that operation.</summary>
+    public IReadOnlyList<object> Decide(MachineStepCompleted step) =>
+        Awaits(step.OperationId) && !Steps.Contains(step.Step) ? [step] : [];
+
+    /// <summary>
+    /// What the end of its creation records: running, as <paramref name="launched"/> reported it, and (when its process
+    /// ended meanwhile, <paramref name="exitedEarly"/>) stopped or failed right after; nothing once it is not creating.
+    /// </summary>
+    public IReadOnlyList<object> Created(Guid operationId, MachineLaunched launched, MachineExited? exitedEarly, DateTimeOffset now)
+    {
+        if (!Awaits(operationId) || State != MachineStates.Creating)
+        {
+            return [];
+        }
+
+        var running = new MachineRunning(Id, TenantId, operationId, launched.HostId, launched.Network, launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
+        return exitedEarly is { } exit ? [running, EndedBy(exit, now)] : [running];
+    }
+
+    /// <summary>
+    /// What the end of a flow that gave everything back records: destroyed, for a destroy; failed at
+    /// <paramref name="failedStep"/>, for a creation; null when neither is pending.
+    /// </summary>
+    public object? Finished(string? failedStep, string? failureReason, DateTimeOffset now) => this switch
+    {
+        { State: MachineStates.Destroying, Pending: { } destroy } => new MachineDestroyed(Id, TenantId, destroy.Id, HostId, now),
+        { State: MachineStates.Creating, Pending: { } create } => new MachineFailed(Id, TenantId, create.Id, $"creation failed at the {failedStep} step: {failureReason}", null, now, failedStep),
+        _ => null,
+    };
+
     /// <summary>What its main process ending without being asked records: stopped (exit code 0) or failed.</summary>
     public object EndedBy(MachineExited exit, DateTimeOffset now) => exit.ExitCode == 0
         ? new MachineStopped(Id, TenantId, null, 0, now)

@@ -78,28 +78,21 @@ public sealed class MachineCommands(MachineActions actions, ILogger<MachineComma
 /// still means something: the (re)start a machine waits for, the exit of a machine that was running. Reports
 /// about creating and destroying belong to the machine saga.
 /// </summary>
-public sealed class HostReports(EventStore store, TimeProvider time) :
+public sealed class HostReports(IEventStreams streams, TimeProvider time) :
     IConsumer<MachineLaunched>,
     IConsumer<MachineLaunchFailed>,
     IConsumer<MachineHalted>,
     IConsumer<MachineExited>
 {
-    public Task Consume(ConsumeContext<MachineLaunched> context) => DecideAsync(context, context.Message.MachineId, machine =>
-        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Starting or MachineStates.Restarting
-            ? [new MachineRunning(machine.Id, machine.TenantId, context.Message.OperationId, context.Message.HostId, context.Message.Network,
-                context.Message.Accelerator, context.Message.BootedFrom, context.Message.LaunchMilliseconds, time.GetUtcNow())]
-            : []);
+    public Task Consume(ConsumeContext<MachineLaunched> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
 
-    public Task Consume(ConsumeContext<MachineLaunchFailed> context) => DecideAsync(context, context.Message.MachineId, machine =>
-        machine.Awaits(context.Message.OperationId) && machine.State is MachineStates.Starting or MachineStates.Restarting
-            ? [new MachineFailed(machine.Id, machine.TenantId, context.Message.OperationId, context.Message.Reason, null, time.GetUtcNow())]
-            : []);
+    public Task Consume(ConsumeContext<MachineLaunchFailed> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
 
     public async Task Consume(ConsumeContext<MachineHalted> context)
     {
         var halted = context.Message;
-        var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(halted.MachineId), Machine.Evolve, context.CancellationToken);
-        if (loaded.State is { } machine && machine.Awaits(halted.OperationId) && machine.State == MachineStates.Restarting)
+        var machine = (await streams.LoadAsync<Machine>(Machine.StreamOf(halted.MachineId), Machine.Evolve, context.CancellationToken)).State;
+        if (machine is not null && machine.RelaunchesAfter(halted))
         {
             // The first half of a restart or a recreate: launch it again under the same operation (afresh for a recreate).
             var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(machine.HostId));
@@ -107,29 +100,16 @@ public sealed class HostReports(EventStore store, TimeProvider time) :
             return;
         }
 
-        await DecideAsync(context, halted.MachineId, machine =>
-            machine.Awaits(halted.OperationId) && machine.State == MachineStates.Stopping
-                ? [new MachineStopped(machine.Id, machine.TenantId, halted.OperationId, null, time.GetUtcNow())]
-                : []);
+        await DecideAsync(context, halted.MachineId, m => m.Decide(halted, time.GetUtcNow()));
     }
 
-    public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, machine =>
-        machine.State != MachineStates.Running ? [] : [machine.EndedBy(context.Message, time.GetUtcNow())]);
+    public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
 
-    private async Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide)
-    {
-        var loaded = await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, context.CancellationToken);
-        if (loaded.State is not { } machine)
-        {
-            return;
-        }
-
-        var events = decide(machine);
-        if (events.Count > 0)
-        {
-            await store.AppendAsync(Machine.StreamOf(machineId), loaded.ExpectedVersion, events, Metadata(context, machine), context.CancellationToken);
-        }
-    }
+    /// <summary>A report about a machine that is not known here records nothing.</summary>
+    private Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide) =>
+        streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, loaded => loaded.State is not { } machine
+            ? Decision.Nothing
+            : new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, decide(machine))], Metadata(context, machine)), context.CancellationToken);
 
     private static EventMetadata Metadata(ConsumeContext context, Machine machine) =>
         new(context.CorrelationId, context.MessageId, machine.TenantId.ToString(), $"host:{machine.HostId}");

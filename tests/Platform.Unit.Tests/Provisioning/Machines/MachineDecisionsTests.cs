@@ -94,4 +94,76 @@ public sealed class MachineDecisionsTests
 
         Assert.Equal(["quota"], machine.Steps);
     }
+
+    [Fact]
+    public void A_report_that_it_runs_records_running_only_while_the_machine_waits_for_that_start()
+    {
+        var (stop, start) = (Guid.CreateVersion7(), Guid.CreateVersion7());
+        var starting = Given(Requested, Running(Creation), new MachineStopRequested(Id, Tenant, stop, Now), new MachineStopped(Id, Tenant, stop, 0, Now),
+            new MachineStartRequested(Id, Tenant, start, Now));
+        var launched = new MachineLaunched(Id, Tenant, start, Host, null, "tcg", "cold", 12.5);
+
+        Assert.Equal([new MachineRunning(Id, Tenant, start, Host, null, "tcg", "cold", 12.5, Now)], starting.Decide(launched, Now));
+        Assert.Empty(starting.Decide(launched with { OperationId = stop }, Now));
+        Assert.Empty(starting.Apply(starting.Decide(launched, Now)[0]).Decide(launched, Now));
+        Assert.Equal([new MachineFailed(Id, Tenant, start, "no room", null, Now)], starting.Decide(new MachineLaunchFailed(Id, Tenant, start, Host, "no room"), Now));
+    }
+
+    [Fact]
+    public void A_halt_ends_a_stop_and_is_the_first_half_of_a_restart_which_records_nothing_and_launches_again()
+    {
+        var (stop, restart) = (Guid.CreateVersion7(), Guid.CreateVersion7());
+        var stopping = Given(Requested, Running(Creation), new MachineStopRequested(Id, Tenant, stop, Now));
+        var restarting = Given(Requested, Running(Creation), new MachineRestartRequested(Id, Tenant, restart, Now));
+
+        Assert.Equal([new MachineStopped(Id, Tenant, stop, null, Now)], stopping.Decide(new MachineHalted(Id, Tenant, stop, Host), Now));
+        Assert.False(stopping.RelaunchesAfter(new MachineHalted(Id, Tenant, stop, Host)));
+        Assert.Empty(restarting.Decide(new MachineHalted(Id, Tenant, restart, Host), Now));
+        Assert.True(restarting.RelaunchesAfter(new MachineHalted(Id, Tenant, restart, Host)));
+        Assert.False(restarting.RelaunchesAfter(new MachineHalted(Id, Tenant, stop, Host)));
+    }
+
+    [Fact]
+    public void A_process_that_ends_is_recorded_only_while_the_machine_runs()
+    {
+        var exited = new MachineExited(Id, Tenant, Host, 137, "killed");
+
+        Assert.Equal([new MachineFailed(Id, Tenant, null, "killed", 137, Now)], Given(Requested, Running(Creation)).Decide(exited, Now));
+        Assert.Empty(Given(Requested).Decide(exited, Now));
+    }
+
+    [Fact]
+    public void A_step_is_recorded_once_and_only_for_the_operation_in_flight()
+    {
+        var step = new MachineStepCompleted(Id, Tenant, Creation, "quota", "reserved", Now);
+        var machine = Given(Requested);
+
+        Assert.Equal([step], machine.Decide(step));
+        Assert.Empty(machine.Apply(step).Decide(step));
+        Assert.Empty(machine.Decide(step with { OperationId = Guid.CreateVersion7() }));
+    }
+
+    [Fact]
+    public void The_end_of_a_creation_records_running_and_then_how_a_process_that_ended_meanwhile_ended()
+    {
+        var launched = new MachineLaunched(Id, Tenant, Creation, Host, null, null, "snapshot", 80);
+        var creating = Given(Requested);
+
+        Assert.Equal([new MachineRunning(Id, Tenant, Creation, Host, null, null, "snapshot", 80, Now)], creating.Created(Creation, launched, null, Now));
+        Assert.Equal([new MachineRunning(Id, Tenant, Creation, Host, null, null, "snapshot", 80, Now), new MachineStopped(Id, Tenant, null, 0, Now)],
+            creating.Created(Creation, launched, new MachineExited(Id, Tenant, Host, 0, "done"), Now));
+        Assert.Empty(Given(Requested, Running(Creation)).Created(Creation, launched, null, Now));
+    }
+
+    [Fact]
+    public void A_flow_that_gave_everything_back_ends_a_destroy_destroyed_and_a_creation_failed_naming_the_step()
+    {
+        var destroy = Guid.CreateVersion7();
+
+        Assert.Equal(new MachineFailed(Id, Tenant, Creation, "creation failed at the network step: no address", null, Now, "network"),
+            Given(Requested).Finished("network", "no address", Now));
+        Assert.Equal(new MachineDestroyed(Id, Tenant, destroy, Host, Now),
+            Given(Requested, Running(Creation), new MachineDestroyRequested(Id, Tenant, destroy, Now)).Finished(null, null, Now));
+        Assert.Null(Given(Requested, Running(Creation)).Finished(null, null, Now));
+    }
 }

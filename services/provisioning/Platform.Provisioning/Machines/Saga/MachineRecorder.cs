@@ -16,32 +16,18 @@ public sealed class MachineRecorder(IEventStreams streams, TimeProvider time)
         (await streams.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, cancellationToken)).State;
 
     public Task StepCompletedAsync(ConsumeContext context, MachineSagaState saga, string step, string detail) =>
-        DecideAsync(context, saga, machine => machine.Awaits(saga.OperationId) && !machine.Steps.Contains(step)
-            ? [new MachineStepCompleted(machine.Id, machine.TenantId, saga.OperationId, step, detail, time.GetUtcNow())]
-            : []);
+        DecideAsync(context, saga, machine => machine.Decide(new MachineStepCompleted(machine.Id, machine.TenantId, saga.OperationId, step, detail, time.GetUtcNow())));
 
     /// <summary>The creation is done: the machine is running (and, if its process ended meanwhile, stopped or failed right after).</summary>
     public Task ReadyAsync(ConsumeContext context, MachineSagaState saga) =>
-        DecideAsync(context, saga, machine =>
-        {
-            if (!machine.Awaits(saga.OperationId) || machine.State != MachineStates.Creating || saga.Launched is not { } launched)
-            {
-                return [];
-            }
-
-            var now = time.GetUtcNow();
-            var running = new MachineRunning(machine.Id, machine.TenantId, saga.OperationId, launched.HostId, launched.Network,
-                launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
-            return saga.ExitedEarly is { } exit ? [running, machine.EndedBy(exit, now)] : [running];
-        });
+        DecideAsync(context, saga, machine => saga.Launched is { } launched ? machine.Created(saga.OperationId, launched, saga.ExitedEarly, time.GetUtcNow()) : []);
 
     /// <summary>
     /// The machine's process ended while it runs: stopped (exit 0) or failed. The host's report reaches the saga and
     /// <see cref="HostReports"/> alike; whichever sees the machine running records it, once.
     /// </summary>
     public Task ExitedAsync(ConsumeContext context, MachineSagaState saga, MachineExited exit) =>
-        DecideAsync(context, saga, machine =>
-            machine.State != MachineStates.Running ? [] : [machine.EndedBy(exit, time.GetUtcNow())]);
+        DecideAsync(context, saga, machine => machine.Decide(exit, time.GetUtcNow()));
 
     /// <summary>
     /// Everything the flow held is given back: a machine being destroyed is destroyed, a creation that failed ends
@@ -50,20 +36,8 @@ public sealed class MachineRecorder(IEventStreams streams, TimeProvider time)
     public Task FinishAsync(ConsumeContext context, MachineSagaState saga) =>
         streams.DecideAsync<Machine>(Machine.StreamOf(saga.CorrelationId), Machine.Evolve, loaded =>
         {
-            if (loaded.State is not { } machine)
-            {
-                return [];
-            }
-
             var now = time.GetUtcNow();
-            object? end = machine switch
-            {
-                { State: MachineStates.Destroying, Pending: { } destroy } => new MachineDestroyed(machine.Id, machine.TenantId, destroy.Id, machine.HostId, now),
-                { State: MachineStates.Creating, Pending: { } create } => new MachineFailed(machine.Id, machine.TenantId, create.Id,
-                    $"creation failed at the {saga.FailedStep} step: {saga.FailureReason}", null, now, saga.FailedStep),
-                _ => null,
-            };
-            if (end is null)
+            if (loaded.State is not { } machine || machine.Finished(saga.FailedStep, saga.FailureReason, now) is not { } end)
             {
                 return [];
             }
