@@ -119,20 +119,7 @@ public sealed class HealingTests(PlatformStack stack)
     /// <summary>Kills what runs in the sandbox's cgroup, once it is in there (it joins its cgroup a moment after it counts as running).</summary>
     private static async Task KillSandboxAsync(Guid machineId)
     {
-        var procs = new[] { $"/sys/fs/cgroup/pids/platform/m-{machineId:N}/cgroup.procs", $"/sys/fs/cgroup/platform/m-{machineId:N}/cgroup.procs" }.First(File.Exists);
-        string[] pids = [];
-        await Eventually.TrueAsync(() => (pids = File.ReadAllLines(procs).Where(l => l.Length > 0).ToArray()).Length > 0, TimeSpan.FromSeconds(10), "the sandbox is in its cgroup");
-        foreach (var pid in pids)
-        {
-            try
-            {
-                using var process = Process.GetProcessById(int.Parse(pid));
-                process.Kill();
-            }
-            catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
-            {
-                // Gone already: killing its parent took it.
-            }
-        }
+        await Eventually.TrueAsync(() => MachineTests.CgroupProcesses(machineId).Length > 0, TimeSpan.FromSeconds(10), "the sandbox is in its cgroup");
+        MachineTests.KillCgroupProcesses(machineId);
     }
 }

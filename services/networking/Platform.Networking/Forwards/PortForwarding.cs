@@ -61,32 +61,22 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
     {
         // The host may answer meanwhile: then this is decided again on what it said.
         MachinePortForward? found = null;
-        MachinePortForward? answer = null;
-        await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
+        var decided = await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
         {
             found = forward is not null && forward.TenantId == tenantId ? forward : null;
-            switch (found)
+            return found?.State switch
             {
-                case null:
-                    answer = null;
-                    return [];
-                case { State: PortForwardStates.Opening or PortForwardStates.Open }:
-                    answer = found with { State = PortForwardStates.Closing };
-                    return [new PortForwardRemoveRequested(forwardId, tenantId, time.GetUtcNow())];
-                case { State: PortForwardStates.Failed }:
-                    answer = found with { State = PortForwardStates.Removed };
-                    return [Removed(found, null)];
-                default:
-                    answer = found;
-                    return [];
-            }
+                PortForwardStates.Opening or PortForwardStates.Open => [new PortForwardRemoveRequested(forwardId, tenantId, time.GetUtcNow())],
+                PortForwardStates.Failed => [Removed(found, null)],
+                _ => [],
+            };
         }, metadata, cancellationToken);
-        if (found is { State: PortForwardStates.Opening or PortForwardStates.Open or PortForwardStates.Closing })
+        if (found is { MayBeOnHost: true })
         {
             await CloseOnHostAsync(send, found, cancellationToken);
         }
 
-        return answer;
+        return found is null ? null : decided.Aggregate(found, MachinePortForward.Evolve);
     }
 
     /// <summary>

@@ -117,15 +117,11 @@ public sealed record Machine(
     /// late or repeated report.
     /// </summary>
     public IReadOnlyList<object> Decide(MachineLaunched launched, DateTimeOffset now) =>
-        Awaits(launched.OperationId) && State is MachineStates.Starting or MachineStates.Restarting
-            ? [new MachineRunning(Id, TenantId, launched.OperationId, launched.HostId, launched.Network, launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now)]
-            : [];
+        AwaitsLaunch(launched.OperationId) ? [RunningAs(launched.OperationId, launched, now)] : [];
 
     /// <summary>What its host's report that it could not start records: failed, if it still waits for that start or restart.</summary>
     public IReadOnlyList<object> Decide(MachineLaunchFailed failed, DateTimeOffset now) =>
-        Awaits(failed.OperationId) && State is MachineStates.Starting or MachineStates.Restarting
-            ? [new MachineFailed(Id, TenantId, failed.OperationId, failed.Reason, null, now)]
-            : [];
+        AwaitsLaunch(failed.OperationId) ? [new MachineFailed(Id, TenantId, failed.OperationId, failed.Reason, null, now)] : [];
 
     /// <summary>
     /// What its host's report that it halted records: stopped, if it was being stopped. A halt that is the first half of a
@@ -155,7 +151,7 @@ public sealed record Machine(
             return [];
         }
 
-        var running = new MachineRunning(Id, TenantId, operationId, launched.HostId, launched.Network, launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
+        var running = RunningAs(operationId, launched, now);
         return exitedEarly is { } exit ? [running, EndedBy(exit, now)] : [running];
     }
 
@@ -169,6 +165,12 @@ public sealed record Machine(
         { State: MachineStates.Creating, Pending: { } create } => new MachineFailed(Id, TenantId, create.Id, $"creation failed at the {failedStep} step: {failureReason}", null, now, failedStep),
         _ => null,
     };
+
+    /// <summary>A start or restart of <paramref name="operationId"/> that still waits for its host.</summary>
+    private bool AwaitsLaunch(Guid operationId) => Awaits(operationId) && State is MachineStates.Starting or MachineStates.Restarting;
+
+    private MachineRunning RunningAs(Guid operationId, MachineLaunched launched, DateTimeOffset now) =>
+        new(Id, TenantId, operationId, launched.HostId, launched.Network, launched.Accelerator, launched.BootedFrom, launched.LaunchMilliseconds, now);
 
     /// <summary>What its main process ending without being asked records: stopped (exit code 0) or failed.</summary>
     public object EndedBy(MachineExited exit, DateTimeOffset now) => exit.ExitCode == 0

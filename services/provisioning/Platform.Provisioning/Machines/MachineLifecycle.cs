@@ -91,16 +91,18 @@ public sealed class HostReports(IEventStreams streams, TimeProvider time) :
     public async Task Consume(ConsumeContext<MachineHalted> context)
     {
         var halted = context.Message;
-        var machine = (await streams.LoadAsync<Machine>(Machine.StreamOf(halted.MachineId), Machine.Evolve, context.CancellationToken)).State;
-        if (machine is not null && machine.RelaunchesAfter(halted))
+        Machine? relaunch = null;
+        await DecideAsync(context, halted.MachineId, machine =>
+        {
+            relaunch = machine.RelaunchesAfter(halted) ? machine : null;
+            return machine.Decide(halted, time.GetUtcNow());
+        });
+        if (relaunch is not null)
         {
             // The first half of a restart or a recreate: launch it again under the same operation (afresh for a recreate).
-            var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(machine.HostId));
-            await endpoint.Send(MachineLifecycle.Launch(machine, halted.OperationId), context.CancellationToken);
-            return;
+            var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(relaunch.HostId));
+            await endpoint.Send(MachineLifecycle.Launch(relaunch, halted.OperationId), context.CancellationToken);
         }
-
-        await DecideAsync(context, halted.MachineId, m => m.Decide(halted, time.GetUtcNow()));
     }
 
     public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
