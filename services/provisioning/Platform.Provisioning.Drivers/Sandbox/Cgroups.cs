@@ -47,6 +47,9 @@ public abstract class Cgroups
     /// <summary>Kills whatever is still in the sandbox's cgroups and removes them.</summary>
     public abstract Task RemoveAsync(string id);
 
+    /// <summary>The <c>cgroup.procs</c> files of the sandbox's cgroups: a process that writes its pid into each is inside its limits.</summary>
+    public abstract IReadOnlyList<string> ProcessFiles(string id);
+
     /// <summary>Whether anything of the sandbox is left on the host.</summary>
     public abstract bool Exists(string id);
 
@@ -167,6 +170,8 @@ internal sealed class CgroupsV1 : Cgroups
         }
     }
 
+    public override IReadOnlyList<string> ProcessFiles(string id) => Controllers.Select(c => Path.Combine(Root, c, Parent, id, "cgroup.procs")).ToArray();
+
     public override bool Exists(string id) => Controllers.Any(c => Directory.Exists(Path.Combine(Root, c, Parent, id)));
 
     public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, "memory", Parent, id, "memory.oom_control"), "oom_kill");
@@ -203,6 +208,8 @@ internal sealed class CgroupsV2 : Cgroups
     }
 
     public override Task RemoveAsync(string id) => EmptyAndRemoveAsync(Path.Combine(Root, Parent, id));
+
+    public override IReadOnlyList<string> ProcessFiles(string id) => [Path.Combine(Root, Parent, id, "cgroup.procs")];
 
     public override bool Exists(string id) => Directory.Exists(Path.Combine(Root, Parent, id));
 

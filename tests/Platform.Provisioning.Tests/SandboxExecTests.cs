@@ -1,0 +1,139 @@
+using System.Text;
+using Platform.Provisioning.Drivers.Guests;
+using Platform.Provisioning.Drivers.Sandbox;
+using Platform.Testing;
+
+namespace Platform.Provisioning.Tests;
+
+/// <summary>Commands run inside real, running sandboxes: confined as the sandbox's own processes are.</summary>
+public sealed class SandboxExecTests
+{
+    private static readonly SandboxLimits Limits = new(MemoryMiB: 96, MaxProcesses: 32, Cpus: 1);
+    private readonly SandboxRunner _runner = new(Cgroups.Detect());
+
+    [Fact]
+    public async Task A_command_runs_inside_the_sandbox_and_its_output_input_and_exit_code_come_back()
+    {
+        await using var sandbox = await StartIdleAsync();
+
+        var (code, output, errors) = await RunAsync(sandbox, new GuestCommand(["/bin/sh", "-c", "read line; echo \"got $line in $(pwd) as $(id -u) on $(hostname)\"; echo oops >&2; exit 7"]), "hello\n");
+
+        Assert.Equal(7, code);
+        Assert.Equal($"got hello in /scratch as 0 on {sandbox.Spec.Hostname}\n", output);
+        Assert.Equal("oops\n", errors);
+    }
+
+    [Fact]
+    public async Task A_command_sees_the_sandboxs_files_and_processes_and_its_own_environment_directory_and_user()
+    {
+        await using var sandbox = await StartIdleAsync(["/bin/sh", "-c", "echo kept > /scratch/from-main; exec sleep 600"]);
+        await Eventually.TrueAsync(async () => (await RunAsync(sandbox, new GuestCommand(["cat", "/scratch/from-main"]))).Output == "kept\n", TimeSpan.FromSeconds(10), "the main process wrote its file");
+
+        var (code, output, _) = await RunAsync(sandbox, new GuestCommand(["/bin/sh", "-c", "echo $GREETING; pwd; id -u; id -g; ps -e -o comm= | sort | tr '\\n' ' '"])
+        {
+            Environment = new Dictionary<string, string> { ["GREETING"] = "hi there" },
+            WorkingDirectory = "/tmp",
+            User = "1000:1001",
+        });
+
+        Assert.Equal(0, code);
+        var lines = output.Split('\n');
+        Assert.Equal(["hi there", "/tmp", "1000", "1001"], lines[..4]);
+        Assert.Contains("sleep", lines[4], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_execd_process_is_confined_like_the_sandbox_its_cgroups_user_namespace_capabilities_and_seccomp_filter()
+    {
+        await using var sandbox = await StartIdleAsync();
+        var marker = $"{Random.Shared.Next(1000, 9999)}.{Random.Shared.Next(1000, 9999)}";
+        await using var process = _runner.Exec(sandbox, new GuestCommand(["sleep", marker]));
+        var pid = await Eventually.ValueAsync(() => Task.FromResult(ProcessWithArgument(marker)), TimeSpan.FromSeconds(10), "the exec'd process runs");
+
+        var status = File.ReadAllLines($"/proc/{pid}/status").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
+        var ids = sandbox.Ids!;
+        Assert.Equal($"{ids.HostId}\t{ids.HostId}\t{ids.HostId}\t{ids.HostId}", status["Uid"]);
+        Assert.Equal("1", status["NoNewPrivs"]);
+        Assert.Equal("2", status["Seccomp"]);
+        Assert.Equal(0UL, Convert.ToUInt64(status["CapAmb"], 16));
+        Assert.Equal(0UL, Convert.ToUInt64(status["CapInh"], 16));
+        // The same bounding set as the sandbox's own command (bubblewrap's child runs it).
+        var main = File.ReadAllText($"/proc/{sandbox.InsideProcessId}/task/{sandbox.InsideProcessId}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+        Assert.Equal(File.ReadAllLines($"/proc/{main}/status").Single(l => l.StartsWith("CapBnd:", StringComparison.Ordinal)), "CapBnd:\t" + status["CapBnd"]);
+        Assert.Equal(status["CapBnd"], status["CapEff"]);
+        Assert.Equal(ReadLink($"/proc/{sandbox.InsideProcessId}/ns/user"), ReadLink($"/proc/{pid}/ns/user"));
+        Assert.Equal(ReadLink($"/proc/{sandbox.InsideProcessId}/ns/pid"), ReadLink($"/proc/{pid}/ns/pid"));
+        Assert.Equal(ReadLink($"/proc/{sandbox.InsideProcessId}/ns/net"), ReadLink($"/proc/{pid}/ns/net"));
+        Assert.Contains($"/{Cgroups.Parent}/{sandbox.Spec.Id}", File.ReadAllText($"/proc/{pid}/cgroup"), StringComparison.Ordinal);
+        // The filter holds: no new namespace from inside.
+        var (code, _, errors) = await RunAsync(sandbox, new GuestCommand(["unshare", "--user", "true"]));
+        Assert.NotEqual(0, code);
+        Assert.Contains("Operation not permitted", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_signal_reaches_the_command_and_its_exit_code_says_so()
+    {
+        await using var sandbox = await StartIdleAsync();
+        await using var process = _runner.Exec(sandbox, new GuestCommand(["/bin/sh", "-c", "trap 'echo terminated; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]));
+        var reader = new StreamReader(process.StandardOutput);
+        Assert.Equal("ready", await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)));
+
+        process.Signal(15);
+
+        Assert.Equal(42, await process.Exited.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal("terminated", await reader.ReadLineAsync());
+    }
+
+    [Fact]
+    public async Task A_command_that_is_not_there_or_a_bad_user_is_refused_clearly()
+    {
+        await using var sandbox = await StartIdleAsync();
+
+        var (code, _, errors) = await RunAsync(sandbox, new GuestCommand(["/no/such/program"]));
+        Assert.Equal(127, code);
+        Assert.Contains("/no/such/program", errors, StringComparison.Ordinal);
+        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { User = "postgres" }));
+        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { User = "70000" }));
+        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand([])));
+        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { Environment = new Dictionary<string, string> { ["A=B"] = "x" } }));
+    }
+
+
+    private async Task<(int Code, string Output, string Errors)> RunAsync(SandboxProcess sandbox, GuestCommand command, string input = "")
+    {
+        await using var process = _runner.Exec(sandbox, command);
+        await process.StandardInput.WriteAsync(Encoding.UTF8.GetBytes(input));
+        process.StandardInput.Close();
+        var output = new StreamReader(process.StandardOutput).ReadToEndAsync();
+        var errors = new StreamReader(process.StandardError).ReadToEndAsync();
+        var code = await process.Exited.WaitAsync(TimeSpan.FromSeconds(30));
+        return (code, await output, await errors);
+    }
+
+    private async Task<SandboxProcess> StartIdleAsync(IReadOnlyList<string>? command = null)
+    {
+        var id = "test-" + Guid.NewGuid().ToString("N")[..12];
+        var sandbox = _runner.Start(new SandboxSpec(id, command ?? ["sleep", "600"], Limits, "exec-" + id[5..13]));
+        await Eventually.TrueAsync(() => sandbox.InsideProcessId is not null, TimeSpan.FromSeconds(10), "the sandbox runs");
+        return sandbox;
+    }
+
+    private static int? ProcessWithArgument(string argument) =>
+        Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)).Select(int.Parse!)
+            .FirstOrDefault(pid => ReadOrEmpty($"/proc/{pid}/cmdline").Split('\0') is ["sleep", var first, ..] && first == argument) is var found and not 0 ? found : null;
+
+    private static string ReadOrEmpty(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    private static string ReadLink(string path) => new FileInfo(path).LinkTarget ?? "";
+}
