@@ -146,9 +146,54 @@ public sealed class PodmanService : IAsyncDisposable
 
             await _service.WaitForExitAsync();
             _service.Dispose();
+            // An exec session's conmon can outlive its container by a moment (and then the service): it goes too.
+            await KillProcessesNamingAsync(Directory);
             UnmountUnder(Directory);
             System.IO.Directory.Delete(Directory, recursive: true);
             RemoveCgroups(Path.GetFileName(Directory));
+        }
+    }
+
+    private static async Task KillProcessesNamingAsync(string directory)
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var found = System.IO.Directory.EnumerateDirectories("/proc")
+                .Select(Path.GetFileName)
+                .Where(name => name!.All(char.IsAsciiDigit))
+                .Select(name => int.Parse(name!, System.Globalization.CultureInfo.InvariantCulture))
+                .Where(pid => pid != Environment.ProcessId && CommandLineOf(pid).Contains(directory, StringComparison.Ordinal))
+                .ToList();
+            if (found.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var pid in found)
+            {
+                try
+                {
+                    Process.GetProcessById(pid).Kill();
+                }
+                catch (Exception exception) when (exception is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                {
+                    // Gone already.
+                }
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    private static string CommandLineOf(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline");
+        }
+        catch (IOException)
+        {
+            return "";
         }
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Docker.DotNet;
 using Docker.DotNet.Models;
+using Platform.Provisioning.Drivers.Guests;
 
 namespace Platform.Provisioning.Drivers.Container;
 
@@ -182,6 +183,34 @@ public sealed partial class ContainerEngine : IDisposable
             var (output, errors) = await stream.ReadOutputToEndAsync(cancellationToken);
             return new ContainerLogs(output, errors);
         }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="command"/> in the running container through the engine's exec API, with the container's own
+    /// confinement (its namespaces, cgroup, capabilities, seccomp profile and no-new-privileges), no TTY, and its streams
+    /// attached.
+    /// </summary>
+    public async Task<IGuestProcess> ExecAsync(string container, GuestCommand command, CancellationToken cancellationToken)
+    {
+        if (command.Problem() is { } problem)
+        {
+            throw new GuestException(problem);
+        }
+
+        var parameters = new ContainerExecCreateParameters
+        {
+            AttachStdin = true,
+            AttachStdout = true,
+            AttachStderr = true,
+            Tty = false,
+            Cmd = [.. command.Argv],
+            Env = [.. command.Environment.Select(e => $"{e.Key}={e.Value}")],
+            WorkingDir = command.WorkingDirectory,
+            User = command.User,
+        };
+        var created = await CallAsync($"POST /containers/{Checked(container)}/exec", () => _docker.Exec.ExecCreateContainerAsync(container, parameters, cancellationToken), cancellationToken);
+        var stream = await CallAsync($"POST /exec/{created.ID}/start", () => _docker.Exec.StartAndAttachContainerExecAsync(created.ID, tty: false, cancellationToken), cancellationToken);
+        return new ContainerGuestProcess(stream, created.ID, id => CallAsync($"GET /exec/{id}/json", () => _docker.Exec.InspectContainerExecAsync(id, CancellationToken.None), CancellationToken.None));
     }
 
     public async Task<IReadOnlyList<ImagesListResponse>> ListImagesAsync(CancellationToken cancellationToken) =>
