@@ -7,7 +7,8 @@ using Platform.Hosting.Security;
 namespace Platform.Gateway;
 
 /// <summary>
-/// What one client may send: a request body of at most <c>Platform:Gateway:MaxRequestBodyBytes</c>, and a
+/// What one client may send: a request body of at most <c>Platform:Gateway:MaxRequestBodyBytes</c> (an upload into a
+/// machine, <c>PUT …/files/…</c> or <c>…/archive/…</c>, of at most <c>Platform:Gateway:MaxUploadBytes</c>), and a
 /// token bucket per tenant (per user for tenant-less platform-admins, per address for anonymous callers)
 /// of <c>Platform:Gateway:RateLimit:RequestsPerSecond</c> with bursts up to <c>…:Burst</c>. A tenant that
 /// spends its bucket gets 429 with Retry-After; other tenants do not notice.
@@ -17,6 +18,7 @@ public static class GatewayLimits
     public static void Add(WebApplicationBuilder builder)
     {
         var maxBody = builder.Configuration.GetValue<long>("Platform:Gateway:MaxRequestBodyBytes", 1024 * 1024);
+        var maxUpload = builder.Configuration.GetValue<long>("Platform:Gateway:MaxUploadBytes", 1024L * 1024 * 1024);
         var perSecond = builder.Configuration.GetValue("Platform:Gateway:RateLimit:RequestsPerSecond", 100);
         var burst = builder.Configuration.GetValue("Platform:Gateway:RateLimit:Burst", 200);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = maxBody);
@@ -52,18 +54,29 @@ public static class GatewayLimits
                 });
             };
         });
-        builder.Services.AddSingleton(new BodyLimit(maxBody));
+        builder.Services.AddSingleton(new BodyLimit(maxBody, maxUpload));
     }
 
     public static void Use(WebApplication app)
     {
-        var limit = app.Services.GetRequiredService<BodyLimit>().Bytes;
+        var limits = app.Services.GetRequiredService<BodyLimit>();
         app.Use((context, next) =>
         {
+            var limit = limits.Bytes;
+            if (IsUpload(context.Request))
+            {
+                limit = limits.UploadBytes;
+                if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+                {
+                    feature.MaxRequestBodySize = limit;
+                }
+            }
+
             // Refuse a declared oversize body before any of it is read or forwarded.
             if (context.Request.ContentLength > limit)
             {
-                throw new ProblemException(ProblemTypes.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The request body is too large.", $"At most {limit} bytes.");
+                throw new ProblemException(ProblemTypes.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The request body is too large.", $"At most {limit} bytes.",
+                    new Dictionary<string, object?> { ["limitBytes"] = limit });
             }
 
             return next(context);
@@ -78,5 +91,10 @@ public static class GatewayLimits
         null => "address:" + context.Connection.RemoteIpAddress,
     };
 
-    private sealed record BodyLimit(long Bytes);
+    /// <summary><c>PUT /api/v1/machines/{id}/files/…</c> or <c>…/archive/…</c>.</summary>
+    private static bool IsUpload(HttpRequest request) =>
+        HttpMethods.IsPut(request.Method) && request.Path.Value is { } path && path.StartsWith("/api/v1/machines/", StringComparison.Ordinal)
+        && (path.Contains("/files/", StringComparison.Ordinal) || path.Contains("/archive/", StringComparison.Ordinal));
+
+    private sealed record BodyLimit(long Bytes, long UploadBytes);
 }

@@ -72,6 +72,15 @@ public sealed class AgentOptions
     /// <summary>How often the agent samples its machines and the host and reports their metrics.</summary>
     public TimeSpan MetricsInterval { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Where provisioning reaches this agent for exec, files and logs (its data plane, served with its health endpoints);
+    /// the agent's own address (<c>urls</c>) when that is one concrete http URL.
+    /// </summary>
+    public string? DataPlaneUrl { get; set; }
+
+    /// <summary>Limits on exec, files and archives (<c>Platform:Agent:Guests</c>).</summary>
+    public Guests.GuestOptions Guests { get; set; } = new();
+
     /// <summary>How often a machine's driver heartbeat (a micro-VM's guest agent) is checked, unless its declared probe sets an interval.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
 }

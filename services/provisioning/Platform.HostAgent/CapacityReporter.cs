@@ -10,7 +10,7 @@ namespace Platform.HostAgent;
 /// accelerator found, a snapshot made), when provisioning starts (<see cref="ReportNow"/>), and every
 /// <see cref="AgentOptions.ReportInterval"/> in any case.
 /// </summary>
-public sealed class CapacityReporter(HostMachines machines, HostIdentity host, AgentOptions options, IBus bus, TimeProvider time, ILogger<CapacityReporter> logger) : BackgroundService
+public sealed class CapacityReporter(HostMachines machines, HostIdentity host, AgentOptions options, Guests.DataPlane dataPlane, IBus bus, TimeProvider time, ILogger<CapacityReporter> logger) : BackgroundService
 {
     private static readonly TimeSpan ChangeCheckInterval = TimeSpan.FromSeconds(1);
     private readonly SemaphoreSlim _wake = new(0);
@@ -68,5 +68,6 @@ public sealed class CapacityReporter(HostMachines machines, HostIdentity host, A
         machines.Drivers.Select(d => d.Accelerator).FirstOrDefault(a => a is not null) ?? "none",
         machines.Drivers.Select(d => d.Capacity).ToList(),
         machines.Drivers.SelectMany(d => d.Templates).DistinctBy(t => (t.Name, t.Version)).ToList(),
-        time.GetUtcNow());
+        time.GetUtcNow(),
+        dataPlane.Url);
 }

@@ -12,10 +12,16 @@ namespace Platform.HostAgent;
 /// last capacity report, so it gets one at once.
 /// </summary>
 public sealed class HostCommands(
-    HostMachines machines, MachineRecords records, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, ILogger<HostCommands> logger) :
+    HostMachines machines, MachineRecords records, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, Guests.GrantKeys grantKeys, ILogger<HostCommands> logger) :
     IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>,
-    IConsumer<OpenPortForward>, IConsumer<ClosePortForward>, IConsumer<ServiceStarted>
+    IConsumer<OpenPortForward>, IConsumer<ClosePortForward>, IConsumer<ServiceStarted>, IConsumer<TrustMachineGrantKey>
 {
+    public Task Consume(ConsumeContext<TrustMachineGrantKey> context)
+    {
+        grantKeys.Trust(context.Message);
+        return Task.CompletedTask;
+    }
+
     /// <summary>Drivers whose machines sit in their tenant's segment, where a host port can reach them.</summary>
     private static readonly HashSet<string> SegmentDrivers = ["sandbox", "microvm"];
 

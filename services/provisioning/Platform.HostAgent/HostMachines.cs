@@ -27,6 +27,10 @@ public sealed class HostMachines(
     /// <summary>The machines running now, each with what it was launched as: what the agent samples and probes.</summary>
     public IReadOnlyList<(LaunchMachine Launch, IRunningMachine Machine)> RunningMachines => _running.Values.Select(r => (r.Launch, r.Machine)).ToList();
 
+    /// <summary>The machine, with what it was launched as, when it runs on this host now.</summary>
+    public (LaunchMachine Launch, IRunningMachine Machine)? Find(Guid machineId) =>
+        _running.TryGetValue(machineId, out var running) ? (running.Launch, running.Machine) : null;
+
     public async Task LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
         await _reconciled.Task.WaitAsync(cancellationToken);

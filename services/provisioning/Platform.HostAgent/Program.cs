@@ -1,6 +1,7 @@
 using MassTransit;
 using Platform.HostAgent;
 using Platform.HostAgent.Drivers;
+using Platform.HostAgent.Guests;
 using Platform.HostAgent.Networking;
 using Platform.HostAgent.Telemetry;
 using Platform.Hosting;
@@ -15,6 +16,10 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
     {
         var options = builder.Configuration.GetSection(AgentOptions.Section).Get<AgentOptions>() ?? new AgentOptions();
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(options.Guests);
+        builder.Services.AddSingleton<GrantKeys>();
+        builder.Services.AddSingleton<DataPlane>();
+        builder.Services.AddSingleton<GuestProcesses>();
         builder.Services.AddSingleton(HostIdentity.Load(options));
         builder.Services.AddSingleton<MachineRecords>();
         builder.Services.AddSingleton(_ => new LocalAddresses(options.StatePath));
@@ -30,4 +35,5 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddHostedService<MetricsReporter>();
         builder.Services.AddHostedService<HealthProber>();
     },
+    MapEndpoints = app => app.MapGuests(),
 });

@@ -3,6 +3,7 @@ using Platform.Hosting;
 using Platform.Provisioning.Hosts;
 using Platform.Messaging.Sagas;
 using Platform.Provisioning.Machines;
+using Platform.Provisioning.Machines.Guests;
 using Platform.Provisioning.Machines.Saga;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisioning")
@@ -17,6 +18,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         bus.AddConsumer<HostReports, HostReportsDefinition>();
         bus.AddConsumer<MachineCommands>();
         bus.AddConsumer<HostCapacityReportedConsumer>();
+        bus.AddConsumer<GrantKeyDistribution>();
         bus.AddConsumer<HostGuardrailsSetConsumer>();
         bus.AddConsumer<ExitNodeCopies>();
     },
@@ -34,10 +36,13 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<MachineActions>();
         builder.Services.AddSingleton<MachineWatch>();
         builder.Services.AddHostedService(services => services.GetRequiredService<MachineWatch>());
+        builder.Services.AddSingleton<MachineGrantSigner>();
+        builder.Services.AddHttpForwarder();
     },
     MapEndpoints = app =>
     {
         app.MapMachines();
+        app.MapGuests();
         app.MapHosts();
     },
 });

@@ -23,7 +23,10 @@ public sealed record InstanceType(string Name, int Vcpus, int MemoryMiB);
 /// <summary>A template a host can run machines from; <paramref name="Sha256"/> is the hash its version abbreviates.</summary>
 public sealed record TemplateOnHost(string Name, string Version, string Kind, string Sha256, IReadOnlyList<MachineShape> Snapshots);
 
-/// <summary>A host agent started (or restarted) and offers this capacity, these drivers and these templates.</summary>
+/// <summary>
+/// A host agent started (or restarted) and offers this capacity, these drivers and these templates.
+/// <paramref name="DataPlaneUrl"/> is where provisioning reaches the agent for exec, files and logs (none: it offers no way in).
+/// </summary>
 public sealed record HostRegistered(
     Guid HostId,
     string Name,
@@ -33,7 +36,8 @@ public sealed record HostRegistered(
     string Accelerator,
     IReadOnlyList<DriverCapacity> Drivers,
     IReadOnlyList<TemplateOnHost> Templates,
-    DateTimeOffset RegisteredAt) : IIntegrationEvent;
+    DateTimeOffset RegisteredAt,
+    string? DataPlaneUrl = null) : IIntegrationEvent;
 
 /// <summary>A host's placement ledger took the machine: its shape now counts against the host.</summary>
 public sealed record MachinePlaced(Guid HostId, Guid MachineId, Guid TenantId, MachineShape Shape, DateTimeOffset PlacedAt) : IIntegrationEvent;
@@ -54,4 +58,5 @@ public sealed record HostCapacityReported(
     string Accelerator,
     IReadOnlyList<DriverCapacity> Drivers,
     IReadOnlyList<TemplateOnHost> Templates,
-    DateTimeOffset ReportedAt);
+    DateTimeOffset ReportedAt,
+    string? DataPlaneUrl = null);

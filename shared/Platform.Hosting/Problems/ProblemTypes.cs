@@ -24,6 +24,9 @@ public static class ProblemTypes
     public const string PoolExhausted = Prefix + "pool-exhausted";
     public const string SubnetExhausted = Prefix + "subnet-exhausted";
     public const string PayloadTooLarge = Prefix + "payload-too-large";
+    public const string LengthRequired = Prefix + "length-required";
+    public const string MachineNotRunning = Prefix + "machine-not-running";
+    public const string ExecUnsupported = Prefix + "exec-unsupported";
     public const string UnsupportedMediaType = Prefix + "unsupported-media-type";
     public const string RateLimited = Prefix + "rate-limited";
     public const string Overloaded = Prefix + "overloaded";
@@ -41,6 +44,7 @@ public static class ProblemTypes
         405 => MethodNotAllowed,
         408 => RequestTimeout,
         409 => Conflict,
+        411 => LengthRequired,
         412 => PreconditionFailed,
         413 => PayloadTooLarge,
         415 => UnsupportedMediaType,

@@ -2,6 +2,7 @@ using ContainerInspectResponse = Docker.DotNet.Models.ContainerInspectResponse;
 using ImagesListResponse = Docker.DotNet.Models.ImagesListResponse;
 using Platform.Contracts.Provisioning;
 using Platform.Provisioning.Drivers.Container;
+using Platform.Provisioning.Drivers.Guests;
 
 namespace Platform.HostAgent.Drivers;
 
@@ -177,7 +178,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             ?? throw new LaunchFailedException($"the container engine holds no image {template.Name}@{template.Version} any more");
     }
 
-    private sealed class RunningContainer : IRunningMachine
+    private sealed class RunningContainer : IRunningMachine, IGuestAccess
     {
         private readonly ContainerEngine _docker;
         private readonly string _id;
@@ -197,6 +198,8 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
         }
 
         public NetworkAttachment? Network { get; }
+
+        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => _docker.ExecAsync(_id, command, cancellationToken);
 
         public string? Accelerator => null;
 

@@ -6,6 +6,7 @@ using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Networking;
 using Platform.HostAgent.Telemetry;
 using Platform.Provisioning.Drivers.Networking;
+using Platform.Provisioning.Drivers.Guests;
 using Platform.Provisioning.Drivers.Sandbox;
 
 namespace Platform.HostAgent.Drivers;
@@ -52,7 +53,7 @@ public sealed class SandboxDriver : IMachineDriver
                 await _networks.PlugNamespaceAsync(launch.TenantId, network);
             }
 
-            return new RunningSandbox(_runner.Start(spec), _runner.Cgroups, launch.Shape.MemoryMiB, launch.Network);
+            return new RunningSandbox(_runner.Start(spec), _runner, launch.Shape.MemoryMiB, launch.Network);
         }
         catch (Exception exception) when (exception is ArgumentException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
         {
@@ -64,7 +65,7 @@ public sealed class SandboxDriver : IMachineDriver
     /// <summary>Its shell still runs in its cgroups (see <see cref="SandboxRunner.Adopt"/>); its namespace and segment port are where it left them.</summary>
     public Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken) =>
         Task.FromResult<IRunningMachine?>(_runner.Adopt(SpecOf(launch)) is { } process
-            ? new RunningSandbox(process, _runner.Cgroups, launch.Shape.MemoryMiB, launch.Network)
+            ? new RunningSandbox(process, _runner, launch.Shape.MemoryMiB, launch.Network)
             : null);
 
     private SandboxSpec SpecOf(LaunchMachine launch) =>
@@ -85,8 +86,10 @@ public sealed class SandboxDriver : IMachineDriver
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 
     /// <summary>Measured by its cgroups; its network is its own namespace, a port of its tenant's segment when it has an address.</summary>
-    private sealed class RunningSandbox(SandboxProcess process, Cgroups cgroups, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine
+    private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess
     {
+        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => Task.FromResult(runner.Exec(process, command));
+
         public NetworkAttachment? Network => network;
 
         public string? Accelerator => null;
@@ -103,7 +106,7 @@ public sealed class SandboxDriver : IMachineDriver
 
         public MachineUsage? Sample()
         {
-            if (cgroups.Usage(process.Spec.Id) is not { } usage || process.InsideProcessId is not { } inside)
+            if (runner.Cgroups.Usage(process.Spec.Id) is not { } usage || process.InsideProcessId is not { } inside)
             {
                 return null;
             }

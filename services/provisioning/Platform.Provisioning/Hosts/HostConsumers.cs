@@ -19,7 +19,7 @@ public sealed class HostCapacityReportedConsumer(EventStore store, HostDirectory
     {
         var report = context.Message;
         var now = time.GetUtcNow();
-        var registration = new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, now);
+        var registration = new HostRegistered(report.HostId, report.Name, report.Vcpus, report.MemoryMiB, report.DiskMiB, report.Accelerator, report.Drivers, report.Templates, now, report.DataPlaneUrl);
         if (await directory.RegistrationAsync(report.HostId, context.CancellationToken) is { } registered && SameOffer(registered, registration))
         {
             return;

@@ -65,6 +65,11 @@ public sealed record Machine(
     /// <summary>The steps done so far of the operation in flight (see <see cref="MachineStepCompleted"/>).</summary>
     public ImmutableList<string> Steps { get; init; } = [];
 
+    /// <summary>The last commands and file changes recorded from inside it (their process and change ids): a repeated report records nothing.</summary>
+    public ImmutableQueue<Guid> RecentGuestActivity { get; init; } = [];
+
+    private const int RecentGuestActivityKept = 256;
+
     public static string StreamOf(Guid machineId) => $"machine-{machineId}";
 
     public static Machine Create(MachineRequested requested) => new(
@@ -95,8 +100,28 @@ public sealed record Machine(
         },
         MachineStepCompleted e when Awaits(e.OperationId) => this with { Steps = Steps.Add(e.Step), UpdatedAt = e.CompletedAt },
         MachineDestroyed e => this with { State = MachineStates.Destroyed, Pending = null, UpdatedAt = e.DestroyedAt },
+        MachineCommandRan e => Remember(e.ProcessId),
+        MachineFileWritten e => Remember(e.ChangeId),
+        MachineFileDeleted e => Remember(e.ChangeId),
         _ => this,
     };
+
+    private Machine Remember(Guid activity)
+    {
+        var recent = RecentGuestActivity.Enqueue(activity);
+        return this with { RecentGuestActivity = recent.Count() > RecentGuestActivityKept ? recent.Dequeue() : recent };
+    }
+
+    /// <summary>What its host's report that a command run inside it ended records: the command, once.</summary>
+    public IReadOnlyList<object> Decide(GuestCommandEnded ended) =>
+        RecentGuestActivity.Contains(ended.ProcessId) ? []
+            : [new MachineCommandRan(Id, TenantId, ended.ProcessId, ended.Argv, ended.User, ended.ExitCode, ended.DurationMs, ended.TimedOut, ended.Actor, ended.EndedAt)];
+
+    /// <summary>What its host's report that a file inside it changed records: the write or the deletion, once.</summary>
+    public IReadOnlyList<object> Decide(GuestFileChanged changed) =>
+        RecentGuestActivity.Contains(changed.ChangeId) ? []
+            : changed.Change == "deleted" ? [new MachineFileDeleted(Id, TenantId, changed.ChangeId, changed.Path, changed.Recursive, changed.Actor, changed.ChangedAt)]
+            : [new MachineFileWritten(Id, TenantId, changed.ChangeId, changed.Path, changed.Size ?? 0, changed.Sha256, changed.Actor, changed.ChangedAt)];
 
     private Machine Begin(string state, PendingOperation operation) => this with { State = state, Pending = operation, Steps = [], UpdatedAt = operation.RequestedAt };
 

@@ -27,5 +27,7 @@ public sealed class HostReportsDefinition : ConsumerDefinition<HostReports>
         consumer.Message<MachineLaunchFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineHalted>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineExited>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<GuestCommandEnded>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<GuestFileChanged>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
     }
 }

@@ -82,7 +82,9 @@ public sealed class HostReports(IEventStreams streams, TimeProvider time) :
     IConsumer<MachineLaunched>,
     IConsumer<MachineLaunchFailed>,
     IConsumer<MachineHalted>,
-    IConsumer<MachineExited>
+    IConsumer<MachineExited>,
+    IConsumer<GuestCommandEnded>,
+    IConsumer<GuestFileChanged>
 {
     public Task Consume(ConsumeContext<MachineLaunched> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
 
@@ -107,12 +109,17 @@ public sealed class HostReports(IEventStreams streams, TimeProvider time) :
 
     public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
 
+    public Task Consume(ConsumeContext<GuestCommandEnded> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message), context.Message.Actor);
+
+    public Task Consume(ConsumeContext<GuestFileChanged> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message), context.Message.Actor);
+
     /// <summary>A report about a machine that is not known here records nothing.</summary>
-    private Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide) =>
+    /// <param name="actor">Who the recorded events are by: the machine's host unless a user acted inside the machine.</param>
+    private Task DecideAsync(ConsumeContext context, Guid machineId, Func<Machine, IReadOnlyList<object>> decide, string? actor = null) =>
         streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, loaded => loaded.State is not { } machine
             ? Decision.Nothing
-            : new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, decide(machine))], Metadata(context, machine)), context.CancellationToken);
+            : new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, decide(machine))], Metadata(context, machine, actor)), context.CancellationToken);
 
-    private static EventMetadata Metadata(ConsumeContext context, Machine machine) =>
-        new(context.CorrelationId, context.MessageId, machine.TenantId.ToString(), $"host:{machine.HostId}");
+    private static EventMetadata Metadata(ConsumeContext context, Machine machine, string? actor) =>
+        new(context.CorrelationId, context.MessageId, machine.TenantId.ToString(), actor ?? $"host:{machine.HostId}");
 }

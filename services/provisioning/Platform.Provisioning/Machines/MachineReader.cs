@@ -77,14 +77,20 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
     public async Task<MachineView> GetAsync(Guid machineId, Caller caller, CancellationToken cancellationToken) =>
         await FindAsync(machineId, caller, cancellationToken) ?? throw Problems.NotFound("machine");
 
-    public async Task<MachineView?> FindAsync(Guid machineId, Caller caller, CancellationToken cancellationToken)
+    public async Task<MachineView?> FindAsync(Guid machineId, Caller caller, CancellationToken cancellationToken) =>
+        await FindStateAsync(machineId, caller, cancellationToken) is { } found ? MachineView.Of(found.Machine, found.Version) : null;
+
+    /// <summary>The machine as the catalog holds it, with its stream version, when the caller may see it.</summary>
+    public async Task<(Machine Machine, long Version)?> FindStateAsync(Guid machineId, Caller caller, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"SELECT machine, version FROM {Schema}.machines WHERE id = $1 AND ($2 OR tenant_id = $3)");
         command.Parameters.AddWithValue(machineId);
         command.Parameters.AddWithValue(caller.SeesAllTenants);
         command.Parameters.AddWithValue(caller.TenantId ?? Guid.Empty);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? Read(reader) : null;
+        return await reader.ReadAsync(cancellationToken)
+            ? (JsonSerializer.Deserialize<Machine>(reader.GetString(0), PlatformJson.Options)!, reader.GetInt64(1))
+            : null;
     }
 
     public async Task<Page<MachineView>> ListAsync(Caller caller, string? state, IReadOnlyDictionary<string, string> labels, int limit, Guid after, CancellationToken cancellationToken)

@@ -1,0 +1,438 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using MassTransit;
+using Microsoft.AspNetCore.Mvc;
+using Platform.Contracts;
+using Platform.Contracts.Provisioning;
+using Platform.Hosting.Problems;
+using Platform.Hosting.Security;
+using Platform.Provisioning.Drivers.Guests;
+
+namespace Platform.HostAgent.Guests;
+
+/// <summary>
+/// The agent's data plane: exec, processes, files and archives of the machines it runs, at the paths the public API
+/// has, for provisioning to forward to. Every request carries a grant (<see cref="MachineGrants"/>) signed by a
+/// provisioning instance for this host and this machine; requests that change the machine need a write grant.
+/// </summary>
+public static partial class GuestEndpoints
+{
+    private static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(15);
+
+    public static void MapGuests(this IEndpointRouteBuilder app)
+    {
+        var machine = app.MapGroup("/api/v1/machines/{machineId:guid}");
+        machine.MapPost("/exec", ExecAsync);
+        machine.MapGet("/processes", ListProcessesAsync);
+        machine.MapGet("/processes/{processId:guid}", GetProcessAsync);
+        machine.MapGet("/processes/{processId:guid}/output", OutputAsync);
+        machine.MapPost("/processes/{processId:guid}/stdin", StdinAsync);
+        machine.MapPost("/processes/{processId:guid}/signal", SignalAsync);
+        machine.MapGet("/files/{**path}", ReadFileAsync);
+        machine.MapPut("/files/{**path}", WriteFileAsync);
+        machine.MapDelete("/files/{**path}", DeleteFileAsync);
+        machine.MapGet("/archive/{**path}", ReadArchiveAsync);
+        machine.MapPut("/archive/{**path}", WriteArchiveAsync);
+    }
+
+    private static async Task ExecAsync(Guid machineId, HttpContext http, GuestProcesses processes, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, CancellationToken cancellationToken)
+    {
+        var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
+        var request = await ReadJsonAsync<ExecRequest>(http);
+        if (request.Tty)
+        {
+            throw Problems.Invalid("tty", "an interactive terminal is not offered yet: run the command without tty");
+        }
+
+        var command = new GuestCommand(request.Command ?? [])
+        {
+            Environment = request.Env ?? new Dictionary<string, string>(),
+            WorkingDirectory = request.Cwd,
+            User = request.User,
+        };
+        if (command.Problem() is { } problem)
+        {
+            throw Problems.Invalid(problem.Split(' ')[0] switch { "env" => "env", "cwd" => "cwd", "user" => "user", _ => "command" }, problem);
+        }
+
+        if (request.TimeoutSeconds is { } seconds && (seconds <= 0 || seconds > options.MaxTimeout.TotalSeconds))
+        {
+            throw Problems.Invalid("timeoutSeconds", $"must be between 1 and {options.MaxTimeout.TotalSeconds:0}");
+        }
+
+        if (request.Stdin is { Length: > GuestCommand.MaxBytes * 4 })
+        {
+            throw Problems.Invalid("stdin", $"is at most {GuestCommand.MaxBytes * 4} characters here; stream more with POST …/processes/{{id}}/stdin");
+        }
+
+        var timeout = request.TimeoutSeconds is { } limit ? TimeSpan.FromSeconds(limit) : request.Background ? options.MaxTimeout : options.DefaultTimeout;
+        // The process is the machine's, not the request's: a background one outlives it, whatever happens to the connection.
+        var process = await processes.StartAsync(machineId, launch.TenantId, access, command, timeout, request.Background, grant.Actor, CancellationToken.None);
+        if (request.Stdin is not null || !request.Background)
+        {
+            await process.WriteInputAsync(Encoding.UTF8.GetBytes(request.Stdin ?? ""), close: true, CancellationToken.None);
+        }
+
+        if (request.Background)
+        {
+            http.Response.StatusCode = StatusCodes.Status202Accepted;
+            http.Response.Headers.Location = $"/api/v1/machines/{machineId}/processes/{process.Id}";
+            await http.Response.WriteAsJsonAsync(new { processId = process.Id }, PlatformJson.Options, cancellationToken);
+            return;
+        }
+
+        // A caller who waits and leaves has its command stopped, as a terminal's would be.
+        await using var leaving = http.RequestAborted.Register(() => process.Signal(9));
+        if (WantsEvents(http))
+        {
+            await StreamOutputAsync(http, process, 0, follow: true);
+            return;
+        }
+
+        await process.Ended.WaitAsync(http.RequestAborted);
+        var (stdout, stderr, truncated) = Collect(process.Output, options.MaxReplyBytesPerStream);
+        await http.Response.WriteAsJsonAsync(new ExecResult(process.ExitCode ?? -1, stdout, stderr, Math.Round(process.Duration.TotalMilliseconds, 1), truncated, process.TimedOut, process.Id),
+            PlatformJson.Options, cancellationToken);
+    }
+
+    private static async Task ListProcessesAsync(Guid machineId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostMachines machines, HostIdentity host)
+    {
+        await AuthorizeAsync(http, machineId, write: false, keys, host);
+        await http.Response.WriteAsJsonAsync(new { items = processes.Of(machineId).Select(p => p.View()).ToList() }, PlatformJson.Options);
+    }
+
+    private static async Task GetProcessAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostIdentity host)
+    {
+        await AuthorizeAsync(http, machineId, write: false, keys, host);
+        await http.Response.WriteAsJsonAsync(FindProcess(processes, machineId, processId).View(), PlatformJson.Options);
+    }
+
+    private static async Task OutputAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostIdentity host, bool? follow, long? offset)
+    {
+        await AuthorizeAsync(http, machineId, write: false, keys, host);
+        var process = FindProcess(processes, machineId, processId);
+        var from = offset ?? (long.TryParse(http.Request.Headers["Last-Event-ID"].ToString(), CultureInfo.InvariantCulture, out var last) ? last : 0);
+        if (from < 0)
+        {
+            throw Problems.Invalid("offset", "must be 0 or more");
+        }
+
+        await StreamOutputAsync(http, process, from, follow ?? false);
+    }
+
+    private static async Task StdinAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GuestOptions options, GrantKeys keys, HostIdentity host, bool? eof)
+    {
+        await AuthorizeAsync(http, machineId, write: true, keys, host);
+        var process = FindProcess(processes, machineId, processId);
+        using var body = new MemoryStream();
+        await CopyLimitedAsync(http.Request.Body, body, GuestCommand.MaxBytes * 16, http.RequestAborted);
+        if (!await process.WriteInputAsync(body.ToArray(), eof ?? false, http.RequestAborted))
+        {
+            throw Problems.Conflict("The process's input is closed already.");
+        }
+
+        http.Response.StatusCode = StatusCodes.Status204NoContent;
+    }
+
+    private static async Task SignalAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostIdentity host)
+    {
+        await AuthorizeAsync(http, machineId, write: true, keys, host);
+        var process = FindProcess(processes, machineId, processId);
+        var request = await ReadJsonAsync<SignalRequest>(http);
+        if (Signals.Number(request.Signal) is not { } number)
+        {
+            throw Problems.Invalid("signal", $"must be one of {string.Join(", ", Signals.Names)} or a number from 1 to 64");
+        }
+
+        if (process.EndedAt is not null)
+        {
+            throw Problems.Conflict("The process has ended.");
+        }
+
+        process.Signal(number);
+        http.Response.StatusCode = StatusCodes.Status202Accepted;
+    }
+
+    private static async Task ReadFileAsync(Guid machineId, string? path, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, CancellationToken cancellationToken)
+    {
+        var (_, _, access) = await EnterAsync(http, machineId, write: false, keys, machines, host);
+        var file = PathInMachine(path);
+        var entry = await GuestFiles.StatAsync(access, file, cancellationToken);
+        if (entry.Type == "directory")
+        {
+            var entries = await GuestFiles.ListAsync(access, file, cancellationToken);
+            await http.Response.WriteAsJsonAsync(new { path = file, items = entries }, PlatformJson.Options, cancellationToken);
+            return;
+        }
+
+        if (entry.Type != "file")
+        {
+            throw Problems.Conflict($"{file} is not a regular file or a directory.");
+        }
+
+        await using var reading = await GuestFiles.ReadAsync(access, file, cancellationToken);
+        reading.StandardInput.Close();
+        http.Response.ContentType = "application/octet-stream";
+        http.Response.Headers.LastModified = entry.ModifiedAt.ToString("R", CultureInfo.InvariantCulture);
+        await reading.StandardOutput.CopyToAsync(http.Response.Body, cancellationToken);
+        await reading.Exited;
+    }
+
+    private static async Task WriteFileAsync(Guid machineId, string? path, string? mode, HttpContext http, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, IBus bus, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
+        var file = PathInMachine(path);
+        var fileMode = mode ?? "0644";
+        if (!FileMode().IsMatch(fileMode))
+        {
+            throw Problems.Invalid("mode", "must be octal permissions such as 644 or 0755");
+        }
+
+        var size = UploadSize(http, options);
+        var sha256 = await GuestFiles.WriteAsync(access, file, fileMode, size, http.Request.Body, cancellationToken);
+        await bus.Publish(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), file, "written", size, sha256, false, grant.Actor, time.GetUtcNow()), CancellationToken.None);
+        http.Response.StatusCode = StatusCodes.Status201Created;
+        await http.Response.WriteAsJsonAsync(new { path = file, size, sha256 }, PlatformJson.Options, cancellationToken);
+    }
+
+    private static async Task DeleteFileAsync(Guid machineId, string? path, bool? recursive, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, IBus bus, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
+        var file = PathInMachine(path);
+        if (file == "/")
+        {
+            throw Problems.Invalid("path", "the machine's root cannot be deleted");
+        }
+
+        await GuestFiles.DeleteAsync(access, file, recursive ?? false, cancellationToken);
+        await bus.Publish(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), file, "deleted", null, null, recursive ?? false, grant.Actor, time.GetUtcNow()), CancellationToken.None);
+        http.Response.StatusCode = StatusCodes.Status204NoContent;
+    }
+
+    private static async Task ReadArchiveAsync(Guid machineId, string? path, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, CancellationToken cancellationToken)
+    {
+        var (_, _, access) = await EnterAsync(http, machineId, write: false, keys, machines, host);
+        await using var archive = await GuestFiles.ArchiveAsync(access, PathInMachine(path), cancellationToken);
+        archive.StandardInput.Close();
+        http.Response.ContentType = "application/x-tar";
+        await archive.StandardOutput.CopyToAsync(http.Response.Body, cancellationToken);
+        await archive.Exited;
+    }
+
+    private static async Task WriteArchiveAsync(Guid machineId, string? path, HttpContext http, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, IBus bus, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
+        var directory = PathInMachine(path);
+        var size = UploadSize(http, options);
+        await GuestFiles.ExtractAsync(access, directory, size, http.Request.Body, cancellationToken);
+        await bus.Publish(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), directory, "written", size, null, true, grant.Actor, time.GetUtcNow()), CancellationToken.None);
+        http.Response.StatusCode = StatusCodes.Status204NoContent;
+    }
+
+    /// <summary>Output as Server-Sent Events: <c>stdout</c> and <c>stderr</c> chunks (<c>id:</c> the offset after each), then <c>exit</c> once it ended.</summary>
+    private static async Task StreamOutputAsync(HttpContext http, GuestProcess process, long offset, bool follow)
+    {
+        http.Response.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
+        await http.Response.Body.FlushAsync(http.RequestAborted);
+        var decoders = new Dictionary<string, Decoder> { ["stdout"] = Encoding.UTF8.GetDecoder(), ["stderr"] = Encoding.UTF8.GetDecoder() };
+        try
+        {
+            while (true)
+            {
+                var (chunks, firstKept, completed, changed) = process.Output.ReadFrom(offset);
+                if (offset < firstKept)
+                {
+                    await WriteEventAsync(http, "truncated", JsonSerializer.Serialize(new { from = offset, to = firstKept }), firstKept);
+                    offset = firstKept;
+                }
+
+                foreach (var chunk in chunks)
+                {
+                    var skip = (int)Math.Max(0, offset - chunk.Offset);
+                    var bytes = chunk.Data.AsSpan(skip);
+                    var characters = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
+                    var count = decoders[chunk.Stream].GetChars(bytes, characters, flush: false);
+                    await WriteEventAsync(http, chunk.Stream, JsonSerializer.Serialize(new string(characters, 0, count)), chunk.End);
+                    offset = chunk.End;
+                }
+
+                if (completed && offset >= process.Output.End)
+                {
+                    await WriteEventAsync(http, "exit", JsonSerializer.Serialize(new { exitCode = process.ExitCode, durationMs = Math.Round(process.Duration.TotalMilliseconds, 1), timedOut = process.TimedOut }, PlatformJson.Options), offset);
+                    return;
+                }
+
+                if (!follow && !completed)
+                {
+                    return;
+                }
+
+                if (chunks.Count == 0 && await Task.WhenAny(changed, Task.Delay(KeepAliveInterval, http.RequestAborted)) != changed)
+                {
+                    await http.Response.WriteAsync(": keep-alive\n\n", http.RequestAborted);
+                    await http.Response.Body.FlushAsync(http.RequestAborted);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            // The reader left; the process goes on (a background one) and its output stays for the next reader.
+        }
+    }
+
+    private static async Task WriteEventAsync(HttpContext http, string name, string data, long id)
+    {
+        await http.Response.WriteAsync($"id: {id.ToString(CultureInfo.InvariantCulture)}\nevent: {name}\ndata: {data}\n\n", http.RequestAborted);
+        await http.Response.Body.FlushAsync(http.RequestAborted);
+    }
+
+    private static (string Stdout, string Stderr, bool Truncated) Collect(GuestOutput output, int maxPerStream)
+    {
+        var (chunks, firstKept, _, _) = output.ReadFrom(0);
+        var truncated = firstKept > 0;
+        var streams = new Dictionary<string, MemoryStream> { ["stdout"] = new(), ["stderr"] = new() };
+        foreach (var chunk in chunks)
+        {
+            var target = streams[chunk.Stream];
+            var room = (int)Math.Max(0, maxPerStream - target.Length);
+            target.Write(chunk.Data, 0, Math.Min(room, chunk.Data.Length));
+            truncated |= room < chunk.Data.Length;
+        }
+
+        return (Encoding.UTF8.GetString(streams["stdout"].ToArray()), Encoding.UTF8.GetString(streams["stderr"].ToArray()), truncated);
+    }
+
+    private static bool WantsEvents(HttpContext http) =>
+        http.Request.Headers.Accept.Any(a => a?.Contains("text/event-stream", StringComparison.OrdinalIgnoreCase) == true);
+
+    private static GuestProcess FindProcess(GuestProcesses processes, Guid machineId, Guid processId) =>
+        processes.Find(machineId, processId) ?? throw Problems.NotFound("process");
+
+    /// <summary>Checks the request's grant, and that the machine runs here and can be entered.</summary>
+    private static async Task<(MachineGrant Grant, LaunchMachine Launch, IGuestAccess Access)> EnterAsync(HttpContext http, Guid machineId, bool write, GrantKeys keys, HostMachines machines, HostIdentity host)
+    {
+        var grant = await AuthorizeAsync(http, machineId, write, keys, host);
+        if (machines.Find(machineId) is not { } running || running.Launch.TenantId != grant.TenantId)
+        {
+            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now: start it first.");
+        }
+
+        if (running.Machine is not IGuestAccess access)
+        {
+            throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "Nothing can run inside this machine.", $"A {running.Launch.Driver} machine offers no way in.");
+        }
+
+        return (grant, running.Launch, access);
+    }
+
+    private static async Task<MachineGrant> AuthorizeAsync(HttpContext http, Guid machineId, bool write, GrantKeys keys, HostIdentity host)
+    {
+        var token = http.Request.Headers[MachineGrants.Header].ToString();
+        var grant = token.Length == 0 ? null : await MachineGrants.ValidateAsync(token, keys.Current(), host.HostId, DateTimeOffset.UtcNow);
+        if (grant is null || grant.MachineId != machineId)
+        {
+            throw Problems.Unauthorized("The request carries no current grant for this machine on this host.");
+        }
+
+        if (write && !grant.AllowsWrite)
+        {
+            throw Problems.Forbidden("The grant lets its holder read inside the machine, not change it.");
+        }
+
+        return grant;
+    }
+
+    private static string PathInMachine(string? path)
+    {
+        var full = "/" + (path ?? "").TrimStart('/');
+        if (full.Contains('\0') || full.Length > 4096)
+        {
+            throw Problems.Invalid("path", "must be a path of at most 4096 characters, without NUL");
+        }
+
+        return full.Length > 1 ? full.TrimEnd('/') : full;
+    }
+
+    private static long UploadSize(HttpContext http, GuestOptions options)
+    {
+        if (http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+        {
+            bodySize.MaxRequestBodySize = options.MaxUploadBytes;
+        }
+
+        if (http.Request.ContentLength is not { } size)
+        {
+            throw new ProblemException(ProblemTypes.LengthRequired, StatusCodes.Status411LengthRequired, "Content-Length is required.", "Send the upload's length in Content-Length (not chunked).");
+        }
+
+        if (size > options.MaxUploadBytes)
+        {
+            throw new ProblemException(ProblemTypes.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The upload is too large.",
+                $"{size} bytes is more than the {options.MaxUploadBytes} bytes ({options.MaxUploadBytes / (1024 * 1024)} MiB) one request may upload.",
+                new Dictionary<string, object?> { ["limitBytes"] = options.MaxUploadBytes });
+        }
+
+        return size;
+    }
+
+    private static async Task<T> ReadJsonAsync<T>(HttpContext http)
+    {
+        try
+        {
+            return await JsonSerializer.DeserializeAsync<T>(http.Request.Body, PlatformJson.Options, http.RequestAborted)
+                ?? throw Problems.Invalid("body", "must be a JSON object");
+        }
+        catch (JsonException malformed)
+        {
+            throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The body is not valid JSON for this request.", malformed.Message);
+        }
+    }
+
+    private static async Task CopyLimitedAsync(Stream source, Stream target, long limit, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[16 * 1024];
+        long copied = 0;
+        int read;
+        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            copied += read;
+            if (copied > limit)
+            {
+                throw new ProblemException(ProblemTypes.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The input is too large.", $"One request writes at most {limit} bytes of input; send more in several.",
+                    new Dictionary<string, object?> { ["limitBytes"] = limit });
+            }
+
+            await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+        }
+    }
+
+    [GeneratedRegex("^0?[0-7]{3}$")]
+    private static partial Regex FileMode();
+}
+
+/// <summary>A plain exec's answer: the command's exit code and output (each stream cut at the agent's limit, <see cref="Truncated"/> then).</summary>
+public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, double DurationMs, bool Truncated, bool TimedOut, Guid ProcessId);
+
+public sealed record SignalRequest(JsonElement Signal);
+
+/// <summary>Signal names and numbers (x86-64 Linux).</summary>
+public static class Signals
+{
+    private static readonly Dictionary<string, int> Numbers = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["HUP"] = 1, ["INT"] = 2, ["QUIT"] = 3, ["KILL"] = 9, ["USR1"] = 10, ["USR2"] = 12, ["TERM"] = 15, ["CONT"] = 18, ["STOP"] = 19, ["WINCH"] = 28,
+    };
+
+    public static IEnumerable<string> Names => Numbers.Keys;
+
+    public static int? Number(JsonElement signal) => signal.ValueKind switch
+    {
+        JsonValueKind.Number when signal.TryGetInt32(out var number) && number is >= 1 and <= 64 => number,
+        JsonValueKind.String when signal.GetString() is { } name && Numbers.TryGetValue(name.StartsWith("SIG", StringComparison.OrdinalIgnoreCase) ? name[3..] : name, out var number) => number,
+        _ => null,
+    };
+}

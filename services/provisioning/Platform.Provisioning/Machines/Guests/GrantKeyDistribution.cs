@@ -1,0 +1,17 @@
+using MassTransit;
+using Platform.Contracts.Provisioning;
+
+namespace Platform.Provisioning.Machines.Guests;
+
+/// <summary>
+/// Tells each host agent, whenever it reports (at its start, at provisioning's, and every report interval), to trust
+/// this instance's grant key: an agent always holds the keys of the instances that may forward to it.
+/// </summary>
+public sealed class GrantKeyDistribution(MachineGrantSigner signer) : IConsumer<HostCapacityReported>
+{
+    public async Task Consume(ConsumeContext<HostCapacityReported> context)
+    {
+        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(context.Message.HostId));
+        await endpoint.Send(signer.TrustFor(context.Message.HostId), context.CancellationToken);
+    }
+}

@@ -1,0 +1,242 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>Exec, processes and files of sandbox machines through the gateway: provisioning grants, the host agent runs them inside the machine.</summary>
+[Collection(StackCollection.Name)]
+public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact]
+    public async Task A_command_runs_in_a_sandbox_with_its_input_and_answers_its_output_and_exit_code_and_every_run_is_an_event_of_the_machine()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+
+        var hello = await tenant.ExecAsync(id, new { command = new[] { "echo", "hello" } });
+        var input = await tenant.ExecAsync(id, new { command = new[] { "/bin/sh", "-c", "tr a-z A-Z; echo done >&2; exit 3" }, stdin = "shout\n", env = new { SECRET_VALUE = "not-in-events" } });
+
+        Assert.Equal((0, "hello\n", ""), (hello.GetProperty("exitCode").GetInt32(), hello.GetProperty("stdout").GetString(), hello.GetProperty("stderr").GetString()));
+        Assert.False(hello.GetProperty("truncated").GetBoolean());
+        Assert.True(hello.GetProperty("durationMs").GetDouble() > 0);
+        Assert.Equal((3, "SHOUT\n", "done\n"), (input.GetProperty("exitCode").GetInt32(), input.GetProperty("stdout").GetString(), input.GetProperty("stderr").GetString()));
+        var ran = await EventsOfTypeAsync(tenant, id, "MachineCommandRan", 2);
+        Assert.Equal(["echo", "hello"], ran[0].GetProperty("data").GetProperty("argv").EnumerateArray().Select(a => a.GetString()));
+        Assert.Equal(3, ran[1].GetProperty("data").GetProperty("exitCode").GetInt32());
+        Assert.StartsWith("user:", ran[1].GetProperty("actor").GetString(), StringComparison.Ordinal);
+        var recorded = await tenant.GetStringAsync($"/api/v1/machines/{id}/events");
+        Assert.DoesNotContain("not-in-events", recorded, StringComparison.Ordinal);
+        Assert.DoesNotContain("SHOUT", recorded, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task With_event_stream_accepted_output_streams_as_it_is_written_and_ends_with_the_exit()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{id}/exec")
+        {
+            Content = JsonContent.Create(new { command = new[] { "/bin/sh", "-c", "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exit 5" } }),
+        };
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
+
+        using var response = await tenant.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var events = await MachineGuestApi.ReadEventsAsync(response);
+
+        Assert.Equal(["stdout:one\n", "stderr:two\n", "stdout:three\n"], events.Where(e => e.Name != "exit").Select(e => $"{e.Name}:{e.Text}"));
+        var exit = events[^1];
+        Assert.Equal("exit", exit.Name);
+        Assert.Equal(5, JsonDocument.Parse(exit.Data).RootElement.GetProperty("exitCode").GetInt32());
+        Assert.Equal("one\ntwo\nthree\n".Length, exit.Id);
+    }
+
+    [Fact]
+    public async Task A_background_process_outlives_its_request_and_a_reader_that_drops_its_connection_resumes_without_losing_output()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+        var processId = await tenant.StartInBackgroundAsync(id, "/bin/sh", "-c", "i=1; while [ $i -le 30 ]; do echo line $i; i=$((i + 1)); sleep 0.1; done");
+
+        // The first reader leaves after a few lines; the next resumes from the last offset it saw.
+        var first = await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("line 5", StringComparison.Ordinal));
+        var listed = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes");
+        var rest = await tenant.FollowOutputAsync(id, processId, offset: first[^1].Id);
+
+        var text = string.Concat(first.Concat(rest).Where(e => e.Name == "stdout").Select(e => e.Text));
+        Assert.Equal(string.Concat(Enumerable.Range(1, 30).Select(i => $"line {i}\n")), text);
+        Assert.Equal("exit", rest[^1].Name);
+        Assert.Contains(listed.GetProperty("items").EnumerateArray(), p => p.GetProperty("processId").GetGuid() == processId && p.GetProperty("background").GetBoolean());
+        var ended = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes/{processId}");
+        Assert.Equal(("exited", 0), (ended.GetProperty("state").GetString(), ended.GetProperty("exitCode").GetInt32()));
+    }
+
+    [Fact]
+    public async Task A_signal_and_input_reach_a_background_process()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+        var processId = await tenant.StartInBackgroundAsync(id, "/bin/sh", "-c", "trap 'echo got TERM; exit 3' TERM; read line; echo \"read $line\"; while true; do sleep 0.1; done");
+
+        output.WriteLine($"started {processId}");
+        var stdin = await tenant.PostAsync($"/api/v1/machines/{id}/processes/{processId}/stdin", new StringContent("hello\n"));
+        output.WriteLine($"stdin {stdin.StatusCode}");
+        Assert.Equal(HttpStatusCode.NoContent, stdin.StatusCode);
+        await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("read hello", StringComparison.Ordinal));
+        output.WriteLine("read");
+        var signal = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{processId}/signal", new { signal = "TERM" });
+        output.WriteLine($"signal {signal.StatusCode}");
+        Assert.Equal(HttpStatusCode.Accepted, signal.StatusCode);
+        var events = await tenant.FollowOutputAsync(id, processId);
+
+        Assert.Equal("read hello\ngot TERM\n", string.Concat(events.Where(e => e.Name == "stdout").Select(e => e.Text)));
+        Assert.Equal(3, JsonDocument.Parse(events[^1].Data).RootElement.GetProperty("exitCode").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_50_MiB_file_goes_in_and_out_whole_a_directory_lists_and_comes_out_as_a_tar_and_deletes_are_events()
+    {
+        var (tenant, id) = await RunningSandboxAsync(memoryMiB: 256);
+        var content = new byte[50 * 1024 * 1024];
+        Random.Shared.NextBytes(content);
+        var sha256 = Convert.ToHexStringLower(SHA256.HashData(content));
+
+        var put = await tenant.PutAsync($"/api/v1/machines/{id}/files/scratch/data/blob.bin?mode=0600", new ByteArrayContent(content));
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        Assert.Equal(sha256, (await put.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("sha256").GetString());
+        var back = await tenant.GetByteArrayAsync($"/api/v1/machines/{id}/files/scratch/data/blob.bin");
+        Assert.Equal(sha256, Convert.ToHexStringLower(SHA256.HashData(back)));
+
+        await tenant.PutAsync($"/api/v1/machines/{id}/files/scratch/data/note.txt", new StringContent("a note"));
+        var listing = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/files/scratch/data");
+        var entries = listing.GetProperty("items").EnumerateArray().ToDictionary(e => e.GetProperty("name").GetString()!);
+        Assert.Equal(["blob.bin", "note.txt"], entries.Keys);
+        Assert.Equal(("file", 50L * 1024 * 1024, "0600"), (entries["blob.bin"].GetProperty("type").GetString(), entries["blob.bin"].GetProperty("size").GetInt64(), entries["blob.bin"].GetProperty("mode").GetString()));
+
+        await using (var tar = await tenant.GetStreamAsync($"/api/v1/machines/{id}/archive/scratch/data"))
+        {
+            var names = new List<string>();
+            using var reader = new System.Formats.Tar.TarReader(tar);
+            while (await reader.GetNextEntryAsync() is { } entry)
+            {
+                names.Add(entry.Name);
+            }
+
+            Assert.Contains("./note.txt", names);
+            Assert.Contains("./blob.bin", names);
+        }
+
+        var notEmpty = await tenant.DeleteAsync($"/api/v1/machines/{id}/files/scratch/data");
+        await Problems.AssertAsync(notEmpty, HttpStatusCode.Conflict, "urn:platform:problem:conflict");
+        Assert.Equal(HttpStatusCode.NoContent, (await tenant.DeleteAsync($"/api/v1/machines/{id}/files/scratch/data?recursive=true")).StatusCode);
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{id}/files/scratch/data"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        var written = await EventsOfTypeAsync(tenant, id, "MachineFileWritten", 2);
+        Assert.Equal(("/scratch/data/blob.bin", sha256), (written[0].GetProperty("data").GetProperty("path").GetString(), written[0].GetProperty("data").GetProperty("sha256").GetString()));
+        var deleted = await EventsOfTypeAsync(tenant, id, "MachineFileDeleted", 1);
+        Assert.True(deleted[0].GetProperty("data").GetProperty("recursive").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Paths_resolve_inside_the_machine_whatever_their_dots_and_links()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+        await tenant.ExecAsync(id, new { command = new[] { "/bin/sh", "-c", "ln -s /etc /scratch/host-etc; ln -s ../../../../etc/shadow /scratch/shadow" } });
+
+        // The sandbox has no /etc/shadow of its own: the links lead nowhere, whatever the host holds.
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{id}/files/scratch/shadow"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{id}/files/scratch/../../../etc/shadow"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        var etc = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/files/scratch/host-etc");
+        Assert.DoesNotContain(etc.GetProperty("items").EnumerateArray(), e => e.GetProperty("name").GetString() is "shadow" or "passwd");
+    }
+
+    [Fact]
+    public async Task Bad_input_is_a_problem_that_names_it_and_changes_nothing()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = Array.Empty<string>() }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, timeoutSeconds = -1 }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, env = new Dictionary<string, string> { ["BAD=NAME"] = "x" } }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, env = new { BIG = new string('x', 300 * 1024) } }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsync($"/api/v1/machines/{id}/exec", new StringContent("{not json", System.Text.Encoding.UTF8, "application/json")), HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, user = "no such user!" }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{Guid.NewGuid()}/signal", new { signal = "TERM" }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        await Problems.AssertAsync(await tenant.PutAsync($"/api/v1/machines/{id}/files/scratch/x?mode=999", new StringContent("x")), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var missing = await tenant.ExecAsync(id, new { command = new[] { "/no/such/program" } });
+        Assert.Equal(127, missing.GetProperty("exitCode").GetInt32());
+        var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
+        Assert.DoesNotContain(history.EnumerateArray(), e => e.GetProperty("type").GetString() == "MachineFileWritten");
+    }
+
+    [Fact]
+    public async Task Another_tenant_gets_404_on_every_route_a_viewer_only_reads_and_a_stopped_machine_is_a_409()
+    {
+        var (tenantId, tenant, id) = await RunningSandboxOfTenantAsync();
+        using var admin = await stack.AdminAsync();
+        var (_, other) = await admin.CreateTenantWithAdminAsync();
+        var processId = await tenant.StartInBackgroundAsync(id, "sleep", "30");
+        var routes = new (HttpMethod Method, string Path, HttpContent? Body)[]
+        {
+            (HttpMethod.Post, "exec", JsonContent.Create(new { command = new[] { "true" } })),
+            (HttpMethod.Get, "processes", null),
+            (HttpMethod.Get, $"processes/{processId}", null),
+            (HttpMethod.Get, $"processes/{processId}/output", null),
+            (HttpMethod.Post, $"processes/{processId}/stdin", new StringContent("x")),
+            (HttpMethod.Post, $"processes/{processId}/signal", JsonContent.Create(new { signal = "KILL" })),
+            (HttpMethod.Get, "files/scratch", null),
+            (HttpMethod.Put, "files/scratch/x", new StringContent("x")),
+            (HttpMethod.Delete, "files/scratch/x", null),
+            (HttpMethod.Get, "archive/scratch", null),
+            (HttpMethod.Put, "archive/scratch", new ByteArrayContent(new byte[1024])),
+        };
+
+        foreach (var (method, path, body) in routes)
+        {
+            var response = await other.SendAsync(new HttpRequestMessage(method, $"/api/v1/machines/{id}/{path}") { Content = body });
+            await Problems.AssertAsync(response, HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+        }
+
+        var viewer = await ViewerOfAsync(tenant, tenantId);
+        await Problems.AssertAsync(await viewer.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" } }), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        await Problems.AssertAsync(await viewer.PutAsync($"/api/v1/machines/{id}/files/scratch/x", new StringContent("x")), HttpStatusCode.Forbidden, "urn:platform:problem:forbidden");
+        Assert.Equal(HttpStatusCode.OK, (await viewer.GetAsync($"/api/v1/machines/{id}/processes")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await viewer.GetAsync($"/api/v1/machines/{id}/files/scratch")).StatusCode);
+
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        await tenant.WaitForMachineAsync(id, "stopped");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" } }), HttpStatusCode.Conflict, "urn:platform:problem:machine-not-running");
+    }
+
+    private async Task<HttpClient> ViewerOfAsync(HttpClient tenantAdmin, Guid tenantId)
+    {
+        var username = $"viewer-{Guid.NewGuid():N}"[..20];
+        var created = await tenantAdmin.PostAsJsonAsync($"/api/v1/tenants/{tenantId}/users", new { username, password = PlatformApi.TenantAdminPassword, role = "viewer" });
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        return await stack.LoginAsync(username, PlatformApi.TenantAdminPassword);
+    }
+
+    private async Task<(HttpClient Tenant, Guid MachineId)> RunningSandboxAsync(int memoryMiB = 128) =>
+        await RunningSandboxOfTenantAsync(memoryMiB) is var (_, tenant, id) ? (tenant, id) : default;
+
+    private async Task<(Guid TenantId, HttpClient Tenant, Guid MachineId)> RunningSandboxOfTenantAsync(int memoryMiB = 128)
+    {
+        using var admin = await stack.AdminAsync();
+        var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB });
+        await tenant.WaitForMachineAsync(id, "running");
+        return (tenantId, tenant, id);
+    }
+
+    /// <summary>The machine's events of that type, once there are at least <paramref name="count"/> (the agent reports them over the bus).</summary>
+    private static async Task<IReadOnlyList<JsonElement>> EventsOfTypeAsync(HttpClient tenant, Guid id, string type, int count)
+    {
+        IReadOnlyList<JsonElement> found = [];
+        await Eventually.TrueAsync(async () =>
+        {
+            var history = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events");
+            found = history.EnumerateArray().Where(e => e.GetProperty("type").GetString() == type).Select(e => e.Clone()).ToList();
+            return found.Count >= count;
+        }, TimeSpan.FromSeconds(30), $"{count} {type} events are recorded");
+        return found;
+    }
+}
