@@ -16,7 +16,8 @@ public sealed class PodmanService : IAsyncDisposable
     public const string Image = "localhost/pmt-busybox:latest";
 
     /// <summary>busybox applets the image links, for the tests' commands.</summary>
-    private static readonly string[] Applets = ["sh", "sleep", "echo", "cat", "tail", "head", "true", "false", "yes", "dd", "ls", "hostname", "env", "id", "seq", "ps", "tr"];
+    private static readonly string[] Applets = ["sh", "sleep", "echo", "cat", "tail", "head", "true", "false", "yes", "dd", "ls", "hostname", "env", "id", "seq", "ps", "tr",
+        "stat", "mktemp", "tar", "dirname", "chmod", "mv", "rm", "rmdir", "mkdir", "ln", "pwd"];
 
     private readonly Process _service;
 
