@@ -33,6 +33,26 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
+    public async Task The_documented_examples_have_the_shapes_the_api_answers()
+    {
+        var document = Path.Combine("api", "exec.md");
+        var (tenant, id) = await RunningSandboxAsync();
+        var result = await tenant.ExecAsync(id, new { command = new[] { "echo", "hello" } });
+        var processId = await tenant.StartInBackgroundAsync(id, "sleep", "5");
+        var processes = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes");
+        var written = await tenant.PutAsync($"/api/v1/machines/{id}/files/scratch/data/blob.bin?mode=0600", new ByteArrayContent(new byte[100]));
+        var listing = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/files/scratch/data");
+        var ran = await EventsOfTypeAsync(tenant, id, "MachineCommandRan", 1);
+
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(document, "exec-result"), result);
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(document, "processes"), processes);
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(document, "file-written"), await written.Content.ReadFromJsonAsync<JsonElement>());
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(document, "listing"), listing);
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(document, "command-ran"), ran[0].GetProperty("data"));
+        Assert.Contains(processes.GetProperty("items").EnumerateArray(), p => p.GetProperty("processId").GetGuid() == processId);
+    }
+
+    [Fact]
     public async Task With_event_stream_accepted_output_streams_as_it_is_written_and_ends_with_the_exit()
     {
         var (tenant, id) = await RunningSandboxAsync();
