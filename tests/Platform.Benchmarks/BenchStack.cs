@@ -20,6 +20,9 @@ internal sealed class BenchStack : IAsyncDisposable
 
     public ServiceProcess Provisioning => _services.Single(s => s.Service == "provisioning");
 
+    /// <summary>The gateway, when the stack was started with one (<see cref="StartGatewayAsync"/>).</summary>
+    public ServiceProcess? Gateway { get; private set; }
+
     /// <summary>The errors every process of the stack logged: what a failed run prints.</summary>
     public IEnumerable<string> Errors => _services.SelectMany(s => s.Output).Where(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal));
 
@@ -101,6 +104,31 @@ internal sealed class BenchStack : IAsyncDisposable
         using var admin = await AdminAsync();
         await Eventually.TrueAsync(async () => (await admin.GetStringAsync("/api/v1/hosts")).Contains("\"templates\":[{", StringComparison.Ordinal),
             TimeSpan.FromMinutes(1), "the host agent registers its host and templates");
+    }
+
+    /// <summary>
+    /// Adds the gateway in front of the stack (telemetry, not running here, is given an address nothing answers) and
+    /// answers a client of a tenant-admin of a new tenant, logged in through it as a user would be.
+    /// </summary>
+    public async Task<HttpClient> StartGatewayAsync()
+    {
+        var addresses = new Dictionary<string, string> { ["Platform__Gateway__Services__telemetry"] = "http://127.0.0.1:9" };
+        foreach (var service in _services.Where(s => s.Service is "provisioning" or "networking" or "tenancy"))
+        {
+            addresses[$"Platform__Gateway__Services__{service.Service}"] = (await service.Address).ToString();
+        }
+
+        // A benchmark's thousands of requests are not what the rate limit is for.
+        addresses["Platform__Gateway__RateLimit__RequestsPerSecond"] = "100000";
+        addresses["Platform__Gateway__RateLimit__Burst"] = "100000";
+        Gateway = ServiceProcess.Start("gateway", addresses);
+        _services.Add(Gateway);
+        var address = await Gateway.WaitUntilReadyAsync();
+        await Eventually.TrueAsync(() => File.Exists(_adminCredentials), TimeSpan.FromSeconds(30), "tenancy writes the first admin's credentials");
+        var credentials = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(_adminCredentials)).RootElement;
+        using var anonymous = new HttpClient { BaseAddress = address };
+        var admin = await anonymous.LoginAsync(credentials.GetProperty("username").GetString()!, credentials.GetProperty("password").GetString()!);
+        return (await admin.CreateTenantWithAdminAsync()).Client;
     }
 
     public async ValueTask DisposeAsync()

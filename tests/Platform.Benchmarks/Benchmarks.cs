@@ -9,6 +9,7 @@ internal static class Benchmarks
         ["sandbox"] = SandboxBenchmark.RunAsync,
         ["machines"] = MachinesBenchmark.RunAsync,
         ["saga"] = SagaBenchmark.RunAsync,
+        ["exec"] = ExecBenchmark.RunAsync,
     };
 
     public static string Required(string variable) =>
