@@ -74,6 +74,12 @@ internal static class ExecBenchmark
             Benchmarks.Report($"{prefix}file_upload_mib_per_s", fileMiB / upload);
             Benchmarks.Report($"{prefix}file_download_mib_per_s", fileMiB / clock.Elapsed.TotalSeconds);
         }
+
+        foreach (var (_, id) in machines)
+        {
+            await tenant.DeleteAsync($"/api/v1/machines/{id}");
+            await tenant.GetAsync($"/api/v1/machines/{id}/wait?state=destroyed&timeout=60s");
+        }
     }
 
     private static async Task<Guid> RunningAsync(HttpClient tenant, object body)

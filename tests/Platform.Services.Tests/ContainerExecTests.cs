@@ -63,6 +63,25 @@ public sealed class ContainerExecTests(ContainerStack stack)
         await Problems.AssertAsync(await other.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" } }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
     }
 
+    [Fact]
+    public async Task A_container_machines_logs_are_its_main_process_output()
+    {
+        using var admin = await stack.Platform.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "container", template = PodmanService.Image, vcpus = 1, memoryMiB = 64,
+            command = new[] { "/bin/sh", "-c", "echo starting >&2; i=1; while true; do echo tick $i; i=$((i + 1)); sleep 0.2; done" } });
+        await tenant.WaitForMachineAsync(id, "running");
+
+        await Eventually.TrueAsync(async () => (await tenant.GetStringAsync($"/api/v1/machines/{id}/logs")).Contains("tick 3", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the machine has written three ticks");
+        var all = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs");
+        var lastOne = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs?tail=1");
+
+        Assert.Contains("starting\n", all, StringComparison.Ordinal);
+        Assert.StartsWith("tick 1\ntick 2\ntick 3\n", string.Concat(all.Split('\n').Where(l => l.StartsWith("tick", StringComparison.Ordinal)).Select(l => l + "\n")), StringComparison.Ordinal);
+        Assert.Single(lastOne.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("tick", StringComparison.Ordinal));
+    }
+
     private async Task<(HttpClient Tenant, Guid MachineId)> RunningContainerAsync()
     {
         using var admin = await stack.Platform.AdminAsync();

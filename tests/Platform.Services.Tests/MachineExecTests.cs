@@ -156,6 +156,34 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
+    public async Task A_machines_logs_are_its_main_process_output_and_follow_it_as_it_writes()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64,
+            command = new[] { "/bin/sh", "-c", "echo starting >&2; i=1; while true; do echo tick $i; i=$((i + 1)); sleep 0.2; done" } });
+        await tenant.WaitForMachineAsync(id, "running");
+        await Eventually.TrueAsync(async () => (await tenant.GetStringAsync($"/api/v1/machines/{id}/logs")).Contains("tick 3", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the machine has written three ticks");
+
+        var lastTwo = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs?tail=2");
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/api/v1/machines/{id}/logs?follow=true&tail=1");
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
+        using var response = await tenant.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var followed = await MachineGuestApi.ReadEventsAsync(response, e => e.Name == "stdout" && e.Text.Contains("tick", StringComparison.Ordinal) && Tick(e.Text) >= Tick(lastTwo) + 5);
+
+        var lines = lastTwo.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        // tail counts lines per stream: the last two of its output, and its errors' one line.
+        Assert.Equal(2, lines.Count(l => l.StartsWith("tick", StringComparison.Ordinal)));
+        Assert.Contains("starting", lines);
+        Assert.Contains(followed, e => e.Name == "stderr" && e.Text == "starting\n");
+        var ticks = followed.Where(e => e.Name == "stdout").SelectMany(e => e.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries)).Select(l => int.Parse(l["tick ".Length..], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.Equal(Enumerable.Range(ticks[0], ticks.Count), ticks);
+
+        static int Tick(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("tick ", StringComparison.Ordinal)).Select(l => int.Parse(l[5..], System.Globalization.CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Max();
+    }
+
+    [Fact]
     public async Task Paths_resolve_inside_the_machine_whatever_their_dots_and_links()
     {
         var (tenant, id) = await RunningSandboxAsync();

@@ -178,7 +178,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             ?? throw new LaunchFailedException($"the container engine holds no image {template.Name}@{template.Version} any more");
     }
 
-    private sealed class RunningContainer : IRunningMachine, IGuestAccess
+    private sealed class RunningContainer : IRunningMachine, IGuestAccess, IMachineLogs
     {
         private readonly ContainerEngine _docker;
         private readonly string _id;
@@ -200,6 +200,8 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
         public NetworkAttachment? Network { get; }
 
         public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => _docker.ExecAsync(_id, command, cancellationToken);
+
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => _docker.ReadLogsAsync(_id, tailLines, follow, cancellationToken);
 
         public string? Accelerator => null;
 

@@ -86,8 +86,10 @@ public sealed class SandboxDriver : IMachineDriver
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 
     /// <summary>Measured by its cgroups; its network is its own namespace, a port of its tenant's segment when it has an address.</summary>
-    private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess
+    private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
     {
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => process.ReadLogsAsync(tailLines, follow, cancellationToken);
+
         public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => Task.FromResult(runner.Exec(process, command));
 
         public NetworkAttachment? Network => network;

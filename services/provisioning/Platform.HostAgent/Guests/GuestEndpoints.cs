@@ -35,6 +35,65 @@ public static partial class GuestEndpoints
         machine.MapDelete("/files/{**path}", DeleteFileAsync);
         machine.MapGet("/archive/{**path}", ReadArchiveAsync);
         machine.MapPut("/archive/{**path}", WriteArchiveAsync);
+        machine.MapGet("/logs", LogsAsync);
+    }
+
+    /// <summary>
+    /// What the machine's main process wrote: its last <c>tail</c> lines per stream (all that is kept when absent), then,
+    /// with <c>follow=true</c>, what it writes next until it ends. Plain text (stdout and stderr as they come), or events
+    /// (<c>stdout</c>, <c>stderr</c>, then <c>end</c>) with <c>Accept: text/event-stream</c>.
+    /// </summary>
+    private static async Task LogsAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, bool? follow, int? tail)
+    {
+        var grant = await AuthorizeAsync(http, machineId, write: false, keys, host);
+        if (tail is < 0 or > 100_000)
+        {
+            throw Problems.Invalid("tail", "must be between 0 and 100000 lines");
+        }
+
+        if (machines.Find(machineId) is not { } running || running.Launch.TenantId != grant.TenantId)
+        {
+            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now.");
+        }
+
+        if (running.Machine is not IMachineLogs logs)
+        {
+            throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "This machine's output cannot be read.", $"A {running.Launch.Driver} machine's output is not kept by its host.");
+        }
+
+        var events = WantsEvents(http);
+        http.Response.ContentType = events ? "text/event-stream" : "text/plain; charset=utf-8";
+        http.Response.Headers.CacheControl = "no-cache";
+        http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
+        await http.Response.Body.FlushAsync(http.RequestAborted);
+        var decoders = new Dictionary<string, Decoder> { ["stdout"] = Encoding.UTF8.GetDecoder(), ["stderr"] = Encoding.UTF8.GetDecoder() };
+        try
+        {
+            await foreach (var chunk in logs.ReadLogsAsync(tail, follow ?? false, http.RequestAborted))
+            {
+                if (events)
+                {
+                    var characters = new char[Encoding.UTF8.GetMaxCharCount(chunk.Data.Length)];
+                    var count = decoders[chunk.Stream].GetChars(chunk.Data.Span, characters, flush: false);
+                    await http.Response.WriteAsync($"event: {chunk.Stream}\ndata: {JsonSerializer.Serialize(new string(characters, 0, count))}\n\n", http.RequestAborted);
+                }
+                else
+                {
+                    await http.Response.Body.WriteAsync(chunk.Data, http.RequestAborted);
+                }
+
+                await http.Response.Body.FlushAsync(http.RequestAborted);
+            }
+
+            if (events)
+            {
+                await http.Response.WriteAsync("event: end\ndata: {}\n\n", http.RequestAborted);
+            }
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            // The reader left.
+        }
     }
 
     private static async Task ExecAsync(Guid machineId, HttpContext http, GuestProcesses processes, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, CancellationToken cancellationToken)

@@ -213,6 +213,39 @@ public sealed partial class ContainerEngine : IDisposable
         return new ContainerGuestProcess(stream, created.ID, id => CallAsync($"GET /exec/{id}/json", () => _docker.Exec.InspectContainerExecAsync(id, CancellationToken.None), CancellationToken.None));
     }
 
+    /// <summary>What the container's main process wrote, its last <paramref name="tailLines"/> lines first (all when null), then, when <paramref name="follow"/>, what it writes until it ends.</summary>
+    public async IAsyncEnumerable<LogChunk> ReadLogsAsync(string container, int? tailLines, bool follow, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var parameters = new ContainerLogsParameters
+        {
+            ShowStdout = true,
+            ShowStderr = true,
+            Follow = follow,
+            Tail = tailLines?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "all",
+        };
+        using var stream = await CallAsync($"GET /containers/{Checked(container)}/logs", () => _docker.Containers.GetContainerLogsAsync(container, tty: false, parameters, cancellationToken), cancellationToken);
+        var buffer = new byte[64 * 1024];
+        while (true)
+        {
+            MultiplexedStream.ReadResult read;
+            try
+            {
+                read = await stream.ReadOutputAsync(buffer, 0, buffer.Length, cancellationToken);
+            }
+            catch (IOException)
+            {
+                yield break;
+            }
+
+            if (read.EOF)
+            {
+                yield break;
+            }
+
+            yield return new LogChunk(read.Target == MultiplexedStream.TargetStream.StandardError ? "stderr" : "stdout", buffer.AsSpan(0, read.Count).ToArray());
+        }
+    }
+
     public async Task<IReadOnlyList<ImagesListResponse>> ListImagesAsync(CancellationToken cancellationToken) =>
         [.. await CallAsync("GET /images/json", () => _docker.Images.ListImagesAsync(new ImagesListParameters(), cancellationToken), cancellationToken)];
 

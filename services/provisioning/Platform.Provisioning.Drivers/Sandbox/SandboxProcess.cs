@@ -77,6 +77,110 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// <summary>The last of what the command wrote to its standard error.</summary>
     public string Errors => Tail(ErrorsFile);
 
+    /// <summary>
+    /// What the command wrote: the last <paramref name="tailLines"/> lines of its output, then of its errors (all that is
+    /// kept when null), then, when <paramref name="follow"/>, what it writes next, until it ends. Its output files are
+    /// emptied when they grow past 1 MiB: a follower then starts them again from their beginning.
+    /// </summary>
+    public async IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var positions = new Dictionary<string, long>();
+        foreach (var (stream, name) in new[] { ("stdout", OutputFile), ("stderr", ErrorsFile) })
+        {
+            var (data, end) = ReadTail(Path.Combine(_runDirectory, name), tailLines);
+            positions[stream] = end;
+            if (data.Length > 0)
+            {
+                yield return new Guests.LogChunk(stream, data);
+            }
+        }
+
+        while (follow && !cancellationToken.IsCancellationRequested)
+        {
+            var ended = _exited.IsCompleted;
+            foreach (var (stream, name) in new[] { ("stdout", OutputFile), ("stderr", ErrorsFile) })
+            {
+                var (data, end) = ReadFrom(Path.Combine(_runDirectory, name), positions[stream]);
+                positions[stream] = end;
+                if (data.Length > 0)
+                {
+                    yield return new Guests.LogChunk(stream, data);
+                }
+            }
+
+            if (ended)
+            {
+                yield break;
+            }
+
+            try
+            {
+                await Task.WhenAny(_exited, Task.Delay(LogPollInterval, cancellationToken));
+            }
+            catch (OperationCanceledException)
+            {
+                yield break;
+            }
+        }
+    }
+
+    private static readonly TimeSpan LogPollInterval = TimeSpan.FromMilliseconds(200);
+
+    private static (byte[] Data, long End) ReadTail(string file, int? lines)
+    {
+        try
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var end = stream.Length;
+            var start = lines is null ? 0 : Math.Max(0, end - MaxKeptOutput);
+            stream.Seek(start, SeekOrigin.Begin);
+            var data = new byte[end - start];
+            stream.ReadExactly(data);
+            if (lines is { } wanted)
+            {
+                var cut = data.Length;
+                for (var found = 0; cut > 0; cut--)
+                {
+                    // The last line may lack its newline; each newline before it closes one more line.
+                    if (data[cut - 1] == (byte)'\n' && cut != data.Length && ++found == wanted)
+                    {
+                        break;
+                    }
+                }
+
+                data = data[cut..];
+            }
+
+            return (data, end);
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return ([], 0);
+        }
+    }
+
+    private static (byte[] Data, long End) ReadFrom(string file, long position)
+    {
+        try
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var end = stream.Length;
+            if (end < position)
+            {
+                position = 0;
+            }
+
+            stream.Seek(position, SeekOrigin.Begin);
+            var data = new byte[Math.Min(end - position, 1024 * 1024)];
+            stream.ReadExactly(data);
+            return (data, position + data.Length);
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return ([], position);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         // A stop and the end of its supervision may both dispose it: the second finds the process object gone.

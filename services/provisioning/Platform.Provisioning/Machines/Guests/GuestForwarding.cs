@@ -43,6 +43,7 @@ public static class GuestForwarding
         Map(machine.MapDelete("/files/{**path}", Write));
         Map(machine.MapGet("/archive/{**path}", Read));
         Map(machine.MapPut("/archive/{**path}", Write));
+        Map(machine.MapGet("/logs", Read));
     }
 
     private static void Map(RouteHandlerBuilder route) =>
@@ -74,7 +75,7 @@ public static class GuestForwarding
 
         if (machine.State != MachineStates.Running)
         {
-            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machine.Name} is {machine.State}: exec, files and archives need it running.");
+            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machine.Name} is {machine.State}: exec, files, archives and logs need it running.");
         }
 
         if (await hosts.RegistrationAsync(machine.HostId, http.RequestAborted) is not { DataPlaneUrl: { } dataPlane })
