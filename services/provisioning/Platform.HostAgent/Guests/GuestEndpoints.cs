@@ -186,7 +186,9 @@ public static partial class GuestEndpoints
         await AuthorizeAsync(http, machineId, write: true, keys, host);
         var process = FindProcess(processes, machineId, processId);
         using var body = new MemoryStream();
-        await CopyLimitedAsync(http.Request.Body, body, GuestCommand.MaxBytes * 16, http.RequestAborted);
+        const long limit = GuestCommand.MaxBytes * 16;
+        await GuestFiles.CopyAtMostAsync(http.Request.Body, body, limit, () => new ProblemException(ProblemTypes.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The input is too large.",
+            $"One request writes at most {limit} bytes of input; send more in several.", new Dictionary<string, object?> { ["limitBytes"] = limit }), http.RequestAborted);
         if (!await process.WriteInputAsync(body.ToArray(), eof ?? false, http.RequestAborted))
         {
             throw Problems.Conflict("The process's input is closed already.");
@@ -448,24 +450,6 @@ public static partial class GuestEndpoints
         catch (JsonException malformed)
         {
             throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The body is not valid JSON for this request.", malformed.Message);
-        }
-    }
-
-    private static async Task CopyLimitedAsync(Stream source, Stream target, long limit, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[16 * 1024];
-        long copied = 0;
-        int read;
-        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
-        {
-            copied += read;
-            if (copied > limit)
-            {
-                throw new ProblemException(ProblemTypes.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The input is too large.", $"One request writes at most {limit} bytes of input; send more in several.",
-                    new Dictionary<string, object?> { ["limitBytes"] = limit });
-            }
-
-            await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
     }
 

@@ -87,7 +87,7 @@ public static class GuestFiles
                 sent += read;
                 if (sent > size)
                 {
-                    throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The body is longer than its Content-Length.", $"More than {size} bytes arrived.");
+                    throw LongerThanDeclared(size);
                 }
 
                 hash.AppendData(buffer, 0, read);
@@ -151,7 +151,7 @@ public static class GuestFiles
         var output = process.StandardOutput.CopyToAsync(Stream.Null, cancellationToken);
         try
         {
-            await CopyAtMostAsync(content, process.StandardInput, size, cancellationToken);
+            await CopyAtMostAsync(content, process.StandardInput, size, () => LongerThanDeclared(size), cancellationToken);
             process.StandardInput.Close();
         }
         catch (IOException) when (process.Exited.IsCompleted)
@@ -163,22 +163,26 @@ public static class GuestFiles
         Check(code, await errors, path);
     }
 
-    private static async Task CopyAtMostAsync(Stream source, Stream target, long size, CancellationToken cancellationToken)
+    /// <summary>Copies <paramref name="source"/> to <paramref name="target"/>, throwing what <paramref name="tooMuch"/> makes once more than <paramref name="limit"/> bytes came.</summary>
+    public static async Task CopyAtMostAsync(Stream source, Stream target, long limit, Func<ProblemException> tooMuch, CancellationToken cancellationToken)
     {
         var buffer = new byte[128 * 1024];
-        long sent = 0;
+        long copied = 0;
         int read;
         while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
         {
-            sent += read;
-            if (sent > size)
+            copied += read;
+            if (copied > limit)
             {
-                throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The body is longer than its Content-Length.", $"More than {size} bytes arrived.");
+                throw tooMuch();
             }
 
             await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
     }
+
+    private static ProblemException LongerThanDeclared(long size) =>
+        new(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The body is longer than its Content-Length.", $"More than {size} bytes arrived.");
 
     private static async Task<IGuestProcess> StartAsync(IGuestAccess machine, IReadOnlyList<string> argv, CancellationToken cancellationToken)
     {

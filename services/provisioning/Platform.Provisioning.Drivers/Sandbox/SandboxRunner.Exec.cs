@@ -92,43 +92,14 @@ public sealed partial class SandboxRunner
             "--new-session", "--die-with-parent",
             "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/scratch",
             "--chdir", command.WorkingDirectory ?? "/scratch",
-            "--cap-drop", "ALL",
         })
         {
             yield return argument;
         }
 
-        foreach (var capability in KeptCapabilities)
+        foreach (var argument in Confined(command.Environment, command.Argv, user))
         {
-            yield return "--cap-add";
-            yield return capability;
-        }
-
-        foreach (var (name, value) in command.Environment)
-        {
-            yield return "--setenv";
-            yield return name;
-            yield return value;
-        }
-
-        yield return "--seccomp";
-        yield return "9";
-        yield return "--";
-        yield return "setpriv";
-        yield return "--bounding-set=-all," + string.Join(',', KeptCapabilities.Select(c => "+" + c["CAP_".Length..].ToLowerInvariant()));
-        yield return "--inh-caps=-all";
-        yield return "--ambient-caps=-all";
-        if (user != (0, 0))
-        {
-            yield return $"--reuid={user.Uid.ToString(CultureInfo.InvariantCulture)}";
-            yield return $"--regid={user.Gid.ToString(CultureInfo.InvariantCulture)}";
-            yield return "--clear-groups";
-        }
-
-        yield return "--";
-        foreach (var part in command.Argv)
-        {
-            yield return part;
+            yield return argument;
         }
     }
 }

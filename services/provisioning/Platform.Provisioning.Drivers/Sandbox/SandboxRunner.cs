@@ -191,16 +191,9 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             "--size", (memory / 2).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/scratch",
             "--chdir", "/scratch",
             "--hostname", spec.Hostname, "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/scratch",
-            "--cap-drop", "ALL",
         })
         {
             yield return argument;
-        }
-
-        foreach (var capability in KeptCapabilities)
-        {
-            yield return "--cap-add";
-            yield return capability;
         }
 
         foreach (var argument in MaskedProc)
@@ -208,7 +201,28 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return argument;
         }
 
-        foreach (var (name, value) in spec.Environment)
+        foreach (var argument in Confined(spec.Environment, spec.Command, (0, 0)))
+        {
+            yield return argument;
+        }
+    }
+
+    /// <summary>
+    /// Bubblewrap's last arguments for any process of a sandbox (its command, or one exec'd into it): only the kept
+    /// capabilities, the variables it adds, the seccomp filter (descriptor 9), then <paramref name="command"/> under setpriv
+    /// as <paramref name="user"/>.
+    /// </summary>
+    private static IEnumerable<string> Confined(IReadOnlyDictionary<string, string> environment, IReadOnlyList<string> command, (int Uid, int Gid) user)
+    {
+        yield return "--cap-drop";
+        yield return "ALL";
+        foreach (var capability in KeptCapabilities)
+        {
+            yield return "--cap-add";
+            yield return capability;
+        }
+
+        foreach (var (name, value) in environment)
         {
             yield return "--setenv";
             yield return name;
@@ -226,8 +240,15 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         yield return "--bounding-set=-all," + string.Join(',', KeptCapabilities.Select(c => "+" + c["CAP_".Length..].ToLowerInvariant()));
         yield return "--inh-caps=-all";
         yield return "--ambient-caps=-all";
+        if (user != (0, 0))
+        {
+            yield return $"--reuid={user.Uid.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+            yield return $"--regid={user.Gid.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+            yield return "--clear-groups";
+        }
+
         yield return "--";
-        foreach (var part in spec.Command)
+        foreach (var part in command)
         {
             yield return part;
         }
