@@ -101,8 +101,9 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
         var stdin = await tenant.PostAsync($"/api/v1/machines/{id}/processes/{processId}/stdin", new StringContent("hello\n"));
         output.WriteLine($"stdin {stdin.StatusCode}");
         Assert.Equal(HttpStatusCode.NoContent, stdin.StatusCode);
-        await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("read hello", StringComparison.Ordinal));
-        output.WriteLine("read");
+        var reading = await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("read hello", StringComparison.Ordinal));
+        output.WriteLine(string.Join(" | ", reading.Select(e => $"{e.Name}:{e.Data}")));
+        Assert.Contains(reading, e => e.Text.Contains("read hello", StringComparison.Ordinal));
         var signal = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{processId}/signal", new { signal = "TERM" });
         output.WriteLine($"signal {signal.StatusCode}");
         Assert.Equal(HttpStatusCode.Accepted, signal.StatusCode);

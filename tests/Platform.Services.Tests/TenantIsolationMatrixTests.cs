@@ -106,6 +106,18 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/networks/pools"] = new(Kind.PlatformAdmin, false),
         ["POST /api/v1/networks/pools"] = new(Kind.PlatformAdmin, true, new { name = "matrix", cidr = "10.200.0.0/16", subnetPrefixLength = 24 }),
         ["GET /api/v1/templates"] = new(Kind.OwnScope, false),
+        ["POST /api/v1/machines/{machineId}/exec"] = new(Kind.TenantResource, true, new { command = new[] { "true" } }),
+        ["GET /api/v1/machines/{machineId}/processes"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/machines/{machineId}/processes/{processId}"] = new(Kind.TenantResource, false),
+        ["GET /api/v1/machines/{machineId}/processes/{processId}/output"] = new(Kind.TenantResource, false),
+        ["POST /api/v1/machines/{machineId}/processes/{processId}/stdin"] = new(Kind.TenantResource, true, "x"),
+        ["POST /api/v1/machines/{machineId}/processes/{processId}/signal"] = new(Kind.TenantResource, true, new { signal = "TERM" }),
+        ["GET /api/v1/machines/{machineId}/files/{path}"] = new(Kind.TenantResource, false),
+        ["PUT /api/v1/machines/{machineId}/files/{path}"] = new(Kind.TenantResource, true, "x"),
+        ["DELETE /api/v1/machines/{machineId}/files/{path}"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/machines/{machineId}/archive/{path}"] = new(Kind.TenantResource, false),
+        ["PUT /api/v1/machines/{machineId}/archive/{path}"] = new(Kind.TenantResource, true, "x"),
+        ["GET /api/v1/machines/{machineId}/logs"] = new(Kind.TenantResource, false),
         ["PUT /api/v1/governance/guardrails"] = new(Kind.PlatformAdmin, true, new { reservedHostMemoryMiB = 1024, maxMachinesPerHost = 10, maxVcpuOvercommit = 2.0 }),
     };
 
@@ -152,12 +164,14 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
                 .Replace("{subscriptionId}", subscriptionOfB.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal)
                 .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal)
-                .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal);
+                .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal)
+                .Replace("{processId}", Guid.NewGuid().ToString(), StringComparison.Ordinal).Replace("{path}", "scratch/x", StringComparison.Ordinal);
             var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal)
                 .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal)
-                .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal);
+                .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal)
+                .Replace("{processId}", Guid.NewGuid().ToString(), StringComparison.Ordinal).Replace("{path}", "scratch/x", StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {

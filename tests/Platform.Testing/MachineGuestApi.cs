@@ -9,8 +9,8 @@ namespace Platform.Testing;
 /// <summary>One Server-Sent Event as the exec and output routes send them: its id (the output offset after it), its name and its data.</summary>
 public sealed record ServerSentEvent(long Id, string Name, string Data)
 {
-    /// <summary>The text of a <c>stdout</c> or <c>stderr</c> event (its data is a JSON string).</summary>
-    public string Text => JsonSerializer.Deserialize<string>(Data) ?? "";
+    /// <summary>The text of a <c>stdout</c> or <c>stderr</c> event (its data is a JSON string); the data itself for the others.</summary>
+    public string Text => Data.StartsWith('"') ? JsonSerializer.Deserialize<string>(Data) ?? "" : Data;
 }
 
 /// <summary>Exec, processes and files of a machine through the gateway, as the tests call them.</summary>
