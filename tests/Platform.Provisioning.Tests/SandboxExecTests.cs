@@ -99,6 +99,20 @@ public sealed class SandboxExecTests
         Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { Environment = new Dictionary<string, string> { ["A=B"] = "x" } }));
     }
 
+    [Fact]
+    public async Task A_command_started_as_soon_as_a_sandbox_is_set_up_runs_in_its_finished_root()
+    {
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            var id = "test-" + Guid.NewGuid().ToString("N")[..12];
+            await using var sandbox = _runner.Start(new SandboxSpec(id, ["sleep", "600"], Limits, "exec-" + id[5..13]));
+            Assert.True(await sandbox.WaitUntilSetUpAsync(TimeSpan.FromSeconds(10), CancellationToken.None), "the sandbox is set up");
+
+            var (code, output, errors) = await RunAsync(sandbox, new GuestCommand(["/bin/sh", "-c", "test -x /usr/bin/bwrap && hostname"]));
+
+            Assert.Equal((0, sandbox.Spec.Hostname + "\n", ""), (code, output, errors));
+        }
+    }
 
     private async Task<(int Code, string Output, string Errors)> RunAsync(SandboxProcess sandbox, GuestCommand command, string input = "")
     {
@@ -115,7 +129,7 @@ public sealed class SandboxExecTests
     {
         var id = "test-" + Guid.NewGuid().ToString("N")[..12];
         var sandbox = _runner.Start(new SandboxSpec(id, command ?? ["sleep", "600"], Limits, "exec-" + id[5..13]));
-        await Eventually.TrueAsync(() => sandbox.InsideProcessId is not null, TimeSpan.FromSeconds(10), "the sandbox runs");
+        Assert.True(await sandbox.WaitUntilSetUpAsync(TimeSpan.FromSeconds(10), CancellationToken.None), "the sandbox is set up");
         return sandbox;
     }
 

@@ -90,7 +90,12 @@ public sealed class SandboxDriver : IMachineDriver
     {
         public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => process.ReadLogsAsync(tailLines, follow, cancellationToken);
 
-        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => Task.FromResult(runner.Exec(process, command));
+        /// <summary>A machine is running from the moment its sandbox's namespaces exist; a command waits (briefly) for its root to be made.</summary>
+        public async Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken)
+        {
+            await process.WaitUntilSetUpAsync(TimeSpan.FromSeconds(10), cancellationToken);
+            return runner.Exec(process, command);
+        }
 
         public NetworkAttachment? Network => network;
 

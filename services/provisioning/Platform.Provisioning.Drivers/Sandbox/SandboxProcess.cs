@@ -64,6 +64,29 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// </summary>
     public int? InsideProcessId => FirstChildOf(ProcessId) is { } bubblewrap ? FirstChildOf(bubblewrap) : null;
 
+    /// <summary>
+    /// Whether bubblewrap has finished making the sandbox's root (its mounts, the pivot into them): the sandbox's first
+    /// process forks the command only then. Before, its mount namespace is half made, and nothing may be started in it.
+    /// </summary>
+    public bool IsSetUp => InsideProcessId is { } inside && FirstChildOf(inside) is not null;
+
+    /// <summary>Waits until the sandbox <see cref="IsSetUp"/> (true) or its command has ended or the time is up (false).</summary>
+    public async Task<bool> WaitUntilSetUpAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!IsSetUp)
+        {
+            if (HasExited || DateTime.UtcNow >= deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(2), cancellationToken);
+        }
+
+        return true;
+    }
+
     /// <summary>Waits for the sandbox's command to end and tells how.</summary>
     public async Task<SandboxExit> WaitAsync(TimeSpan timeout)
     {

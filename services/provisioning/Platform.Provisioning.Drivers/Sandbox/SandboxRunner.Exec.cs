@@ -41,6 +41,11 @@ public sealed partial class SandboxRunner
             throw new GuestException("The sandbox has no process running.");
         }
 
+        if (!sandbox.IsSetUp)
+        {
+            throw new GuestException("The sandbox is still starting: its root is not made yet.");
+        }
+
         var start = new ProcessStartInfo("/bin/sh")
         {
             RedirectStandardInput = true,
