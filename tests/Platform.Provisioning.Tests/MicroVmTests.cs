@@ -8,7 +8,7 @@ using Platform.Provisioning.Drivers.Networking;
 namespace Platform.Provisioning.Tests;
 
 /// <summary>Real micro-VMs: QEMU's microvm machine, the template from PLATFORM_MICROVM_TEMPLATES, namespaces and taps, as root.</summary>
-public sealed class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVmFixture>
+public sealed partial class MicroVmTests(MicroVmFixture fixture) : IClassFixture<MicroVmFixture>
 {
     private const int SchedOther = 0;
     private const int SchedIdle = 5;

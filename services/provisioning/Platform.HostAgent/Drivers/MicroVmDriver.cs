@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Networking;
 using Platform.HostAgent.Telemetry;
+using Platform.Provisioning.Drivers.Guests;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Networking;
 
@@ -394,8 +395,13 @@ public sealed class MicroVmDriver(
     }
 
     /// <summary>Measured by its QEMU process; reached from its own namespace, or its tenant's segment once it joined it.</summary>
-    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine
+    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
     {
+        /// <summary>Through the guest agent, over the VM's virtio-serial port: never its network.</summary>
+        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => vm.StartAsync(command, cancellationToken);
+
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => vm.ReadLogsAsync(tailLines, follow, cancellationToken);
+
         /// <summary>Where its guest answers: its own namespace while its tap has the gateway's address, then its segment.</summary>
         public NetworkNamespace ReachableFrom
         {

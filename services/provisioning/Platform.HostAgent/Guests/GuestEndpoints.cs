@@ -66,7 +66,7 @@ public static partial class GuestEndpoints
         http.Response.Headers.CacheControl = "no-cache";
         http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
         await http.Response.Body.FlushAsync(http.RequestAborted);
-        var decoders = new Dictionary<string, Decoder> { ["stdout"] = Encoding.UTF8.GetDecoder(), ["stderr"] = Encoding.UTF8.GetDecoder() };
+        var decoders = new Dictionary<string, Decoder>();
         try
         {
             await foreach (var chunk in logs.ReadLogsAsync(tail, follow ?? false, http.RequestAborted))
@@ -74,7 +74,8 @@ public static partial class GuestEndpoints
                 if (events)
                 {
                     var characters = new char[Encoding.UTF8.GetMaxCharCount(chunk.Data.Length)];
-                    var count = decoders[chunk.Stream].GetChars(chunk.Data.Span, characters, flush: false);
+                    var decoder = decoders.TryGetValue(chunk.Stream, out var known) ? known : decoders[chunk.Stream] = Encoding.UTF8.GetDecoder();
+                    var count = decoder.GetChars(chunk.Data.Span, characters, flush: false);
                     await http.Response.WriteAsync($"event: {chunk.Stream}\ndata: {JsonSerializer.Serialize(new string(characters, 0, count))}\n\n", http.RequestAborted);
                 }
                 else

@@ -9,7 +9,7 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 /// A running micro-VM: one QEMU process. Disposing it kills QEMU if it still runs and removes its work directory and
 /// guest memory, whatever state it is in; the network namespace belongs to the caller and stays.
 /// </summary>
-public sealed class MicroVm : IAsyncDisposable
+public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMachineLogs
 {
     /// <summary>QEMU's pid file in the work directory.</summary>
     public const string PidFileName = "qemu.pid";
@@ -27,6 +27,7 @@ public sealed class MicroVm : IAsyncDisposable
     private volatile MicroVmSpec _spec;
     private QmpClient? _qmp;
     private volatile string? _endedBy;
+    private MicroVmGuestAgent? _guestAgent;
     private int _disposed;
 
     internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids)
@@ -91,6 +92,48 @@ public sealed class MicroVm : IAsyncDisposable
     internal string QmpSocketPath => Path.Combine(Spec.WorkDirectory, "qmp.sock");
 
     internal string SerialSocketPath => Path.Combine(Spec.WorkDirectory, "serial.sock");
+
+    /// <summary>What the guest printed on its serial console (kernel, init, whatever writes to <c>/dev/console</c>), as the stream <c>console</c>.</summary>
+    public IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) =>
+        Guests.LogFiles.ReadAsync([("console", SerialLogPath)], tailLines, follow, Exited, cancellationToken);
+
+    /// <summary>QEMU's end of the guest agent's virtio-serial port.</summary>
+    internal string GuestAgentSocketPath => Path.Combine(Spec.WorkDirectory, "agent.sock");
+
+    /// <summary>
+    /// Starts <paramref name="command"/> in the guest through its agent: as root (the VM is the boundary) or the uid:gid it
+    /// names, in <c>/scratch</c> unless it names a directory, with PATH and HOME unless it sets them.
+    /// </summary>
+    public Task<Guests.IGuestProcess> StartAsync(Guests.GuestCommand command, CancellationToken cancellationToken)
+    {
+        if (command.Problem() is { } problem)
+        {
+            throw new Guests.GuestException(problem);
+        }
+
+        if (command.NumericUser() is not { } user)
+        {
+            throw new Guests.GuestException($"A micro-VM has no user database: user is 'root', a uid or uid:gid, not '{command.User}'.");
+        }
+
+        if (Exited.IsCompleted)
+        {
+            throw new Guests.GuestException("The micro-VM has ended.");
+        }
+
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ["HOME"] = user.Uid == 0 ? "/root" : "/scratch",
+        };
+        foreach (var (name, value) in command.Environment)
+        {
+            environment[name] = value;
+        }
+
+        var agent = LazyInitializer.EnsureInitialized(ref _guestAgent, () => new MicroVmGuestAgent(() => GuestAgentSocketPath));
+        return agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
+    }
 
     internal async Task<QmpClient> QmpAsync(CancellationToken cancellationToken) =>
         _qmp ??= await QmpClient.ConnectAsync(QmpSocketPath, Exited, cancellationToken);
@@ -170,6 +213,11 @@ public sealed class MicroVm : IAsyncDisposable
         }
 
         await Exited;
+        if (_guestAgent is not null)
+        {
+            await _guestAgent.DisposeAsync();
+        }
+
         if (_qmp is not null)
         {
             await _qmp.DisposeAsync();

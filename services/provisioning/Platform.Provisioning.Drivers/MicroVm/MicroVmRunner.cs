@@ -266,6 +266,10 @@ public sealed partial class MicroVmRunner(
             "-device", $"virtio-net-device,netdev=net0,mac={spec.Identity.Mac}",
             "-chardev", $"socket,id=serial0,path={Path.Combine(spec.WorkDirectory, "serial.sock")},server=on,wait=off,logfile={Path.Combine(spec.WorkDirectory, "serial.log")}",
             "-serial", "chardev:serial0",
+            // The guest agent's channel: a virtio-serial port whose other end is a socket only this host reaches.
+            "-chardev", $"socket,id=agent0,path={Path.Combine(spec.WorkDirectory, "agent.sock")},server=on,wait=off",
+            "-device", "virtio-serial-device,max_ports=2",
+            "-device", "virtserialport,chardev=agent0,name=platform.agent",
             "-qmp", $"unix:{Path.Combine(spec.WorkDirectory, "qmp.sock")},server=on,wait=off",
             // Finds the VM's QEMU after this process is gone (a crash), whatever its command line says.
             "-pidfile", Path.Combine(spec.WorkDirectory, MicroVm.PidFileName),

@@ -15,7 +15,7 @@ namespace Platform.Provisioning.Machines.Guests;
 public static class GuestForwarding
 {
     /// <summary>The drivers whose machines can be entered.</summary>
-    private static readonly HashSet<string> EnterableDrivers = ["sandbox", "container"];
+    private static readonly HashSet<string> EnterableDrivers = ["sandbox", "container", "microvm"];
 
     private static readonly ForwarderRequestConfig RequestConfig = new() { ActivityTimeout = TimeSpan.FromMinutes(2) };
 
@@ -67,7 +67,6 @@ public static class GuestForwarding
         {
             throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "Nothing can run inside this machine through the API.", machine.Driver switch
             {
-                "microvm" => "Micro-VMs have no guest agent yet: reach a micro-VM through a port forward.",
                 "aws" or "gcp" or "azure" => $"A {machine.Driver} machine runs on its cloud, where Platform has no agent: reach it over its network.",
                 _ => $"A {machine.Driver} machine offers no way in.",
             });

@@ -1,0 +1,448 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.IO.Pipes;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Platform.Provisioning.Drivers.Guests;
+
+namespace Platform.Provisioning.Drivers.MicroVm;
+
+/// <summary>
+/// The host's end of a micro-VM's guest agent (templates/guest-agent): QEMU's virtio-serial port <c>platform.agent</c>,
+/// a unix socket in the VM's work directory that nothing in any VM's network reaches. One connection carries every
+/// command's frames (docs/drivers/microvm.md, "The guest agent"); it is made on the first command and again after it
+/// broke. A new connection is a new session: the guest kills what it still ran for the last one.
+/// </summary>
+internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposable
+{
+    /// <summary>How long a guest has to answer a new connection: under TCG, a restored guest translates the agent's code afresh.</summary>
+    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(15);
+
+    private readonly SemaphoreSlim _connecting = new(1, 1);
+    private Session? _session;
+    private int _disposed;
+
+    /// <summary>Starts <paramref name="command"/> as <paramref name="uid"/>:<paramref name="gid"/> in <paramref name="workingDirectory"/>.</summary>
+    public async Task<IGuestProcess> StartAsync(GuestCommand command, int uid, int gid, string workingDirectory, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
+    {
+        var session = await SessionAsync(cancellationToken);
+        return await session.StartAsync(StartPayload(command.Argv, uid, gid, workingDirectory, environment), cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        if (_session is { } session)
+        {
+            await session.DisposeAsync();
+        }
+
+        _connecting.Dispose();
+    }
+
+    private async Task<Session> SessionAsync(CancellationToken cancellationToken)
+    {
+        await _connecting.WaitAsync(cancellationToken);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed == 1, this);
+            if (_session is { IsBroken: false } open)
+            {
+                return open;
+            }
+
+            if (_session is { } broken)
+            {
+                await broken.DisposeAsync();
+            }
+
+            _session = await Session.OpenAsync(socketPath(), cancellationToken);
+            return _session;
+        }
+        finally
+        {
+            _connecting.Release();
+        }
+    }
+
+    /// <summary>START's payload: uid, gid, working directory, the number of arguments, the arguments, the environment; each ends in a NUL.</summary>
+    private static byte[] StartPayload(IReadOnlyList<string> argv, int uid, int gid, string workingDirectory, IReadOnlyDictionary<string, string> environment)
+    {
+        var text = new StringBuilder();
+        foreach (var field in new[] { uid.ToString(CultureInfo.InvariantCulture), gid.ToString(CultureInfo.InvariantCulture), workingDirectory, argv.Count.ToString(CultureInfo.InvariantCulture) }
+            .Concat(argv)
+            .Concat(environment.Select(pair => $"{pair.Key}={pair.Value}")))
+        {
+            text.Append(field).Append('\0');
+        }
+
+        return Encoding.UTF8.GetBytes(text.ToString());
+    }
+
+    private enum FrameType : byte
+    {
+        Sync = 1,
+        Start = 2,
+        Input = 3,
+        Signal = 4,
+        Hello = 64,
+        Started = 65,
+        Failed = 66,
+        Output = 67,
+        Errors = 68,
+        Exited = 69,
+    }
+
+    /// <summary>One connection to the guest agent and the processes started over it.</summary>
+    private sealed class Session : IAsyncDisposable
+    {
+        private const int HeaderSize = 9;
+        private const int MaxFrameFromGuest = 64 * 1024;
+        internal const int MaxInputFrame = 64 * 1024;
+        private static readonly byte[] Greeting = "PLATFORM-GUEST-AGENT/1"u8.ToArray();
+
+        private readonly Socket _socket;
+        private readonly NetworkStream _stream;
+        private readonly SemaphoreSlim _writing = new(1, 1);
+        private readonly ConcurrentDictionary<uint, Process> _processes = new();
+        private readonly Task _reading;
+        private uint _lastId;
+        private volatile bool _broken;
+
+        private Session(Socket socket, BufferedStream reader)
+        {
+            _socket = socket;
+            _stream = new NetworkStream(socket, ownsSocket: false);
+            _reading = ReadAsync(reader);
+        }
+
+        public bool IsBroken => _broken;
+
+        public static async Task<Session> OpenAsync(string socketPath, CancellationToken cancellationToken)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
+            }
+            catch (SocketException exception)
+            {
+                socket.Dispose();
+                throw new GuestException($"The micro-VM's guest agent cannot be reached: {exception.Message} (a micro-VM started by an agent older than the guest agent has none).", exception);
+            }
+
+            try
+            {
+                var nonce = RandomNumberGenerator.GetBytes(16);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(HandshakeTimeout);
+                var stream = new NetworkStream(socket, ownsSocket: false);
+                await stream.WriteAsync(Frame(FrameType.Sync, 0, nonce), timeout.Token);
+                var reader = new BufferedStream(stream, 64 * 1024);
+                await SkipToAsync(reader, Frame(FrameType.Hello, 0, [.. Greeting, .. nonce]), timeout.Token);
+                return new Session(socket, reader);
+            }
+            catch (Exception exception) when (exception is IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new GuestException("The micro-VM's guest agent does not answer.", exception);
+            }
+        }
+
+        public async Task<IGuestProcess> StartAsync(byte[] payload, CancellationToken cancellationToken)
+        {
+            var id = Interlocked.Increment(ref _lastId);
+            var process = new Process(this, id);
+            _processes[id] = process;
+            try
+            {
+                await SendAsync(FrameType.Start, id, payload, cancellationToken);
+                await process.Started.Task.WaitAsync(cancellationToken);
+                return process;
+            }
+            catch (Exception exception) when (exception is IOException or SocketException or ObjectDisposedException)
+            {
+                _processes.TryRemove(id, out _);
+                throw new GuestException("The micro-VM's guest agent went away.", exception);
+            }
+            catch
+            {
+                _processes.TryRemove(id, out _);
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _broken = true;
+            _socket.Shutdown(SocketShutdown.Both);
+            _socket.Dispose();
+            await _reading;
+            _writing.Dispose();
+        }
+
+        internal async Task SendAsync(FrameType type, uint id, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        {
+            var frame = Frame(type, id, payload.Span);
+            await _writing.WaitAsync(cancellationToken);
+            try
+            {
+                await _stream.WriteAsync(frame, cancellationToken);
+            }
+            finally
+            {
+                _writing.Release();
+            }
+        }
+
+        internal void Forget(uint id) => _processes.TryRemove(id, out _);
+
+        private static byte[] Frame(FrameType type, uint id, ReadOnlySpan<byte> payload)
+        {
+            var frame = new byte[HeaderSize + payload.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(frame, (uint)payload.Length);
+            frame[4] = (byte)type;
+            BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(5), id);
+            payload.CopyTo(frame.AsSpan(HeaderSize));
+            return frame;
+        }
+
+        /// <summary>Reads past everything up to and including <paramref name="pattern"/>: what an earlier session left in the port comes first.</summary>
+        private static async Task SkipToAsync(Stream reader, byte[] pattern, CancellationToken cancellationToken)
+        {
+            var window = new byte[pattern.Length];
+            var one = new byte[1];
+            var seen = 0L;
+            while (true)
+            {
+                if (await reader.ReadAsync(one, cancellationToken) == 0)
+                {
+                    throw new IOException("The guest agent's port closed.");
+                }
+
+                Array.Copy(window, 1, window, 0, window.Length - 1);
+                window[^1] = one[0];
+                if (++seen >= pattern.Length && window.AsSpan().SequenceEqual(pattern))
+                {
+                    return;
+                }
+            }
+        }
+
+        private async Task ReadAsync(Stream reader)
+        {
+            var header = new byte[HeaderSize];
+            try
+            {
+                while (true)
+                {
+                    await reader.ReadExactlyAsync(header);
+                    var length = BinaryPrimitives.ReadUInt32BigEndian(header);
+                    if (length > MaxFrameFromGuest)
+                    {
+                        throw new IOException($"The guest agent sent a frame of {length} bytes.");
+                    }
+
+                    var payload = new byte[length];
+                    await reader.ReadExactlyAsync(payload);
+                    var id = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(5));
+                    if (_processes.TryGetValue(id, out var process))
+                    {
+                        await process.TakeAsync((FrameType)header[4], payload);
+                    }
+                }
+            }
+            catch (Exception exception) when (exception is IOException or SocketException or ObjectDisposedException or EndOfStreamException)
+            {
+                // QEMU went away, or the session is disposed.
+            }
+            finally
+            {
+                _broken = true;
+                foreach (var process in _processes.Values)
+                {
+                    process.Lost();
+                }
+
+                _processes.Clear();
+            }
+        }
+    }
+
+    /// <summary>A command in the guest: its output and errors arrive as frames and leave through pipes.</summary>
+    private sealed class Process : IGuestProcess
+    {
+        /// <summary>What a process answers whose guest went away before it said how it ended.</summary>
+        private const int LostExitCode = 255;
+
+        private readonly Session _session;
+        private readonly uint _id;
+        private readonly AnonymousPipeServerStream _output = new(PipeDirection.Out);
+        private readonly AnonymousPipeServerStream _errors = new(PipeDirection.Out);
+        private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _disposed;
+
+        public Process(Session session, uint id)
+        {
+            _session = session;
+            _id = id;
+            StandardOutput = new AnonymousPipeClientStream(PipeDirection.In, _output.ClientSafePipeHandle);
+            StandardError = new AnonymousPipeClientStream(PipeDirection.In, _errors.ClientSafePipeHandle);
+            StandardInput = new Input(this);
+        }
+
+        public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Stream StandardInput { get; }
+
+        public Stream StandardOutput { get; }
+
+        public Stream StandardError { get; }
+
+        public Task<int> Exited => _exited.Task;
+
+        public void Signal(int signal)
+        {
+            if (!Exited.IsCompleted)
+            {
+                _ = SendQuietlyAsync(FrameType.Signal, Encoding.ASCII.GetBytes(signal.ToString(CultureInfo.InvariantCulture)));
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            {
+                return;
+            }
+
+            if (!Exited.IsCompleted)
+            {
+                Signal(9);
+                await Exited.WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+
+            _session.Forget(_id);
+            _output.Dispose();
+            _errors.Dispose();
+            StandardOutput.Dispose();
+            StandardError.Dispose();
+        }
+
+        internal async Task TakeAsync(FrameType type, byte[] payload)
+        {
+            switch (type)
+            {
+                case FrameType.Started:
+                    Started.TrySetResult();
+                    break;
+                case FrameType.Failed:
+                    _session.Forget(_id);
+                    Started.TrySetException(new GuestException($"The command could not start: {Encoding.UTF8.GetString(payload)}"));
+                    break;
+                case FrameType.Output or FrameType.Errors:
+                    try
+                    {
+                        await (type == FrameType.Output ? _output : _errors).WriteAsync(payload);
+                    }
+                    catch (Exception exception) when (exception is IOException or ObjectDisposedException)
+                    {
+                        // Nobody reads that stream any more: what it writes is dropped, the rest still flows.
+                    }
+
+                    break;
+                case FrameType.Exited:
+                    _session.Forget(_id);
+                    Close(int.TryParse(Encoding.ASCII.GetString(payload), CultureInfo.InvariantCulture, out var code) ? code : LostExitCode);
+                    break;
+            }
+        }
+
+        internal void Lost()
+        {
+            Started.TrySetException(new GuestException("The micro-VM's guest agent went away."));
+            Close(LostExitCode);
+        }
+
+        private void Close(int exitCode)
+        {
+            _output.Dispose();
+            _errors.Dispose();
+            _exited.TrySetResult(exitCode);
+        }
+
+        internal async Task SendQuietlyAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+        {
+            try
+            {
+                await _session.SendAsync(type, _id, payload, cancellationToken);
+            }
+            catch (Exception exception) when (exception is IOException or SocketException or ObjectDisposedException)
+            {
+                // The guest is gone; the process ends with it.
+            }
+        }
+
+        /// <summary>Writes go to the command's stdin in frames; closing it is the end of its input.</summary>
+        private sealed class Input(Process process) : Stream
+        {
+            private int _closed;
+
+            public override bool CanRead => false;
+
+            public override bool CanSeek => false;
+
+            public override bool CanWrite => true;
+
+            public override long Length => throw new NotSupportedException();
+
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+            public override void Flush()
+            {
+            }
+
+            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+            public override void SetLength(long value) => throw new NotSupportedException();
+
+            public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+            public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+            {
+                ObjectDisposedException.ThrowIf(_closed == 1, this);
+                for (var at = 0; at < buffer.Length; at += Session.MaxInputFrame)
+                {
+                    if (process.Exited.IsCompleted)
+                    {
+                        throw new IOException("The command has ended.");
+                    }
+
+                    await process._session.SendAsync(FrameType.Input, process._id, buffer.Slice(at, Math.Min(Session.MaxInputFrame, buffer.Length - at)), cancellationToken);
+                }
+            }
+
+            public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+                WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+            protected override void Dispose(bool disposing)
+            {
+                if (Interlocked.Exchange(ref _closed, 1) == 0)
+                {
+                    // An empty INPUT frame is the end of the input.
+                    _ = process.SendQuietlyAsync(FrameType.Input, ReadOnlyMemory<byte>.Empty);
+                }
+
+                base.Dispose(disposing);
+            }
+        }
+    }
+}

@@ -1,0 +1,499 @@
+/*
+ * platform-guest-agent: runs commands inside a Platform micro-VM for the host's agent, over the virtio-serial port
+ * named "platform.agent" -- a channel of the VM's QEMU that only the host reaches, never the tenant network.
+ *
+ * The protocol (docs/drivers/microvm.md, "The guest agent") is frames: a 9-byte header -- payload length (u32), type
+ * (u8), process id (u32), big-endian -- then the payload. The host says SYNC when it connects (a new session: whatever
+ * the agent still runs for an earlier one is killed) and the agent answers HELLO with the SYNC's nonce. START runs a command in a session of
+ * its own; INPUT feeds its stdin (empty: the end of it); SIGNAL signals its process group. The agent answers STARTED
+ * or FAILED, then OUTPUT and ERRORS as the command writes and EXITED (128 + signal when a signal ended it) once it
+ * has ended and its output is read.
+ *
+ * A busybox initramfs has no libc to link against: this is built static, and small, from Debian's gcc and libc.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum {
+    SYNC = 1, START = 2, INPUT = 3, SIGNAL = 4,
+    HELLO = 64, STARTED = 65, FAILED = 66, OUTPUT = 67, ERRORS = 68, EXITED = 69,
+};
+
+#define PORT_NAME "platform.agent"
+#define HEADER 9
+/* A START carries at most 256 KiB of arguments and environment; nothing the host sends is larger. */
+#define MAX_FRAME (1024 * 1024)
+/* One frame per write: the port takes up to 32 KiB in one piece. */
+#define CHUNK (16 * 1024)
+#define MAX_PROCESSES 64
+/* Past this much unwritten input the agent stops reading the port until a command takes some. */
+#define MAX_PENDING_INPUT (4 * 1024 * 1024)
+
+static const char greeting[] = "PLATFORM-GUEST-AGENT/1";
+
+struct process {
+    uint32_t id;
+    pid_t pid;
+    int in, out, err;
+    char *pending;
+    size_t pending_length;
+    int close_input;
+};
+
+static int port = -1;
+static struct process processes[MAX_PROCESSES];
+static unsigned char *frames;
+static size_t frames_length;
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Blocks while no host is connected: the port takes writes only then. */
+static void send_frame(int type, uint32_t id, const void *data, size_t length)
+{
+    unsigned char buffer[HEADER + CHUNK];
+    size_t done = 0;
+    put32(buffer, (uint32_t)length);
+    buffer[4] = (unsigned char)type;
+    put32(buffer + 5, id);
+    memcpy(buffer + HEADER, data, length);
+    while (done < HEADER + length) {
+        ssize_t written = write(port, buffer + done, HEADER + length - done);
+        if (written < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return;
+        }
+        done += (size_t)written;
+    }
+}
+
+static void send_number(int type, uint32_t id, long number)
+{
+    char text[24];
+    int length = snprintf(text, sizeof text, "%ld", number);
+    send_frame(type, id, text, (size_t)length);
+}
+
+static struct process *find(uint32_t id)
+{
+    for (int i = 0; i < MAX_PROCESSES; i++)
+        if (processes[i].pid > 0 && processes[i].id == id)
+            return &processes[i];
+    return NULL;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void forget(struct process *p)
+{
+    close_fd(&p->in);
+    close_fd(&p->out);
+    close_fd(&p->err);
+    free(p->pending);
+    memset(p, 0, sizeof *p);
+    p->in = p->out = p->err = -1;
+}
+
+/* A new host, or none: nothing started for the last one is anyone's any more. */
+static void kill_all(void)
+{
+    for (int i = 0; i < MAX_PROCESSES; i++)
+        if (processes[i].pid > 0) {
+            kill(-processes[i].pid, SIGKILL);
+            kill(processes[i].pid, SIGKILL);
+            forget(&processes[i]);
+        }
+}
+
+/* Sends what a stream has now; returns 0 at its end (or on an error), 1 if it may have more. */
+static int relay(struct process *p, int *fd, int type)
+{
+    char buffer[CHUNK];
+    ssize_t length = read(*fd, buffer, sizeof buffer);
+    if (length > 0) {
+        send_frame(type, p->id, buffer, (size_t)length);
+        return 1;
+    }
+    if (length < 0 && (errno == EAGAIN || errno == EINTR))
+        return 1;
+    close_fd(fd);
+    return 0;
+}
+
+static void flush_input(struct process *p)
+{
+    while (p->in >= 0 && p->pending_length > 0) {
+        ssize_t written = write(p->in, p->pending, p->pending_length);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN) {
+                /* The command closed its stdin: what is left of the input goes nowhere. */
+                p->pending_length = 0;
+                close_fd(&p->in);
+            }
+            return;
+        }
+        memmove(p->pending, p->pending + written, p->pending_length - (size_t)written);
+        p->pending_length -= (size_t)written;
+    }
+    if (p->close_input && p->pending_length == 0)
+        close_fd(&p->in);
+}
+
+static size_t pending_input(void)
+{
+    size_t total = 0;
+    for (int i = 0; i < MAX_PROCESSES; i++)
+        if (processes[i].pid > 0)
+            total += processes[i].pending_length;
+    return total;
+}
+
+static void fail(uint32_t id, const char *message)
+{
+    send_frame(FAILED, id, message, strlen(message));
+}
+
+static void child_fails(const char *what, const char *target, int code)
+{
+    dprintf(2, "platform-guest-agent: %s %s: %s\n", what, target, strerror(errno));
+    _exit(code);
+}
+
+/*
+ * START's payload: uid, gid, working directory, the number of arguments, the arguments, then the environment
+ * (name=value), each ending in a NUL.
+ */
+static void start(uint32_t id, char *payload, size_t length)
+{
+    char *fields[32768];
+    size_t count = 0;
+    char *at = payload, *end = payload + length;
+    if (length == 0 || payload[length - 1] != '\0') {
+        fail(id, "malformed START");
+        return;
+    }
+    while (at < end && count < sizeof fields / sizeof fields[0]) {
+        fields[count++] = at;
+        at += strlen(at) + 1;
+    }
+    long argc = count >= 4 ? strtol(fields[3], NULL, 10) : 0;
+    if (count < 5 || argc < 1 || (size_t)argc > count - 4 || fields[2][0] != '/') {
+        fail(id, "malformed START");
+        return;
+    }
+    if (find(id) != NULL) {
+        fail(id, "a process with this id runs already");
+        return;
+    }
+    struct process *slot = NULL;
+    for (int i = 0; i < MAX_PROCESSES && slot == NULL; i++)
+        if (processes[i].pid == 0)
+            slot = &processes[i];
+    if (slot == NULL) {
+        fail(id, "the guest agent runs as many processes as it may (64)");
+        return;
+    }
+    uid_t uid = (uid_t)strtoul(fields[0], NULL, 10);
+    gid_t gid = (gid_t)strtoul(fields[1], NULL, 10);
+    char **argv = calloc((size_t)argc + 1, sizeof *argv);
+    char **envp = calloc(count - 4 - (size_t)argc + 1, sizeof *envp);
+    int in[2], out[2], err[2];
+    if (argv == NULL || envp == NULL || pipe2(in, O_CLOEXEC) < 0) {
+        free(argv);
+        free(envp);
+        fail(id, strerror(errno));
+        return;
+    }
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+        fail(id, strerror(errno));
+        close(in[0]); close(in[1]);
+        free(argv);
+        free(envp);
+        return;
+    }
+    for (long i = 0; i < argc; i++)
+        argv[i] = fields[4 + i];
+    for (size_t i = 4 + (size_t)argc, j = 0; i < count; i++, j++)
+        envp[j] = fields[i];
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        setsid();
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+            child_fails("cannot become", fields[0], 126);
+        if (chdir(fields[2]) < 0)
+            child_fails("cannot change to", fields[2], 1);
+        environ = envp;
+        execvp(argv[0], argv);
+        child_fails("cannot run", argv[0], errno == ENOENT ? 127 : 126);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    free(argv);
+    free(envp);
+    if (pid < 0) {
+        fail(id, strerror(errno));
+        close(in[1]); close(out[0]); close(err[0]);
+        return;
+    }
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    *slot = (struct process){ .id = id, .pid = pid, .in = in[1], .out = out[0], .err = err[0] };
+    send_number(STARTED, id, pid);
+}
+
+static void input(uint32_t id, const unsigned char *data, size_t length)
+{
+    struct process *p = find(id);
+    if (p == NULL || p->close_input)
+        return;
+    if (length == 0) {
+        p->close_input = 1;
+    } else if (p->in >= 0) {
+        char *grown = realloc(p->pending, p->pending_length + length);
+        if (grown == NULL)
+            return;
+        p->pending = grown;
+        memcpy(p->pending + p->pending_length, data, length);
+        p->pending_length += length;
+    }
+    flush_input(p);
+}
+
+static void handle(int type, uint32_t id, unsigned char *payload, size_t length)
+{
+    switch (type) {
+    case SYNC: {
+        /* The answer echoes the host's nonce: only it tells the host where this session's frames start. */
+        unsigned char hello[sizeof greeting - 1 + 64];
+        size_t nonce = length < 64 ? length : 64;
+        kill_all();
+        memcpy(hello, greeting, sizeof greeting - 1);
+        memcpy(hello + sizeof greeting - 1, payload, nonce);
+        send_frame(HELLO, 0, hello, sizeof greeting - 1 + nonce);
+        break;
+    }
+    case START:
+        start(id, (char *)payload, length);
+        break;
+    case INPUT:
+        input(id, payload, length);
+        break;
+    case SIGNAL: {
+        struct process *p = find(id);
+        char number[16] = { 0 };
+        memcpy(number, payload, length < sizeof number - 1 ? length : sizeof number - 1);
+        int signal_number = atoi(number);
+        if (p != NULL && signal_number > 0 && signal_number < 65) {
+            kill(-p->pid, signal_number);
+            kill(p->pid, signal_number);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Reads what the host sent and acts on each whole frame; returns 0 once the host is gone. */
+static int read_port(void)
+{
+    ssize_t length = read(port, frames + frames_length, HEADER + MAX_FRAME - frames_length);
+    if (length < 0)
+        return errno == EINTR || errno == EAGAIN;
+    if (length == 0)
+        return 0;
+    frames_length += (size_t)length;
+    size_t at = 0;
+    while (frames_length - at >= HEADER) {
+        uint32_t payload = get32(frames + at);
+        if (payload > MAX_FRAME) {
+            /* Not this protocol: drop it all and start over. */
+            frames_length = at = 0;
+            break;
+        }
+        if (frames_length - at < HEADER + payload)
+            break;
+        handle(frames[at + 4], get32(frames + at + 5), frames + at + HEADER, payload);
+        at += HEADER + payload;
+    }
+    memmove(frames, frames + at, frames_length - at);
+    frames_length -= at;
+    return 1;
+}
+
+static void reap(int signals)
+{
+    struct signalfd_siginfo info;
+    while (read(signals, &info, sizeof info) == sizeof info)
+        ;
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct process *p = NULL;
+        for (int i = 0; i < MAX_PROCESSES && p == NULL; i++)
+            if (processes[i].pid == pid)
+                p = &processes[i];
+        if (p == NULL)
+            continue;
+        /* What it wrote before it ended goes first; whatever it left running may keep the pipes open, so no waiting. */
+        for (int rounds = 0; rounds < 256 && p->out >= 0 && relay(p, &p->out, OUTPUT); rounds++)
+            if (poll(&(struct pollfd){ .fd = p->out, .events = POLLIN }, 1, 0) <= 0)
+                break;
+        for (int rounds = 0; rounds < 256 && p->err >= 0 && relay(p, &p->err, ERRORS); rounds++)
+            if (poll(&(struct pollfd){ .fd = p->err, .events = POLLIN }, 1, 0) <= 0)
+                break;
+        long code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        send_number(EXITED, p->id, code);
+        forget(p);
+    }
+}
+
+static int open_port(void)
+{
+    for (int attempt = 0; attempt < 2000; attempt++) {
+        DIR *ports = opendir("/sys/class/virtio-ports");
+        struct dirent *entry;
+        while (ports != NULL && (entry = readdir(ports)) != NULL) {
+            char path[300], name[64] = { 0 };
+            snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", entry->d_name);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            ssize_t length = read(fd, name, sizeof name - 1);
+            close(fd);
+            if (length > 0 && strncmp(name, PORT_NAME "\n", sizeof PORT_NAME) == 0) {
+                snprintf(path, sizeof path, "/dev/%s", entry->d_name);
+                closedir(ports);
+                return open(path, O_RDWR | O_CLOEXEC);
+            }
+        }
+        if (ports != NULL)
+            closedir(ports);
+        usleep(5000);
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+int main(void)
+{
+    port = open_port();
+    if (port < 0) {
+        dprintf(2, "PLATFORM-ERROR guest agent: no virtio port %s: %s\n", PORT_NAME, strerror(errno));
+        return 1;
+    }
+    frames = malloc(HEADER + MAX_FRAME);
+    for (int i = 0; i < MAX_PROCESSES; i++)
+        processes[i].in = processes[i].out = processes[i].err = -1;
+    /* What commands leave behind when they end is reaped here, not by init. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t child;
+    sigemptyset(&child);
+    sigaddset(&child, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &child, NULL);
+    int signals = signalfd(-1, &child, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    /* Says HELLO as soon as a host connects (the write waits for one), and again after every host that leaves. */
+    send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+    for (;;) {
+        struct pollfd fds[2 + 3 * MAX_PROCESSES];
+        struct process *owners[2 + 3 * MAX_PROCESSES];
+        int kinds[2 + 3 * MAX_PROCESSES];
+        nfds_t count = 0;
+        fds[count] = (struct pollfd){ .fd = signals, .events = POLLIN };
+        owners[count++] = NULL;
+        if (pending_input() < MAX_PENDING_INPUT) {
+            fds[count] = (struct pollfd){ .fd = port, .events = POLLIN };
+            owners[count++] = NULL;
+        }
+        for (int i = 0; i < MAX_PROCESSES; i++) {
+            struct process *p = &processes[i];
+            if (p->pid <= 0)
+                continue;
+            if (p->out >= 0) {
+                fds[count] = (struct pollfd){ .fd = p->out, .events = POLLIN };
+                kinds[count] = OUTPUT;
+                owners[count++] = p;
+            }
+            if (p->err >= 0) {
+                fds[count] = (struct pollfd){ .fd = p->err, .events = POLLIN };
+                kinds[count] = ERRORS;
+                owners[count++] = p;
+            }
+            if (p->in >= 0 && p->pending_length > 0) {
+                fds[count] = (struct pollfd){ .fd = p->in, .events = POLLOUT };
+                kinds[count] = INPUT;
+                owners[count++] = p;
+            }
+        }
+        if (poll(fds, count, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return 1;
+        }
+        for (nfds_t i = 0; i < count; i++) {
+            if (fds[i].revents == 0)
+                continue;
+            if (fds[i].fd == signals) {
+                reap(signals);
+            } else if (fds[i].fd == port) {
+                if (!read_port()) {
+                    kill_all();
+                    frames_length = 0;
+                    send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+                }
+                /* What the port's frames did may have closed or reused the descriptors below. */
+                break;
+            } else {
+                struct process *p = owners[i];
+                if (p->pid <= 0)
+                    continue;
+                if (kinds[i] == OUTPUT && fds[i].fd == p->out)
+                    relay(p, &p->out, OUTPUT);
+                else if (kinds[i] == ERRORS && fds[i].fd == p->err)
+                    relay(p, &p->err, ERRORS);
+                else if (kinds[i] == INPUT && fds[i].fd == p->in)
+                    flush_input(p);
+            }
+        }
+    }
+}
