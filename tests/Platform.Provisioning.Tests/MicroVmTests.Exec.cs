@@ -67,6 +67,28 @@ public sealed partial class MicroVmTests
         await Assert.ThrowsAsync<GuestException>(() => machine.Vm.StartAsync(new GuestCommand(["true"]) { User = "postgres" }, Timeout()));
     }
 
+    [Fact]
+    public async Task A_micro_vms_logs_are_what_it_writes_to_its_serial_console_followed_as_it_writes()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = await fixture.MachineAsync(subnet: 24);
+        await RestoreAsync(snapshot, machine);
+        await using var writer = await machine.Vm!.StartAsync(new GuestCommand(["/bin/sh", "-c", "i=1; while [ $i -le 100 ]; do echo console tick $i > /dev/console; i=$((i + 1)); sleep 0.1; done"]), Timeout());
+
+        var seen = new StringBuilder();
+        await foreach (var chunk in machine.Vm.ReadLogsAsync(5, follow: true, Timeout()))
+        {
+            Assert.Equal("console", chunk.Stream);
+            seen.Append(Encoding.UTF8.GetString(chunk.Data.Span));
+            if (seen.ToString().Contains("console tick 8\n", StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        Assert.Contains("console tick 7\n", seen.ToString(), StringComparison.Ordinal);
+    }
+
     private static async Task<(int Code, string Output, string Errors)> RunAsync(MicroVm vm, GuestCommand command, string input = "")
     {
         await using var process = await vm.StartAsync(command, Timeout());
