@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Platform.Provisioning.Drivers.Guests;
 using Platform.Provisioning.Drivers.MicroVm;
+using Platform.Testing;
 
 namespace Platform.Provisioning.Tests;
 
@@ -87,6 +88,22 @@ public sealed partial class MicroVmTests
         }
 
         Assert.Contains("console tick 7\n", seen.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_serial_log_written_past_a_mebibyte_is_emptied_and_goes_on_from_there()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = await fixture.MachineAsync(subnet: 25);
+        await RestoreAsync(snapshot, machine);
+
+        var flood = await RunAsync(machine.Vm!, new GuestCommand(["/bin/sh", "-c", "head -c 1200000 /dev/zero | tr '\\0' x > /dev/console"]));
+        await Eventually.TrueAsync(() => new FileInfo(machine.Vm!.SerialLogPath).Length < 1024 * 1024, TimeSpan.FromSeconds(10), "the serial log is emptied");
+        await RunAsync(machine.Vm!, new GuestCommand(["/bin/sh", "-c", "echo after the flood > /dev/console"]));
+
+        Assert.Equal(0, flood.Code);
+        await Eventually.TrueAsync(() => File.ReadAllText(machine.Vm!.SerialLogPath).Contains("after the flood\n", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the log goes on");
+        Assert.True(new FileInfo(machine.Vm!.SerialLogPath).Length < 1024 * 1024);
     }
 
     private static async Task<(int Code, string Output, string Errors)> RunAsync(MicroVm vm, GuestCommand command, string input = "")

@@ -12,6 +12,7 @@ public static class LogFiles
 
     private const int MaxChunkBytes = 1024 * 1024;
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan TrimInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The last <paramref name="tailLines"/> lines of each file in turn (all of each when null), then, when
@@ -61,6 +62,35 @@ public static class LogFiles
             {
                 yield break;
             }
+        }
+    }
+
+    /// <summary>
+    /// Empties each of <paramref name="files"/> that has grown past <paramref name="maxBytes"/>, every second, until
+    /// <paramref name="ended"/> completes: a process may write for days. Their writers append (<c>O_APPEND</c>), so the
+    /// next write lands at the new end; a follower starts the file again from its beginning.
+    /// </summary>
+    public static async Task TrimAsync(Func<IReadOnlyList<string>> files, long maxBytes, Task ended, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!ended.IsCompleted)
+            {
+                await Task.WhenAny(ended, Task.Delay(TrimInterval, cancellationToken));
+                foreach (var path in files())
+                {
+                    var file = new FileInfo(path);
+                    if (file.Exists && file.Length > maxBytes)
+                    {
+                        using var stream = new FileStream(file.FullName, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+                        stream.SetLength(0);
+                    }
+                }
+            }
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or IOException or UnauthorizedAccessException)
+        {
+            // Disposed, or the files went with their directory.
         }
     }
 

@@ -15,6 +15,8 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     public const string PidFileName = "qemu.pid";
 
     private const int MaxErrorChars = 4096;
+    /// <summary>A guest may write to its console for days: past this its serial log is emptied.</summary>
+    private const long MaxSerialLogBytes = 1024 * 1024;
     private const int SchedulePolicyNormal = 0;
     private const int NoSuchProcess = 3;
 
@@ -28,6 +30,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     private QmpClient? _qmp;
     private volatile string? _endedBy;
     private MicroVmGuestAgent? _guestAgent;
+    private readonly CancellationTokenSource _trimming = new();
     private int _disposed;
 
     internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids)
@@ -41,6 +44,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
         ProcessId = process.Id;
         var reading = Task.WhenAll(DrainAsync(process.StandardOutput, null), DrainAsync(process.StandardError, _errors));
         Exited = WatchAsync(reading);
+        _ = Guests.LogFiles.TrimAsync(() => [SerialLogPath], MaxSerialLogBytes, Exited, _trimming.Token);
     }
 
     /// <summary>A QEMU that a previous process of the agent started and that still runs: watched through /proc, since it is not this process's child.</summary>
@@ -54,6 +58,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
         _memoryFile = memoryFile;
         ProcessId = qemu.Id;
         Exited = WatchAdoptedAsync(qemu);
+        _ = Guests.LogFiles.TrimAsync(() => [SerialLogPath], MaxSerialLogBytes, Exited, _trimming.Token);
     }
 
     internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids) =>
@@ -213,6 +218,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
         }
 
         await Exited;
+        await _trimming.CancelAsync();
         if (_guestAgent is not null)
         {
             await _guestAgent.DisposeAsync();

@@ -105,7 +105,7 @@ public sealed partial class MicroVmRunner
             "-kernel", template.KernelPath, "-initrd", template.InitramfsPath,
             "-append", template.CommandLine + " platform.id=kvm-probe platform.hostname=kvm-probe platform.ip=192.0.2.2/24",
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-            "-chardev", $"socket,id=serial0,path={Path.Combine(work, "serial.sock")},server=on,wait=off,logfile={Path.Combine(work, "serial.log")}",
+            "-chardev", $"socket,id=serial0,path={Path.Combine(work, "serial.sock")},server=on,wait=off,logfile={Path.Combine(work, "serial.log")},logappend=on",
             "-serial", "chardev:serial0"])
         {
             start.ArgumentList.Add(argument);

@@ -264,7 +264,7 @@ public sealed partial class MicroVmRunner(
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-netdev", $"tap,id=net0,ifname={spec.Network.Tap},script=no,downscript=no",
             "-device", $"virtio-net-device,netdev=net0,mac={spec.Identity.Mac}",
-            "-chardev", $"socket,id=serial0,path={Path.Combine(spec.WorkDirectory, "serial.sock")},server=on,wait=off,logfile={Path.Combine(spec.WorkDirectory, "serial.log")}",
+            "-chardev", $"socket,id=serial0,path={Path.Combine(spec.WorkDirectory, "serial.sock")},server=on,wait=off,logfile={Path.Combine(spec.WorkDirectory, "serial.log")},logappend=on",
             "-serial", "chardev:serial0",
             // The guest agent's channel: a virtio-serial port whose other end is a socket only this host reaches.
             "-chardev", $"socket,id=agent0,path={Path.Combine(spec.WorkDirectory, "agent.sock")},server=on,wait=off",

@@ -19,7 +19,6 @@ public sealed class SandboxProcess : IAsyncDisposable
     private const int MaxKeptOutput = 64 * 1024;
     /// <summary>A command may write for days: past this its output files are emptied (their last bytes are what tells why it ended).</summary>
     private const long MaxOutputFileBytes = 1024 * 1024;
-    private static readonly TimeSpan TrimInterval = TimeSpan.FromSeconds(1);
 
     private readonly Process? _child;
     private readonly HostProcess _shell;
@@ -39,7 +38,7 @@ public sealed class SandboxProcess : IAsyncDisposable
         _cgroups = cgroups;
         _runDirectory = runDirectory;
         _exited = child is not null ? child.WaitForExitAsync() : shell.WaitForExitAsync(CancellationToken.None);
-        _ = TrimOutputAsync(_trimming.Token);
+        _ = Guests.LogFiles.TrimAsync(() => [Path.Combine(_runDirectory, OutputFile), Path.Combine(_runDirectory, ErrorsFile)], MaxOutputFileBytes, _exited, _trimming.Token);
     }
 
     internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, IdRanges idRanges, string runDirectory) =>
@@ -177,31 +176,6 @@ public sealed class SandboxProcess : IAsyncDisposable
         catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
         {
             return "";
-        }
-    }
-
-    private async Task TrimOutputAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            while (!_exited.IsCompleted)
-            {
-                await Task.WhenAny(_exited, Task.Delay(TrimInterval, cancellationToken));
-                foreach (var name in new[] { OutputFile, ErrorsFile })
-                {
-                    var file = new FileInfo(Path.Combine(_runDirectory, name));
-                    if (file.Exists && file.Length > MaxOutputFileBytes)
-                    {
-                        // The shell appends (O_APPEND): its next write lands at the new end.
-                        using var stream = new FileStream(file.FullName, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
-                        stream.SetLength(0);
-                    }
-                }
-            }
-        }
-        catch (Exception exception) when (exception is OperationCanceledException or IOException)
-        {
-            // Disposed, or its run directory went with it.
         }
     }
 
