@@ -16,47 +16,14 @@ public sealed class MicroVmExecTests(PlatformStack stack)
     {
         var (tenant, id) = await RunningMicroVmAsync();
 
-        var hello = await tenant.ExecAsync(id, new { command = new[] { "echo", "hello" } });
-        var input = await tenant.ExecAsync(id, new { command = new[] { "/bin/sh", "-c", "tr a-z A-Z; exit 4" }, stdin = "shout\n" });
-        var processId = await tenant.StartInBackgroundAsync(id, "/bin/sh", "-c", "trap 'echo got TERM; exit 3' TERM; i=1; while true; do echo line $i; i=$((i + 1)); sleep 0.1; done");
-        var first = await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("line 3", StringComparison.Ordinal));
-        var signal = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{processId}/signal", new { signal = "TERM" });
-        var rest = await tenant.FollowOutputAsync(id, processId, offset: first[^1].Id);
-
-        Assert.Equal((0, "hello\n"), (hello.GetProperty("exitCode").GetInt32(), hello.GetProperty("stdout").GetString()));
-        Assert.Equal((4, "SHOUT\n"), (input.GetProperty("exitCode").GetInt32(), input.GetProperty("stdout").GetString()));
-        Assert.Equal(HttpStatusCode.Accepted, signal.StatusCode);
-        var lines = string.Concat(first.Concat(rest).Where(e => e.Name == "stdout").Select(e => e.Text)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal("got TERM", lines[^1]);
-        Assert.Equal(Enumerable.Range(1, lines.Length - 1).Select(i => $"line {i}"), lines[..^1]);
-        Assert.Equal(3, JsonDocument.Parse(rest[^1].Data).RootElement.GetProperty("exitCode").GetInt32());
+        await GuestScenarios.CommandsInputSignalAndResumeAsync(tenant, id);
     }
 
     [Fact]
     public async Task A_50_MiB_file_goes_in_and_out_of_a_micro_vm_whole_its_directory_comes_out_as_a_tar_and_another_tenant_sees_nothing()
     {
         var (tenant, id) = await RunningMicroVmAsync(memoryMiB: 256);
-        var content = new byte[50 * 1024 * 1024];
-        Random.Shared.NextBytes(content);
-        var sha256 = Convert.ToHexStringLower(SHA256.HashData(content));
-
-        var put = await tenant.PutAsync($"/api/v1/machines/{id}/files/scratch/data/blob.bin", new ByteArrayContent(content));
-        var back = await tenant.GetByteArrayAsync($"/api/v1/machines/{id}/files/scratch/data/blob.bin");
-        var listing = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/files/scratch/data");
-        await using var tar = await tenant.GetStreamAsync($"/api/v1/machines/{id}/archive/scratch/data");
-        using var reader = new System.Formats.Tar.TarReader(tar);
-        var entry = await reader.GetNextEntryAsync();
-        while (entry is { EntryType: System.Formats.Tar.TarEntryType.Directory })
-        {
-            entry = await reader.GetNextEntryAsync();
-        }
-
-        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
-        Assert.Equal(sha256, (await put.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("sha256").GetString());
-        Assert.Equal(sha256, Convert.ToHexStringLower(SHA256.HashData(back)));
-        Assert.Equal(["blob.bin"], listing.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
-        Assert.Equal("./blob.bin", entry!.Name);
-        Assert.Equal(content.Length, entry.Length);
+        await GuestScenarios.FileAndArchiveRoundTripAsync(tenant, id, "scratch/data");
 
         using var admin = await stack.AdminAsync();
         var (_, other) = await admin.CreateTenantWithAdminAsync();

@@ -131,53 +131,21 @@ internal sealed class ContainerGuestProcess : IGuestProcess
     }
 
     /// <summary>Writes go to the process's stdin; closing it half-closes the attached stream, which the process reads as the end of its input.</summary>
-    private sealed class Input(MultiplexedStream stream) : Stream
+    private sealed class Input(MultiplexedStream stream) : GuestInput
     {
-        private int _closed;
+        protected override Task WriteToProcessAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken) =>
+            stream.WriteAsync(buffer.ToArray(), 0, buffer.Length, cancellationToken);
 
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush()
+        protected override void EndOfInput()
         {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count).GetAwaiter().GetResult();
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            stream.WriteAsync(buffer, offset, count, cancellationToken);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
-            new(stream.WriteAsync(buffer.ToArray(), 0, buffer.Length, cancellationToken));
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing && Interlocked.Exchange(ref _closed, 1) == 0)
+            try
             {
-                try
-                {
-                    stream.CloseWrite();
-                }
-                catch (Exception exception) when (exception is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
-                {
-                    // The process ended already.
-                }
+                stream.CloseWrite();
             }
-
-            base.Dispose(disposing);
+            catch (Exception exception) when (exception is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
+            {
+                // The process ended already.
+            }
         }
     }
 

@@ -390,35 +390,10 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
         }
 
         /// <summary>Writes go to the command's stdin in frames; closing it is the end of its input.</summary>
-        private sealed class Input(Process process) : Stream
+        private sealed class Input(Process process) : GuestInput
         {
-            private int _closed;
-
-            public override bool CanRead => false;
-
-            public override bool CanSeek => false;
-
-            public override bool CanWrite => true;
-
-            public override long Length => throw new NotSupportedException();
-
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-            public override void Flush()
+            protected override async Task WriteToProcessAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)
             {
-            }
-
-            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-            public override void SetLength(long value) => throw new NotSupportedException();
-
-            public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-            public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-            {
-                ObjectDisposedException.ThrowIf(_closed == 1, this);
                 for (var at = 0; at < buffer.Length; at += Session.MaxInputFrame)
                 {
                     if (process.Exited.IsCompleted)
@@ -430,19 +405,8 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
                 }
             }
 
-            public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-                WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-            protected override void Dispose(bool disposing)
-            {
-                if (Interlocked.Exchange(ref _closed, 1) == 0)
-                {
-                    // An empty INPUT frame is the end of the input.
-                    _ = process.SendQuietlyAsync(FrameType.Input, ReadOnlyMemory<byte>.Empty);
-                }
-
-                base.Dispose(disposing);
-            }
+            // An empty INPUT frame is the end of the input.
+            protected override void EndOfInput() => _ = process.SendQuietlyAsync(FrameType.Input, ReadOnlyMemory<byte>.Empty);
         }
     }
 }
