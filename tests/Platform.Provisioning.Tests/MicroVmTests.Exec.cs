@@ -106,6 +106,23 @@ public sealed partial class MicroVmTests
         Assert.True(new FileInfo(machine.Vm!.SerialLogPath).Length < 1024 * 1024);
     }
 
+    [Fact]
+    public async Task A_micro_vm_command_on_a_terminal_has_it_as_its_controlling_terminal_and_follows_a_resize()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = await fixture.MachineAsync(subnet: 26);
+        await RestoreAsync(snapshot, machine);
+        await using var process = await machine.Vm!.StartAsync(new GuestCommand(["/bin/sh", "-c", "stty size; test -t 0 && test -t 2 && echo both $TERM; read line; stty size; exit 6"]) { Terminal = new TerminalSize(100, 30) }, Timeout());
+
+        var first = await TerminalScript.ExpectAsync(process, "30 100");
+        process.Resize(new TerminalSize(120, 40));
+        await process.StandardInput.WriteAsync("go\n"u8.ToArray());
+
+        var seen = first + await TerminalScript.ExpectAsync(process, "40 120");
+        Assert.Contains("both xterm-256color", seen, StringComparison.Ordinal);
+        Assert.Equal(6, await process.Exited.WaitAsync(Timeout()));
+    }
+
     private static async Task<(int Code, string Output, string Errors)> RunAsync(MicroVm vm, GuestCommand command, string input = "")
     {
         await using var process = await vm.StartAsync(command, Timeout());

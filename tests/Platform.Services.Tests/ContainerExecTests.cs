@@ -19,6 +19,14 @@ public sealed class ContainerExecTests(ContainerStack stack)
     }
 
     [Fact]
+    public async Task A_shell_on_a_container_machines_terminal_is_attached_to_over_a_websocket_through_the_gateway()
+    {
+        var (tenant, id) = await RunningContainerAsync();
+
+        await GuestScenarios.TerminalOverWebSocketAsync(tenant, id);
+    }
+
+    [Fact]
     public async Task A_50_MiB_file_goes_in_and_out_of_a_container_machine_whole_and_another_tenant_sees_nothing()
     {
         var (tenant, id) = await RunningContainerAsync();

@@ -92,6 +92,14 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
+    public async Task A_shell_on_a_sandboxs_terminal_is_attached_to_over_a_websocket_through_the_gateway()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+
+        await GuestScenarios.TerminalOverWebSocketAsync(tenant, id);
+    }
+
+    [Fact]
     public async Task A_signal_and_input_reach_a_background_process()
     {
         var (tenant, id) = await RunningSandboxAsync();

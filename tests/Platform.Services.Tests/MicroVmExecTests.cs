@@ -20,6 +20,14 @@ public sealed class MicroVmExecTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task A_shell_on_a_micro_vms_terminal_is_attached_to_over_a_websocket_through_the_gateway()
+    {
+        var (tenant, id) = await RunningMicroVmAsync();
+
+        await GuestScenarios.TerminalOverWebSocketAsync(tenant, id);
+    }
+
+    [Fact]
     public async Task A_50_MiB_file_goes_in_and_out_of_a_micro_vm_whole_its_directory_comes_out_as_a_tar_and_another_tenant_sees_nothing()
     {
         var (tenant, id) = await RunningMicroVmAsync(memoryMiB: 256);

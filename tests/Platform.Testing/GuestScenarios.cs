@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Net.WebSockets;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Xunit;
 
@@ -58,5 +60,62 @@ public static class GuestScenarios
         Assert.Equal(["blob.bin"], listing.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
         Assert.Equal("./blob.bin", entry!.Name);
         Assert.Equal(content.Length, entry.Length);
+    }
+
+    /// <summary>
+    /// A shell on a terminal, started in the background and attached to over a WebSocket through the gateway: what is
+    /// typed runs, the terminal has the size asked for and follows a resize, and the shell's exit ends the connection
+    /// with its code.
+    /// </summary>
+    public static async Task TerminalOverWebSocketAsync(HttpClient tenant, Guid id)
+    {
+        var started = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "/bin/sh" }, tty = true, background = true, columns = 100, rows = 30 });
+        Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+        var processId = (await started.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("processId").GetGuid();
+        using var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", tenant.DefaultRequestHeaders.Authorization!.ToString());
+        var address = new UriBuilder(new Uri(tenant.BaseAddress!, $"/api/v1/machines/{id}/processes/{processId}/attach")) { Scheme = "ws" }.Uri;
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await socket.ConnectAsync(address, patience.Token);
+        var screen = new StringBuilder();
+
+        await socket.SendAsync("stty size\n"u8.ToArray(), WebSocketMessageType.Binary, true, patience.Token);
+        await ReadUntilAsync(socket, screen, s => s.Contains("30 100", StringComparison.Ordinal), patience.Token);
+        await socket.SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { type = "resize", columns = 120, rows = 40 }), WebSocketMessageType.Text, true, patience.Token);
+        await socket.SendAsync("stty size\n"u8.ToArray(), WebSocketMessageType.Binary, true, patience.Token);
+        await ReadUntilAsync(socket, screen, s => s.Contains("40 120", StringComparison.Ordinal), patience.Token);
+        await socket.SendAsync("exit 5\n"u8.ToArray(), WebSocketMessageType.Binary, true, patience.Token);
+        var exit = await ReadUntilAsync(socket, screen, _ => false, patience.Token);
+
+        Assert.Equal(5, exit!.Value.GetProperty("exitCode").GetInt32());
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, socket.CloseStatus);
+        var process = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes/{processId}");
+        Assert.True(process.GetProperty("tty").GetBoolean());
+        Assert.Equal(5, process.GetProperty("exitCode").GetInt32());
+    }
+
+    /// <summary>Reads output into <paramref name="screen"/> until it satisfies <paramref name="done"/>; returns the exit message if that came first.</summary>
+    private static async Task<JsonElement?> ReadUntilAsync(ClientWebSocket socket, StringBuilder screen, Func<string, bool> done, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[16 * 1024];
+        while (!done(screen.ToString()))
+        {
+            var received = await socket.ReceiveAsync(buffer, cancellationToken);
+            switch (received.MessageType)
+            {
+                case WebSocketMessageType.Binary:
+                    screen.Append(Encoding.UTF8.GetString(buffer, 0, received.Count));
+                    break;
+                case WebSocketMessageType.Text:
+                    var message = JsonDocument.Parse(buffer.AsMemory(0, received.Count)).RootElement.Clone();
+                    Assert.Equal("exit", message.GetProperty("type").GetString());
+                    await socket.ReceiveAsync(buffer, cancellationToken);
+                    return message;
+                case WebSocketMessageType.Close:
+                    throw new Xunit.Sdk.XunitException($"The connection closed; the terminal showed: {screen}");
+            }
+        }
+
+        return null;
     }
 }

@@ -35,5 +35,9 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddHostedService<MetricsReporter>();
         builder.Services.AddHostedService<HealthProber>();
     },
-    MapEndpoints = app => app.MapGuests(),
+    MapEndpoints = app =>
+    {
+        app.UseWebSockets();
+        app.MapGuests();
+    },
 });

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -30,6 +31,8 @@ public static partial class GuestEndpoints
         machine.MapGet("/processes/{processId:guid}/output", OutputAsync);
         machine.MapPost("/processes/{processId:guid}/stdin", StdinAsync);
         machine.MapPost("/processes/{processId:guid}/signal", SignalAsync);
+        machine.MapPost("/processes/{processId:guid}/resize", ResizeAsync);
+        machine.MapGet("/processes/{processId:guid}/attach", AttachAsync);
         machine.MapGet("/files/{**path}", ReadFileAsync);
         machine.MapPut("/files/{**path}", WriteFileAsync);
         machine.MapDelete("/files/{**path}", DeleteFileAsync);
@@ -101,9 +104,9 @@ public static partial class GuestEndpoints
     {
         var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
         var request = await ReadJsonAsync<ExecRequest>(http);
-        if (request.Tty)
+        if (!request.Tty && (request.Columns is not null || request.Rows is not null))
         {
-            throw Problems.Invalid("tty", "an interactive terminal is not offered yet: run the command without tty");
+            throw Problems.Invalid("tty", "columns and rows size a terminal: ask for tty too");
         }
 
         var command = new GuestCommand(request.Command ?? [])
@@ -111,10 +114,11 @@ public static partial class GuestEndpoints
             Environment = request.Env ?? new Dictionary<string, string>(),
             WorkingDirectory = request.Cwd,
             User = request.User,
+            Terminal = request.Tty ? new TerminalSize(request.Columns ?? TerminalSize.Default.Columns, request.Rows ?? TerminalSize.Default.Rows) : null,
         };
         if (command.Problem() is { } problem)
         {
-            throw Problems.Invalid(problem.Split(' ')[0] switch { "env" => "env", "cwd" => "cwd", "user" => "user", _ => "command" }, problem);
+            throw Problems.Invalid(problem.Split(' ')[0] switch { "env" => "env", "cwd" => "cwd", "user" => "user", "a" => "tty", _ => "command" }, problem);
         }
 
         if (request.TimeoutSeconds is { } seconds && (seconds <= 0 || seconds > options.MaxTimeout.TotalSeconds))
@@ -196,6 +200,165 @@ public static partial class GuestEndpoints
         }
 
         http.Response.StatusCode = StatusCodes.Status204NoContent;
+    }
+
+    /// <summary>Resizes a process's terminal: <c>{"columns", "rows"}</c>.</summary>
+    private static async Task ResizeAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostIdentity host)
+    {
+        await AuthorizeAsync(http, machineId, write: true, keys, host);
+        var process = FindProcess(processes, machineId, processId);
+        var size = await ReadJsonAsync<TerminalSize>(http);
+        if (size.Problem() is { } problem)
+        {
+            throw Problems.Invalid("columns", problem);
+        }
+
+        if (process.EndedAt is not null)
+        {
+            throw Problems.Conflict("The process has ended.");
+        }
+
+        if (!process.Resize(size))
+        {
+            throw Problems.Conflict("The process has no terminal: start it with tty to have one.");
+        }
+
+        http.Response.StatusCode = StatusCodes.Status204NoContent;
+    }
+
+    /// <summary>
+    /// A process's terminal (or its pipes) over a WebSocket: binary messages from the client are its input, text messages
+    /// are controls (<c>{"type":"resize","columns","rows"}</c>, <c>{"type":"signal","signal"}</c>, <c>{"type":"eof"}</c>);
+    /// binary messages to the client are its output from <c>offset</c> (0 unless given), and once it has ended and all
+    /// its output is sent, one text message <c>{"type":"exit","exitCode","timedOut"}</c> before the close.
+    /// </summary>
+    private static async Task AttachAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostIdentity host, long? offset)
+    {
+        await AuthorizeAsync(http, machineId, write: true, keys, host);
+        var process = FindProcess(processes, machineId, processId);
+        if (!http.WebSockets.IsWebSocketRequest)
+        {
+            throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "Attaching is a WebSocket.",
+                "Ask with Upgrade: websocket; without one, read the output with GET …/output and write input with POST …/stdin.");
+        }
+
+        if (offset is < 0)
+        {
+            throw Problems.Invalid("offset", "must be 0 or more");
+        }
+
+        using var socket = await http.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { KeepAliveInterval = KeepAliveInterval });
+        using var leaving = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+        var input = ReceiveAttachedInputAsync(socket, process, leaving.Token);
+        try
+        {
+            var position = offset ?? 0;
+            while (true)
+            {
+                var (chunks, _, completed, changed) = process.Output.ReadFrom(position);
+                foreach (var chunk in chunks)
+                {
+                    var skip = (int)Math.Max(0, position - chunk.Offset);
+                    await socket.SendAsync(chunk.Data.AsMemory(skip), WebSocketMessageType.Binary, endOfMessage: true, leaving.Token);
+                    position = chunk.End;
+                }
+
+                if (completed)
+                {
+                    var exit = JsonSerializer.SerializeToUtf8Bytes(new { type = "exit", exitCode = process.ExitCode ?? -1, timedOut = process.TimedOut }, PlatformJson.Options);
+                    await socket.SendAsync(exit, WebSocketMessageType.Text, endOfMessage: true, leaving.Token);
+                    await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "the process ended", leaving.Token);
+                    break;
+                }
+
+                if (await Task.WhenAny(changed, input) == input)
+                {
+                    // The client closed its side: the process goes on, as a background process does.
+                    if (socket.State == WebSocketState.CloseReceived)
+                    {
+                        await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "detached", leaving.Token);
+                    }
+
+                    break;
+                }
+            }
+        }
+        catch (Exception exception) when (exception is WebSocketException or OperationCanceledException)
+        {
+            // The client went away; the process goes on.
+        }
+        finally
+        {
+            await leaving.CancelAsync();
+            await input;
+        }
+    }
+
+    private static async Task ReceiveAttachedInputAsync(WebSocket socket, GuestProcess process, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[64 * 1024];
+        var control = new MemoryStream();
+        try
+        {
+            while (socket.State is WebSocketState.Open)
+            {
+                var received = await socket.ReceiveAsync(buffer.AsMemory(), cancellationToken);
+                switch (received.MessageType)
+                {
+                    case WebSocketMessageType.Close:
+                        return;
+                    case WebSocketMessageType.Binary:
+                        await process.WriteInputAsync(buffer.AsMemory(0, received.Count), close: false, cancellationToken);
+                        break;
+                    case WebSocketMessageType.Text:
+                        if (control.Length + received.Count > 4096)
+                        {
+                            await socket.CloseAsync(WebSocketCloseStatus.MessageTooBig, "a control message is at most 4096 bytes", cancellationToken);
+                            return;
+                        }
+
+                        control.Write(buffer, 0, received.Count);
+                        if (received.EndOfMessage)
+                        {
+                            await ControlAsync(process, control.ToArray(), cancellationToken);
+                            control.SetLength(0);
+                        }
+
+                        break;
+                }
+            }
+        }
+        catch (Exception exception) when (exception is WebSocketException or OperationCanceledException)
+        {
+            // The client went away, or the output side ended the connection.
+        }
+    }
+
+    /// <summary>One control message of an attached client; what is not one is ignored, as a terminal ignores a stray escape.</summary>
+    private static async Task ControlAsync(GuestProcess process, byte[] message, CancellationToken cancellationToken)
+    {
+        AttachControl? control;
+        try
+        {
+            control = JsonSerializer.Deserialize<AttachControl>(message, PlatformJson.Options);
+        }
+        catch (JsonException)
+        {
+            return;
+        }
+
+        switch (control?.Type)
+        {
+            case "resize" when control is { Columns: { } columns, Rows: { } rows } && new TerminalSize(columns, rows) is { } size && size.Problem() is null:
+                process.Resize(size);
+                break;
+            case "signal" when control.Signal is { } signal && Signals.Number(signal) is { } number && process.EndedAt is null:
+                process.Signal(number);
+                break;
+            case "eof":
+                await process.WriteInputAsync(ReadOnlyMemory<byte>.Empty, close: true, cancellationToken);
+                break;
+        }
     }
 
     private static async Task SignalAsync(Guid machineId, Guid processId, HttpContext http, GuestProcesses processes, GrantKeys keys, HostIdentity host)
@@ -462,6 +625,9 @@ public static partial class GuestEndpoints
 public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, double DurationMs, bool Truncated, bool TimedOut, Guid ProcessId);
 
 public sealed record SignalRequest(JsonElement Signal);
+
+/// <summary>A control message of an attached WebSocket client.</summary>
+public sealed record AttachControl(string? Type, int? Columns = null, int? Rows = null, JsonElement? Signal = null);
 
 /// <summary>Signal names and numbers (x86-64 Linux).</summary>
 public static class Signals

@@ -12,7 +12,9 @@ public sealed record ExecRequest(
     string? Stdin = null,
     int? TimeoutSeconds = null,
     bool Tty = false,
-    bool Background = false);
+    bool Background = false,
+    int? Columns = null,
+    int? Rows = null);
 
 /// <summary>A process as the API lists it.</summary>
 public sealed record GuestProcessView(
@@ -23,6 +25,7 @@ public sealed record GuestProcessView(
     int? ExitCode,
     bool TimedOut,
     bool Background,
+    bool Tty,
     long OutputBytes,
     DateTimeOffset StartedAt,
     DateTimeOffset? EndedAt,
@@ -80,7 +83,7 @@ public sealed class GuestProcess
     /// <summary>Completes once it has ended and all it wrote is in <see cref="Output"/>.</summary>
     public Task Ended { get; private set; } = Task.CompletedTask;
 
-    public GuestProcessView View() => new(Id, Command.Argv, Command.User, EndedAt is null ? "running" : "exited", ExitCode, TimedOut, Background, Output.End, StartedAt, EndedAt, Actor);
+    public GuestProcessView View() => new(Id, Command.Argv, Command.User, EndedAt is null ? "running" : "exited", ExitCode, TimedOut, Background, Command.Terminal is not null, Output.End, StartedAt, EndedAt, Actor);
 
     /// <summary>Relays its output until it ends, ending it at <paramref name="timeout"/>; <paramref name="ended"/> is told once.</summary>
     public void Run(TimeSpan timeout, TimeProvider time, Func<GuestProcess, Task> ended)
@@ -171,6 +174,18 @@ public sealed class GuestProcess
     }
 
     public void Signal(int signal) => _process.Signal(signal);
+
+    /// <summary>Resizes its terminal; false when it has none.</summary>
+    public bool Resize(TerminalSize size)
+    {
+        if (Command.Terminal is null)
+        {
+            return false;
+        }
+
+        _process.Resize(size);
+        return true;
+    }
 
     private bool _inputClosed;
 

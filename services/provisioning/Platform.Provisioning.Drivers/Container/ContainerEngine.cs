@@ -202,15 +202,26 @@ public sealed partial class ContainerEngine : IDisposable
             AttachStdin = true,
             AttachStdout = true,
             AttachStderr = true,
-            Tty = false,
+            Tty = command.Terminal is not null,
             Cmd = [.. command.Argv],
             Env = [.. command.Environment.Select(e => $"{e.Key}={e.Value}")],
             WorkingDir = command.WorkingDirectory,
             User = command.User,
         };
         var created = await CallAsync($"POST /containers/{Checked(container)}/exec", () => _docker.Exec.ExecCreateContainerAsync(container, parameters, cancellationToken), cancellationToken);
-        var stream = await CallAsync($"POST /exec/{created.ID}/start", () => _docker.Exec.StartAndAttachContainerExecAsync(created.ID, tty: false, cancellationToken), cancellationToken);
-        return new ContainerGuestProcess(stream, created.ID, id => CallAsync($"GET /exec/{id}/json", () => _docker.Exec.InspectContainerExecAsync(id, CancellationToken.None), CancellationToken.None));
+        var tty = command.Terminal is not null;
+        var stream = await CallAsync($"POST /exec/{created.ID}/start", () => _docker.Exec.StartAndAttachContainerExecAsync(created.ID, tty, cancellationToken), cancellationToken);
+        var process = new ContainerGuestProcess(stream, created.ID,
+            id => CallAsync($"GET /exec/{id}/json", () => _docker.Exec.InspectContainerExecAsync(id, CancellationToken.None), CancellationToken.None),
+            tty ? (id, size) => CallAsync($"POST /exec/{id}/resize", () => _docker.Exec.ResizeContainerExecTtyAsync(id, new ContainerResizeParameters { Width = size.Columns, Height = size.Rows }, CancellationToken.None), CancellationToken.None) : null);
+        if (command.Terminal is { } initial)
+        {
+            // The engine's exec API takes no size at creation here: the terminal is sized just after the start, so a
+            // command that looks at once may see 0x0, then gets SIGWINCH.
+            process.Resize(initial);
+        }
+
+        return process;
     }
 
     /// <summary>What the container's main process wrote, its last <paramref name="tailLines"/> lines first (all when null), then, when <paramref name="follow"/>, what it writes until it ends.</summary>

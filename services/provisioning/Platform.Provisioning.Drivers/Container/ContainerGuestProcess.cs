@@ -17,13 +17,16 @@ internal sealed class ContainerGuestProcess : IGuestProcess
     private readonly MultiplexedStream _stream;
     private readonly string _execId;
     private readonly Func<string, Task<ContainerExecInspectResponse>> _inspect;
+    private readonly Func<string, TerminalSize, Task>? _resize;
     private readonly AnonymousPipeServerStream _output = new(PipeDirection.Out);
     private readonly AnonymousPipeServerStream _errors = new(PipeDirection.Out);
     private readonly CancellationTokenSource _closing = new();
     private int _disposed;
 
-    public ContainerGuestProcess(MultiplexedStream stream, string execId, Func<string, Task<ContainerExecInspectResponse>> inspect)
+    /// <param name="resize">How its terminal is resized, when it runs on one (its output is then the terminal's, all on stdout).</param>
+    public ContainerGuestProcess(MultiplexedStream stream, string execId, Func<string, Task<ContainerExecInspectResponse>> inspect, Func<string, TerminalSize, Task>? resize = null)
     {
+        _resize = resize;
         _stream = stream;
         _execId = execId;
         _inspect = inspect;
@@ -52,6 +55,21 @@ internal sealed class ContainerGuestProcess : IGuestProcess
         if (pid > 0)
         {
             _ = Native.kill(pid, signal);
+        }
+    }
+
+    public void Resize(TerminalSize size)
+    {
+        if (_resize is not null && !Exited.IsCompleted)
+        {
+            try
+            {
+                _resize(_execId, size).GetAwaiter().GetResult();
+            }
+            catch (ContainerEngineException)
+            {
+                // It ended meanwhile.
+            }
         }
     }
 

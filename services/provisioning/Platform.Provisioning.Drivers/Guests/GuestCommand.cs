@@ -20,6 +20,12 @@ public sealed partial record GuestCommand(IReadOnlyList<string> Argv)
     /// <summary><c>uid</c> or <c>uid:gid</c>, or a name the machine knows (containers); root when null.</summary>
     public string? User { get; init; }
 
+    /// <summary>
+    /// When set, the command runs on a terminal of this size, its controlling terminal: what it writes, to either stream,
+    /// comes back as its output, as a terminal shows it, and its input is typed into the terminal.
+    /// </summary>
+    public TerminalSize? Terminal { get; init; }
+
     /// <summary>Why it cannot run, or null when it can.</summary>
     public string? Problem()
     {
@@ -68,6 +74,11 @@ public sealed partial record GuestCommand(IReadOnlyList<string> Argv)
             return $"user '{Shorten(user)}' is neither a user name nor uid[:gid].";
         }
 
+        if (Terminal is { } terminal && terminal.Problem() is { } problem)
+        {
+            return problem;
+        }
+
         return null;
     }
 
@@ -91,4 +102,17 @@ public sealed partial record GuestCommand(IReadOnlyList<string> Argv)
 
     [GeneratedRegex("^([0-9]{1,9})(?::([0-9]{1,9}))?$")]
     private static partial Regex NumericUserPattern();
+}
+
+/// <summary>A terminal's size in characters.</summary>
+public sealed record TerminalSize(int Columns, int Rows)
+{
+    public const int Max = 1000;
+
+    /// <summary>Why it is no size, or null when it is one.</summary>
+    public string? Problem() => Columns is < 1 or > Max || Rows is < 1 or > Max
+        ? $"a terminal is 1 to {Max} columns by 1 to {Max} rows, not {Columns} by {Rows}."
+        : null;
+
+    public static TerminalSize Default { get; } = new(80, 24);
 }

@@ -18,6 +18,9 @@ public interface IGuestProcess : IAsyncDisposable
 
     /// <summary>Sends <paramref name="signal"/> (a Linux signal number) to the process and its process group; nothing once it has ended.</summary>
     void Signal(int signal);
+
+    /// <summary>Resizes its terminal (the process gets SIGWINCH); nothing for a process without one, or once it has ended.</summary>
+    void Resize(TerminalSize size);
 }
 
 /// <summary>A running machine whose inside the agent can reach: commands run in it as its own processes do.</summary>

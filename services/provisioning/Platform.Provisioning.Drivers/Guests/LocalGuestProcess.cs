@@ -15,21 +15,33 @@ public sealed class LocalGuestProcess : IGuestProcess
 
     private readonly Process _launcher;
     private readonly IReadOnlyList<string> _launchers;
+    private readonly Pseudoterminal? _terminal;
     private int _disposed;
 
     /// <param name="launchers">The programs that run, one below the other, between <paramref name="launcher"/> and the command; the last becomes the command.</param>
-    public LocalGuestProcess(Process launcher, IReadOnlyList<string> launchers)
+    /// <param name="terminal">The terminal the launcher put the command on, if any: its streams are then the command's.</param>
+    public LocalGuestProcess(Process launcher, IReadOnlyList<string> launchers, Pseudoterminal? terminal = null)
     {
         _launcher = launcher;
         _launchers = launchers;
+        _terminal = terminal;
         Exited = WaitAsync();
     }
 
-    public Stream StandardInput => _launcher.StandardInput.BaseStream;
+    public Stream StandardInput => _terminal?.Input ?? _launcher.StandardInput.BaseStream;
 
-    public Stream StandardOutput => _launcher.StandardOutput.BaseStream;
+    public Stream StandardOutput => _terminal?.Output ?? _launcher.StandardOutput.BaseStream;
 
-    public Stream StandardError => _launcher.StandardError.BaseStream;
+    /// <summary>On a terminal, what it writes to stderr is on the terminal too: this stream is then empty.</summary>
+    public Stream StandardError => _terminal is null ? _launcher.StandardError.BaseStream : Stream.Null;
+
+    public void Resize(TerminalSize size)
+    {
+        if (!Exited.IsCompleted)
+        {
+            _terminal?.Resize(size);
+        }
+    }
 
     public Task<int> Exited { get; }
 
@@ -77,6 +89,7 @@ public sealed class LocalGuestProcess : IGuestProcess
         }
 
         _launcher.Dispose();
+        _terminal?.Dispose();
     }
 
     private async Task<int> WaitAsync()

@@ -28,7 +28,7 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
     public async Task<IGuestProcess> StartAsync(GuestCommand command, int uid, int gid, string workingDirectory, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
     {
         var session = await SessionAsync(cancellationToken);
-        return await session.StartAsync(StartPayload(command.Argv, uid, gid, workingDirectory, environment), cancellationToken);
+        return await session.StartAsync(StartPayload(command.Argv, uid, gid, workingDirectory, command.Terminal, environment), cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
@@ -71,11 +71,14 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
         }
     }
 
-    /// <summary>START's payload: uid, gid, working directory, the number of arguments, the arguments, the environment; each ends in a NUL.</summary>
-    private static byte[] StartPayload(IReadOnlyList<string> argv, int uid, int gid, string workingDirectory, IReadOnlyDictionary<string, string> environment)
+    /// <summary>
+    /// START's payload: uid, gid, working directory, the terminal's size (<c>COLUMNSxROWS</c>, empty for pipes), the number
+    /// of arguments, the arguments, the environment; each ends in a NUL.
+    /// </summary>
+    private static byte[] StartPayload(IReadOnlyList<string> argv, int uid, int gid, string workingDirectory, TerminalSize? terminal, IReadOnlyDictionary<string, string> environment)
     {
         var text = new StringBuilder();
-        foreach (var field in new[] { uid.ToString(CultureInfo.InvariantCulture), gid.ToString(CultureInfo.InvariantCulture), workingDirectory, argv.Count.ToString(CultureInfo.InvariantCulture) }
+        foreach (var field in new[] { uid.ToString(CultureInfo.InvariantCulture), gid.ToString(CultureInfo.InvariantCulture), workingDirectory, SizeText(terminal), argv.Count.ToString(CultureInfo.InvariantCulture) }
             .Concat(argv)
             .Concat(environment.Select(pair => $"{pair.Key}={pair.Value}")))
         {
@@ -85,12 +88,15 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
         return Encoding.UTF8.GetBytes(text.ToString());
     }
 
+    private static string SizeText(TerminalSize? size) => size is null ? "" : FormattableString.Invariant($"{size.Columns}x{size.Rows}");
+
     private enum FrameType : byte
     {
         Sync = 1,
         Start = 2,
         Input = 3,
         Signal = 4,
+        Resize = 5,
         Hello = 64,
         Started = 65,
         Failed = 66,
@@ -275,7 +281,7 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
         }
     }
 
-    /// <summary>A command in the guest: its output and errors arrive as frames and leave through pipes.</summary>
+    /// <summary>A command in the guest: its output and errors arrive as frames and leave through pipes (on a terminal, all is output).</summary>
     private sealed class Process : IGuestProcess
     {
         /// <summary>What a process answers whose guest went away before it said how it ended.</summary>
@@ -312,6 +318,14 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
             if (!Exited.IsCompleted)
             {
                 _ = SendQuietlyAsync(FrameType.Signal, Encoding.ASCII.GetBytes(signal.ToString(CultureInfo.InvariantCulture)));
+            }
+        }
+
+        public void Resize(TerminalSize size)
+        {
+            if (!Exited.IsCompleted)
+            {
+                _ = SendQuietlyAsync(FrameType.Resize, Encoding.ASCII.GetBytes(SizeText(size)));
             }
         }
 

@@ -13,6 +13,15 @@ public sealed partial class SandboxRunner
     private static readonly IReadOnlyList<string> ExecLaunchers = ["bwrap", "setpriv"];
 
     /// <summary>
+    /// On a terminal, setpriv becomes util-linux's setsid (the sandbox sees the host's /usr), which forks the command into
+    /// a session of its own, inside the sandbox's pid namespace, whose controlling terminal it makes the new one: a shell's
+    /// job control then sees its own process groups.
+    /// </summary>
+    private static readonly IReadOnlyList<string> TerminalLaunchers = ["bwrap", "setpriv", "setsid"];
+
+    private static readonly string[] OnTerminal = ["/usr/bin/setsid", "--ctty", "--wait"];
+
+    /// <summary>
     /// Starts <paramref name="command"/> inside a running sandbox, confined as its main process is: a shell joins the
     /// sandbox's cgroups (its memory, process and CPU limits), nsenter takes it into the sandbox's user, mount, pid, uts,
     /// ipc, network and cgroup namespaces as the namespace's root (an unprivileged host id), and bubblewrap, there, sets
@@ -46,6 +55,7 @@ public sealed partial class SandboxRunner
             throw new GuestException("The sandbox is still starting: its root is not made yet.");
         }
 
+        var terminal = command.Terminal is { } size ? Pseudoterminal.Open(size) : null;
         var start = new ProcessStartInfo("/bin/sh")
         {
             RedirectStandardInput = true,
@@ -56,6 +66,7 @@ public sealed partial class SandboxRunner
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add("""
             for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done
+            if [ -n "$PLATFORM_TTY" ]; then exec 0<>"$PLATFORM_TTY" 1>&0 2>&0 || exit 125; fi
             exec "$@" 9<"$PLATFORM_SECCOMP"
             """);
         start.ArgumentList.Add("exec");
@@ -68,12 +79,18 @@ public sealed partial class SandboxRunner
         start.Environment["PLATFORM_CGROUP_PROCS"] = string.Join(' ', cgroups.ProcessFiles(sandbox.Spec.Id));
         start.Environment["PLATFORM_SECCOMP"] = Path.Combine(RunDirectoryOf(sandbox.Spec.Id), SeccompFile);
         start.Environment["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+        if (terminal is not null)
+        {
+            start.Environment["PLATFORM_TTY"] = terminal.SecondaryPath;
+        }
+
         try
         {
-            return new LocalGuestProcess(Process.Start(start)!, ExecLaunchers);
+            return new LocalGuestProcess(Process.Start(start)!, terminal is null ? ExecLaunchers : TerminalLaunchers, terminal);
         }
         catch (System.ComponentModel.Win32Exception exception)
         {
+            terminal?.Dispose();
             throw new GuestException($"The command could not start: {exception.Message}", exception);
         }
     }
@@ -102,7 +119,14 @@ public sealed partial class SandboxRunner
             yield return argument;
         }
 
-        foreach (var argument in Confined(command.Environment, command.Argv, user))
+        if (command.Terminal is not null)
+        {
+            yield return "--setenv";
+            yield return "TERM";
+            yield return "xterm-256color";
+        }
+
+        foreach (var argument in Confined(command.Environment, command.Terminal is null ? command.Argv : [.. OnTerminal, .. command.Argv], user))
         {
             yield return argument;
         }

@@ -5,7 +5,8 @@
  * The protocol (docs/drivers/microvm.md, "The guest agent") is frames: a 9-byte header -- payload length (u32), type
  * (u8), process id (u32), big-endian -- then the payload. The host says SYNC when it connects (a new session: whatever
  * the agent still runs for an earlier one is killed) and the agent answers HELLO with the SYNC's nonce. START runs a command in a session of
- * its own; INPUT feeds its stdin (empty: the end of it); SIGNAL signals its process group. The agent answers STARTED
+ * its own, on pipes or on a terminal of its own; INPUT feeds its stdin (empty: the end of it); SIGNAL signals its
+ * process group; RESIZE resizes its terminal. The agent answers STARTED
  * or FAILED, then OUTPUT and ERRORS as the command writes and EXITED (128 + signal when a signal ended it) once it
  * has ended and its output is read.
  *
@@ -23,12 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 enum {
-    SYNC = 1, START = 2, INPUT = 3, SIGNAL = 4,
+    SYNC = 1, START = 2, INPUT = 3, SIGNAL = 4, RESIZE = 5,
     HELLO = 64, STARTED = 65, FAILED = 66, OUTPUT = 67, ERRORS = 68, EXITED = 69,
 };
 
@@ -48,6 +50,7 @@ struct process {
     uint32_t id;
     pid_t pid;
     int in, out, err;
+    int terminal;
     char *pending;
     size_t pending_length;
     int close_input;
@@ -187,9 +190,19 @@ static void child_fails(const char *what, const char *target, int code)
     _exit(code);
 }
 
+/* "COLUMNSxROWS" into a window size; 0 when it is none. */
+static int window_size(const char *text, struct winsize *size)
+{
+    unsigned columns, rows;
+    if (sscanf(text, "%ux%u", &columns, &rows) != 2 || columns < 1 || rows < 1 || columns > 1000 || rows > 1000)
+        return 0;
+    *size = (struct winsize){ .ws_col = (unsigned short)columns, .ws_row = (unsigned short)rows };
+    return 1;
+}
+
 /*
- * START's payload: uid, gid, working directory, the number of arguments, the arguments, then the environment
- * (name=value), each ending in a NUL.
+ * START's payload: uid, gid, working directory, the terminal's size ("COLUMNSxROWS", empty for pipes), the number of
+ * arguments, the arguments, then the environment (name=value), each ending in a NUL.
  */
 static void start(uint32_t id, char *payload, size_t length)
 {
@@ -204,8 +217,10 @@ static void start(uint32_t id, char *payload, size_t length)
         fields[count++] = at;
         at += strlen(at) + 1;
     }
-    long argc = count >= 4 ? strtol(fields[3], NULL, 10) : 0;
-    if (count < 5 || argc < 1 || (size_t)argc > count - 4 || fields[2][0] != '/') {
+    long argc = count >= 5 ? strtol(fields[4], NULL, 10) : 0;
+    struct winsize window;
+    int terminal = count >= 5 && fields[3][0] != '\0';
+    if (count < 6 || argc < 1 || (size_t)argc > count - 5 || fields[2][0] != '/' || (terminal && !window_size(fields[3], &window))) {
         fail(id, "malformed START");
         return;
     }
@@ -224,24 +239,34 @@ static void start(uint32_t id, char *payload, size_t length)
     uid_t uid = (uid_t)strtoul(fields[0], NULL, 10);
     gid_t gid = (gid_t)strtoul(fields[1], NULL, 10);
     char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    char **envp = calloc(count - 4 - (size_t)argc + 1, sizeof *envp);
-    int in[2], out[2], err[2];
-    if (argv == NULL || envp == NULL || pipe2(in, O_CLOEXEC) < 0) {
-        free(argv);
-        free(envp);
-        fail(id, strerror(errno));
-        return;
+    char **envp = calloc(count - 5 - (size_t)argc + 1, sizeof *envp);
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+    int primary = -1;
+    char secondary[64] = { 0 };
+    int opened = argv != NULL && envp != NULL;
+    if (opened && terminal) {
+        primary = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        opened = primary >= 0 && grantpt(primary) == 0 && unlockpt(primary) == 0
+            && ptsname_r(primary, secondary, sizeof secondary) == 0 && ioctl(primary, TIOCSWINSZ, &window) == 0
+            && (in[1] = fcntl(primary, F_DUPFD_CLOEXEC, 3)) >= 0;
+        out[0] = primary;
+    } else if (opened) {
+        opened = pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0 && pipe2(err, O_CLOEXEC) == 0;
     }
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+    if (!opened) {
         fail(id, strerror(errno));
-        close(in[0]); close(in[1]);
+        for (int i = 0; i < 2; i++) {
+            close_fd(&in[i]);
+            close_fd(&out[i]);
+            close_fd(&err[i]);
+        }
         free(argv);
         free(envp);
         return;
     }
     for (long i = 0; i < argc; i++)
-        argv[i] = fields[4 + i];
-    for (size_t i = 4 + (size_t)argc, j = 0; i < count; i++, j++)
+        argv[i] = fields[5 + i];
+    for (size_t i = 5 + (size_t)argc, j = 0; i < count; i++, j++)
         envp[j] = fields[i];
 
     pid_t pid = fork();
@@ -251,9 +276,21 @@ static void start(uint32_t id, char *payload, size_t length)
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         setsid();
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
+        if (terminal) {
+            /* Opening it as a session leader with no terminal makes it the controlling one; TIOCSCTTY says so outright. */
+            int tty = open(secondary, O_RDWR);
+            if (tty < 0 || ioctl(tty, TIOCSCTTY, 0) < 0)
+                _exit(125);
+            dup2(tty, 0);
+            dup2(tty, 1);
+            dup2(tty, 2);
+            if (tty > 2)
+                close(tty);
+        } else {
+            dup2(in[0], 0);
+            dup2(out[1], 1);
+            dup2(err[1], 2);
+        }
         if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
             child_fails("cannot become", fields[0], 126);
         if (chdir(fields[2]) < 0)
@@ -262,20 +299,23 @@ static void start(uint32_t id, char *payload, size_t length)
         execvp(argv[0], argv);
         child_fails("cannot run", argv[0], errno == ENOENT ? 127 : 126);
     }
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    close_fd(&err[1]);
     free(argv);
     free(envp);
     if (pid < 0) {
         fail(id, strerror(errno));
-        close(in[1]); close(out[0]); close(err[0]);
+        close_fd(&in[1]);
+        close_fd(&out[0]);
+        close_fd(&err[0]);
         return;
     }
     fcntl(in[1], F_SETFL, O_NONBLOCK);
     fcntl(out[0], F_SETFL, O_NONBLOCK);
-    fcntl(err[0], F_SETFL, O_NONBLOCK);
-    *slot = (struct process){ .id = id, .pid = pid, .in = in[1], .out = out[0], .err = err[0] };
+    if (err[0] >= 0)
+        fcntl(err[0], F_SETFL, O_NONBLOCK);
+    *slot = (struct process){ .id = id, .pid = pid, .in = in[1], .out = out[0], .err = err[0], .terminal = terminal };
     send_number(STARTED, id, pid);
 }
 
@@ -285,7 +325,9 @@ static void input(uint32_t id, const unsigned char *data, size_t length)
     if (p == NULL || p->close_input)
         return;
     if (length == 0) {
-        p->close_input = 1;
+        /* A terminal's input has no end: the command reads what is typed until it ends. */
+        if (!p->terminal)
+            p->close_input = 1;
     } else if (p->in >= 0) {
         char *grown = realloc(p->pending, p->pending_length + length);
         if (grown == NULL)
@@ -325,6 +367,15 @@ static void handle(int type, uint32_t id, unsigned char *payload, size_t length)
             kill(-p->pid, signal_number);
             kill(p->pid, signal_number);
         }
+        break;
+    }
+    case RESIZE: {
+        struct process *p = find(id);
+        char text[32] = { 0 };
+        struct winsize window;
+        memcpy(text, payload, length < sizeof text - 1 ? length : sizeof text - 1);
+        if (p != NULL && p->terminal && p->in >= 0 && window_size(text, &window))
+            ioctl(p->in, TIOCSWINSZ, &window);
         break;
     }
     default:

@@ -38,6 +38,9 @@ public static class GuestForwarding
         Map(machine.MapGet("/processes/{processId:guid}/output", Read));
         Map(machine.MapPost("/processes/{processId:guid}/stdin", Write));
         Map(machine.MapPost("/processes/{processId:guid}/signal", Write));
+        Map(machine.MapPost("/processes/{processId:guid}/resize", Write));
+        // A WebSocket: the forwarder carries the upgrade and then the connection's bytes both ways.
+        Map(machine.MapGet("/processes/{processId:guid}/attach", Write));
         Map(machine.MapGet("/files/{**path}", Read));
         Map(machine.MapPut("/files/{**path}", Write));
         Map(machine.MapDelete("/files/{**path}", Write));
