@@ -216,6 +216,12 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
         await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, env = new { BIG = new string('x', 300 * 1024) } }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         await Problems.AssertAsync(await tenant.PostAsync($"/api/v1/machines/{id}/exec", new StringContent("{not json", System.Text.Encoding.UTF8, "application/json")), HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
         await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, user = "no such user!" }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, tty = true, columns = 0, rows = 24 }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" }, columns = 80 }), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        var onPipes = await tenant.StartInBackgroundAsync(id, "sleep", "30");
+        await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{onPipes}/resize", new { columns = 100, rows = 30 }), HttpStatusCode.Conflict, "urn:platform:problem:conflict");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{id}/processes/{onPipes}/attach"), HttpStatusCode.BadRequest, "urn:platform:problem:malformed-request");
+        await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{onPipes}/signal", new { signal = "KILL" });
         await Problems.AssertAsync(await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/processes/{Guid.NewGuid()}/signal", new { signal = "TERM" }), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
         await Problems.AssertAsync(await tenant.PutAsync($"/api/v1/machines/{id}/files/scratch/x?mode=999", new StringContent("x")), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
         var missing = await tenant.ExecAsync(id, new { command = new[] { "/no/such/program" } });
