@@ -193,6 +193,26 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
+    public async Task A_machines_logs_outlive_it_on_its_host_after_it_exits_and_after_it_is_destroyed()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        var (_, other) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo last words; echo complaint >&2; sleep 1" } });
+        await tenant.WaitForMachineAsync(id, "stopped");
+
+        var afterExit = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
+        var afterDestroy = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs?tail=1");
+
+        Assert.Equal("last words\ncomplaint\n", afterExit);
+        Assert.Equal("last words\ncomplaint\n", afterDestroy);
+        await Problems.AssertAsync(await other.GetAsync($"/api/v1/machines/{id}/logs"), HttpStatusCode.NotFound, "urn:platform:problem:not-found");
+    }
+
+    [Fact]
     public async Task Paths_resolve_inside_the_machine_whatever_their_dots_and_links()
     {
         var (tenant, id) = await RunningSandboxAsync();

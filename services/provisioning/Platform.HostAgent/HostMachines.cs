@@ -4,6 +4,7 @@ using MassTransit;
 using Platform.Contracts.Networking;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Drivers;
+using Platform.HostAgent.Guests;
 using Platform.HostAgent.Networking;
 
 namespace Platform.HostAgent;
@@ -14,7 +15,7 @@ namespace Platform.HostAgent;
 /// at a time. A machine that ends without being asked to is reported as exited.
 /// </summary>
 public sealed class HostMachines(
-    IEnumerable<IMachineDriver> drivers, MachineRecords records, LocalAddresses addresses, TenantNetworks networks, HostIdentity host, IBus bus, ILogger<HostMachines> logger)
+    IEnumerable<IMachineDriver> drivers, MachineRecords records, LocalAddresses addresses, TenantNetworks networks, HostIdentity host, IBus bus, KeptLogs keptLogs, ILogger<HostMachines> logger)
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
@@ -261,6 +262,7 @@ public sealed class HostMachines(
             logger.LogWarning("Machine {MachineId} did not stop within {Grace}; killing it", machineId, StopGrace);
         }
 
+        await keptLogs.KeepAsync(machineId, running.Launch.TenantId, running.Machine);
         await running.Machine.DisposeAsync();
     }
 
@@ -273,6 +275,7 @@ public sealed class HostMachines(
             return;
         }
 
+        await keptLogs.KeepAsync(running.Launch.MachineId, running.Launch.TenantId, running.Machine);
         await running.Machine.DisposeAsync();
         if (records.Find(running.Launch.MachineId) is { } record)
         {

@@ -20,6 +20,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton<GrantKeys>();
         builder.Services.AddSingleton<DataPlane>();
         builder.Services.AddSingleton<GuestProcesses>();
+        builder.Services.AddSingleton<KeptLogs>();
         builder.Services.AddSingleton(HostIdentity.Load(options));
         builder.Services.AddSingleton<MachineRecords>();
         builder.Services.AddSingleton(_ => new LocalAddresses(options.StatePath));

@@ -105,7 +105,8 @@ public sealed class SandboxDriver : IMachineDriver
 
         public Task<MachineExit> Exited { get; } = WatchAsync(process, memoryMiB);
 
-        public async Task StopAsync(CancellationToken cancellationToken) => await process.DisposeAsync();
+        /// <summary>Ends it; what it wrote stays readable until it is disposed (its host keeps its logs then).</summary>
+        public Task StopAsync(CancellationToken cancellationToken) => process.KillAsync();
 
         public ValueTask DisposeAsync() => process.DisposeAsync();
 

@@ -46,7 +46,7 @@ public static partial class GuestEndpoints
     /// with <c>follow=true</c>, what it writes next until it ends. Plain text (stdout and stderr as they come), or events
     /// (<c>stdout</c>, <c>stderr</c>, then <c>end</c>) with <c>Accept: text/event-stream</c>.
     /// </summary>
-    private static async Task LogsAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, bool? follow, int? tail)
+    private static async Task LogsAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, KeptLogs kept, HostIdentity host, bool? follow, int? tail)
     {
         var grant = await AuthorizeAsync(http, machineId, write: false, keys, host);
         if (tail is < 0 or > 100_000)
@@ -54,14 +54,18 @@ public static partial class GuestEndpoints
             throw Problems.Invalid("tail", "must be between 0 and 100000 lines");
         }
 
-        if (machines.Find(machineId) is not { } running || running.Launch.TenantId != grant.TenantId)
+        IMachineLogs logs;
+        if (machines.Find(machineId) is { } running && running.Launch.TenantId == grant.TenantId)
         {
-            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now.");
+            logs = running.Machine as IMachineLogs
+                ?? throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "This machine's output cannot be read.", $"A {running.Launch.Driver} machine's output is not kept by its host.");
         }
-
-        if (running.Machine is not IMachineLogs logs)
+        else
         {
-            throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "This machine's output cannot be read.", $"A {running.Launch.Driver} machine's output is not kept by its host.");
+            // It ran here and stopped: what it wrote then, for as long as the host keeps it (following it ends at once).
+            logs = kept.Find(machineId, grant.TenantId)
+                ?? throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running and its logs are not kept.",
+                    $"Machine {machineId} does not run on host {host.Name} now, and the host keeps no logs of it (they are kept for a while after it stops: Platform:Agent:Guests:LogRetention).");
         }
 
         var events = WantsEvents(http);

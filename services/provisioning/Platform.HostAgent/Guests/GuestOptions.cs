@@ -21,6 +21,9 @@ public sealed class GuestOptions
     /// <summary>The most a request may give a command (a background process included).</summary>
     public TimeSpan MaxTimeout { get; set; } = TimeSpan.FromHours(24);
 
+    /// <summary>How long a machine's logs stay readable on its host after it stopped, exited or was destroyed.</summary>
+    public TimeSpan LogRetention { get; set; } = TimeSpan.FromHours(24);
+
     /// <summary>The largest file or archive one request may upload.</summary>
     public long MaxUploadBytes { get; set; } = 1024L * 1024 * 1024;
 }

@@ -107,6 +107,19 @@ public sealed class SandboxProcess : IAsyncDisposable
     public IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) =>
         Guests.LogFiles.ReadAsync([("stdout", Path.Combine(_runDirectory, OutputFile)), ("stderr", Path.Combine(_runDirectory, ErrorsFile))], tailLines, follow, _exited, cancellationToken);
 
+    /// <summary>Ends everything of the sandbox and waits for it; its run directory (its output) stays until it is disposed.</summary>
+    public async Task KillAsync()
+    {
+        // Everything of the sandbox, its shell included, is in its cgroups: emptying them ends it.
+        await _cgroups.RemoveAsync(Spec.Id);
+        if (_child is { HasExited: false })
+        {
+            _child.Kill(entireProcessTree: true);
+        }
+
+        await _exited;
+    }
+
     public async ValueTask DisposeAsync()
     {
         // A stop and the end of its supervision may both dispose it: the second finds the process object gone.
@@ -116,14 +129,7 @@ public sealed class SandboxProcess : IAsyncDisposable
         }
 
         await _trimming.CancelAsync();
-        // Everything of the sandbox, its shell included, is in its cgroups: emptying them ends it.
-        await _cgroups.RemoveAsync(Spec.Id);
-        if (_child is { HasExited: false })
-        {
-            _child.Kill(entireProcessTree: true);
-        }
-
-        await _exited;
+        await KillAsync();
         _child?.Dispose();
         // Nothing of it runs any more (its cgroups are gone): its ids can go to the next sandbox.
         _idRanges.Release(_runDirectory);

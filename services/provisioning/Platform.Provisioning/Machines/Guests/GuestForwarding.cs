@@ -46,7 +46,7 @@ public static class GuestForwarding
         Map(machine.MapDelete("/files/{**path}", Write));
         Map(machine.MapGet("/archive/{**path}", Read));
         Map(machine.MapPut("/archive/{**path}", Write));
-        Map(machine.MapGet("/logs", Read));
+        Map(machine.MapGet("/logs", ReadLogs));
     }
 
     private static void Map(RouteHandlerBuilder route) =>
@@ -55,10 +55,14 @@ public static class GuestForwarding
     private static Task Read(Guid machineId, HttpContext http, Caller caller, MachineReader machines, HostDirectory hosts, MachineGrantSigner signer, IHttpForwarder forwarder) =>
         ForwardAsync(machineId, MachineGrants.Read, http, caller, machines, hosts, signer, forwarder);
 
+    /// <summary>Logs outlive the machine: its host keeps them for a while after it stops, so any machine that ran somewhere may be asked.</summary>
+    private static Task ReadLogs(Guid machineId, HttpContext http, Caller caller, MachineReader machines, HostDirectory hosts, MachineGrantSigner signer, IHttpForwarder forwarder) =>
+        ForwardAsync(machineId, MachineGrants.Read, http, caller, machines, hosts, signer, forwarder, mustRun: false);
+
     private static Task Write(Guid machineId, HttpContext http, Caller caller, MachineReader machines, HostDirectory hosts, MachineGrantSigner signer, IHttpForwarder forwarder) =>
         ForwardAsync(machineId, MachineGrants.Write, http, caller, machines, hosts, signer, forwarder);
 
-    private static async Task ForwardAsync(Guid machineId, string access, HttpContext http, Caller caller, MachineReader machines, HostDirectory hosts, MachineGrantSigner signer, IHttpForwarder forwarder)
+    private static async Task ForwardAsync(Guid machineId, string access, HttpContext http, Caller caller, MachineReader machines, HostDirectory hosts, MachineGrantSigner signer, IHttpForwarder forwarder, bool mustRun = true)
     {
         var machine = (await machines.FindStateAsync(machineId, caller, http.RequestAborted))?.Machine ?? throw Problems.NotFound("machine");
         if (access == MachineGrants.Write && !Roles.CanMutate(caller.Role))
@@ -75,7 +79,7 @@ public static class GuestForwarding
             });
         }
 
-        if (machine.State != MachineStates.Running)
+        if (mustRun ? machine.State != MachineStates.Running : machine.HostId == Guid.Empty)
         {
             throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machine.Name} is {machine.State}: exec, files, archives and logs need it running.");
         }
