@@ -102,7 +102,7 @@ public sealed partial class MicroVmTests
         await RunAsync(machine.Vm!, new GuestCommand(["/bin/sh", "-c", "echo after the flood > /dev/console"]));
 
         Assert.Equal(0, flood.Code);
-        await Eventually.TrueAsync(() => File.ReadAllText(machine.Vm!.SerialLogPath).Contains("after the flood\n", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the log goes on");
+        await Eventually.TrueAsync(() => File.ReadAllText(machine.Vm!.SerialLogPath).Contains("after the flood", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the log goes on");
         Assert.True(new FileInfo(machine.Vm!.SerialLogPath).Length < 1024 * 1024);
     }
 
@@ -121,6 +121,49 @@ public sealed partial class MicroVmTests
         var seen = first + await TerminalScript.ExpectAsync(process, "40 120");
         Assert.Contains("both xterm-256color", seen, StringComparison.Ordinal);
         Assert.Equal(6, await process.Exited.WaitAsync(Timeout()));
+    }
+
+    [Fact]
+    public async Task A_micro_vms_serial_console_runs_a_shell_one_client_at_a_time()
+    {
+        var snapshot = await fixture.SnapshotAsync();
+        await using var machine = await fixture.MachineAsync(subnet: 27);
+        await RestoreAsync(snapshot, machine);
+
+        await using (var console = await machine.Vm!.OpenConsoleAsync(Timeout()))
+        {
+            await Assert.ThrowsAsync<GuestException>(() => machine.Vm.OpenConsoleAsync(Timeout()));
+            await console.WriteAsync("echo console says $((6 * 7))\n"u8.ToArray());
+            await ReadUntilAsync(console, "console says 42");
+        }
+
+        await using var again = await machine.Vm.OpenConsoleAsync(Timeout());
+        await again.WriteAsync("hostname\n"u8.ToArray());
+        await ReadUntilAsync(again, machine.Spec.Identity.Hostname + "\r\n");
+        Assert.Contains("console says 42\n", await LogsAsync(machine.Vm), StringComparison.Ordinal);
+
+        static async Task ReadUntilAsync(Stream console, string expected)
+        {
+            var seen = new StringBuilder();
+            var buffer = new byte[4096];
+            while (!seen.ToString().Contains(expected, StringComparison.Ordinal))
+            {
+                var read = await console.ReadAsync(buffer, Timeout());
+                Assert.True(read > 0, $"the console closed; it showed {seen}");
+                seen.Append(Encoding.UTF8.GetString(buffer, 0, read));
+            }
+        }
+
+        static async Task<string> LogsAsync(MicroVm vm)
+        {
+            var text = new StringBuilder();
+            await foreach (var chunk in vm.ReadLogsAsync(null, follow: false, Timeout()))
+            {
+                text.Append(Encoding.UTF8.GetString(chunk.Data.Span));
+            }
+
+            return text.ToString();
+        }
     }
 
     private static async Task<(int Code, string Output, string Errors)> RunAsync(MicroVm vm, GuestCommand command, string input = "")

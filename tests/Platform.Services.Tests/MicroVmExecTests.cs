@@ -28,6 +28,25 @@ public sealed class MicroVmExecTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task A_micro_vms_serial_console_is_a_shell_over_a_websocket_and_a_sandbox_has_none()
+    {
+        var (tenant, id) = await RunningMicroVmAsync();
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var console = await GuestScenarios.ConnectAsync(tenant, $"/api/v1/machines/{id}/console", patience.Token);
+        var screen = new System.Text.StringBuilder();
+
+        await console.SendAsync("echo console says $((6 * 7))\n"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Binary, true, patience.Token);
+        await GuestScenarios.ReadUntilAsync(console, screen, s => s.Contains("console says 42", StringComparison.Ordinal), patience.Token);
+        var second = await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(() => GuestScenarios.ConnectAsync(tenant, $"/api/v1/machines/{id}/console", patience.Token));
+        Assert.Contains("409", second.Message, StringComparison.Ordinal);
+        await console.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", patience.Token);
+
+        var sandbox = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(sandbox, "running");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{sandbox}/console"), HttpStatusCode.Conflict, "urn:platform:problem:exec-unsupported");
+    }
+
+    [Fact]
     public async Task A_50_MiB_file_goes_in_and_out_of_a_micro_vm_whole_its_directory_comes_out_as_a_tar_and_another_tenant_sees_nothing()
     {
         var (tenant, id) = await RunningMicroVmAsync(memoryMiB: 256);

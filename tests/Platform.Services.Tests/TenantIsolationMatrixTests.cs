@@ -114,6 +114,7 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["POST /api/v1/machines/{machineId}/processes/{processId}/signal"] = new(Kind.TenantResource, true, new { signal = "TERM" }),
         ["POST /api/v1/machines/{machineId}/processes/{processId}/resize"] = new(Kind.TenantResource, true, new { columns = 100, rows = 30 }),
         ["GET /api/v1/machines/{machineId}/processes/{processId}/attach"] = new(Kind.TenantResource, true),
+        ["GET /api/v1/machines/{machineId}/console"] = new(Kind.TenantResource, true),
         ["GET /api/v1/machines/{machineId}/files/{path}"] = new(Kind.TenantResource, false),
         ["PUT /api/v1/machines/{machineId}/files/{path}"] = new(Kind.TenantResource, true, "x"),
         ["DELETE /api/v1/machines/{machineId}/files/{path}"] = new(Kind.TenantResource, true),

@@ -72,11 +72,8 @@ public static class GuestScenarios
         var started = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "/bin/sh" }, tty = true, background = true, columns = 100, rows = 30 });
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
         var processId = (await started.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("processId").GetGuid();
-        using var socket = new ClientWebSocket();
-        socket.Options.SetRequestHeader("Authorization", tenant.DefaultRequestHeaders.Authorization!.ToString());
-        var address = new UriBuilder(new Uri(tenant.BaseAddress!, $"/api/v1/machines/{id}/processes/{processId}/attach")) { Scheme = "ws" }.Uri;
         using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await socket.ConnectAsync(address, patience.Token);
+        using var socket = await ConnectAsync(tenant, $"/api/v1/machines/{id}/processes/{processId}/attach", patience.Token);
         var screen = new StringBuilder();
 
         await socket.SendAsync("stty size\n"u8.ToArray(), WebSocketMessageType.Binary, true, patience.Token);
@@ -94,8 +91,25 @@ public static class GuestScenarios
         Assert.Equal(5, process.GetProperty("exitCode").GetInt32());
     }
 
+    /// <summary>A WebSocket to <paramref name="path"/> through the gateway, with the tenant's credentials.</summary>
+    public static async Task<ClientWebSocket> ConnectAsync(HttpClient tenant, string path, CancellationToken cancellationToken)
+    {
+        var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", tenant.DefaultRequestHeaders.Authorization!.ToString());
+        try
+        {
+            await socket.ConnectAsync(new UriBuilder(new Uri(tenant.BaseAddress!, path)) { Scheme = "ws" }.Uri, cancellationToken);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Reads output into <paramref name="screen"/> until it satisfies <paramref name="done"/>; returns the exit message if that came first.</summary>
-    private static async Task<JsonElement?> ReadUntilAsync(ClientWebSocket socket, StringBuilder screen, Func<string, bool> done, CancellationToken cancellationToken)
+    public static async Task<JsonElement?> ReadUntilAsync(ClientWebSocket socket, StringBuilder screen, Func<string, bool> done, CancellationToken cancellationToken)
     {
         var buffer = new byte[16 * 1024];
         while (!done(screen.ToString()))

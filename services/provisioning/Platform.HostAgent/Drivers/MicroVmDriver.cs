@@ -395,8 +395,10 @@ public sealed class MicroVmDriver(
     }
 
     /// <summary>Measured by its QEMU process; reached from its own namespace, or its tenant's segment once it joined it.</summary>
-    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
+    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs, IMachineConsole
     {
+        public Task<Stream> OpenConsoleAsync(CancellationToken cancellationToken) => vm.OpenConsoleAsync(cancellationToken);
+
         /// <summary>Through the guest agent, over the VM's virtio-serial port: never its network.</summary>
         public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => vm.StartAsync(command, cancellationToken);
 

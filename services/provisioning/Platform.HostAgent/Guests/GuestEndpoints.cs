@@ -39,6 +39,7 @@ public static partial class GuestEndpoints
         machine.MapGet("/archive/{**path}", ReadArchiveAsync);
         machine.MapPut("/archive/{**path}", WriteArchiveAsync);
         machine.MapGet("/logs", LogsAsync);
+        machine.MapGet("/console", ConsoleAsync);
     }
 
     /// <summary>
@@ -295,6 +296,92 @@ public static partial class GuestEndpoints
         {
             await leaving.CancelAsync();
             await input;
+        }
+    }
+
+    /// <summary>A micro-VM's serial console over a WebSocket: binary messages both ways, what is typed and what it shows.</summary>
+    private static async Task ConsoleAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host)
+    {
+        var grant = await AuthorizeAsync(http, machineId, write: true, keys, host);
+        if (machines.Find(machineId) is not { } running || running.Launch.TenantId != grant.TenantId)
+        {
+            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now.");
+        }
+
+        if (running.Machine is not IMachineConsole console)
+        {
+            throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "This machine has no serial console.",
+                $"A {running.Launch.Driver} machine has none: run a shell on a terminal instead (exec with tty, then attach).");
+        }
+
+        if (!http.WebSockets.IsWebSocketRequest)
+        {
+            throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The console is a WebSocket.", "Ask with Upgrade: websocket; its output alone is GET …/logs.");
+        }
+
+        Stream stream;
+        try
+        {
+            stream = await console.OpenConsoleAsync(http.RequestAborted);
+        }
+        catch (GuestException busy)
+        {
+            throw Problems.Conflict(busy.Message);
+        }
+
+        await using (stream)
+        {
+            using var socket = await http.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { KeepAliveInterval = KeepAliveInterval });
+            using var leaving = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+            var typed = TypeIntoConsoleAsync(socket, stream, leaving.Token);
+            var buffer = new byte[16 * 1024];
+            var reading = stream.ReadAsync(buffer, leaving.Token).AsTask();
+            try
+            {
+                // Until the console closes (the machine ended) or the client does (it detached, with a close of its own).
+                while (await Task.WhenAny(reading, typed) == reading && await reading is var read and > 0)
+                {
+                    await socket.SendAsync(buffer.AsMemory(0, read), WebSocketMessageType.Binary, endOfMessage: true, leaving.Token);
+                    reading = stream.ReadAsync(buffer, leaving.Token).AsTask();
+                }
+
+                if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+                {
+                    await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, typed.IsCompleted ? "detached" : "the machine ended", CancellationToken.None);
+                }
+            }
+            catch (Exception exception) when (exception is WebSocketException or OperationCanceledException or IOException)
+            {
+                // The client or the machine went away.
+            }
+            finally
+            {
+                await leaving.CancelAsync();
+                await typed;
+                await reading.ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    private static async Task TypeIntoConsoleAsync(WebSocket socket, Stream console, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[4096];
+        try
+        {
+            while (socket.State is WebSocketState.Open)
+            {
+                var received = await socket.ReceiveAsync(buffer.AsMemory(), cancellationToken);
+                if (received.MessageType == WebSocketMessageType.Close)
+                {
+                    return;
+                }
+
+                await console.WriteAsync(buffer.AsMemory(0, received.Count), cancellationToken);
+            }
+        }
+        catch (Exception exception) when (exception is WebSocketException or OperationCanceledException or IOException)
+        {
+            // The client or the machine went away.
         }
     }
 

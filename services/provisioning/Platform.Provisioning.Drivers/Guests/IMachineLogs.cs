@@ -8,3 +8,10 @@ public interface IMachineLogs
 {
     IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken);
 }
+
+/// <summary>A running machine with a serial console: a byte stream both ways, what it prints and what is typed into it.</summary>
+public interface IMachineConsole
+{
+    /// <summary>Connects to the console; throws <see cref="GuestException"/> when someone else is connected already.</summary>
+    Task<Stream> OpenConsoleAsync(CancellationToken cancellationToken);
+}

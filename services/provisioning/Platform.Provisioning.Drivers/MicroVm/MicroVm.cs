@@ -9,7 +9,7 @@ namespace Platform.Provisioning.Drivers.MicroVm;
 /// A running micro-VM: one QEMU process. Disposing it kills QEMU if it still runs and removes its work directory and
 /// guest memory, whatever state it is in; the network namespace belongs to the caller and stays.
 /// </summary>
-public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMachineLogs
+public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMachineLogs, Guests.IMachineConsole
 {
     /// <summary>QEMU's pid file in the work directory.</summary>
     public const string PidFileName = "qemu.pid";
@@ -98,9 +98,81 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
 
     internal string SerialSocketPath => Path.Combine(Spec.WorkDirectory, "serial.sock");
 
-    /// <summary>What the guest printed on its serial console (kernel, init, whatever writes to <c>/dev/console</c>), as the stream <c>console</c>.</summary>
-    public IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) =>
-        Guests.LogFiles.ReadAsync([("console", SerialLogPath)], tailLines, follow, Exited, cancellationToken);
+    /// <summary>
+    /// What the guest printed on its serial console (kernel, init, whatever writes to <c>/dev/console</c>), as the stream
+    /// <c>console</c>, with a terminal's <c>\r\n</c> line ends made <c>\n</c>.
+    /// </summary>
+    public async IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var pendingReturn = false;
+        await foreach (var chunk in Guests.LogFiles.ReadAsync([("console", SerialLogPath)], tailLines, follow, Exited, cancellationToken))
+        {
+            var text = new List<byte>(chunk.Data.Length + 1);
+            if (pendingReturn && (chunk.Data.Length == 0 || chunk.Data.Span[0] != (byte)'\n'))
+            {
+                text.Add((byte)'\r');
+            }
+
+            pendingReturn = false;
+            var data = chunk.Data.Span;
+            for (var i = 0; i < data.Length; i++)
+            {
+                if (data[i] == (byte)'\r' && (i + 1 < data.Length ? data[i + 1] == (byte)'\n' : (pendingReturn = true)))
+                {
+                    continue;
+                }
+
+                text.Add(data[i]);
+            }
+
+            if (text.Count > 0)
+            {
+                yield return chunk with { Data = text.ToArray() };
+            }
+        }
+    }
+
+    /// <summary>
+    /// The guest's serial console, both ways: QEMU's chardev socket, which takes one client at a time (a second waits
+    /// for the first to leave, so it is refused here instead). What it shows is in its logs too.
+    /// </summary>
+    public async Task<Stream> OpenConsoleAsync(CancellationToken cancellationToken)
+    {
+        if (!await _console.WaitAsync(0, cancellationToken))
+        {
+            throw new Guests.GuestException("Someone is connected to this micro-VM's console: it takes one at a time.");
+        }
+
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(SerialSocketPath), cancellationToken);
+            return new ConsoleStream(socket, _console);
+        }
+        catch (System.Net.Sockets.SocketException exception)
+        {
+            socket.Dispose();
+            _console.Release();
+            throw new Guests.GuestException($"The micro-VM's console cannot be reached: {exception.Message}", exception);
+        }
+    }
+
+    private readonly SemaphoreSlim _console = new(1, 1);
+
+    /// <summary>The console's socket as a stream; disposing it lets the next client in.</summary>
+    private sealed class ConsoleStream(System.Net.Sockets.Socket socket, SemaphoreSlim held) : System.Net.Sockets.NetworkStream(socket, ownsSocket: true)
+    {
+        private int _released;
+
+        protected override void Dispose(bool disposing)
+        {
+            base.Dispose(disposing);
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                held.Release();
+            }
+        }
+    }
 
     /// <summary>QEMU's end of the guest agent's virtio-serial port.</summary>
     internal string GuestAgentSocketPath => Path.Combine(Spec.WorkDirectory, "agent.sock");

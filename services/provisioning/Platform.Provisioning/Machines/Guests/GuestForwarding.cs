@@ -47,6 +47,7 @@ public static class GuestForwarding
         Map(machine.MapGet("/archive/{**path}", Read));
         Map(machine.MapPut("/archive/{**path}", Write));
         Map(machine.MapGet("/logs", ReadLogs));
+        Map(machine.MapGet("/console", Write));
     }
 
     private static void Map(RouteHandlerBuilder route) =>
