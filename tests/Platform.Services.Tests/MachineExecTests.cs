@@ -213,6 +213,31 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
+    public async Task The_record_of_a_command_an_agent_had_not_published_when_it_crashed_is_published_when_it_starts_again()
+    {
+        var (tenantId, tenant, id) = await RunningSandboxOfTenantAsync(memoryMiB: 64);
+        var hostId = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("hostId").GetGuid();
+        var processId = Guid.CreateVersion7();
+
+        // Written, not yet published, when the agent died: what its outbox holds then.
+        await stack.CrashAndRestartHostAgentAsync(() =>
+        {
+            var outbox = Directory.CreateDirectory(Path.Combine(stack.AgentStatePath, "outbox")).FullName;
+            var file = Path.Combine(outbox, $"{Guid.CreateVersion7():N}.GuestCommandEnded.json");
+            File.WriteAllText(file, JsonSerializer.Serialize(new
+            {
+                machineId = id, tenantId, hostId, processId, argv = new[] { "echo", "left", "behind" }, exitCode = 0, durationMs = 1.5, timedOut = false,
+                actor = "user:019af0a1-0000-7000-8000-000000000001", endedAt = DateTimeOffset.UtcNow,
+            }));
+            File.SetLastWriteTimeUtc(file, DateTime.UtcNow.AddMinutes(-1));
+        });
+
+        var ran = await EventsOfTypeAsync(tenant, id, "MachineCommandRan", 1);
+        Assert.Equal((processId, "left"), (ran[0].GetProperty("data").GetProperty("processId").GetGuid(), ran[0].GetProperty("data").GetProperty("argv")[1].GetString()));
+        await Eventually.TrueAsync(() => !Directory.EnumerateFiles(Path.Combine(stack.AgentStatePath, "outbox")).Any(), TimeSpan.FromSeconds(10), "the outbox is empty");
+    }
+
+    [Fact]
     public async Task Paths_resolve_inside_the_machine_whatever_their_dots_and_links()
     {
         var (tenant, id) = await RunningSandboxAsync();

@@ -21,6 +21,8 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton<DataPlane>();
         builder.Services.AddSingleton<GuestProcesses>();
         builder.Services.AddSingleton<KeptLogs>();
+        builder.Services.AddSingleton<GuestReports>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<GuestReports>());
         builder.Services.AddSingleton(HostIdentity.Load(options));
         builder.Services.AddSingleton<MachineRecords>();
         builder.Services.AddSingleton(_ => new LocalAddresses(options.StatePath));

@@ -496,7 +496,7 @@ public static partial class GuestEndpoints
         await reading.Exited;
     }
 
-    private static async Task WriteFileAsync(Guid machineId, string? path, string? mode, HttpContext http, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, IBus bus, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task WriteFileAsync(Guid machineId, string? path, string? mode, HttpContext http, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, GuestReports reports, TimeProvider time, CancellationToken cancellationToken)
     {
         var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
         var file = PathInMachine(path);
@@ -508,12 +508,12 @@ public static partial class GuestEndpoints
 
         var size = UploadSize(http, options);
         var sha256 = await GuestFiles.WriteAsync(access, file, fileMode, size, http.Request.Body, cancellationToken);
-        await bus.Publish(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), file, "written", size, sha256, false, grant.Actor, time.GetUtcNow()), CancellationToken.None);
+        await reports.PublishAsync(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), file, "written", size, sha256, false, grant.Actor, time.GetUtcNow()));
         http.Response.StatusCode = StatusCodes.Status201Created;
         await http.Response.WriteAsJsonAsync(new { path = file, size, sha256 }, PlatformJson.Options, cancellationToken);
     }
 
-    private static async Task DeleteFileAsync(Guid machineId, string? path, bool? recursive, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, IBus bus, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task DeleteFileAsync(Guid machineId, string? path, bool? recursive, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host, GuestReports reports, TimeProvider time, CancellationToken cancellationToken)
     {
         var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
         var file = PathInMachine(path);
@@ -523,7 +523,7 @@ public static partial class GuestEndpoints
         }
 
         await GuestFiles.DeleteAsync(access, file, recursive ?? false, cancellationToken);
-        await bus.Publish(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), file, "deleted", null, null, recursive ?? false, grant.Actor, time.GetUtcNow()), CancellationToken.None);
+        await reports.PublishAsync(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), file, "deleted", null, null, recursive ?? false, grant.Actor, time.GetUtcNow()));
         http.Response.StatusCode = StatusCodes.Status204NoContent;
     }
 
@@ -537,13 +537,13 @@ public static partial class GuestEndpoints
         await archive.Exited;
     }
 
-    private static async Task WriteArchiveAsync(Guid machineId, string? path, HttpContext http, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, IBus bus, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task WriteArchiveAsync(Guid machineId, string? path, HttpContext http, GuestOptions options, GrantKeys keys, HostMachines machines, HostIdentity host, GuestReports reports, TimeProvider time, CancellationToken cancellationToken)
     {
         var (grant, launch, access) = await EnterAsync(http, machineId, write: true, keys, machines, host);
         var directory = PathInMachine(path);
         var size = UploadSize(http, options);
         await GuestFiles.ExtractAsync(access, directory, size, http.Request.Body, cancellationToken);
-        await bus.Publish(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), directory, "written", size, null, true, grant.Actor, time.GetUtcNow()), CancellationToken.None);
+        await reports.PublishAsync(new GuestFileChanged(machineId, launch.TenantId, host.HostId, Guid.CreateVersion7(), directory, "written", size, null, true, grant.Actor, time.GetUtcNow()));
         http.Response.StatusCode = StatusCodes.Status204NoContent;
     }
 

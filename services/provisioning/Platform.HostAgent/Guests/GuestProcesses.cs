@@ -10,7 +10,7 @@ namespace Platform.HostAgent.Guests;
 /// The processes callers run inside this host's machines: started through the machine's driver, listed per machine,
 /// kept readable for a while after they end, and each reported to provisioning when it ends (what ran, not its output).
 /// </summary>
-public sealed class GuestProcesses(GuestOptions options, HostIdentity host, IBus bus, TimeProvider time, ILogger<GuestProcesses> logger)
+public sealed class GuestProcesses(GuestOptions options, HostIdentity host, GuestReports reports, TimeProvider time, ILogger<GuestProcesses> logger)
 {
     private readonly ConcurrentDictionary<Guid, GuestProcess> _processes = new();
 
@@ -52,7 +52,7 @@ public sealed class GuestProcesses(GuestOptions options, HostIdentity host, IBus
     {
         try
         {
-            await bus.Publish(new GuestCommandEnded(process.MachineId, process.TenantId, host.HostId, process.Id, process.Command.Argv, process.Command.User,
+            await reports.PublishAsync(new GuestCommandEnded(process.MachineId, process.TenantId, host.HostId, process.Id, process.Command.Argv, process.Command.User,
                 process.ExitCode ?? -1, Math.Round(process.Duration.TotalMilliseconds, 1), process.TimedOut, process.Actor, process.EndedAt ?? time.GetUtcNow()));
         }
         catch (Exception exception)
