@@ -82,17 +82,9 @@ public sealed class ContainerExecTests(PodmanFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task A_command_on_a_terminal_in_a_container_has_it_of_the_asked_size_and_follows_a_resize()
     {
-        // The engine sizes the terminal just after the start: the command looks once it is told to.
-        await using var process = await Docker.ExecAsync(_container, new GuestCommand(["/bin/sh", "-c", "read line; stty size; test -t 0 && test -t 2 && echo both; read line; stty size; exit 6"]) { Terminal = new TerminalSize(100, 30) }, CancellationToken.None);
+        await using var process = await Docker.ExecAsync(_container, TerminalScript.Command, CancellationToken.None);
 
-        await process.StandardInput.WriteAsync("look\n"u8.ToArray());
-        var first = await TerminalScript.ExpectAsync(process, "30 100");
-        process.Resize(new TerminalSize(120, 40));
-        await process.StandardInput.WriteAsync("go\n"u8.ToArray());
-
-        var seen = first + await TerminalScript.ExpectAsync(process, "40 120");
-        Assert.Contains("both", seen, StringComparison.Ordinal);
-        Assert.Equal(6, await process.Exited.WaitAsync(TimeSpan.FromSeconds(30)));
+        await TerminalScript.AssertSizedThenResizedAsync(process);
     }
 
     private async Task<(int Code, string Output, string Errors)> RunAsync(GuestCommand command, string input = "")

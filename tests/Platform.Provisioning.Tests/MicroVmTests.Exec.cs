@@ -112,15 +112,9 @@ public sealed partial class MicroVmTests
         var snapshot = await fixture.SnapshotAsync();
         await using var machine = await fixture.MachineAsync(subnet: 26);
         await RestoreAsync(snapshot, machine);
-        await using var process = await machine.Vm!.StartAsync(new GuestCommand(["/bin/sh", "-c", "stty size; test -t 0 && test -t 2 && echo both $TERM; read line; stty size; exit 6"]) { Terminal = new TerminalSize(100, 30) }, Timeout());
+        await using var process = await machine.Vm!.StartAsync(TerminalScript.Command, Timeout());
 
-        var first = await TerminalScript.ExpectAsync(process, "30 100");
-        process.Resize(new TerminalSize(120, 40));
-        await process.StandardInput.WriteAsync("go\n"u8.ToArray());
-
-        var seen = first + await TerminalScript.ExpectAsync(process, "40 120");
-        Assert.Contains("both xterm-256color", seen, StringComparison.Ordinal);
-        Assert.Equal(6, await process.Exited.WaitAsync(Timeout()));
+        await TerminalScript.AssertSizedThenResizedAsync(process);
     }
 
     [Fact]

@@ -118,15 +118,9 @@ public sealed class SandboxExecTests
     public async Task A_command_on_a_terminal_has_it_as_its_controlling_terminal_of_the_asked_size_and_follows_a_resize()
     {
         await using var sandbox = await StartIdleAsync();
-        await using var process = _runner.Exec(sandbox, new GuestCommand(["/bin/sh", "-c", "stty size; test -t 0 && test -t 2 && echo both; read line; stty size; exit 6"]) { Terminal = new TerminalSize(100, 30) });
+        await using var process = _runner.Exec(sandbox, TerminalScript.Command);
 
-        var first = await TerminalScript.ExpectAsync(process, "30 100");
-        process.Resize(new TerminalSize(120, 40));
-        await process.StandardInput.WriteAsync("go\n"u8.ToArray());
-
-        var seen = first + await TerminalScript.ExpectAsync(process, "40 120");
-        Assert.Contains("both", seen, StringComparison.Ordinal);
-        Assert.Equal(6, await process.Exited.WaitAsync(TimeSpan.FromSeconds(30)));
+        await TerminalScript.AssertSizedThenResizedAsync(process);
     }
 
     private async Task<(int Code, string Output, string Errors)> RunAsync(SandboxProcess sandbox, GuestCommand command, string input = "")

@@ -35,4 +35,23 @@ public static class TerminalScript
 
         return seen.ToString();
     }
+
+    /// <summary>
+    /// The command every terminal test runs (<see cref="Command"/>) on a 100 by 30 terminal: it tells its size when
+    /// told to look, is on a terminal on both streams, follows a resize to 120 by 40, and exits 6.
+    /// </summary>
+    public static async Task AssertSizedThenResizedAsync(IGuestProcess process)
+    {
+        await process.StandardInput.WriteAsync("look\n"u8.ToArray());
+        var first = await ExpectAsync(process, "30 100");
+        process.Resize(new TerminalSize(120, 40));
+        await process.StandardInput.WriteAsync("go\n"u8.ToArray());
+
+        var seen = first + await ExpectAsync(process, "40 120");
+        Xunit.Assert.Contains("both", seen, StringComparison.Ordinal);
+        Xunit.Assert.Equal(6, await process.Exited.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    /// <summary>Looks at its size once told to (a container's terminal is sized just after its start), then again after a line.</summary>
+    public static GuestCommand Command { get; } = new(["/bin/sh", "-c", "read line; stty size; test -t 0 && test -t 2 && echo both $TERM; read line; stty size; exit 6"]) { Terminal = new TerminalSize(100, 30) };
 }

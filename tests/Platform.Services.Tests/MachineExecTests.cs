@@ -73,20 +73,22 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
-    public async Task A_background_process_outlives_its_request_and_a_reader_that_drops_its_connection_resumes_without_losing_output()
+    public async Task A_30_s_background_job_outlives_its_request_and_a_reader_that_drops_its_connection_resumes_without_losing_output()
     {
         var (tenant, id) = await RunningSandboxAsync();
-        var processId = await tenant.StartInBackgroundAsync(id, "/bin/sh", "-c", "i=1; while [ $i -le 30 ]; do echo line $i; i=$((i + 1)); sleep 0.1; done");
+        var processId = await tenant.StartInBackgroundAsync(id, "/bin/sh", "-c", "i=1; while [ $i -le 30 ]; do echo line $i; i=$((i + 1)); sleep 1; done");
 
-        // The first reader leaves after a few lines; the next resumes from the last offset it saw.
-        var first = await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("line 5", StringComparison.Ordinal));
+        // The first reader leaves after a few lines; while nobody reads the job goes on; the next reader resumes from
+        // the last offset the first saw.
+        var first = await tenant.FollowOutputAsync(id, processId, stopAfter: e => e.Text.Contains("line 3", StringComparison.Ordinal));
+        await Task.Delay(TimeSpan.FromSeconds(5));
         var listed = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes");
         var rest = await tenant.FollowOutputAsync(id, processId, offset: first[^1].Id);
 
         var text = string.Concat(first.Concat(rest).Where(e => e.Name == "stdout").Select(e => e.Text));
         Assert.Equal(string.Concat(Enumerable.Range(1, 30).Select(i => $"line {i}\n")), text);
         Assert.Equal("exit", rest[^1].Name);
-        Assert.Contains(listed.GetProperty("items").EnumerateArray(), p => p.GetProperty("processId").GetGuid() == processId && p.GetProperty("background").GetBoolean());
+        Assert.Contains(listed.GetProperty("items").EnumerateArray(), p => p.GetProperty("processId").GetGuid() == processId && p.GetProperty("background").GetBoolean() && p.GetProperty("state").GetString() == "running");
         var ended = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes/{processId}");
         Assert.Equal(("exited", 0), (ended.GetProperty("state").GetString(), ended.GetProperty("exitCode").GetInt32()));
     }
