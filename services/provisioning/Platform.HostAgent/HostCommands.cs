@@ -3,6 +3,7 @@ using Platform.Contracts.Networking;
 using Platform.Contracts.Operations;
 using Platform.HostAgent.Networking;
 using Platform.Contracts.Provisioning;
+using Platform.Messaging;
 
 namespace Platform.HostAgent;
 
@@ -116,12 +117,12 @@ public sealed class HostCommandsDefinition : ConsumerDefinition<HostCommands>
     {
         endpoint.PrefetchCount = 32;
         var partitioner = endpoint.CreatePartitioner(32);
-        consumer.Message<LaunchMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<HaltMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<TearDownMachine>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<SetUpTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<RemoveTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<OpenPortForward>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<ClosePortForward>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<LaunchMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<HaltMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<TearDownMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<SetUpTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<RemoveTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<OpenPortForward>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<ClosePortForward>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }
 }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Platform.Contracts.Networking;
 using Platform.EventSourcing;
+using Platform.Messaging;
 
 namespace Platform.Networking.Addressing;
 
@@ -43,7 +44,7 @@ public sealed class AllocateNetworkConsumerDefinition : ConsumerDefinition<Alloc
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<AllocateNetworkConsumer> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<AllocateNetwork>(m => m.UsePartitioner(partitioner, c => c.Message.TenantId));
+        consumer.Message<AllocateNetwork>(m => m.UsePartitionInOrder(partitioner, c => c.Message.TenantId));
     }
 }
 
@@ -52,7 +53,7 @@ public sealed class ReleaseNetworkConsumerDefinition : ConsumerDefinition<Releas
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<ReleaseNetworkConsumer> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<ReleaseNetwork>(m => m.UsePartitioner(partitioner, c => c.Message.TenantId));
+        consumer.Message<ReleaseNetwork>(m => m.UsePartitionInOrder(partitioner, c => c.Message.TenantId));
     }
 }
 

@@ -3,6 +3,7 @@ using Npgsql;
 using Platform.Contracts.Provisioning;
 using Platform.EventSourcing;
 using Platform.Networking.Addressing;
+using Platform.Messaging;
 
 namespace Platform.Networking.Forwards;
 
@@ -121,10 +122,10 @@ public sealed class MachineCopiesDefinition : ConsumerDefinition<MachineCopies>
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<MachineCopies> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<MachineRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineRunning>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineStopped>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineDestroyed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineRunning>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineStopped>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineFailed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineDestroyed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }
 }

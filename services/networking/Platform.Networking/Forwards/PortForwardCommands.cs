@@ -3,6 +3,7 @@ using Platform.Contracts.Networking;
 using Platform.EventSourcing;
 using Platform.Hosting.Problems;
 using Platform.Networking.Addressing;
+using Platform.Messaging;
 
 namespace Platform.Networking.Forwards;
 
@@ -126,11 +127,11 @@ public sealed class PortForwardCommandsDefinition : ConsumerDefinition<PortForwa
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<PortForwardCommands> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<ForwardPort>(m => m.UsePartitioner(partitioner, c => c.Message.ForwardId));
-        consumer.Message<RemovePortForward>(m => m.UsePartitioner(partitioner, c => c.Message.ForwardId));
-        consumer.Message<RemovePortForwardsOf>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<PortForwardOpened>(m => m.UsePartitioner(partitioner, c => c.Message.ForwardId));
-        consumer.Message<PortForwardFailed>(m => m.UsePartitioner(partitioner, c => c.Message.ForwardId));
-        consumer.Message<PortForwardClosed>(m => m.UsePartitioner(partitioner, c => c.Message.ForwardId));
+        consumer.Message<ForwardPort>(m => m.UsePartitionInOrder(partitioner, c => c.Message.ForwardId));
+        consumer.Message<RemovePortForward>(m => m.UsePartitionInOrder(partitioner, c => c.Message.ForwardId));
+        consumer.Message<RemovePortForwardsOf>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<PortForwardOpened>(m => m.UsePartitionInOrder(partitioner, c => c.Message.ForwardId));
+        consumer.Message<PortForwardFailed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.ForwardId));
+        consumer.Message<PortForwardClosed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.ForwardId));
     }
 }

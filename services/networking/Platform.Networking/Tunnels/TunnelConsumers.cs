@@ -6,6 +6,7 @@ using Platform.Contracts.Networking;
 using Platform.Contracts.Provisioning;
 using Platform.EventSourcing;
 using Platform.Networking.Addressing;
+using Platform.Messaging;
 
 namespace Platform.Networking.Tunnels;
 
@@ -254,11 +255,11 @@ public sealed class TunnelCommandsDefinition : ConsumerDefinition<TunnelCommands
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<TunnelCommands> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<AttachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<DetachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<ReattachTunnel>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<TunnelSetUp>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<TunnelSetUpFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<TunnelRemoved>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<AttachTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<DetachTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<ReattachTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<TunnelSetUp>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<TunnelSetUpFailed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<TunnelRemoved>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }
 }

@@ -1,5 +1,6 @@
 using MassTransit;
 using Platform.Contracts.Provisioning;
+using Platform.Messaging;
 
 namespace Platform.Provisioning.Machines;
 
@@ -10,10 +11,10 @@ public sealed class MachineLifecycleDefinition : ConsumerDefinition<MachineLifec
     {
         endpoint.PrefetchCount = 64;
         var partitioner = endpoint.CreatePartitioner(32);
-        consumer.Message<MachineStartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineStopRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineRestartRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineRecreateRequested>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineStartRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineStopRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineRestartRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineRecreateRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }
 }
 
@@ -23,11 +24,11 @@ public sealed class HostReportsDefinition : ConsumerDefinition<HostReports>
     {
         endpoint.PrefetchCount = 64;
         var partitioner = endpoint.CreatePartitioner(32);
-        consumer.Message<MachineLaunched>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineLaunchFailed>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineHalted>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<MachineExited>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<GuestCommandEnded>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
-        consumer.Message<GuestFileChanged>(m => m.UsePartitioner(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineLaunched>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineLaunchFailed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineHalted>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineExited>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<GuestCommandEnded>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<GuestFileChanged>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }
 }

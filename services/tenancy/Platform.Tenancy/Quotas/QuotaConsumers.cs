@@ -2,6 +2,7 @@ using MassTransit;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
 using Platform.Messaging.Inbox;
+using Platform.Messaging;
 
 namespace Platform.Tenancy.Quotas;
 
@@ -65,7 +66,7 @@ public sealed class ReserveQuotaConsumerDefinition : ConsumerDefinition<ReserveQ
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<ReserveQuotaConsumer> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<ReserveQuota>(message => message.UsePartitioner(partitioner, m => m.Message.TenantId));
+        consumer.Message<ReserveQuota>(message => message.UsePartitionInOrder(partitioner, m => m.Message.TenantId));
     }
 }
 
@@ -74,6 +75,6 @@ public sealed class ReleaseQuotaConsumerDefinition : ConsumerDefinition<ReleaseQ
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpoint, IConsumerConfigurator<ReleaseQuotaConsumer> consumer, IRegistrationContext context)
     {
         var partitioner = endpoint.CreatePartitioner(16);
-        consumer.Message<ReleaseQuota>(message => message.UsePartitioner(partitioner, m => m.Message.TenantId));
+        consumer.Message<ReleaseQuota>(message => message.UsePartitionInOrder(partitioner, m => m.Message.TenantId));
     }
 }
