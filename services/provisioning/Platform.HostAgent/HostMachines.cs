@@ -262,8 +262,7 @@ public sealed class HostMachines(
             logger.LogWarning("Machine {MachineId} did not stop within {Grace}; killing it", machineId, StopGrace);
         }
 
-        await keptLogs.KeepAsync(machineId, running.Launch.TenantId, running.Machine);
-        await running.Machine.DisposeAsync();
+        await LetGoAsync(running);
     }
 
     private async Task SuperviseAsync(Running running)
@@ -275,8 +274,7 @@ public sealed class HostMachines(
             return;
         }
 
-        await keptLogs.KeepAsync(running.Launch.MachineId, running.Launch.TenantId, running.Machine);
-        await running.Machine.DisposeAsync();
+        await LetGoAsync(running);
         if (records.Find(running.Launch.MachineId) is { } record)
         {
             records.Save(record with { Running = false });
@@ -284,6 +282,13 @@ public sealed class HostMachines(
 
         logger.LogWarning("Machine {MachineId} exited by itself: {Reason}", running.Launch.MachineId, exit.Reason);
         await PublishAsync(new MachineExited(running.Launch.MachineId, running.Launch.TenantId, host.HostId, exit.ExitCode, exit.Reason));
+    }
+
+    /// <summary>Its logs stay readable for a while (<see cref="KeptLogs"/>); the rest of it goes.</summary>
+    private async Task LetGoAsync(Running running)
+    {
+        await keptLogs.KeepAsync(running.Launch.MachineId, running.Launch.TenantId, running.Machine);
+        await running.Machine.DisposeAsync();
     }
 
     private MachineLaunched Launched(LaunchMachine launch, Running running, double milliseconds) => new(

@@ -56,7 +56,7 @@ public static partial class GuestEndpoints
         }
 
         IMachineLogs logs;
-        if (machines.Find(machineId) is { } running && running.Launch.TenantId == grant.TenantId)
+        if (RunningOf(machineId, grant, machines) is { } running)
         {
             logs = running.Machine as IMachineLogs
                 ?? throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "This machine's output cannot be read.", $"A {running.Launch.Driver} machine's output is not kept by its host.");
@@ -123,7 +123,7 @@ public static partial class GuestEndpoints
         };
         if (command.Problem() is { } problem)
         {
-            throw Problems.Invalid(problem.Split(' ')[0] switch { "env" => "env", "cwd" => "cwd", "user" => "user", "a" => "tty", _ => "command" }, problem);
+            throw Problems.Invalid(problem.Split(' ')[0] switch { "env" => "env", "cwd" => "cwd", "user" => "user", "tty" => "tty", _ => "command" }, problem);
         }
 
         if (request.TimeoutSeconds is { } seconds && (seconds <= 0 || seconds > options.MaxTimeout.TotalSeconds))
@@ -241,11 +241,7 @@ public static partial class GuestEndpoints
     {
         await AuthorizeAsync(http, machineId, write: true, keys, host);
         var process = FindProcess(processes, machineId, processId);
-        if (!http.WebSockets.IsWebSocketRequest)
-        {
-            throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "Attaching is a WebSocket.",
-                "Ask with Upgrade: websocket; without one, read the output with GET …/output and write input with POST …/stdin.");
-        }
+        RequireWebSocket(http, "Attaching is a WebSocket.", "without one, read the output with GET …/output and write input with POST …/stdin");
 
         if (offset is < 0)
         {
@@ -263,8 +259,7 @@ public static partial class GuestEndpoints
                 var (chunks, _, completed, changed) = process.Output.ReadFrom(position);
                 foreach (var chunk in chunks)
                 {
-                    var skip = (int)Math.Max(0, position - chunk.Offset);
-                    await socket.SendAsync(chunk.Data.AsMemory(skip), WebSocketMessageType.Binary, endOfMessage: true, leaving.Token);
+                    await socket.SendAsync(chunk.After(position), WebSocketMessageType.Binary, endOfMessage: true, leaving.Token);
                     position = chunk.End;
                 }
 
@@ -303,21 +298,14 @@ public static partial class GuestEndpoints
     private static async Task ConsoleAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, HostIdentity host)
     {
         var grant = await AuthorizeAsync(http, machineId, write: true, keys, host);
-        if (machines.Find(machineId) is not { } running || running.Launch.TenantId != grant.TenantId)
-        {
-            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now.");
-        }
-
+        var running = RunningOf(machineId, grant, machines) ?? throw NotRunning(machineId, host);
         if (running.Machine is not IMachineConsole console)
         {
             throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "This machine has no serial console.",
                 $"A {running.Launch.Driver} machine has none: run a shell on a terminal instead (exec with tty, then attach).");
         }
 
-        if (!http.WebSockets.IsWebSocketRequest)
-        {
-            throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, "The console is a WebSocket.", "Ask with Upgrade: websocket; its output alone is GET …/logs.");
-        }
+        RequireWebSocket(http, "The console is a WebSocket.", "its output alone is GET …/logs");
 
         Stream stream;
         try
@@ -568,8 +556,7 @@ public static partial class GuestEndpoints
 
                 foreach (var chunk in chunks)
                 {
-                    var skip = (int)Math.Max(0, offset - chunk.Offset);
-                    var bytes = chunk.Data.AsSpan(skip);
+                    var bytes = chunk.After(offset).Span;
                     var characters = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
                     var count = decoders[chunk.Stream].GetChars(bytes, characters, flush: false);
                     await WriteEventAsync(http, chunk.Stream, JsonSerializer.Serialize(new string(characters, 0, count)), chunk.End);
@@ -632,17 +619,28 @@ public static partial class GuestEndpoints
     private static async Task<(MachineGrant Grant, LaunchMachine Launch, IGuestAccess Access)> EnterAsync(HttpContext http, Guid machineId, bool write, GrantKeys keys, HostMachines machines, HostIdentity host)
     {
         var grant = await AuthorizeAsync(http, machineId, write, keys, host);
-        if (machines.Find(machineId) is not { } running || running.Launch.TenantId != grant.TenantId)
-        {
-            throw new ProblemException(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now: start it first.");
-        }
-
+        var running = RunningOf(machineId, grant, machines) ?? throw NotRunning(machineId, host);
         if (running.Machine is not IGuestAccess access)
         {
             throw new ProblemException(ProblemTypes.ExecUnsupported, StatusCodes.Status409Conflict, "Nothing can run inside this machine.", $"A {running.Launch.Driver} machine offers no way in.");
         }
 
         return (grant, running.Launch, access);
+    }
+
+    /// <summary>The machine the grant is for, if it runs here for the grant's tenant.</summary>
+    private static (LaunchMachine Launch, Drivers.IRunningMachine Machine)? RunningOf(Guid machineId, MachineGrant grant, HostMachines machines) =>
+        machines.Find(machineId) is { } running && running.Launch.TenantId == grant.TenantId ? running : null;
+
+    private static ProblemException NotRunning(Guid machineId, HostIdentity host) =>
+        new(ProblemTypes.MachineNotRunning, StatusCodes.Status409Conflict, "The machine is not running.", $"Machine {machineId} does not run on host {host.Name} now: start it first.");
+
+    private static void RequireWebSocket(HttpContext http, string title, string otherwise)
+    {
+        if (!http.WebSockets.IsWebSocketRequest)
+        {
+            throw new ProblemException(ProblemTypes.MalformedRequest, StatusCodes.Status400BadRequest, title, $"Ask with Upgrade: websocket; {otherwise}.");
+        }
     }
 
     private static async Task<MachineGrant> AuthorizeAsync(HttpContext http, Guid machineId, bool write, GrantKeys keys, HostIdentity host)

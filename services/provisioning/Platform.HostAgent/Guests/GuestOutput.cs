@@ -4,6 +4,9 @@ namespace Platform.HostAgent.Guests;
 public sealed record OutputChunk(string Stream, long Offset, byte[] Data)
 {
     public long End => Offset + Data.Length;
+
+    /// <summary>Its bytes from <paramref name="offset"/> of the whole output on (all of them when it starts there or later).</summary>
+    public ReadOnlyMemory<byte> After(long offset) => Data.AsMemory((int)Math.Max(0, offset - Offset));
 }
 
 /// <summary>

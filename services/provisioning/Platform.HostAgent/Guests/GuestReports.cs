@@ -17,6 +17,9 @@ public sealed class GuestReports(AgentOptions options, IBus bus, TimeProvider ti
     /// <summary>How often what is left is tried again; a report younger than this is still its first publisher's.</summary>
     private static readonly TimeSpan RetryInterval = TimeSpan.FromSeconds(10);
 
+    /// <summary>What the outbox holds, by the name its files carry.</summary>
+    private static readonly Dictionary<string, Type> Reports = new[] { typeof(GuestCommandEnded), typeof(GuestFileChanged) }.ToDictionary(t => t.Name);
+
     private readonly string _directory = Directory.CreateDirectory(Path.Combine(options.StatePath, "outbox")).FullName;
 
     public Task PublishAsync(GuestCommandEnded report) => PublishAsync(report, nameof(GuestCommandEnded));
@@ -73,13 +76,9 @@ public sealed class GuestReports(AgentOptions options, IBus bus, TimeProvider ti
 
             try
             {
-                var bytes = await File.ReadAllBytesAsync(file, cancellationToken);
-                object? report = Path.GetFileName(file).Split('.')[1] switch
-                {
-                    nameof(GuestCommandEnded) => JsonSerializer.Deserialize<GuestCommandEnded>(bytes, PlatformJson.Options),
-                    nameof(GuestFileChanged) => JsonSerializer.Deserialize<GuestFileChanged>(bytes, PlatformJson.Options),
-                    _ => null,
-                };
+                var report = Reports.TryGetValue(Path.GetFileName(file).Split('.')[1], out var type)
+                    ? JsonSerializer.Deserialize(await File.ReadAllBytesAsync(file, cancellationToken), type, PlatformJson.Options)
+                    : null;
                 if (report is not null)
                 {
                     await bus.Publish(report, report.GetType(), cancellationToken);

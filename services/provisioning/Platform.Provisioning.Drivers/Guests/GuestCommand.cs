@@ -76,7 +76,7 @@ public sealed partial record GuestCommand(IReadOnlyList<string> Argv)
 
         if (Terminal is { } terminal && terminal.Problem() is { } problem)
         {
-            return problem;
+            return $"tty {problem}";
         }
 
         return null;
@@ -111,7 +111,7 @@ public sealed record TerminalSize(int Columns, int Rows)
 
     /// <summary>Why it is no size, or null when it is one.</summary>
     public string? Problem() => Columns is < 1 or > Max || Rows is < 1 or > Max
-        ? $"a terminal is 1 to {Max} columns by 1 to {Max} rows, not {Columns} by {Rows}."
+        ? $"must be 1 to {Max} columns by 1 to {Max} rows, not {Columns} by {Rows}."
         : null;
 
     public static TerminalSize Default { get; } = new(80, 24);

@@ -31,6 +31,8 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     private volatile string? _endedBy;
     private MicroVmGuestAgent? _guestAgent;
     private readonly CancellationTokenSource _trimming = new();
+    /// <summary>Held by the one client of its console.</summary>
+    private readonly SemaphoreSlim _console = new(1, 1);
     private int _disposed;
 
     internal MicroVm(MicroVmSpec spec, string accelerator, Process process, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids)
@@ -104,25 +106,23 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     /// </summary>
     public async IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var pendingReturn = false;
+        // A '\r' that ends one chunk is held back until the next tells whether a '\n' follows it.
+        var heldReturn = false;
         await foreach (var chunk in Guests.LogFiles.ReadAsync([("console", SerialLogPath)], tailLines, follow, Exited, cancellationToken))
         {
             var text = new List<byte>(chunk.Data.Length + 1);
-            if (pendingReturn && (chunk.Data.Length == 0 || chunk.Data.Span[0] != (byte)'\n'))
+            foreach (var b in chunk.Data.Span)
             {
-                text.Add((byte)'\r');
-            }
-
-            pendingReturn = false;
-            var data = chunk.Data.Span;
-            for (var i = 0; i < data.Length; i++)
-            {
-                if (data[i] == (byte)'\r' && (i + 1 < data.Length ? data[i + 1] == (byte)'\n' : (pendingReturn = true)))
+                if (heldReturn && b != (byte)'\n')
                 {
-                    continue;
+                    text.Add((byte)'\r');
                 }
 
-                text.Add(data[i]);
+                heldReturn = b == (byte)'\r';
+                if (!heldReturn)
+                {
+                    text.Add(b);
+                }
             }
 
             if (text.Count > 0)
@@ -156,8 +156,6 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
             throw new Guests.GuestException($"The micro-VM's console cannot be reached: {exception.Message}", exception);
         }
     }
-
-    private readonly SemaphoreSlim _console = new(1, 1);
 
     /// <summary>The console's socket as a stream; disposing it lets the next client in.</summary>
     private sealed class ConsoleStream(System.Net.Sockets.Socket socket, SemaphoreSlim held) : System.Net.Sockets.NetworkStream(socket, ownsSocket: true)
