@@ -5,11 +5,49 @@ using Platform.Testing;
 
 namespace Platform.Provisioning.Tests;
 
-/// <summary>Commands run inside real, running sandboxes: confined as the sandbox's own processes are.</summary>
-public sealed class SandboxExecTests
+/// <summary>Commands run inside real, running sandboxes, forked by their guest agent: confined as the sandbox's own processes are.</summary>
+public class SandboxExecTests
 {
     private static readonly SandboxLimits Limits = new(MemoryMiB: 96, MaxProcesses: 32, Cpus: 1);
-    private readonly SandboxRunner _runner = new(Cgroups.Detect());
+    private readonly SandboxRunner _runner;
+    private readonly bool _withGuestAgent;
+
+    public SandboxExecTests()
+        : this(withGuestAgent: true)
+    {
+    }
+
+    protected SandboxExecTests(bool withGuestAgent)
+    {
+        _withGuestAgent = withGuestAgent;
+        _runner = new SandboxRunner(Cgroups.Detect(), withGuestAgent: withGuestAgent);
+    }
+
+    [Fact]
+    public async Task A_command_is_forked_inside_the_sandbox_by_its_guest_agent_or_entered_from_outside_without_one()
+    {
+        await using var sandbox = await StartIdleAsync();
+
+        var (code, output, _) = await RunAsync(sandbox, new GuestCommand(["/bin/sh", "-c", "echo $PPID; tr '\\0' ' ' </proc/$PPID/cmdline"]));
+
+        Assert.Equal(0, code);
+        // The agent is the sandbox's pid 2 (bubblewrap's init is 1); from outside, the parent is the bubblewrap that confined it.
+        Assert.StartsWith(_withGuestAgent ? $"2\n{SandboxRunner.GuestAgentInside} --socket " : "", output, StringComparison.Ordinal);
+        Assert.Equal(!_withGuestAgent, output.Contains("\n/usr/bin/bwrap --bind / / ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task An_adopted_sandbox_is_entered_the_way_it_was_started()
+    {
+        await using var sandbox = await StartIdleAsync();
+        // Disposed first, it ends the sandbox; the original's disposal then finds it gone.
+        await using var adopted = new SandboxRunner(Cgroups.Detect(), withGuestAgent: _withGuestAgent).Adopt(sandbox.Spec) ?? throw new InvalidOperationException("the sandbox is not adopted");
+
+        var (code, output, _) = await RunAsync(adopted, new GuestCommand(["/bin/sh", "-c", "tr '\\0' ' ' </proc/$PPID/cmdline"]));
+
+        Assert.Equal(0, code);
+        Assert.StartsWith(_withGuestAgent ? SandboxRunner.GuestAgentInside : "/usr/bin/bwrap --bind / / ", output, StringComparison.Ordinal);
+    }
 
     [Fact]
     public async Task A_command_runs_inside_the_sandbox_and_its_output_input_and_exit_code_come_back()
@@ -47,7 +85,7 @@ public sealed class SandboxExecTests
     {
         await using var sandbox = await StartIdleAsync();
         var marker = $"{Random.Shared.Next(1000, 9999)}.{Random.Shared.Next(1000, 9999)}";
-        await using var process = _runner.Exec(sandbox, new GuestCommand(["sleep", marker]));
+        await using var process = await _runner.ExecAsync(sandbox, new GuestCommand(["sleep", marker]), CancellationToken.None);
         var pid = await Eventually.ValueAsync(() => Task.FromResult(ProcessWithArgument(marker)), TimeSpan.FromSeconds(10), "the exec'd process runs");
 
         var status = File.ReadAllLines($"/proc/{pid}/status").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
@@ -75,7 +113,7 @@ public sealed class SandboxExecTests
     public async Task A_signal_reaches_the_command_and_its_exit_code_says_so()
     {
         await using var sandbox = await StartIdleAsync();
-        await using var process = _runner.Exec(sandbox, new GuestCommand(["/bin/sh", "-c", "trap 'echo terminated; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]));
+        await using var process = await _runner.ExecAsync(sandbox, new GuestCommand(["/bin/sh", "-c", "trap 'echo terminated; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]), CancellationToken.None);
         var reader = new StreamReader(process.StandardOutput);
         Assert.Equal("ready", await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)));
 
@@ -93,10 +131,10 @@ public sealed class SandboxExecTests
         var (code, _, errors) = await RunAsync(sandbox, new GuestCommand(["/no/such/program"]));
         Assert.Equal(127, code);
         Assert.Contains("/no/such/program", errors, StringComparison.Ordinal);
-        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { User = "postgres" }));
-        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { User = "70000" }));
-        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand([])));
-        Assert.Throws<GuestException>(() => _runner.Exec(sandbox, new GuestCommand(["true"]) { Environment = new Dictionary<string, string> { ["A=B"] = "x" } }));
+        await Assert.ThrowsAsync<GuestException>(() => _runner.ExecAsync(sandbox, new GuestCommand(["true"]) { User = "postgres" }, CancellationToken.None));
+        await Assert.ThrowsAsync<GuestException>(() => _runner.ExecAsync(sandbox, new GuestCommand(["true"]) { User = "70000" }, CancellationToken.None));
+        await Assert.ThrowsAsync<GuestException>(() => _runner.ExecAsync(sandbox, new GuestCommand([]), CancellationToken.None));
+        await Assert.ThrowsAsync<GuestException>(() => _runner.ExecAsync(sandbox, new GuestCommand(["true"]) { Environment = new Dictionary<string, string> { ["A=B"] = "x" } }, CancellationToken.None));
     }
 
     [Fact]
@@ -118,14 +156,14 @@ public sealed class SandboxExecTests
     public async Task A_command_on_a_terminal_has_it_as_its_controlling_terminal_of_the_asked_size_and_follows_a_resize()
     {
         await using var sandbox = await StartIdleAsync();
-        await using var process = _runner.Exec(sandbox, TerminalScript.Command);
+        await using var process = await _runner.ExecAsync(sandbox, TerminalScript.Command, CancellationToken.None);
 
         await TerminalScript.AssertSizedThenResizedAsync(process);
     }
 
     private async Task<(int Code, string Output, string Errors)> RunAsync(SandboxProcess sandbox, GuestCommand command, string input = "")
     {
-        await using var process = _runner.Exec(sandbox, command);
+        await using var process = await _runner.ExecAsync(sandbox, command, CancellationToken.None);
         await process.StandardInput.WriteAsync(Encoding.UTF8.GetBytes(input));
         process.StandardInput.Close();
         var output = new StreamReader(process.StandardOutput).ReadToEndAsync();
@@ -160,3 +198,6 @@ public sealed class SandboxExecTests
 
     private static string ReadLink(string path) => new FileInfo(path).LinkTarget ?? "";
 }
+
+/// <summary>The same commands in sandboxes without a guest agent (an older agent started them): entered through nsenter and a second bubblewrap.</summary>
+public sealed class SandboxExecWithoutGuestAgentTests() : SandboxExecTests(withGuestAgent: false);

@@ -94,7 +94,7 @@ public sealed class SandboxDriver : IMachineDriver
         public async Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken)
         {
             await process.WaitUntilSetUpAsync(TimeSpan.FromSeconds(10), cancellationToken);
-            return runner.Exec(process, command);
+            return await runner.ExecAsync(process, command, cancellationToken);
         }
 
         public NetworkAttachment? Network => network;

@@ -42,11 +42,20 @@ public sealed class GuestReports(AgentOptions options, IBus bus, TimeProvider ti
         }
     }
 
+    /// <summary>
+    /// Keeps the report in the outbox and returns: the caller's answer waits for the disk, not for the broker, which
+    /// takes it in the background (and, when it cannot, from the outbox later).
+    /// </summary>
     private async Task PublishAsync<T>(T report, string type) where T : class
     {
         var file = Path.Combine(_directory, $"{Guid.CreateVersion7():N}.{type}.json");
         await File.WriteAllBytesAsync(file + ".tmp", JsonSerializer.SerializeToUtf8Bytes(report, PlatformJson.Options));
         File.Move(file + ".tmp", file);
+        _ = SendAsync(report, type, file);
+    }
+
+    private async Task SendAsync<T>(T report, string type, string file) where T : class
+    {
         try
         {
             await bus.Publish(report);

@@ -31,4 +31,4 @@ public interface IGuestAccess
 }
 
 /// <summary>A command could not start inside a machine; the message says why, for the caller.</summary>
-public sealed class GuestException(string message, Exception? inner = null) : Exception(message, inner);
+public class GuestException(string message, Exception? inner = null) : Exception(message, inner);

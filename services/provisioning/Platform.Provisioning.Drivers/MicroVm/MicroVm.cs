@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using Platform.Provisioning.Drivers.Sandbox;
@@ -29,7 +30,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     private volatile MicroVmSpec _spec;
     private QmpClient? _qmp;
     private volatile string? _endedBy;
-    private MicroVmGuestAgent? _guestAgent;
+    private Guests.GuestAgent? _guestAgent;
     private readonly CancellationTokenSource _trimming = new();
     /// <summary>Held by the one client of its console.</summary>
     private readonly SemaphoreSlim _console = new(1, 1);
@@ -175,6 +176,25 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     /// <summary>QEMU's end of the guest agent's virtio-serial port.</summary>
     internal string GuestAgentSocketPath => Path.Combine(Spec.WorkDirectory, "agent.sock");
 
+    /// <summary>How long its guest agent has to answer a new connection: under TCG, a restored guest translates the agent's code afresh.</summary>
+    private static readonly TimeSpan GuestAgentHandshakeTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>QEMU's end of the agent's port (a micro-VM started by an agent older than the guest agent has none).</summary>
+    private async Task<Socket> ConnectGuestAgentAsync(CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(GuestAgentSocketPath), cancellationToken);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>
     /// Starts <paramref name="command"/> in the guest through its agent: as root (the VM is the boundary) or the uid:gid it
     /// names, in <c>/scratch</c> unless it names a directory, with PATH and HOME unless it sets them.
@@ -211,7 +231,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
             environment[name] = value;
         }
 
-        var agent = LazyInitializer.EnsureInitialized(ref _guestAgent, () => new MicroVmGuestAgent(() => GuestAgentSocketPath));
+        var agent = LazyInitializer.EnsureInitialized(ref _guestAgent, () => new Guests.GuestAgent("micro-VM", ConnectGuestAgentAsync, GuestAgentHandshakeTimeout));
         return agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
     }
 

@@ -176,10 +176,26 @@ public sealed partial class NetworkNamespace
         }
     }
 
+    /// <summary>Connects to the abstract unix socket <paramref name="name"/> of the namespace (abstract names are per network namespace).</summary>
+    public async Task<Socket> ConnectAbstractAsync(string name, CancellationToken cancellationToken)
+    {
+        var socket = await CreateSocketAsync(AddressFamily.Unix);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint("\0" + name), cancellationToken);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>
-    /// A TCP socket inside the namespace, to connect or to listen with. A socket belongs to the namespace of the
-    /// thread that created it, wherever it is used afterwards. setns changes the calling thread for good, so it
-    /// happens on a thread of our own that ends right after; a pool thread would carry the namespace into
+    /// A stream socket inside the namespace (TCP, or unix), to connect or to listen with. A socket belongs to the
+    /// namespace of the thread that created it, wherever it is used afterwards. setns changes the calling thread for
+    /// good, so it happens on a thread of our own that ends right after; a pool thread would carry the namespace into
     /// whatever work it picks up next.
     /// </summary>
     public Task<Socket> CreateSocketAsync(AddressFamily family)
@@ -195,7 +211,7 @@ public sealed partial class NetworkNamespace
                     throw new IOException($"setns into {Name} failed: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
                 }
 
-                created.SetResult(new Socket(family, SocketType.Stream, ProtocolType.Tcp));
+                created.SetResult(new Socket(family, SocketType.Stream, family == AddressFamily.Unix ? ProtocolType.Unspecified : ProtocolType.Tcp));
             }
             catch (Exception exception)
             {

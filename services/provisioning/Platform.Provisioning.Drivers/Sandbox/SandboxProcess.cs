@@ -19,6 +19,11 @@ public sealed class SandboxProcess : IAsyncDisposable
     private const int MaxKeptOutput = 64 * 1024;
     /// <summary>A command may write for days: past this its output files are emptied (their last bytes are what tells why it ended).</summary>
     private const long MaxOutputFileBytes = 1024 * 1024;
+    private const int SolSocket = 1;
+    private const int SoPeerCredentials = 17;
+
+    /// <summary>A native agent answers at once; one that takes longer is not one to wait for.</summary>
+    private static readonly TimeSpan GuestAgentHandshakeTimeout = TimeSpan.FromSeconds(2);
 
     private readonly Process? _child;
     private readonly HostProcess _shell;
@@ -27,11 +32,15 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly string _runDirectory;
     private readonly CancellationTokenSource _trimming = new();
     private readonly Task _exited;
+    private readonly bool _withGuestAgent;
+    private Guests.GuestAgent? _guestAgent;
+    private volatile bool _guestAgentUnavailable;
     private int _disposed;
 
-    private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory)
+    private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory, bool withGuestAgent)
     {
         _idRanges = idRanges;
+        _withGuestAgent = withGuestAgent;
         Spec = spec;
         _child = child;
         _shell = shell;
@@ -41,11 +50,19 @@ public sealed class SandboxProcess : IAsyncDisposable
         _ = Guests.LogFiles.TrimAsync(() => [Path.Combine(_runDirectory, OutputFile), Path.Combine(_runDirectory, ErrorsFile)], MaxOutputFileBytes, _exited, _trimming.Token);
     }
 
-    internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, IdRanges idRanges, string runDirectory) =>
-        new(spec, child, HostProcess.Find(child.Id) ?? new HostProcess(child.Id, 0), cgroups, idRanges, runDirectory);
+    internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, IdRanges idRanges, string runDirectory, bool withGuestAgent) =>
+        new(spec, child, HostProcess.Find(child.Id) ?? new HostProcess(child.Id, 0), cgroups, idRanges, runDirectory, withGuestAgent);
 
-    internal static SandboxProcess Adopted(SandboxSpec spec, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory) =>
-        new(spec, null, shell, cgroups, idRanges, runDirectory);
+    /// <summary>A sandbox an earlier agent started: it has a guest agent if its first process is one (older agents started none).</summary>
+    internal static SandboxProcess Adopted(SandboxSpec spec, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory)
+    {
+        var adopted = new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory, withGuestAgent: false);
+        var first = adopted.InsideProcessId is { } inside ? FirstChildOf(inside) : null;
+        var commandLine = first is { } pid && File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline") : "";
+        return commandLine.StartsWith(SandboxRunner.GuestAgentInside + "\0--socket\0", StringComparison.Ordinal)
+            ? new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory, withGuestAgent: true)
+            : adopted;
+    }
 
     /// <summary>The host ids its user namespace maps to (its root is the first); null once it is removed.</summary>
     public IdRange? Ids => _idRanges.HeldBy(_runDirectory);
@@ -66,8 +83,54 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// <summary>
     /// Whether bubblewrap has finished making the sandbox's root (its mounts, the pivot into them): the sandbox's first
     /// process forks the command only then. Before, its mount namespace is half made, and nothing may be started in it.
+    /// With a guest agent, that first process is the agent, which forks the command once it listens.
     /// </summary>
-    public bool IsSetUp => InsideProcessId is { } inside && FirstChildOf(inside) is not null;
+    public bool IsSetUp => InsideProcessId is { } inside && FirstChildOf(inside) is { } first && (!_withGuestAgent || FirstChildOf(first) is not null);
+
+    /// <summary>
+    /// Its guest agent, the sandbox's first process, which forks what is exec'd: null when it has none, or when it did not
+    /// answer once (then it is not asked again).
+    /// </summary>
+    internal Guests.GuestAgent? GuestAgent =>
+        _withGuestAgent && !_guestAgentUnavailable && _disposed == 0 && !HasExited
+            ? LazyInitializer.EnsureInitialized(ref _guestAgent, () => new Guests.GuestAgent("sandbox", ConnectGuestAgentAsync, GuestAgentHandshakeTimeout))
+            : null;
+
+    /// <summary>Exec goes the long way from now on: the agent did not answer.</summary>
+    internal void GuestAgentDidNotAnswer() => _guestAgentUnavailable = true;
+
+    /// <summary>
+    /// The abstract socket of the sandbox's network namespace, entered from the host; only a listener in the sandbox's
+    /// own cgroup (its agent, or its tenant's code, which gains nothing by standing in) is talked to.
+    /// </summary>
+    private async Task<System.Net.Sockets.Socket> ConnectGuestAgentAsync(CancellationToken cancellationToken)
+    {
+        if (InsideProcessId is not { } inside)
+        {
+            throw new IOException("the sandbox has no process running");
+        }
+
+        var socket = await Networking.NetworkNamespace.OfProcess(inside).ConnectAbstractAsync(SandboxRunner.GuestAgentSocket(Spec.Id), cancellationToken);
+        try
+        {
+            var credentials = new byte[12];
+            socket.GetRawSocketOption(SolSocket, SoPeerCredentials, credentials);
+            var listener = BitConverter.ToInt32(credentials, 0);
+            var memberOf = File.Exists($"/proc/{listener}/cgroup") ? File.ReadAllText($"/proc/{listener}/cgroup") : "";
+            if (!memberOf.Contains($"/{Cgroups.Parent}/{Spec.Id}", StringComparison.Ordinal))
+            {
+                throw new IOException($"the socket's listener (pid {listener}) is not in the sandbox");
+            }
+
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
 
     /// <summary>Waits until the sandbox <see cref="IsSetUp"/> (true) or its command has ended or the time is up (false).</summary>
     public async Task<bool> WaitUntilSetUpAsync(TimeSpan timeout, CancellationToken cancellationToken)
@@ -129,6 +192,11 @@ public sealed class SandboxProcess : IAsyncDisposable
         }
 
         await _trimming.CancelAsync();
+        if (_guestAgent is { } agent)
+        {
+            await agent.DisposeAsync();
+        }
+
         await KillAsync();
         _child?.Dispose();
         // Nothing of it runs any more (its cgroups are gone): its ids can go to the next sandbox.

@@ -22,13 +22,46 @@ public sealed partial class SandboxRunner
     private static readonly string[] OnTerminal = ["/usr/bin/setsid", "--ctty", "--wait"];
 
     /// <summary>
-    /// Starts <paramref name="command"/> inside a running sandbox, confined as its main process is: a shell joins the
-    /// sandbox's cgroups (its memory, process and CPU limits), nsenter takes it into the sandbox's user, mount, pid, uts,
-    /// ipc, network and cgroup namespaces as the namespace's root (an unprivileged host id), and bubblewrap, there, sets
-    /// no_new_privs, keeps only the sandbox's capabilities and loads the same seccomp filter before the command. Its
-    /// standard streams are pipes of the agent.
+    /// Starts <paramref name="command"/> inside a running sandbox, confined as its main process is. Its guest agent, the
+    /// sandbox's first process, forks it: born in the sandbox's namespaces and cgroups, under its seccomp filter, its
+    /// no_new_privs and its capability bounds. A sandbox without one (started by an older agent), or whose agent does not
+    /// answer, is entered the long way (<see cref="EnterAndRun"/>).
     /// </summary>
-    public IGuestProcess Exec(SandboxProcess sandbox, GuestCommand command)
+    public async Task<IGuestProcess> ExecAsync(SandboxProcess sandbox, GuestCommand command, CancellationToken cancellationToken)
+    {
+        var user = Checked(sandbox, command);
+        if (sandbox.GuestAgent is { } agent)
+        {
+            var environment = new Dictionary<string, string>(StringComparer.Ordinal)
+            {
+                ["PATH"] = "/usr/local/bin:/usr/bin:/bin",
+                ["HOME"] = "/scratch",
+            };
+            if (command.Terminal is not null)
+            {
+                environment["TERM"] = "xterm-256color";
+            }
+
+            foreach (var (name, value) in command.Environment)
+            {
+                environment[name] = value;
+            }
+
+            try
+            {
+                return await agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
+            }
+            catch (GuestAgentUnavailableException)
+            {
+                sandbox.GuestAgentDidNotAnswer();
+            }
+        }
+
+        return EnterAndRun(sandbox, command, user);
+    }
+
+    /// <summary>The user <paramref name="command"/> runs as, once it is one a sandbox can run now.</summary>
+    private static (int Uid, int Gid) Checked(SandboxProcess sandbox, GuestCommand command)
     {
         if (command.Problem() is { } problem)
         {
@@ -45,7 +78,7 @@ public sealed partial class SandboxRunner
             throw new GuestException($"A sandbox's users are 0 to {IdRanges.Size - 1}.");
         }
 
-        if (sandbox.HasExited || sandbox.InsideProcessId is not { } inside)
+        if (sandbox.HasExited || sandbox.InsideProcessId is null)
         {
             throw new GuestException("The sandbox has no process running.");
         }
@@ -53,6 +86,22 @@ public sealed partial class SandboxRunner
         if (!sandbox.IsSetUp)
         {
             throw new GuestException("The sandbox is still starting: its root is not made yet.");
+        }
+
+        return user;
+    }
+
+    /// <summary>
+    /// The long way in: a shell joins the sandbox's cgroups (its memory, process and CPU limits), nsenter takes it into the
+    /// sandbox's user, mount, pid, uts, ipc, network and cgroup namespaces as the namespace's root (an unprivileged host
+    /// id), and bubblewrap, there, sets no_new_privs, keeps only the sandbox's capabilities and loads the same seccomp
+    /// filter before the command. Its standard streams are pipes of the agent.
+    /// </summary>
+    private IGuestProcess EnterAndRun(SandboxProcess sandbox, GuestCommand command, (int Uid, int Gid) user)
+    {
+        if (sandbox.InsideProcessId is not { } inside)
+        {
+            throw new GuestException("The sandbox has no process running.");
         }
 
         var terminal = command.Terminal is { } size ? Pseudoterminal.Open(size) : null;

@@ -10,9 +10,16 @@ namespace Platform.Provisioning.Drivers.Sandbox;
 /// </summary>
 /// <param name="runDirectory">Where each sandbox keeps its shell's pid, its output and its exit code (a folder each).</param>
 /// <param name="idRanges">Where the host ids of sandboxes' user namespaces are leased (shared by every agent on the host).</param>
-public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory = null, string bubblewrap = "/usr/bin/bwrap", IdRanges? idRanges = null)
+/// <param name="withGuestAgent">
+/// Whether the guest agent (templates/guest-agent, built next to these drivers) becomes each sandbox's first process and
+/// forks what is exec'd into it; without one, exec enters the sandbox through nsenter and a second bubblewrap.
+/// </param>
+public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory = null, string bubblewrap = "/usr/bin/bwrap", IdRanges? idRanges = null, bool withGuestAgent = true)
 {
     private const string SeccompFile = "seccomp.bpf";
+
+    /// <summary>Where a sandbox sees its guest agent (read-only, bound from the host's file).</summary>
+    public const string GuestAgentInside = "/.platform/guest-agent";
 
     /// <summary>
     /// The capabilities a sandbox's root keeps, in its own user namespace only (Docker's default set less MKNOD and
@@ -37,6 +44,8 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
     private readonly IdRanges _idRanges = idRanges ?? new IdRanges();
 
     private readonly string _runDirectory = runDirectory ?? Path.Combine(Path.GetTempPath(), "platform-sandboxes");
+
+    private readonly string? _guestAgent = withGuestAgent ? BuiltGuestAgent() : null;
 
     public Cgroups Cgroups => cgroups;
 
@@ -98,6 +107,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
                 exec </dev/null >>"$run/shell" 2>&1
                 for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done
                 echo $$ > "$run/pid"
+                if [ -n "$PLATFORM_GUEST_AGENT" ]; then exec 7<"$PLATFORM_GUEST_AGENT" || exit 125; fi
                 "$@" 9<"$run/seccomp.bpf" >>"$run/stdout" 2>>"$run/stderr" &
                 inner=$!
                 n=0
@@ -121,9 +131,14 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             start.Environment["PLATFORM_SANDBOX_RUN"] = run;
             start.Environment["PLATFORM_ID_MAP"] = ids.MapLine;
             start.Environment["PATH"] = "/usr/local/bin:/usr/bin:/bin";
+            if (_guestAgent is not null)
+            {
+                start.Environment["PLATFORM_GUEST_AGENT"] = _guestAgent;
+            }
+
             var shell = Process.Start(start)!;
             shell.StandardInput.Close();
-            return SandboxProcess.Started(spec, shell, cgroups, _idRanges, run);
+            return SandboxProcess.Started(spec, shell, cgroups, _idRanges, run, withGuestAgent: _guestAgent is not null);
         }
         catch
         {
@@ -145,6 +160,16 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
     }
 
     private string RunDirectoryOf(string id) => Path.Combine(_runDirectory, id);
+
+    /// <summary>The guest agent the build put next to these drivers (their project compiles it with gcc).</summary>
+    private static string BuiltGuestAgent()
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "platform-guest-agent");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"The guest agent is not at {path}: the build of Platform.Provisioning.Drivers makes it with gcc (apt-get install gcc libc6-dev).", path);
+    }
+
+    /// <summary>The abstract unix socket a sandbox's guest agent listens on, in the sandbox's network namespace.</summary>
+    internal static string GuestAgentSocket(string id) => "platform-guest-agent-" + id;
 
     /// <summary>
     /// How the sandbox's shell starts it: into its network (as host root, the only step that is), then as an unprivileged
@@ -201,7 +226,17 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return argument;
         }
 
-        foreach (var argument in Confined(spec.Environment, spec.Command, (0, 0)))
+        // The shell opens the guest agent as descriptor 7; it runs the command and listens for exec.
+        var command = spec.Command;
+        if (_guestAgent is not null)
+        {
+            yield return "--ro-bind-fd";
+            yield return "7";
+            yield return GuestAgentInside;
+            command = [GuestAgentInside, "--socket", GuestAgentSocket(spec.Id), "--", .. spec.Command];
+        }
+
+        foreach (var argument in Confined(spec.Environment, command, (0, 0)))
         {
             yield return argument;
         }

@@ -10,6 +10,12 @@
  * or FAILED, then OUTPUT and ERRORS as the command writes and EXITED (128 + signal when a signal ended it) once it
  * has ended and its output is read.
  *
+ * In a sandbox (--socket NAME -- COMMAND...) it is the sandbox's first process, confined as the sandbox is: it runs
+ * COMMAND as the sandbox's main process and ends as that does, and hosts connect to the abstract unix socket NAME of
+ * the sandbox's network namespace, where only the host (it enters the namespace) and the sandbox's own processes
+ * reach it; a new connection is a new session. Commands it forks are in the sandbox's namespaces and cgroups and
+ * under its seccomp filter and capability bounds by birth: exec costs one fork, not a chain of setns and execs.
+ *
  * A busybox initramfs has no libc to link against: this is built static, and small, from Debian's gcc and libc.
  */
 #define _GNU_SOURCE
@@ -19,13 +25,18 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,6 +68,9 @@ struct process {
 };
 
 static int port = -1;
+/* In a sandbox: where hosts connect, and the sandbox's main process. */
+static int listener = -1;
+static pid_t main_pid;
 static struct process processes[MAX_PROCESSES];
 static unsigned char *frames;
 static size_t frames_length;
@@ -410,6 +424,22 @@ static int read_port(void)
     return 1;
 }
 
+/* The sandbox's main process has ended: so does the sandbox, the way it did (a signal that ended it ends this too). */
+static void end_as(int status)
+{
+    kill_all();
+    if (WIFEXITED(status))
+        exit(WEXITSTATUS(status));
+    int signal_number = WTERMSIG(status);
+    setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+    signal(signal_number, SIG_DFL);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
+    kill(getpid(), signal_number);
+    _exit(128 + signal_number);
+}
+
 static void reap(int signals)
 {
     struct signalfd_siginfo info;
@@ -418,6 +448,8 @@ static void reap(int signals)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == main_pid)
+            end_as(status);
         struct process *p = NULL;
         for (int i = 0; i < MAX_PROCESSES && p == NULL; i++)
             if (processes[i].pid == pid)
@@ -464,12 +496,75 @@ static int open_port(void)
     return -1;
 }
 
-int main(void)
+/* The abstract unix socket NAME of this network namespace; -1 (and a word on stderr) when it cannot be had. */
+static int listen_on(const char *name)
 {
-    port = open_port();
-    if (port < 0) {
-        dprintf(2, "PLATFORM-ERROR guest agent: no virtio port %s: %s\n", PORT_NAME, strerror(errno));
-        return 1;
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    size_t length = strlen(name);
+    if (length == 0 || length > sizeof address.sun_path - 2) {
+        dprintf(2, "PLATFORM-ERROR guest agent: a socket name is 1 to %zu bytes\n", sizeof address.sun_path - 2);
+        return -1;
+    }
+    memcpy(address.sun_path + 1, name, length);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + length)) < 0 || listen(fd, 8) < 0) {
+        dprintf(2, "PLATFORM-ERROR guest agent: cannot listen on @%s: %s\n", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The sandbox's main process: COMMAND with this process's streams and environment, and default signals. */
+static pid_t run_main(char **command)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(command[0], command);
+        dprintf(2, "%s: %s\n", command[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    return pid;
+}
+
+/* A host connected to the sandbox's socket: the last one's session, if any, ends. */
+static void accept_host(void)
+{
+    int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (connection < 0)
+        return;
+    if (port >= 0) {
+        kill_all();
+        close(port);
+    }
+    port = connection;
+    frames_length = 0;
+    send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+}
+
+int main(int argc, char **argv)
+{
+    int sandbox = argc >= 5 && strcmp(argv[1], "--socket") == 0 && strcmp(argv[3], "--") == 0;
+    if (argc > 1 && !sandbox) {
+        dprintf(2, "usage: %s [--socket NAME -- COMMAND [ARGUMENT...]]\n", argv[0]);
+        return 2;
+    }
+    if (sandbox) {
+        /* Nothing the sandbox's start left open goes on to its processes. */
+        if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
+            for (int fd = 3; fd < 1024; fd++)
+                close(fd);
+    } else {
+        port = open_port();
+        if (port < 0) {
+            dprintf(2, "PLATFORM-ERROR guest agent: no virtio port %s: %s\n", PORT_NAME, strerror(errno));
+            return 1;
+        }
     }
     frames = malloc(HEADER + MAX_FRAME);
     for (int i = 0; i < MAX_PROCESSES; i++)
@@ -483,16 +578,30 @@ int main(void)
     sigprocmask(SIG_BLOCK, &child, NULL);
     int signals = signalfd(-1, &child, SFD_NONBLOCK | SFD_CLOEXEC);
 
-    /* Says HELLO as soon as a host connects (the write waits for one), and again after every host that leaves. */
-    send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+    if (sandbox) {
+        /* Without its socket the sandbox still runs; its host then enters it the slow way. */
+        listener = listen_on(argv[2]);
+        main_pid = run_main(argv + 4);
+        if (main_pid < 0) {
+            dprintf(2, "%s: %s\n", argv[4], strerror(errno));
+            return 126;
+        }
+    } else {
+        /* Says HELLO as soon as a host connects (the write waits for one), and again after every host that leaves. */
+        send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+    }
     for (;;) {
-        struct pollfd fds[2 + 3 * MAX_PROCESSES];
-        struct process *owners[2 + 3 * MAX_PROCESSES];
-        int kinds[2 + 3 * MAX_PROCESSES];
+        struct pollfd fds[3 + 3 * MAX_PROCESSES];
+        struct process *owners[3 + 3 * MAX_PROCESSES];
+        int kinds[3 + 3 * MAX_PROCESSES];
         nfds_t count = 0;
         fds[count] = (struct pollfd){ .fd = signals, .events = POLLIN };
         owners[count++] = NULL;
-        if (pending_input() < MAX_PENDING_INPUT) {
+        if (listener >= 0) {
+            fds[count] = (struct pollfd){ .fd = listener, .events = POLLIN };
+            owners[count++] = NULL;
+        }
+        if (port >= 0 && pending_input() < MAX_PENDING_INPUT) {
             fds[count] = (struct pollfd){ .fd = port, .events = POLLIN };
             owners[count++] = NULL;
         }
@@ -526,11 +635,19 @@ int main(void)
                 continue;
             if (fds[i].fd == signals) {
                 reap(signals);
+            } else if (fds[i].fd == listener) {
+                accept_host();
+                break;
             } else if (fds[i].fd == port) {
                 if (!read_port()) {
                     kill_all();
                     frames_length = 0;
-                    send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+                    if (sandbox) {
+                        close(port);
+                        port = -1;
+                    } else {
+                        send_frame(HELLO, 0, greeting, sizeof greeting - 1);
+                    }
                 }
                 /* What the port's frames did may have closed or reused the descriptors below. */
                 break;

@@ -5,21 +5,20 @@ using System.IO.Pipes;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
-using Platform.Provisioning.Drivers.Guests;
-
-namespace Platform.Provisioning.Drivers.MicroVm;
+namespace Platform.Provisioning.Drivers.Guests;
 
 /// <summary>
-/// The host's end of a micro-VM's guest agent (templates/guest-agent): QEMU's virtio-serial port <c>platform.agent</c>,
-/// a unix socket in the VM's work directory that nothing in any VM's network reaches. One connection carries every
-/// command's frames (docs/drivers/microvm.md, "The guest agent"); it is made on the first command and again after it
-/// broke. A new connection is a new session: the guest kills what it still ran for the last one.
+/// The host's end of a guest agent (templates/guest-agent): in a micro-VM, QEMU's virtio-serial port
+/// <c>platform.agent</c>, a unix socket in the VM's work directory that nothing in any VM's network reaches; in a
+/// sandbox, the abstract socket its first process listens on in the sandbox's network namespace. One connection carries
+/// every command's frames (docs/drivers/microvm.md, "The guest agent"); it is made on the first command and again after
+/// it broke. A new connection is a new session: the guest kills what it still ran for the last one.
 /// </summary>
-internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposable
+/// <param name="machine">What the agent runs in, for messages ("micro-VM", "sandbox").</param>
+/// <param name="connect">Opens a connection to the agent.</param>
+/// <param name="handshakeTimeout">How long the agent has to answer a new connection.</param>
+internal sealed class GuestAgent(string machine, Func<CancellationToken, Task<Socket>> connect, TimeSpan handshakeTimeout) : IAsyncDisposable
 {
-    /// <summary>How long a guest has to answer a new connection: under TCG, a restored guest translates the agent's code afresh.</summary>
-    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(15);
-
     private readonly SemaphoreSlim _connecting = new(1, 1);
     private Session? _session;
     private int _disposed;
@@ -62,7 +61,7 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
                 await broken.DisposeAsync();
             }
 
-            _session = await Session.OpenAsync(socketPath(), cancellationToken);
+            _session = await Session.OpenAsync(machine, connect, handshakeTimeout, cancellationToken);
             return _session;
         }
         finally
@@ -121,8 +120,11 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
         private uint _lastId;
         private volatile bool _broken;
 
-        private Session(Socket socket, BufferedStream reader)
+        private readonly string _machine;
+
+        private Session(string machine, Socket socket, BufferedStream reader)
         {
+            _machine = machine;
             _socket = socket;
             _stream = new NetworkStream(socket, ownsSocket: false);
             _reading = ReadAsync(reader);
@@ -130,34 +132,33 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
 
         public bool IsBroken => _broken;
 
-        public static async Task<Session> OpenAsync(string socketPath, CancellationToken cancellationToken)
+        public static async Task<Session> OpenAsync(string machine, Func<CancellationToken, Task<Socket>> connect, TimeSpan handshakeTimeout, CancellationToken cancellationToken)
         {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            Socket socket;
             try
             {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
+                socket = await connect(cancellationToken);
             }
-            catch (SocketException exception)
+            catch (Exception exception) when (exception is SocketException or IOException)
             {
-                socket.Dispose();
-                throw new GuestException($"The micro-VM's guest agent cannot be reached: {exception.Message} (a micro-VM started by an agent older than the guest agent has none).", exception);
+                throw new GuestAgentUnavailableException($"The {machine}'s guest agent cannot be reached: {exception.Message}", exception);
             }
 
             try
             {
                 var nonce = RandomNumberGenerator.GetBytes(16);
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(HandshakeTimeout);
+                timeout.CancelAfter(handshakeTimeout);
                 var stream = new NetworkStream(socket, ownsSocket: false);
                 await stream.WriteAsync(Frame(FrameType.Sync, 0, nonce), timeout.Token);
                 var reader = new BufferedStream(stream, 64 * 1024);
                 await SkipToAsync(reader, Frame(FrameType.Hello, 0, [.. Greeting, .. nonce]), timeout.Token);
-                return new Session(socket, reader);
+                return new Session(machine, socket, reader);
             }
             catch (Exception exception) when (exception is IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
                 socket.Dispose();
-                throw new GuestException("The micro-VM's guest agent does not answer.", exception);
+                throw new GuestAgentUnavailableException($"The {machine}'s guest agent does not answer.", exception);
             }
         }
 
@@ -175,7 +176,7 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
             catch (Exception exception) when (exception is IOException or SocketException or ObjectDisposedException)
             {
                 _processes.TryRemove(id, out _);
-                throw new GuestException("The micro-VM's guest agent went away.", exception);
+                throw new GuestException($"The {_machine}'s guest agent went away.", exception);
             }
             catch
             {
@@ -266,7 +267,7 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
             }
             catch (Exception exception) when (exception is IOException or SocketException or ObjectDisposedException or EndOfStreamException)
             {
-                // QEMU went away, or the session is disposed.
+                // The agent (or the QEMU or sandbox it runs in) went away, or the session is disposed.
             }
             finally
             {
@@ -380,7 +381,7 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
 
         internal void Lost()
         {
-            Started.TrySetException(new GuestException("The micro-VM's guest agent went away."));
+            Started.TrySetException(new GuestException("The guest agent went away."));
             Close(LostExitCode);
         }
 
@@ -424,3 +425,6 @@ internal sealed class MicroVmGuestAgent(Func<string> socketPath) : IAsyncDisposa
         }
     }
 }
+
+/// <summary>No session could be had with a machine's guest agent: it does not listen, or does not answer.</summary>
+public sealed class GuestAgentUnavailableException(string message, Exception inner) : GuestException(message, inner);
