@@ -77,7 +77,7 @@ public sealed partial class MicroVmTests
         await using var writer = await machine.Vm!.StartAsync(new GuestCommand(["/bin/sh", "-c", "i=1; while [ $i -le 100 ]; do echo console tick $i > /dev/console; i=$((i + 1)); sleep 0.1; done"]), Timeout());
 
         var seen = new StringBuilder();
-        await foreach (var chunk in machine.Vm.ReadLogsAsync(5, follow: true, Timeout()))
+        await foreach (var chunk in machine.Vm.ReadLogsAsync(new LogQuery(5, Follow: true), Timeout()))
         {
             Assert.Equal("console", chunk.Stream);
             seen.Append(Encoding.UTF8.GetString(chunk.Data.Span));
@@ -151,7 +151,7 @@ public sealed partial class MicroVmTests
         static async Task<string> LogsAsync(MicroVm vm)
         {
             var text = new StringBuilder();
-            await foreach (var chunk in vm.ReadLogsAsync(null, follow: false, Timeout()))
+            await foreach (var chunk in vm.ReadLogsAsync(new LogQuery(), Timeout()))
             {
                 text.Append(Encoding.UTF8.GetString(chunk.Data.Span));
             }

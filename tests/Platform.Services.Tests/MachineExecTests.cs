@@ -195,6 +195,31 @@ public sealed class MachineExecTests(PlatformStack stack, Xunit.Abstractions.ITe
     }
 
     [Fact]
+    public async Task Logs_since_a_time_leave_out_what_was_written_before_it_while_the_machine_runs_and_after_it_is_destroyed()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = new[] { "/bin/sh", "-c", "echo early; sleep 5; echo late; sleep 600" } });
+        await tenant.WaitForMachineAsync(id, "running");
+        await Eventually.TrueAsync(async () => (await tenant.GetStringAsync($"/api/v1/machines/{id}/logs")).Contains("early", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the machine wrote its first line");
+        // Its host notes the logs' sizes every second: by this time it has noted the first line.
+        var between = (DateTimeOffset.UtcNow + TimeSpan.FromSeconds(1.5)).UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture);
+        await Eventually.TrueAsync(async () => (await tenant.GetStringAsync($"/api/v1/machines/{id}/logs")).Contains("late", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the machine wrote its second line");
+
+        var whileRunning = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs?since={between}");
+        var lastHour = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs?since=1h");
+        await Problems.AssertAsync(await tenant.GetAsync($"/api/v1/machines/{id}/logs?since=yesterday"), HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
+        var afterDestroy = await tenant.GetStringAsync($"/api/v1/machines/{id}/logs?since={between}");
+
+        Assert.Equal("late\n", whileRunning);
+        Assert.Equal("early\nlate\n", lastHour);
+        Assert.Equal("late\n", afterDestroy);
+    }
+
+    [Fact]
     public async Task A_machines_logs_outlive_it_on_its_host_after_it_exits_and_after_it_is_destroyed()
     {
         using var admin = await stack.AdminAsync();

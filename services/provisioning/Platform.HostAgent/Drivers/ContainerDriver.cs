@@ -201,7 +201,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
 
         public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => _docker.ExecAsync(_id, command, cancellationToken);
 
-        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => _docker.ReadLogsAsync(_id, tailLines, follow, cancellationToken);
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => _docker.ReadLogsAsync(_id, query, cancellationToken);
 
         public string? Accelerator => null;
 

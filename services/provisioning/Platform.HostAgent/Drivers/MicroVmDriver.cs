@@ -402,7 +402,7 @@ public sealed class MicroVmDriver(
         /// <summary>Through the guest agent, over the VM's virtio-serial port: never its network.</summary>
         public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => vm.StartAsync(command, cancellationToken);
 
-        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => vm.ReadLogsAsync(tailLines, follow, cancellationToken);
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => vm.ReadLogsAsync(query, cancellationToken);
 
         /// <summary>Where its guest answers: its own namespace while its tap has the gateway's address, then its segment.</summary>
         public NetworkNamespace ReachableFrom

@@ -88,7 +88,7 @@ public sealed class SandboxDriver : IMachineDriver
     /// <summary>Measured by its cgroups; its network is its own namespace, a port of its tenant's segment when it has an address.</summary>
     private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
     {
-        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) => process.ReadLogsAsync(tailLines, follow, cancellationToken);
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => process.ReadLogsAsync(query, cancellationToken);
 
         /// <summary>A machine is running from the moment its sandbox's namespaces exist; a command waits (briefly) for its root to be made.</summary>
         public async Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken)

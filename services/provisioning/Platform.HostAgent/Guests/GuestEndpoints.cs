@@ -43,17 +43,20 @@ public static partial class GuestEndpoints
     }
 
     /// <summary>
-    /// What the machine's main process wrote: its last <c>tail</c> lines per stream (all that is kept when absent), then,
-    /// with <c>follow=true</c>, what it writes next until it ends. Plain text (stdout and stderr as they come), or events
-    /// (<c>stdout</c>, <c>stderr</c>, then <c>end</c>) with <c>Accept: text/event-stream</c>.
+    /// What the machine's main process wrote: since <c>since</c> (a time, or a duration back from now; all that is kept
+    /// when absent), its last <c>tail</c> lines per stream (all when absent), then, with <c>follow=true</c>, what it writes
+    /// next until it ends. Plain text (stdout and stderr as they come), or events (<c>stdout</c>, <c>stderr</c>, then
+    /// <c>end</c>) with <c>Accept: text/event-stream</c>.
     /// </summary>
-    private static async Task LogsAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, KeptLogs kept, HostIdentity host, bool? follow, int? tail)
+    private static async Task LogsAsync(Guid machineId, HttpContext http, GrantKeys keys, HostMachines machines, KeptLogs kept, HostIdentity host, TimeProvider time, bool? follow, int? tail, string? since)
     {
         var grant = await AuthorizeAsync(http, machineId, write: false, keys, host);
         if (tail is < 0 or > 100_000)
         {
             throw Problems.Invalid("tail", "must be between 0 and 100000 lines");
         }
+
+        var query = new LogQuery(tail, follow ?? false, since is null ? null : SinceOf(since, time.GetUtcNow()));
 
         IMachineLogs logs;
         if (RunningOf(machineId, grant, machines) is { } running)
@@ -77,7 +80,7 @@ public static partial class GuestEndpoints
         var decoders = new Dictionary<string, Decoder>();
         try
         {
-            await foreach (var chunk in logs.ReadLogsAsync(tail, follow ?? false, http.RequestAborted))
+            await foreach (var chunk in logs.ReadLogsAsync(query, http.RequestAborted))
             {
                 if (events)
                 {
@@ -616,6 +619,24 @@ public static partial class GuestEndpoints
         processes.Find(machineId, processId) ?? throw Problems.NotFound("process");
 
     /// <summary>Checks the request's grant, and that the machine runs here and can be entered.</summary>
+    /// <summary><c>since</c>: an RFC 3339 time (<c>2026-12-07T14:00:00Z</c>) or a duration back from now (<c>90s</c>, <c>15m</c>, <c>2h</c>, <c>1d</c>).</summary>
+    private static DateTimeOffset SinceOf(string since, DateTimeOffset now)
+    {
+        if (SinceDuration().Match(since) is { Success: true } duration)
+        {
+            var amount = long.Parse(duration.Groups[1].Value, CultureInfo.InvariantCulture);
+            var unit = duration.Groups[2].Value switch { "s" => TimeSpan.FromSeconds(1), "m" => TimeSpan.FromMinutes(1), "h" => TimeSpan.FromHours(1), _ => TimeSpan.FromDays(1) };
+            return amount <= 36_500 * TimeSpan.TicksPerDay / unit.Ticks ? now - amount * unit : DateTimeOffset.UnixEpoch;
+        }
+
+        return DateTimeOffset.TryParse(since, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) && since.Contains('T', StringComparison.Ordinal)
+            ? at
+            : throw Problems.Invalid("since", "is an RFC 3339 time (2026-12-07T14:00:00Z) or a duration back from now: a number and s, m, h or d (90s, 15m, 2h, 1d)");
+    }
+
+    [GeneratedRegex("^([0-9]{1,9})([smhd])$")]
+    private static partial Regex SinceDuration();
+
     private static async Task<(MachineGrant Grant, LaunchMachine Launch, IGuestAccess Access)> EnterAsync(HttpContext http, Guid machineId, bool write, GrantKeys keys, HostMachines machines, HostIdentity host)
     {
         var grant = await AuthorizeAsync(http, machineId, write, keys, host);

@@ -44,18 +44,19 @@ public sealed class KeptLogs
         }
 
         Sweep();
-        var streams = new Dictionary<string, MemoryStream>();
+        var streams = new Dictionary<string, List<LogChunk>>();
         using var patience = new CancellationTokenSource(ReadPatience);
         try
         {
-            await foreach (var chunk in logs.ReadLogsAsync(tailLines: null, follow: false, patience.Token))
+            await foreach (var chunk in logs.ReadLogsAsync(new LogQuery(), patience.Token))
             {
                 if (!streams.TryGetValue(chunk.Stream, out var kept))
                 {
-                    streams[chunk.Stream] = kept = new MemoryStream();
+                    streams[chunk.Stream] = kept = [];
                 }
 
-                kept.Write(chunk.Data.Span);
+                // The reader's buffer may be reused for the next chunk.
+                kept.Add(chunk with { Data = chunk.Data.ToArray() });
             }
         }
         catch (Exception exception) when (exception is OperationCanceledException or IOException or InvalidOperationException or Provisioning.Drivers.Container.ContainerEngineException)
@@ -68,8 +69,8 @@ public sealed class KeptLogs
         await File.WriteAllTextAsync(Path.Combine(staging, TenantFile), tenantId.ToString());
         foreach (var (stream, kept) in streams.Where(s => StreamOrder.Contains(s.Key)))
         {
-            var bytes = kept.GetBuffer().AsMemory(0, (int)kept.Length);
-            await File.WriteAllBytesAsync(Path.Combine(staging, stream + StreamSuffix), bytes[Math.Max(0, bytes.Length - MaxBytesPerStream)..].ToArray());
+            // With the times its chunks carry: `since` reads kept logs as it reads live ones.
+            await LogFiles.WriteAsync(Path.Combine(staging, stream + StreamSuffix), kept, MaxBytesPerStream, _time.GetUtcNow());
         }
 
         // Replaced whole: a reader sees the last stop's logs or the one before, never half of each.
@@ -127,7 +128,7 @@ public sealed class KeptLogs
 
     private sealed class Kept(IReadOnlyList<(string Stream, string Path)> files) : IMachineLogs
     {
-        public IAsyncEnumerable<LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) =>
-            LogFiles.ReadAsync(files, tailLines, follow: false, Task.CompletedTask, cancellationToken);
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) =>
+            LogFiles.ReadAsync(files, query with { Follow = false }, Task.CompletedTask, cancellationToken);
     }
 }

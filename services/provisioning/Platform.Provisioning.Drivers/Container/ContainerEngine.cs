@@ -224,18 +224,26 @@ public sealed partial class ContainerEngine : IDisposable
         return process;
     }
 
-    /// <summary>What the container's main process wrote, its last <paramref name="tailLines"/> lines first (all when null), then, when <paramref name="follow"/>, what it writes until it ends.</summary>
-    public async IAsyncEnumerable<LogChunk> ReadLogsAsync(string container, int? tailLines, bool follow, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>
+    /// What the container's main process wrote (<paramref name="query"/>: since when, its last lines), then, when
+    /// following, what it writes until it ends. The engine dates each line (<c>timestamps</c>): the date is taken off the
+    /// line and becomes its chunk's <see cref="LogChunk.WrittenBy"/>, and lines from before <see cref="LogQuery.Since"/>
+    /// are left out (the engine's own <c>since</c> counts whole seconds).
+    /// </summary>
+    public async IAsyncEnumerable<LogChunk> ReadLogsAsync(string container, LogQuery query, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var parameters = new ContainerLogsParameters
         {
             ShowStdout = true,
             ShowStderr = true,
-            Follow = follow,
-            Tail = tailLines?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "all",
+            Follow = query.Follow,
+            Timestamps = true,
+            Since = query.Since?.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Tail = query.TailLines?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "all",
         };
         using var stream = await CallAsync($"GET /containers/{Checked(container)}/logs", () => _docker.Containers.GetContainerLogsAsync(container, tty: false, parameters, cancellationToken), cancellationToken);
         var buffer = new byte[64 * 1024];
+        var lines = new Dictionary<MultiplexedStream.TargetStream, DatedLines>();
         while (true)
         {
             MultiplexedStream.ReadResult read;
@@ -253,7 +261,15 @@ public sealed partial class ContainerEngine : IDisposable
                 yield break;
             }
 
-            yield return new LogChunk(read.Target == MultiplexedStream.TargetStream.StandardError ? "stderr" : "stdout", buffer.AsSpan(0, read.Count).ToArray());
+            var name = read.Target == MultiplexedStream.TargetStream.StandardError ? "stderr" : "stdout";
+            var dated = lines.TryGetValue(read.Target, out var known) ? known : lines[read.Target] = new DatedLines();
+            foreach (var (data, writtenAt) in dated.Split(buffer.AsSpan(0, read.Count)))
+            {
+                if (query.Since is not { } since || writtenAt is not { } at || at > since)
+                {
+                    yield return new LogChunk(name, data, writtenAt);
+                }
+            }
         }
     }
 
@@ -357,5 +373,47 @@ public sealed partial class ContainerEngine : IDisposable
     private sealed class Progress(Action<ContainerStatsResponse> report) : IProgress<ContainerStatsResponse>
     {
         public void Report(ContainerStatsResponse value) => report(value);
+    }
+}
+
+/// <summary>
+/// One stream of the engine's dated log lines (<c>2026-12-07T14:48:03.123456789Z text…</c>): each line without its date,
+/// with the date parsed. A line may come in several reads; its date is at its start.
+/// </summary>
+internal sealed class DatedLines
+{
+    private readonly List<byte> _date = [];
+    private bool _inLine;
+    private DateTimeOffset? _writtenAt;
+
+    public IEnumerable<(byte[] Data, DateTimeOffset? WrittenAt)> Split(ReadOnlySpan<byte> read)
+    {
+        var pieces = new List<(byte[], DateTimeOffset?)>();
+        while (read.Length > 0)
+        {
+            if (!_inLine)
+            {
+                var space = read.IndexOf((byte)' ');
+                if (space < 0)
+                {
+                    _date.AddRange(read);
+                    break;
+                }
+
+                _date.AddRange(read[..space]);
+                _writtenAt = DateTimeOffset.TryParse(System.Text.Encoding.ASCII.GetString([.. _date]), System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at) ? at : null;
+                _date.Clear();
+                _inLine = true;
+                read = read[(space + 1)..];
+            }
+
+            var end = read.IndexOf((byte)'\n');
+            var piece = end < 0 ? read : read[..(end + 1)];
+            pieces.Add((piece.ToArray(), _writtenAt));
+            read = read[piece.Length..];
+            _inLine = end < 0;
+        }
+
+        return pieces;
     }
 }

@@ -47,7 +47,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
         ProcessId = process.Id;
         var reading = Task.WhenAll(DrainAsync(process.StandardOutput, null), DrainAsync(process.StandardError, _errors));
         Exited = WatchAsync(reading);
-        _ = Guests.LogFiles.TrimAsync(() => [SerialLogPath], MaxSerialLogBytes, Exited, _trimming.Token);
+        _ = Guests.LogFiles.WatchAsync(() => [SerialLogPath], MaxSerialLogBytes, Exited, _trimming.Token);
     }
 
     /// <summary>A QEMU that a previous process of the agent started and that still runs: watched through /proc, since it is not this process's child.</summary>
@@ -61,7 +61,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
         _memoryFile = memoryFile;
         ProcessId = qemu.Id;
         Exited = WatchAdoptedAsync(qemu);
-        _ = Guests.LogFiles.TrimAsync(() => [SerialLogPath], MaxSerialLogBytes, Exited, _trimming.Token);
+        _ = Guests.LogFiles.WatchAsync(() => [SerialLogPath], MaxSerialLogBytes, Exited, _trimming.Token);
     }
 
     internal static MicroVm Adopted(MicroVmSpec spec, string accelerator, Processes.HostProcess qemu, string? memoryFile, MicroVmCgroup? cgroup, IdRanges? ids) =>
@@ -105,11 +105,11 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     /// What the guest printed on its serial console (kernel, init, whatever writes to <c>/dev/console</c>), as the stream
     /// <c>console</c>, with a terminal's <c>\r\n</c> line ends made <c>\n</c>.
     /// </summary>
-    public async IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(Guests.LogQuery query, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         // A '\r' that ends one chunk is held back until the next tells whether a '\n' follows it.
         var heldReturn = false;
-        await foreach (var chunk in Guests.LogFiles.ReadAsync([("console", SerialLogPath)], tailLines, follow, Exited, cancellationToken))
+        await foreach (var chunk in Guests.LogFiles.ReadAsync([("console", SerialLogPath)], query, Exited, cancellationToken))
         {
             var text = new List<byte>(chunk.Data.Length + 1);
             foreach (var b in chunk.Data.Span)

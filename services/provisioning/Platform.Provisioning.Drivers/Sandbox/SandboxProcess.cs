@@ -47,7 +47,7 @@ public sealed class SandboxProcess : IAsyncDisposable
         _cgroups = cgroups;
         _runDirectory = runDirectory;
         _exited = child is not null ? child.WaitForExitAsync() : shell.WaitForExitAsync(CancellationToken.None);
-        _ = Guests.LogFiles.TrimAsync(() => [Path.Combine(_runDirectory, OutputFile), Path.Combine(_runDirectory, ErrorsFile)], MaxOutputFileBytes, _exited, _trimming.Token);
+        _ = Guests.LogFiles.WatchAsync(() => [Path.Combine(_runDirectory, OutputFile), Path.Combine(_runDirectory, ErrorsFile)], MaxOutputFileBytes, _exited, _trimming.Token);
     }
 
     internal static SandboxProcess Started(SandboxSpec spec, Process child, Cgroups cgroups, IdRanges idRanges, string runDirectory, bool withGuestAgent) =>
@@ -163,12 +163,12 @@ public sealed class SandboxProcess : IAsyncDisposable
     public string Errors => Tail(ErrorsFile);
 
     /// <summary>
-    /// What the command wrote: the last <paramref name="tailLines"/> lines of its output, then of its errors (all that is
-    /// kept when null), then, when <paramref name="follow"/>, what it writes next, until it ends. Its output files are
+    /// What the command wrote (<paramref name="query"/>: since when, its last lines), its output, then its errors, then,
+    /// when following, what it writes next, until it ends. Its output files are
     /// emptied when they grow past 1 MiB: a follower then starts them again from their beginning.
     /// </summary>
-    public IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(int? tailLines, bool follow, CancellationToken cancellationToken) =>
-        Guests.LogFiles.ReadAsync([("stdout", Path.Combine(_runDirectory, OutputFile)), ("stderr", Path.Combine(_runDirectory, ErrorsFile))], tailLines, follow, _exited, cancellationToken);
+    public IAsyncEnumerable<Guests.LogChunk> ReadLogsAsync(Guests.LogQuery query, CancellationToken cancellationToken) =>
+        Guests.LogFiles.ReadAsync([("stdout", Path.Combine(_runDirectory, OutputFile)), ("stderr", Path.Combine(_runDirectory, ErrorsFile))], query, _exited, cancellationToken);
 
     /// <summary>Ends everything of the sandbox and waits for it; its run directory (its output) stays until it is disposed.</summary>
     public async Task KillAsync()

@@ -49,8 +49,9 @@ enum {
 #define HEADER 9
 /* A START carries at most 256 KiB of arguments and environment; nothing the host sends is larger. */
 #define MAX_FRAME (1024 * 1024)
-/* One frame per write: the port takes up to 32 KiB in one piece. */
+/* One frame per write: the port takes up to 32 KiB in one piece; a sandbox's socket takes frames up to the host's 64 KiB. */
 #define CHUNK (16 * 1024)
+#define SOCKET_CHUNK (60 * 1024)
 #define MAX_PROCESSES 64
 /* Past this much unwritten input the agent stops reading the port until a command takes some. */
 #define MAX_PENDING_INPUT (4 * 1024 * 1024)
@@ -68,6 +69,7 @@ struct process {
 };
 
 static int port = -1;
+static size_t chunk = CHUNK;
 /* In a sandbox: where hosts connect, and the sandbox's main process. */
 static int listener = -1;
 static pid_t main_pid;
@@ -88,7 +90,7 @@ static uint32_t get32(const unsigned char *p)
 /* Blocks while no host is connected: the port takes writes only then. */
 static void send_frame(int type, uint32_t id, const void *data, size_t length)
 {
-    unsigned char buffer[HEADER + CHUNK];
+    unsigned char buffer[HEADER + SOCKET_CHUNK];
     size_t done = 0;
     put32(buffer, (uint32_t)length);
     buffer[4] = (unsigned char)type;
@@ -151,8 +153,8 @@ static void kill_all(void)
 /* Sends what a stream has now; returns 0 at its end (or on an error), 1 if it may have more. */
 static int relay(struct process *p, int *fd, int type)
 {
-    char buffer[CHUNK];
-    ssize_t length = read(*fd, buffer, sizeof buffer);
+    char buffer[SOCKET_CHUNK];
+    ssize_t length = read(*fd, buffer, chunk);
     if (length > 0) {
         send_frame(type, p->id, buffer, (size_t)length);
         return 1;
@@ -555,6 +557,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (sandbox) {
+        chunk = SOCKET_CHUNK;
         /* Nothing the sandbox's start left open goes on to its processes. */
         if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
             for (int fd = 3; fd < 1024; fd++)
