@@ -32,7 +32,7 @@ public class SandboxExecTests
 
         Assert.Equal(0, code);
         // The agent is the sandbox's pid 2 (bubblewrap's init is 1); from outside, the parent is the bubblewrap that confined it.
-        Assert.StartsWith(_withGuestAgent ? $"2\n{SandboxRunner.GuestAgentInside} --socket " : "", output, StringComparison.Ordinal);
+        Assert.StartsWith(_withGuestAgent ? $"2\n{Platform.Provisioning.Drivers.Guests.GuestAgent.Inside} --socket " : "", output, StringComparison.Ordinal);
         Assert.Equal(!_withGuestAgent, output.Contains("\n/usr/bin/bwrap --bind / / ", StringComparison.Ordinal));
     }
 
@@ -46,7 +46,7 @@ public class SandboxExecTests
         var (code, output, _) = await RunAsync(adopted, new GuestCommand(["/bin/sh", "-c", "tr '\\0' ' ' </proc/$PPID/cmdline"]));
 
         Assert.Equal(0, code);
-        Assert.StartsWith(_withGuestAgent ? SandboxRunner.GuestAgentInside : "/usr/bin/bwrap --bind / / ", output, StringComparison.Ordinal);
+        Assert.StartsWith(_withGuestAgent ? Platform.Provisioning.Drivers.Guests.GuestAgent.Inside : "/usr/bin/bwrap --bind / / ", output, StringComparison.Ordinal);
     }
 
     [Fact]

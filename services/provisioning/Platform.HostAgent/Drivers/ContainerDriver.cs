@@ -92,7 +92,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             var spec = new ContainerSpec(name, image.ID, launch.Command,
                 new Dictionary<string, string> { [MachineIdLabel] = launch.MachineId.ToString(), [TenantIdLabel] = launch.TenantId.ToString() },
                 new ContainerLimits(launch.Shape.MemoryMiB * 1024L * 1024, launch.Shape.Vcpus, options.MaxProcesses),
-                options.Network, launch.Name, options.CgroupParent, options.UserNamespace);
+                options.Network, launch.Name, options.CgroupParent, options.UserNamespace, GuestAgent.Built());
             var id = await docker.CreateContainerAsync(spec, cancellationToken);
             try
             {
@@ -182,6 +182,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
     {
         private readonly ContainerEngine _docker;
         private readonly string _id;
+        private readonly ContainerGuest _guest;
         private readonly ILogger _logger;
         private readonly CancellationTokenSource _watching = new();
         private int _disposed;
@@ -190,6 +191,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
         {
             _docker = docker;
             _id = inspection.ID;
+            _guest = new ContainerGuest(docker, inspection);
             _logger = logger;
             Network = inspection.NetworkSettings.PrimaryEndpoint() is { IPAddress: { } address } endpoint
                 ? new NetworkAttachment(inspection.NetworkSettings.SandboxKey ?? "", address, (int)endpoint.IPPrefixLen, endpoint.Gateway ?? "", endpoint.MacAddress ?? "")
@@ -199,7 +201,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
 
         public NetworkAttachment? Network { get; }
 
-        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => _docker.ExecAsync(_id, command, cancellationToken);
+        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => _guest.StartAsync(command, cancellationToken);
 
         public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => _docker.ReadLogsAsync(_id, query, cancellationToken);
 
@@ -239,6 +241,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
                 _logger.LogWarning("Cannot remove container {Container}: {Reason}", _id, unanswered.Message);
             }
 
+            await _guest.DisposeAsync();
             await _watching.CancelAsync();
             await Exited;
             _watching.Dispose();

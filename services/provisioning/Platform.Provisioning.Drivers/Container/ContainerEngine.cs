@@ -52,12 +52,14 @@ public sealed partial class ContainerEngine : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(spec.Limits.MemoryBytes, 6L * 1024 * 1024, nameof(spec));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(spec.Limits.Cpus, nameof(spec));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(spec.Limits.MaxProcesses, nameof(spec));
+        var entry = spec.GuestAgent is { } agent ? await GuestAgentEntryAsync(spec, agent, cancellationToken) : null;
         var parameters = new CreateContainerParameters
         {
             Name = Checked(spec.Name),
             Image = spec.Image,
             Hostname = spec.Hostname,
-            Cmd = spec.Command?.ToList(),
+            Entrypoint = entry?.Entrypoint,
+            Cmd = entry?.Command ?? spec.Command?.ToList(),
             Labels = spec.Labels.ToDictionary(),
             HostConfig = new HostConfig
             {
@@ -83,9 +85,29 @@ public sealed partial class ContainerEngine : IDisposable
                 Tmpfs = new Dictionary<string, string> { ["/tmp"] = FormattableString.Invariant($"rw,nosuid,nodev,mode=1777,size={TmpSizeBytes(spec.Limits)}") },
                 NetworkMode = spec.NetworkMode,
                 CgroupParent = spec.CgroupParent,
+                Binds = entry is null ? null : [$"{spec.GuestAgent}:{GuestAgent.Inside}:ro"],
             },
         };
         return (await CallAsync("POST /containers/create", () => _docker.Containers.CreateContainerAsync(parameters, cancellationToken), cancellationToken)).ID;
+    }
+
+    /// <summary>
+    /// The guest agent in front of what the image runs: its entrypoint and command (the spec's, or the image's) become the
+    /// agent's command. None when the image runs as a user other than root (the agent could not run commands as root
+    /// then), or has nothing to run.
+    /// </summary>
+    private async Task<(List<string> Entrypoint, List<string> Command)?> GuestAgentEntryAsync(ContainerSpec spec, string agent, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(agent);
+        var image = await CallAsync($"GET /images/{spec.Image}/json", () => _docker.Images.InspectImageAsync(spec.Image, cancellationToken), cancellationToken);
+        var command = spec.Command?.ToList() ?? image.Config?.Cmd?.ToList() ?? [];
+        var entrypoint = image.Config?.Entrypoint?.ToList() ?? [];
+        if (image.Config?.User is { Length: > 0 } user && user is not ("root" or "0" or "0:0" or "root:root") || entrypoint.Count + command.Count == 0)
+        {
+            return null;
+        }
+
+        return ([GuestAgent.Inside, "--socket", GuestAgent.SocketName(spec.Name), "--", .. entrypoint], command);
     }
 
     /// <summary>The size of a container's /tmp: a quarter of its memory, as a sandbox's.</summary>
@@ -227,7 +249,7 @@ public sealed partial class ContainerEngine : IDisposable
     /// <summary>
     /// What the container's main process wrote (<paramref name="query"/>: since when, its last lines), then, when
     /// following, what it writes until it ends. The engine dates each line (<c>timestamps</c>): the date is taken off the
-    /// line and becomes its chunk's <see cref="LogChunk.WrittenBy"/>, and lines from before <see cref="LogQuery.Since"/>
+    /// line and becomes its chunk's <see cref="LogChunk.WrittenBy"/>, and lines written by <see cref="LogQuery.Since"/>
     /// are left out (the engine's own <c>since</c> counts whole seconds).
     /// </summary>
     public async IAsyncEnumerable<LogChunk> ReadLogsAsync(string container, LogQuery query, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
@@ -378,7 +400,7 @@ public sealed partial class ContainerEngine : IDisposable
 
 /// <summary>
 /// One stream of the engine's dated log lines (<c>2026-12-07T14:48:03.123456789Z text…</c>): each line without its date,
-/// with the date parsed. A line may come in several reads; its date is at its start.
+/// with the time it was written by. A line may come in several reads; its date is at its start.
 /// </summary>
 internal sealed class DatedLines
 {
@@ -401,7 +423,11 @@ internal sealed class DatedLines
                 }
 
                 _date.AddRange(read[..space]);
-                _writtenAt = DateTimeOffset.TryParse(System.Text.Encoding.ASCII.GetString([.. _date]), System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at) ? at : null;
+                var date = System.Text.Encoding.ASCII.GetString([.. _date]);
+                // Docker dates to the nanosecond; podman 4 to the second, whose line may come up to a second later.
+                _writtenAt = DateTimeOffset.TryParse(date, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)
+                    ? date.Contains('.', StringComparison.Ordinal) ? at : at.AddSeconds(1)
+                    : null;
                 _date.Clear();
                 _inLine = true;
                 read = read[(space + 1)..];

@@ -17,8 +17,46 @@ namespace Platform.Provisioning.Drivers.Guests;
 /// <param name="machine">What the agent runs in, for messages ("micro-VM", "sandbox").</param>
 /// <param name="connect">Opens a connection to the agent.</param>
 /// <param name="handshakeTimeout">How long the agent has to answer a new connection.</param>
-internal sealed class GuestAgent(string machine, Func<CancellationToken, Task<Socket>> connect, TimeSpan handshakeTimeout) : IAsyncDisposable
+public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Socket>> connect, TimeSpan handshakeTimeout) : IAsyncDisposable
 {
+    /// <summary>Where a sandbox or container sees its guest agent (read-only, bound from the host's file).</summary>
+    public const string Inside = "/.platform/guest-agent";
+
+    /// <summary>The guest agent the build put next to these drivers (their project compiles it with gcc).</summary>
+    public static string Built()
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "platform-guest-agent");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"The guest agent is not at {path}: the build of Platform.Provisioning.Drivers makes it with gcc (apt-get install gcc libc6-dev).", path);
+    }
+
+    /// <summary>The abstract unix socket the guest agent of the machine named <paramref name="name"/> listens on, in the machine's network namespace.</summary>
+    public static string SocketName(string name) => "platform-guest-agent-" + name;
+
+    /// <summary>
+    /// Connects to the guest agent of the process <paramref name="processId"/>'s machine, on its abstract socket in the
+    /// process's network namespace, and talks only to a listener that <paramref name="isInside"/> says is inside it (the
+    /// agent, or the machine's own code, which gains nothing by standing in).
+    /// </summary>
+    public static async Task<Socket> ConnectInsideAsync(int processId, string socketName, Func<int, bool> isInside, CancellationToken cancellationToken)
+    {
+        var socket = await Networking.NetworkNamespace.OfProcess(processId).ConnectAbstractAsync(socketName, cancellationToken);
+        try
+        {
+            var credentials = new byte[12];
+            socket.GetRawSocketOption(SolSocket, SoPeerCredentials, credentials);
+            var listener = BitConverter.ToInt32(credentials, 0);
+            return isInside(listener) ? socket : throw new IOException($"the socket's listener (pid {listener}) is not in the machine");
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private const int SolSocket = 1;
+    private const int SoPeerCredentials = 17;
+
     private readonly SemaphoreSlim _connecting = new(1, 1);
     private Session? _session;
     private int _disposed;

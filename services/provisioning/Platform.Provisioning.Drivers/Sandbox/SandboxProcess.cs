@@ -19,8 +19,6 @@ public sealed class SandboxProcess : IAsyncDisposable
     private const int MaxKeptOutput = 64 * 1024;
     /// <summary>A command may write for days: past this its output files are emptied (their last bytes are what tells why it ended).</summary>
     private const long MaxOutputFileBytes = 1024 * 1024;
-    private const int SolSocket = 1;
-    private const int SoPeerCredentials = 17;
 
     /// <summary>A native agent answers at once; one that takes longer is not one to wait for.</summary>
     private static readonly TimeSpan GuestAgentHandshakeTimeout = TimeSpan.FromSeconds(2);
@@ -59,7 +57,7 @@ public sealed class SandboxProcess : IAsyncDisposable
         var adopted = new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory, withGuestAgent: false);
         var first = adopted.InsideProcessId is { } inside ? FirstChildOf(inside) : null;
         var commandLine = first is { } pid && File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline") : "";
-        return commandLine.StartsWith(SandboxRunner.GuestAgentInside + "\0--socket\0", StringComparison.Ordinal)
+        return commandLine.StartsWith(Guests.GuestAgent.Inside + "\0--socket\0", StringComparison.Ordinal)
             ? new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory, withGuestAgent: true)
             : adopted;
     }
@@ -110,27 +108,9 @@ public sealed class SandboxProcess : IAsyncDisposable
             throw new IOException("the sandbox has no process running");
         }
 
-        var socket = await Networking.NetworkNamespace.OfProcess(inside).ConnectAbstractAsync(SandboxRunner.GuestAgentSocket(Spec.Id), cancellationToken);
-        try
-        {
-            var credentials = new byte[12];
-            socket.GetRawSocketOption(SolSocket, SoPeerCredentials, credentials);
-            var listener = BitConverter.ToInt32(credentials, 0);
-            var memberOf = File.Exists($"/proc/{listener}/cgroup") ? File.ReadAllText($"/proc/{listener}/cgroup") : "";
-            if (!memberOf.Contains($"/{Cgroups.Parent}/{Spec.Id}", StringComparison.Ordinal))
-            {
-                throw new IOException($"the socket's listener (pid {listener}) is not in the sandbox");
-            }
-
-            return socket;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
+        return await Guests.GuestAgent.ConnectInsideAsync(inside, SandboxRunner.GuestAgentSocket(Spec.Id), listener =>
+            File.Exists($"/proc/{listener}/cgroup") && File.ReadAllText($"/proc/{listener}/cgroup").Contains($"/{Cgroups.Parent}/{Spec.Id}", StringComparison.Ordinal), cancellationToken);
     }
-
 
     /// <summary>Waits until the sandbox <see cref="IsSetUp"/> (true) or its command has ended or the time is up (false).</summary>
     public async Task<bool> WaitUntilSetUpAsync(TimeSpan timeout, CancellationToken cancellationToken)

@@ -18,8 +18,6 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 {
     private const string SeccompFile = "seccomp.bpf";
 
-    /// <summary>Where a sandbox sees its guest agent (read-only, bound from the host's file).</summary>
-    public const string GuestAgentInside = "/.platform/guest-agent";
 
     /// <summary>
     /// The capabilities a sandbox's root keeps, in its own user namespace only (Docker's default set less MKNOD and
@@ -45,7 +43,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 
     private readonly string _runDirectory = runDirectory ?? Path.Combine(Path.GetTempPath(), "platform-sandboxes");
 
-    private readonly string? _guestAgent = withGuestAgent ? BuiltGuestAgent() : null;
+    private readonly string? _guestAgent = withGuestAgent ? Guests.GuestAgent.Built() : null;
 
     public Cgroups Cgroups => cgroups;
 
@@ -161,15 +159,8 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 
     private string RunDirectoryOf(string id) => Path.Combine(_runDirectory, id);
 
-    /// <summary>The guest agent the build put next to these drivers (their project compiles it with gcc).</summary>
-    private static string BuiltGuestAgent()
-    {
-        var path = Path.Combine(AppContext.BaseDirectory, "platform-guest-agent");
-        return File.Exists(path) ? path : throw new FileNotFoundException($"The guest agent is not at {path}: the build of Platform.Provisioning.Drivers makes it with gcc (apt-get install gcc libc6-dev).", path);
-    }
-
     /// <summary>The abstract unix socket a sandbox's guest agent listens on, in the sandbox's network namespace.</summary>
-    internal static string GuestAgentSocket(string id) => "platform-guest-agent-" + id;
+    internal static string GuestAgentSocket(string id) => Guests.GuestAgent.SocketName(id);
 
     /// <summary>
     /// How the sandbox's shell starts it: into its network (as host root, the only step that is), then as an unprivileged
@@ -232,8 +223,8 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         {
             yield return "--ro-bind-fd";
             yield return "7";
-            yield return GuestAgentInside;
-            command = [GuestAgentInside, "--socket", GuestAgentSocket(spec.Id), "--", .. spec.Command];
+            yield return Guests.GuestAgent.Inside;
+            command = [Guests.GuestAgent.Inside, "--socket", GuestAgentSocket(spec.Id), "--", .. spec.Command];
         }
 
         foreach (var argument in Confined(spec.Environment, command, (0, 0)))

@@ -10,11 +10,13 @@
  * or FAILED, then OUTPUT and ERRORS as the command writes and EXITED (128 + signal when a signal ended it) once it
  * has ended and its output is read.
  *
- * In a sandbox (--socket NAME -- COMMAND...) it is the sandbox's first process, confined as the sandbox is: it runs
- * COMMAND as the sandbox's main process and ends as that does, and hosts connect to the abstract unix socket NAME of
- * the sandbox's network namespace, where only the host (it enters the namespace) and the sandbox's own processes
- * reach it; a new connection is a new session. Commands it forks are in the sandbox's namespaces and cgroups and
- * under its seccomp filter and capability bounds by birth: exec costs one fork, not a chain of setns and execs.
+ * In a sandbox or a container (--socket NAME -- COMMAND...) it is the machine's first process, confined as the machine
+ * is: it runs COMMAND as the machine's main process, passes it the signals that would end a first process (a
+ * container's stop), reaps orphans, and ends as the command does; hosts connect to the abstract unix socket NAME of
+ * the machine's network namespace, where only the host (it enters the namespace) and the machine's own processes
+ * reach it; a new connection is a new session. Commands it forks are in the machine's namespaces and cgroups and
+ * under its seccomp filter and capability bounds by birth: exec costs one fork, not a chain of setns and execs or an
+ * engine's runtime.
  *
  * A busybox initramfs has no libc to link against: this is built static, and small, from Debian's gcc and libc.
  */
@@ -446,7 +448,9 @@ static void reap(int signals)
 {
     struct signalfd_siginfo info;
     while (read(signals, &info, sizeof info) == sizeof info)
-        ;
+        /* Signals meant for the machine (an engine's stop, a tenant's kill of its first process) go to its command. */
+        if (info.ssi_signo != SIGCHLD && main_pid > 0)
+            kill(main_pid, (int)info.ssi_signo);
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -518,19 +522,44 @@ static int listen_on(const char *name)
     return fd;
 }
 
-/* The sandbox's main process: COMMAND with this process's streams and environment, and default signals. */
+/*
+ * The machine's main process: COMMAND with this process's streams and environment, and default signals. Returns once
+ * it runs COMMAND: a COMMAND that cannot be run ends this process as it ends, before any host is answered, so that an
+ * answer means the command runs.
+ */
 static pid_t run_main(char **command)
 {
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return -1;
     pid_t pid = fork();
     if (pid == 0) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
+        close(ready[0]);
         execvp(command[0], command);
-        dprintf(2, "%s: %s\n", command[0], strerror(errno));
-        _exit(errno == ENOENT ? 127 : 126);
+        int failure = errno;
+        dprintf(2, "%s: %s\n", command[0], strerror(failure));
+        if (write(ready[1], &failure, sizeof failure) < 0)
+            _exit(126);
+        _exit(failure == ENOENT ? 127 : 126);
     }
+    close(ready[1]);
+    if (pid > 0) {
+        int failure;
+        ssize_t length;
+        while ((length = read(ready[0], &failure, sizeof failure)) < 0 && errno == EINTR)
+            ;
+        if (length == sizeof failure) {
+            int status;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            end_as(status);
+        }
+    }
+    close(ready[0]);
     return pid;
 }
 
@@ -578,6 +607,12 @@ int main(int argc, char **argv)
     sigset_t child;
     sigemptyset(&child);
     sigaddset(&child, SIGCHLD);
+    if (sandbox) {
+        /* As a machine's first process (a container's pid 1), what would end it is passed on to its command instead. */
+        int passed[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+        for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++)
+            sigaddset(&child, passed[i]);
+    }
     sigprocmask(SIG_BLOCK, &child, NULL);
     int signals = signalfd(-1, &child, SFD_NONBLOCK | SFD_CLOEXEC);
 
