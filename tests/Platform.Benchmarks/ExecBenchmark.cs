@@ -41,6 +41,8 @@ internal static class ExecBenchmark
         {
             await RoundTripsAsync(tenant, id, 10);
             MachinesBenchmark.Report($"exec_roundtrip_{kind}", await RoundTripsAsync(tenant, id, count));
+            // Each round trip leaves a record to append and relay: the next kind starts once the stack has caught up.
+            await Task.Delay(TimeSpan.FromSeconds(5));
         }
 
         var content = new byte[fileMiB * 1024 * 1024];

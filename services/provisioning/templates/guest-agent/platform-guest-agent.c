@@ -92,7 +92,8 @@ static uint32_t get32(const unsigned char *p)
 /* Blocks while no host is connected: the port takes writes only then. */
 static void send_frame(int type, uint32_t id, const void *data, size_t length)
 {
-    unsigned char buffer[HEADER + SOCKET_CHUNK];
+    /* Not on the stack: a probed 60 KiB frame per call costs page touches that TCG makes dear. One thread uses them. */
+    static unsigned char buffer[HEADER + SOCKET_CHUNK];
     size_t done = 0;
     put32(buffer, (uint32_t)length);
     buffer[4] = (unsigned char)type;
@@ -155,7 +156,7 @@ static void kill_all(void)
 /* Sends what a stream has now; returns 0 at its end (or on an error), 1 if it may have more. */
 static int relay(struct process *p, int *fd, int type)
 {
-    char buffer[SOCKET_CHUNK];
+    static char buffer[SOCKET_CHUNK];
     ssize_t length = read(*fd, buffer, chunk);
     if (length > 0) {
         send_frame(type, p->id, buffer, (size_t)length);
@@ -224,7 +225,7 @@ static int window_size(const char *text, struct winsize *size)
  */
 static void start(uint32_t id, char *payload, size_t length)
 {
-    char *fields[32768];
+    static char *fields[32768];
     size_t count = 0;
     char *at = payload, *end = payload + length;
     if (length == 0 || payload[length - 1] != '\0') {
