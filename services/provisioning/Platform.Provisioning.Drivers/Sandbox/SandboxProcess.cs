@@ -54,12 +54,10 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// <summary>A sandbox an earlier agent started: it has a guest agent if its first process is one (older agents started none).</summary>
     internal static SandboxProcess Adopted(SandboxSpec spec, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory)
     {
-        var adopted = new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory, withGuestAgent: false);
-        var first = adopted.InsideProcessId is { } inside ? FirstChildOf(inside) : null;
+        var first = InsideOf(shell.Id) is { } inside ? FirstChildOf(inside) : null;
         var commandLine = first is { } pid && File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline") : "";
-        return commandLine.StartsWith(Guests.GuestAgent.Inside + "\0--socket\0", StringComparison.Ordinal)
-            ? new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory, withGuestAgent: true)
-            : adopted;
+        return new SandboxProcess(spec, null, shell, cgroups, idRanges, runDirectory,
+            withGuestAgent: commandLine.StartsWith(Guests.GuestAgent.Inside + "\0--socket\0", StringComparison.Ordinal));
     }
 
     /// <summary>The host ids its user namespace maps to (its root is the first); null once it is removed.</summary>
@@ -76,7 +74,7 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// A process inside the sandbox's namespaces, through which its network is entered: the child of bubblewrap (which
     /// the shell runs, and which itself stays in the host's); null before it has one or once it has ended.
     /// </summary>
-    public int? InsideProcessId => FirstChildOf(ProcessId) is { } bubblewrap ? FirstChildOf(bubblewrap) : null;
+    public int? InsideProcessId => InsideOf(ProcessId);
 
     /// <summary>
     /// Whether bubblewrap has finished making the sandbox's root (its mounts, the pivot into them): the sandbox's first
@@ -232,6 +230,8 @@ public sealed class SandboxProcess : IAsyncDisposable
             return "";
         }
     }
+
+    private static int? InsideOf(int shell) => FirstChildOf(shell) is { } bubblewrap ? FirstChildOf(bubblewrap) : null;
 
     private static int? FirstChildOf(int pid)
     {

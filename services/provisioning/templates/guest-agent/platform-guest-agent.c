@@ -209,6 +209,15 @@ static void child_fails(const char *what, const char *target, int code)
     _exit(code);
 }
 
+/* In a child about to become a command: no blocked signals, and SIGPIPE's default (this process ignores it). */
+static void as_a_command(void)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+}
+
 /* "COLUMNSxROWS" into a window size; 0 when it is none. */
 static int window_size(const char *text, struct winsize *size)
 {
@@ -290,10 +299,7 @@ static void start(uint32_t id, char *payload, size_t length)
 
     pid_t pid = fork();
     if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
+        as_a_command();
         setsid();
         if (terminal) {
             /* Opening it as a session leader with no terminal makes it the controlling one; TIOCSCTTY says so outright. */
@@ -535,10 +541,7 @@ static pid_t run_main(char **command)
         return -1;
     pid_t pid = fork();
     if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
+        as_a_command();
         close(ready[0]);
         execvp(command[0], command);
         int failure = errno;
