@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Platform.Cli;
+using Platform.Hosting.Security;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>plat, the command-line client, run in-process as a user runs it, against the real stack's gateway.</summary>
+[Collection(StackCollection.Name)]
+public sealed class CliTests(PlatformStack stack) : IDisposable
+{
+    private readonly string _home = Directory.CreateTempSubdirectory("plat-test-").FullName;
+
+    public void Dispose() => Directory.Delete(_home, recursive: true);
+
+    [Fact]
+    public async Task Plat_logs_in_creates_a_sandbox_waits_for_it_lists_it_as_json_runs_copies_reads_its_logs_and_destroys_it()
+    {
+        using var admin = await stack.AdminAsync();
+        var tenant = await admin.CreateTenantAsync();
+        var username = $"cli-{Guid.NewGuid():N}"[..16];
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username, password = PlatformApi.TenantAdminPassword, role = Roles.TenantAdmin })).StatusCode);
+
+        var login = await PlatAsync(["login", "--url", admin.BaseAddress!.ToString(), "--username", username, "--password-stdin"], PlatformApi.TenantAdminPassword + "\n");
+        var created = await PlatAsync(["machines", "create", "--kind", "sandbox", "--memory", "64", "--name", "cli-box", "--wait", "-o", "json", "--", "/bin/sh", "-c", "echo from-main; exec sleep 600"]);
+        var listed = await PlatAsync(["machines", "list", "--output", "json"]);
+        var table = await PlatAsync(["machines", "ls"]);
+        var exec = await PlatAsync(["exec", "cli-box", "--env", "WHO=plat", "--", "/bin/sh", "-c", "echo out $WHO; echo err >&2; exit 3"]);
+        var input = await PlatAsync(["exec", "-i", "cli-box", "--", "tr", "a-z", "A-Z"], "shout\n");
+
+        Assert.Equal((0, ""), (login.Code, login.Errors));
+        Assert.Equal($"Logged in to {admin.BaseAddress} as {username}.\n", login.Output);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, OperatingSystem.IsLinux() ? File.GetUnixFileMode(Path.Combine(_home, "config.json")) : UnixFileMode.None);
+        Assert.Equal(0, created.Code);
+        var machine = JsonDocument.Parse(created.Output).RootElement;
+        Assert.Equal(("cli-box", "running"), (machine.GetProperty("name").GetString(), machine.GetProperty("state").GetString()));
+        var id = machine.GetProperty("id").GetGuid();
+        Assert.Contains(JsonDocument.Parse(listed.Output).RootElement.EnumerateArray(), m => m.GetProperty("id").GetGuid() == id);
+        Assert.StartsWith("ID ", table.Output, StringComparison.Ordinal);
+        Assert.Contains($"{id}  cli-box  sandbox  running", table.Output, StringComparison.Ordinal);
+        Assert.Equal((3, "out plat\n", "err\n"), (exec.Code, exec.Output, exec.Errors));
+        Assert.Equal((0, "SHOUT\n"), (input.Code, input.Output));
+
+        var local = Path.Combine(_home, "blob.bin");
+        var content = new byte[3 * 1024 * 1024 + 17];
+        Random.Shared.NextBytes(content);
+        await File.WriteAllBytesAsync(local, content);
+        var tree = Directory.CreateDirectory(Path.Combine(_home, "tree", "inner")).Parent!.FullName;
+        await File.WriteAllTextAsync(Path.Combine(tree, "inner", "note.txt"), "kept\n");
+        var put = await PlatAsync(["cp", local, "cli-box:/scratch/blob.bin"]);
+        var putTree = await PlatAsync(["cp", tree, "cli-box:/scratch/tree"]);
+        var get = await PlatAsync(["cp", "cli-box:/scratch/blob.bin", Path.Combine(_home, "back.bin")]);
+        var getTree = await PlatAsync(["cp", "cli-box:/scratch/tree", Path.Combine(_home, "tree-back")]);
+        var logs = await PlatAsync(["logs", "cli-box"]);
+
+        Assert.Equal([0, 0, 0, 0, 0], new[] { put.Code, putTree.Code, get.Code, getTree.Code, logs.Code });
+        Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(_home, "back.bin")));
+        Assert.Equal("kept\n", await File.ReadAllTextAsync(Path.Combine(_home, "tree-back", "inner", "note.txt")));
+        Assert.Equal("from-main\n", logs.Output);
+
+        var missing = await PlatAsync(["machines", "get", Guid.NewGuid().ToString()]);
+        var removed = await PlatAsync(["machines", "rm", "cli-box", "--wait"]);
+        var gone = await PlatAsync(["machines", "get", id.ToString(), "-o", "json"]);
+
+        Assert.Equal(Plat.ExitCodes.NotFound, missing.Code);
+        Assert.StartsWith("plat: ", missing.Errors, StringComparison.Ordinal);
+        Assert.Contains("trace: ", missing.Errors, StringComparison.Ordinal);
+        Assert.Equal((0, $"{id} destroyed\n"), (removed.Code, removed.Output));
+        Assert.Equal("destroyed", JsonDocument.Parse(gone.Output).RootElement.GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public async Task Plat_logs_in_with_an_api_key_and_what_the_key_may_not_do_exits_3_with_the_problem()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenantAdmin) = await admin.CreateTenantWithAdminAsync();
+        var (_, key) = await tenantAdmin.CreateApiKeyAsync(new { name = "cli-viewer", role = Roles.Viewer });
+
+        var wrongKey = await PlatAsync(["login", "--url", admin.BaseAddress!.ToString(), "--api-key-stdin"], "not-a-key\n");
+        var login = await PlatAsync(["login", "--url", admin.BaseAddress!.ToString(), "--api-key-stdin"], key + "\n");
+        var listed = await PlatAsync(["machines", "list", "-o", "json"]);
+        var refused = await PlatAsync(["machines", "create", "--kind", "sandbox", "--memory", "64"]);
+        var usage = await PlatAsync(["machines", "create", "--memory", "64"]);
+        var logout = await PlatAsync(["logout"]);
+        var afterLogout = await PlatAsync(["machines", "list"]);
+
+        Assert.Equal(Plat.ExitCodes.Unauthorized, wrongKey.Code);
+        Assert.Equal((0, $"Logged in to {admin.BaseAddress} with an API key.\n"), (login.Code, login.Output));
+        Assert.Equal((0, "[]\n"), (listed.Code, listed.Output));
+        Assert.Equal(Plat.ExitCodes.Unauthorized, refused.Code);
+        Assert.StartsWith("plat: ", refused.Errors, StringComparison.Ordinal);
+        Assert.Equal(Plat.ExitCodes.Usage, usage.Code);
+        Assert.Contains("--kind", usage.Errors, StringComparison.Ordinal);
+        Assert.Equal(0, logout.Code);
+        Assert.Equal((Plat.ExitCodes.Unauthorized, "plat: not logged in: run plat login first.\n"), (afterLogout.Code, afterLogout.Errors));
+        Assert.DoesNotContain(key, await File.ReadAllTextAsync(Path.Combine(_home, "config.json")), StringComparison.Ordinal);
+    }
+
+    private async Task<(int Code, string Output, string Errors)> PlatAsync(string[] args, string input = "")
+    {
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+        var code = await new Plat(output, errors, new StringReader(input), new Dictionary<string, string?> { ["PLAT_CONFIG_DIR"] = _home })
+            .RunAsync(args, CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(3));
+        return (code, output.ToString(), errors.ToString());
+    }
+}
