@@ -50,6 +50,9 @@ public sealed partial class Plat(TextWriter output, TextWriter error, TextReader
             ExecCommand(),
             CopyCommand(),
             LogsCommand(),
+            EventsCommand(),
+            AuditCommand(),
+            CompletionCommand(),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

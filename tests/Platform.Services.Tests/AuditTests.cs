@@ -56,6 +56,23 @@ public sealed class AuditTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task The_newest_entries_of_a_tenants_audit_trail_are_its_last_ones_still_in_order()
+    {
+        using var admin = await stack.AdminAsync();
+        var (tenant, adminOfTenant) = await admin.CreateTenantWithAdminAsync();
+        for (var i = 0; i < 3; i++)
+        {
+            await CreateMemberAsync(adminOfTenant, tenant);
+        }
+
+        var all = await EventuallyAsync(adminOfTenant, "/api/v1/audit?type=UserCreated&limit=1000", 4);
+        var newest = await adminOfTenant.GetFromJsonAsync<JsonElement>("/api/v1/audit?type=UserCreated&limit=2&newest=true");
+
+        Assert.Equal(all.TakeLast(2).Select(e => e.GetProperty("position").GetInt64()), newest.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("position").GetInt64()));
+        Assert.False(newest.TryGetProperty("nextCursor", out var next) && next.ValueKind != JsonValueKind.Null, "nothing comes after the newest entries yet");
+    }
+
+    [Fact]
     public async Task The_correlation_id_of_a_request_follows_its_events_into_the_audit_log()
     {
         using var admin = await stack.AdminAsync();

@@ -60,6 +60,20 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.Equal("kept\n", await File.ReadAllTextAsync(Path.Combine(_home, "tree-back", "inner", "note.txt")));
         Assert.Equal("from-main\n", logs.Output);
 
+        // Its history, in the audit log once telemetry has taken it in: the last events and the recorded command.
+        var audited = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            var ran = await PlatAsync(["audit", "--type", "MachineCommandRan", "--stream", $"machine-{id}", "-o", "json"]);
+            audited = ran.Output;
+            return ran.Code == 0 && JsonDocument.Parse(ran.Output).RootElement.GetArrayLength() == 2;
+        }, TimeSpan.FromSeconds(60), "the two commands are in the audit log");
+        var events = await PlatAsync(["events", "--machine", "cli-box"]);
+
+        Assert.All(JsonDocument.Parse(audited).RootElement.EnumerateArray(), e => Assert.Equal("MachineCommandRan", e.GetProperty("type").GetString()));
+        Assert.Equal(0, events.Code);
+        Assert.Contains($"  MachineRequested  machine-{id}  ", events.Output, StringComparison.Ordinal);
+
         var missing = await PlatAsync(["machines", "get", Guid.NewGuid().ToString()]);
         var removed = await PlatAsync(["machines", "rm", "cli-box", "--wait"]);
         var gone = await PlatAsync(["machines", "get", id.ToString(), "-o", "json"]);

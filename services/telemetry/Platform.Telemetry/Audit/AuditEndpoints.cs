@@ -32,7 +32,7 @@ public static class AuditEndpoints
     }
 
     private static async Task<Ok<AuditPage>> ListAsync(
-        Caller caller, AuditLog log, string? from, string? until, string? stream, string? type, string? actor, string? after, string? cursor, int? limit, CancellationToken cancellationToken)
+        Caller caller, AuditLog log, string? from, string? until, string? stream, string? type, string? actor, string? after, string? cursor, int? limit, bool? newest, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
         var query = Scope(caller, new AuditQuery(
@@ -42,7 +42,8 @@ public static class AuditEndpoints
             Actor: actor,
             From: Time(from, "from", errors),
             Until: Time(until, "until", errors),
-            Limit: limit ?? 100));
+            Limit: limit ?? 100,
+            Newest: newest ?? false));
         if (limit is < 1 or > MaxLimit)
         {
             errors["limit"] = [$"must be between 1 and {MaxLimit}"];
@@ -51,6 +52,12 @@ public static class AuditEndpoints
         if (errors.Count > 0)
         {
             throw Problems.Validation(errors);
+        }
+
+        if (query.Newest)
+        {
+            // The last entries there are now: nothing comes after them yet (go on with after=, or the live stream).
+            return TypedResults.Ok(new AuditPage(await log.ReadAsync(query, cancellationToken), null));
         }
 
         var entries = await log.ReadAsync(query with { Limit = query.Limit + 1 }, cancellationToken);

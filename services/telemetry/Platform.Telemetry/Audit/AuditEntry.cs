@@ -31,7 +31,10 @@ public sealed record AuditEntry(
     private const string MachineStreamPrefix = "machine-";
 }
 
-/// <summary>What to read from the audit log: all of it in order after <see cref="After"/>, narrowed by each filter that is set.</summary>
+/// <summary>
+/// What to read from the audit log: all of it in order after <see cref="After"/>, narrowed by each filter that is set;
+/// the first <see cref="Limit"/> entries, or with <see cref="Newest"/> the last (still in order).
+/// </summary>
 public sealed record AuditQuery(
     long After = 0,
     Guid? TenantId = null,
@@ -41,4 +44,5 @@ public sealed record AuditQuery(
     string? Actor = null,
     DateTimeOffset? From = null,
     DateTimeOffset? Until = null,
-    int Limit = 100);
+    int Limit = 100,
+    bool Newest = false);

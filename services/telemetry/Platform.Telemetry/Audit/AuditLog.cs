@@ -93,7 +93,7 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
               AND ($6::text IS NULL OR actor = $6)
               AND ($7::timestamptz IS NULL OR occurred_at >= $7)
               AND ($8::timestamptz IS NULL OR occurred_at < $8)
-            ORDER BY position
+            ORDER BY position {(query.Newest ? "DESC" : "ASC")}
             LIMIT $9
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = query.After });
@@ -122,6 +122,11 @@ public sealed class AuditLog(NpgsqlDataSource dataSource)
                 reader.GetFieldValue<DateTimeOffset>(8),
                 reader.GetFieldValue<DateTimeOffset>(9),
                 JsonDocument.Parse(reader.GetString(10)).RootElement.Clone()));
+        }
+
+        if (query.Newest)
+        {
+            entries.Reverse();
         }
 
         return entries;
