@@ -27,9 +27,11 @@ public sealed class ProblemException(HttpStatusCode status, string? type, string
 public sealed class GatewayClient : IDisposable
 {
     private readonly HttpClient _http;
+    private readonly HttpMessageHandler? _handler;
 
     public GatewayClient(string url, CliSettings settings, HttpMessageHandler? handler = null)
     {
+        _handler = handler;
         _http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
         _http.BaseAddress = new Uri(url.TrimEnd('/') + "/");
         _http.Timeout = Timeout.InfiniteTimeSpan;
@@ -77,6 +79,28 @@ public sealed class GatewayClient : IDisposable
         using (response)
         {
             throw await ProblemOfAsync(response, cancellationToken);
+        }
+    }
+
+    /// <summary>A WebSocket to <paramref name="path"/> (ws:// or wss:// as the gateway's address says), with the credential.</summary>
+    public async Task<System.Net.WebSockets.ClientWebSocket> ConnectWebSocketAsync(string path, CancellationToken cancellationToken)
+    {
+        var address = new UriBuilder(new Uri(_http.BaseAddress!, path)) { Scheme = _http.BaseAddress!.Scheme == "https" ? "wss" : "ws" }.Uri;
+        var socket = new System.Net.WebSockets.ClientWebSocket();
+        if (_http.DefaultRequestHeaders.Authorization is { } authorization)
+        {
+            socket.Options.SetRequestHeader("Authorization", authorization.ToString());
+        }
+
+        try
+        {
+            await socket.ConnectAsync(address, _handler is null ? null : new HttpMessageInvoker(_handler, disposeHandler: false), cancellationToken);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
     }
 

@@ -15,11 +15,12 @@ public sealed partial class Plat
         var env = new Option<string[]>("--env", "-e") { Description = "NAME=value for the command, repeatable" };
         var workdir = new Option<string?>("--workdir", "-w") { Description = "The directory it runs in" };
         var user = new Option<string?>("--user", "-u") { Description = "root, a uid, uid:gid or a user name" };
-        var stdin = new Option<bool>("--interactive", "-i") { Description = "Send plat's standard input to the command (up to 1 MiB)" };
+        var stdin = new Option<bool>("--interactive", "-i") { Description = "Send plat's standard input to the command (up to 1 MiB; with -t, all of it, as typed)" };
+        var tty = new Option<bool>("--tty", "-t") { Description = "Run it on a terminal of its own, attached to this one (a shell, an editor)" };
         var timeout = new Option<int?>("--timeout") { Description = "Seconds before the command is killed" };
         var command = new Command("exec", "Run a command inside a machine: its output streams here, and plat exits with its exit code")
         {
-            machine, env, workdir, user, stdin, timeout, argv,
+            machine, env, workdir, user, stdin, tty, timeout, argv,
         };
         command.SetAction(WithGateway(async (parsed, client, cancellationToken) =>
         {
@@ -33,6 +34,11 @@ public sealed partial class Plat
             AddIfSet(body, "cwd", parsed.GetValue(workdir));
             AddIfSet(body, "user", parsed.GetValue(user));
             AddIfSet(body, "timeoutSeconds", parsed.GetValue(timeout));
+            if (parsed.GetValue(tty))
+            {
+                return await OnTerminalAsync(client, id, body, cancellationToken);
+            }
+
             if (parsed.GetValue(stdin))
             {
                 body["stdin"] = await input.ReadToEndAsync(cancellationToken);

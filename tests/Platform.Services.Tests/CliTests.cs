@@ -29,6 +29,7 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         var table = await PlatAsync(["machines", "ls"]);
         var exec = await PlatAsync(["exec", "cli-box", "--env", "WHO=plat", "--", "/bin/sh", "-c", "echo out $WHO; echo err >&2; exit 3"]);
         var input = await PlatAsync(["exec", "-i", "cli-box", "--", "tr", "a-z", "A-Z"], "shout\n");
+        var terminal = await PlatAsync(["exec", "-t", "cli-box", "--", "/bin/sh", "-c", "read line; echo \"got $line on $(tty)\"; exit 4"], "typed\n");
 
         Assert.Equal((0, ""), (login.Code, login.Errors));
         Assert.Equal($"Logged in to {admin.BaseAddress} as {username}.\n", login.Output);
@@ -42,6 +43,10 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.Contains($"{id}  cli-box  sandbox  running", table.Output, StringComparison.Ordinal);
         Assert.Equal((3, "out plat\n", "err\n"), (exec.Code, exec.Output, exec.Errors));
         Assert.Equal((0, "SHOUT\n"), (input.Code, input.Output));
+        Assert.Equal(4, terminal.Code);
+        // A terminal echoes what is typed and ends its lines with \r\n.
+        Assert.Contains("typed\r\n", terminal.Output, StringComparison.Ordinal);
+        Assert.Contains("got typed on /dev/pts/", terminal.Output, StringComparison.Ordinal);
 
         var local = Path.Combine(_home, "blob.bin");
         var content = new byte[3 * 1024 * 1024 + 17];
@@ -66,8 +71,8 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         {
             var ran = await PlatAsync(["audit", "--type", "MachineCommandRan", "--stream", $"machine-{id}", "-o", "json"]);
             audited = ran.Output;
-            return ran.Code == 0 && JsonDocument.Parse(ran.Output).RootElement.GetArrayLength() == 2;
-        }, TimeSpan.FromSeconds(60), "the two commands are in the audit log");
+            return ran.Code == 0 && JsonDocument.Parse(ran.Output).RootElement.GetArrayLength() == 3;
+        }, TimeSpan.FromSeconds(60), "the three commands are in the audit log");
         var events = await PlatAsync(["events", "--machine", "cli-box"]);
 
         Assert.All(JsonDocument.Parse(audited).RootElement.EnumerateArray(), e => Assert.Equal("MachineCommandRan", e.GetProperty("type").GetString()));
