@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -27,7 +26,7 @@ public sealed partial class Plat
 
         using var socket = await client.ConnectWebSocketAsync($"api/v1/machines/{machine}/processes/{process}/attach", cancellationToken);
         using var leaving = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var saved = onTerminal ? Stty("-g") : null;
+        var saved = onTerminal ? RawTerminal.Enter() : null;
         using var resized = onTerminal && !OperatingSystem.IsWindows()
             ? PosixSignalRegistration.Create(PosixSignal.SIGWINCH, signal =>
             {
@@ -36,30 +35,27 @@ public sealed partial class Plat
             : null;
         try
         {
-            if (saved is not null)
-            {
-                Stty("raw", "-echo");
-            }
-
             var typing = onTerminal ? TypeFromTerminalAsync(socket, leaving.Token) : TypeFromInputAsync(socket, leaving.Token);
             var exitCode = await ShowAsync(socket, onTerminal, cancellationToken);
             await leaving.CancelAsync();
-            await typing.ContinueWith(_ => { }, TaskScheduler.Default);
+            // A read of the terminal waits for a key that may never come: it is left behind, and ends with plat.
+            if (!onTerminal)
+            {
+                await typing.ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+
             return exitCode;
         }
         finally
         {
-            if (saved is not null)
-            {
-                Stty(saved);
-            }
+            saved?.Dispose();
         }
     }
 
     /// <summary>What the process shows, until its exit message: its exit code (1 when the connection ended without one).</summary>
     private async Task<int> ShowAsync(ClientWebSocket socket, bool onTerminal, CancellationToken cancellationToken)
     {
-        await using var raw = onTerminal ? Console.OpenStandardOutput() : null;
+        await using var raw = onTerminal ? Descriptor(1, FileAccess.Write) : null;
         var decoder = Encoding.UTF8.GetDecoder();
         var buffer = new byte[64 * 1024];
         var text = new MemoryStream();
@@ -108,7 +104,7 @@ public sealed partial class Plat
     /// <summary>This terminal's bytes, as they are typed (raw mode: Ctrl-C too goes to the command).</summary>
     private static async Task TypeFromTerminalAsync(ClientWebSocket socket, CancellationToken cancellationToken)
     {
-        await using var keys = Console.OpenStandardInput();
+        await using var keys = Descriptor(0, FileAccess.Read);
         var buffer = new byte[4096];
         int read;
         while ((read = await keys.ReadAsync(buffer, cancellationToken)) > 0)
@@ -128,6 +124,13 @@ public sealed partial class Plat
         }
     }
 
+    /// <summary>
+    /// A standard stream as the plain file descriptor it is: .NET's console streams edit and echo a terminal's input
+    /// line by line themselves, and put the terminal's settings back as they go.
+    /// </summary>
+    private static FileStream Descriptor(int descriptor, FileAccess access) =>
+        new(new Microsoft.Win32.SafeHandles.SafeFileHandle(descriptor, ownsHandle: false), access, bufferSize: 0);
+
     private static async Task SendTextAsync(ClientWebSocket socket, string text, CancellationToken cancellationToken)
     {
         try
@@ -140,18 +143,45 @@ public sealed partial class Plat
         }
     }
 
-    /// <summary>Runs stty on this terminal; answers what it printed (its settings, for <c>-g</c>).</summary>
-    private static string Stty(params string[] arguments)
+    /// <summary>
+    /// This terminal in raw mode (no echo, no line editing, Ctrl-C a byte like any other) until disposed, which puts its
+    /// settings back. Set with tcsetattr, not stty: .NET puts the terminal's settings back whenever a child process it
+    /// started ends, which would undo a child stty's change at once.
+    /// </summary>
+    private sealed class RawTerminal : IDisposable
     {
-        var start = new ProcessStartInfo("stty") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var argument in arguments)
+        private const int StandardInput = 0;
+        private const int SetNow = 0;
+
+        // struct termios is 60 bytes on Linux and 72 on macOS: opaque here, and cfmakeraw knows its fields.
+        private readonly byte[] _saved = new byte[256];
+
+        private RawTerminal()
         {
-            start.ArgumentList.Add(argument);
         }
 
-        using var stty = Process.Start(start) ?? throw new CliException(ExitCodes.Failed, "stty did not start.");
-        var printed = stty.StandardOutput.ReadToEnd().Trim();
-        stty.WaitForExit();
-        return printed;
+        public static RawTerminal? Enter()
+        {
+            var terminal = new RawTerminal();
+            if (tcgetattr(StandardInput, terminal._saved) != 0)
+            {
+                return null;
+            }
+
+            var raw = (byte[])terminal._saved.Clone();
+            cfmakeraw(raw);
+            return tcsetattr(StandardInput, SetNow, raw) == 0 ? terminal : null;
+        }
+
+        public void Dispose() => _ = tcsetattr(StandardInput, SetNow, _saved);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int tcgetattr(int descriptor, byte[] settings);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int tcsetattr(int descriptor, int when, byte[] settings);
+
+        [DllImport("libc")]
+        private static extern void cfmakeraw(byte[] settings);
     }
 }
