@@ -17,10 +17,11 @@ public sealed partial class Plat
         var user = new Option<string?>("--user", "-u") { Description = "root, a uid, uid:gid or a user name" };
         var stdin = new Option<bool>("--interactive", "-i") { Description = "Send plat's standard input to the command (up to 1 MiB; with -t, all of it, as typed)" };
         var tty = new Option<bool>("--tty", "-t") { Description = "Run it on a terminal of its own, attached to this one (a shell, an editor)" };
+        var detach = new Option<bool>("--detach", "-d") { Description = "Start it in the background and print its process id (plat processes attach, signal)" };
         var timeout = new Option<int?>("--timeout") { Description = "Seconds before the command is killed" };
         var command = new Command("exec", "Run a command inside a machine: its output streams here, and plat exits with its exit code")
         {
-            machine, env, workdir, user, stdin, tty, timeout, argv,
+            machine, env, workdir, user, stdin, tty, detach, timeout, argv,
         };
         command.SetAction(WithGateway(async (parsed, client, cancellationToken) =>
         {
@@ -34,6 +35,15 @@ public sealed partial class Plat
             AddIfSet(body, "cwd", parsed.GetValue(workdir));
             AddIfSet(body, "user", parsed.GetValue(user));
             AddIfSet(body, "timeoutSeconds", parsed.GetValue(timeout));
+            if (parsed.GetValue(detach))
+            {
+                body["background"] = true;
+                AddIfSet(body, "tty", parsed.GetValue(tty) ? true : null);
+                var started = await client.PostAsync($"api/v1/machines/{id}/exec", body, cancellationToken);
+                await output.WriteLineAsync(Json(parsed) ? JsonSerializer.Serialize(started, Indented) : started.GetProperty("processId").GetString());
+                return ExitCodes.Ok;
+            }
+
             if (parsed.GetValue(tty))
             {
                 return await OnTerminalAsync(client, id, body, cancellationToken);

@@ -9,21 +9,30 @@ public sealed partial class Plat
 {
     /// <summary>
     /// <c>exec -t</c>: the command starts in the background on a terminal of the size of this one, and plat attaches to it
-    /// over the API's WebSocket (<c>…/processes/{id}/attach</c>): what is typed goes in as it is typed (this terminal in
-    /// raw mode, restored after), what it shows comes out, a resize of this terminal resizes its, and plat exits with its
-    /// exit code. Without a terminal here, plat's input is sent as typed text and the size is 80 by 24.
+    /// (<see cref="AttachAsync"/>). Without a terminal here, the size is 80 by 24.
     /// </summary>
     private async Task<int> OnTerminalAsync(GatewayClient client, Guid machine, Dictionary<string, object?> body, CancellationToken cancellationToken)
     {
-        var onTerminal = ReferenceEquals(input, Console.In) && !Console.IsInputRedirected && !Console.IsOutputRedirected;
-        var (columns, rows) = onTerminal ? (Console.WindowWidth, Console.WindowHeight) : (80, 24);
+        var (columns, rows) = OnTerminal ? (Console.WindowWidth, Console.WindowHeight) : (80, 24);
         body["tty"] = true;
         body["columns"] = Math.Clamp(columns, 1, 1000);
         body["rows"] = Math.Clamp(rows, 1, 1000);
         body["background"] = true;
         var started = await client.PostAsync($"api/v1/machines/{machine}/exec", body, cancellationToken);
-        var process = started.GetProperty("processId").GetGuid();
+        return await AttachAsync(client, machine, started.GetProperty("processId").GetGuid(), cancellationToken);
+    }
 
+    /// <summary>Whether plat runs on a terminal (its own input and output are one).</summary>
+    private bool OnTerminal => ReferenceEquals(input, Console.In) && !Console.IsInputRedirected && !Console.IsOutputRedirected;
+
+    /// <summary>
+    /// Attaches to a process over the API's WebSocket (<c>…/processes/{id}/attach</c>): what is typed goes in as it is
+    /// typed (this terminal in raw mode, restored after), what it shows comes out from its beginning, a resize of this
+    /// terminal resizes its, and plat exits with its exit code. Without a terminal here, plat's input is sent as typed text.
+    /// </summary>
+    private async Task<int> AttachAsync(GatewayClient client, Guid machine, Guid process, CancellationToken cancellationToken)
+    {
+        var onTerminal = OnTerminal;
         using var socket = await client.ConnectWebSocketAsync($"api/v1/machines/{machine}/processes/{process}/attach", cancellationToken);
         using var leaving = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var saved = onTerminal ? RawTerminal.Enter() : null;

@@ -48,6 +48,7 @@ public sealed partial class Plat(TextWriter output, TextWriter error, TextReader
             LogoutCommand(),
             MachinesCommand(),
             ExecCommand(),
+            ProcessesCommand(),
             CopyCommand(),
             LogsCommand(),
             EventsCommand(),

@@ -79,6 +79,20 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.Equal(0, events.Code);
         Assert.Contains($"  MachineRequested  machine-{id}  ", events.Output, StringComparison.Ordinal);
 
+        var detached = await PlatAsync(["exec", "-d", "cli-box", "--", "/bin/sh", "-c", "trap 'echo stopped; exit 9' TERM; echo started; while true; do sleep 0.1; done"]);
+        var process = Guid.Parse(detached.Output.Trim());
+        await Eventually.TrueAsync(async () => (await PlatAsync(["processes", "ls", "cli-box", "-o", "json"])).Output is var listing
+            && JsonDocument.Parse(listing).RootElement.EnumerateArray().Any(p => p.GetProperty("processId").GetGuid() == process && p.GetProperty("outputBytes").GetInt64() > 0),
+            TimeSpan.FromSeconds(30), "the background process has started");
+        var signalled = await PlatAsync(["processes", "signal", "cli-box", process.ToString()]);
+        var attached = await PlatAsync(["ps", "attach", "cli-box", process.ToString()]);
+
+        Assert.Equal(0, signalled.Code);
+        Assert.Equal(9, attached.Code);
+        // Its whole output from the beginning, both streams (the signal reached its group: sh reports its sleep's end too).
+        Assert.StartsWith("started\n", attached.Output, StringComparison.Ordinal);
+        Assert.Contains("stopped\n", attached.Output, StringComparison.Ordinal);
+
         var missing = await PlatAsync(["machines", "get", Guid.NewGuid().ToString()]);
         var removed = await PlatAsync(["machines", "rm", "cli-box", "--wait"]);
         var gone = await PlatAsync(["machines", "get", id.ToString(), "-o", "json"]);
