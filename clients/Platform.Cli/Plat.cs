@@ -51,6 +51,8 @@ public sealed partial class Plat(TextWriter output, TextWriter error, TextReader
             ProcessesCommand(),
             CopyCommand(),
             LogsCommand(),
+            PortsCommand(),
+            ExitNodesCommand(),
             EventsCommand(),
             AuditCommand(),
             CompletionCommand(),

@@ -93,6 +93,23 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.StartsWith("started\n", attached.Output, StringComparison.Ordinal);
         Assert.Contains("stopped\n", attached.Output, StringComparison.Ordinal);
 
+        var opened = await PlatAsync(["ports", "open", "cli-box", "8080", "--wait", "-o", "json"]);
+        var forward = JsonDocument.Parse(opened.Output).RootElement;
+        var forwards = await PlatAsync(["ports", "ls", "cli-box"]);
+        var closed = await PlatAsync(["ports", "close", "cli-box", forward.GetProperty("id").GetString()!]);
+        var node = await PlatAsync(["exit-nodes", "create", "--name", "cli-exit", "--endpoint", "203.0.113.7:51820",
+            "--public-key", Convert.ToBase64String(new byte[32].Select((_, i) => (byte)(i + 1)).ToArray()), "--allowed-ip", "0.0.0.0/0", "--region", "eu-central", "-o", "json"]);
+        var nodes = await PlatAsync(["exit-nodes", "ls"]);
+        var nodeRemoved = await PlatAsync(["exit-nodes", "rm", JsonDocument.Parse(node.Output).RootElement.GetProperty("id").GetString()!]);
+
+        Assert.Equal((0, "open"), (opened.Code, forward.GetProperty("state").GetString()));
+        Assert.InRange(forward.GetProperty("hostPort").GetInt32(), 1, 65535);
+        Assert.Contains($"{forward.GetProperty("id").GetString()}  8080  open", forwards.Output, StringComparison.Ordinal);
+        Assert.Equal(0, closed.Code);
+        Assert.Equal(0, node.Code);
+        Assert.Contains("cli-exit  203.0.113.7:51820  eu-central", nodes.Output, StringComparison.Ordinal);
+        Assert.Equal(0, nodeRemoved.Code);
+
         var missing = await PlatAsync(["machines", "get", Guid.NewGuid().ToString()]);
         var removed = await PlatAsync(["machines", "rm", "cli-box", "--wait"]);
         var gone = await PlatAsync(["machines", "get", id.ToString(), "-o", "json"]);
