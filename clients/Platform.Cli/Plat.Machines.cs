@@ -220,6 +220,26 @@ public sealed partial class Plat
     private async Task<JsonElement> WaitForAsync(GatewayClient client, Guid id, string state, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var deadline = DateTimeOffset.UtcNow + timeout;
+        // On a terminal, a word of what plat waits for and how long it has waited (not in a script's output).
+        using var progress = ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected ? new Timer(
+            _ => Console.Error.Write($"\rplat: waiting for {id} to be {state}… {(DateTimeOffset.UtcNow - (deadline - timeout)).TotalSeconds:0} s "),
+            null, TimeSpan.Zero, TimeSpan.FromSeconds(1)) : null;
+        try
+        {
+            return await WaitUntilAsync(client, id, state, timeout, deadline, cancellationToken);
+        }
+        finally
+        {
+            if (progress is not null)
+            {
+                await progress.DisposeAsync();
+                Console.Error.Write("\r\u001b[K");
+            }
+        }
+    }
+
+    private static async Task<JsonElement> WaitUntilAsync(GatewayClient client, Guid id, string state, TimeSpan timeout, DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
         while (true)
         {
             var left = deadline - DateTimeOffset.UtcNow;
