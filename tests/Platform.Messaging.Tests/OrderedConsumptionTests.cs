@@ -20,13 +20,15 @@ public sealed class OrderedConsumptionTests
             configure => configure.AddConsumer<StepConsumer, StepConsumerDefinition>());
         var thing = Guid.NewGuid();
 
-        for (var step = 0; step < 5; step++)
-        {
-            await bus.Bus.Publish(new Step(thing, step));
-        }
+        // The later message arrives while the first is between its attempts. (Two messages delivered at the same instant
+        // may still be dispatched in either order: MassTransit hands each delivery to a task of its own. See
+        // OrderedConsumption.)
+        await bus.Bus.Publish(new Step(thing, 0));
+        await Eventually.TrueAsync(() => { lock (log) { return log.Attempts.GetValueOrDefault(0) >= 1; } }, TimeSpan.FromSeconds(30), "the first step was tried");
+        await bus.Bus.Publish(new Step(thing, 1));
 
-        await Eventually.TrueAsync(() => log.Handled.Count == 5, TimeSpan.FromSeconds(30), "every step is handled");
-        Assert.Equal([0, 1, 2, 3, 4], log.Handled);
+        await Eventually.TrueAsync(() => { lock (log) { return log.Handled.Count == 2; } }, TimeSpan.FromSeconds(30), "both steps are handled");
+        Assert.Equal([0, 1], log.Handled);
         Assert.Equal(3, log.Attempts[0]);
     }
 

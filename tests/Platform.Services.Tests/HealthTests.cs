@@ -23,6 +23,9 @@ public sealed class HealthTests
         Assert.Equal("healthy", ready.GetProperty("checks").GetProperty("postgres").GetProperty("status").GetString());
         Assert.Equal("healthy", ready.GetProperty("checks").GetProperty("rabbitmq").GetProperty("status").GetString());
         Assert.Equal("healthy", ready.GetProperty("checks").GetProperty("masstransit-bus").GetProperty("status").GetString());
+        // The outage starts once the service has published what it appends at its start (ServiceStarted): a publish the
+        // cut interrupts is the bus's own fault report, with its stack trace, not an outage's.
+        await Eventually.TrueAsync(async () => await UnrelayedAsync(environment) == 0, TimeSpan.FromSeconds(30), "the service's start is relayed");
 
         relay.Cut();
 
@@ -46,5 +49,15 @@ public sealed class HealthTests
 
         await Eventually.TrueAsync(async () => (await client.GetAsync("/health/ready")).IsSuccessStatusCode, TimeSpan.FromSeconds(60), "readiness recovers with the broker");
         await Eventually.TrueAsync(() => service.Output.Any(line => line.Contains("rabbitmq is healthy again", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), "the recovery is logged once");
+    }
+
+    /// <summary>How many of the service's events its relay has not published yet: past its checkpoint, in its schema.</summary>
+    private static async Task<long> UnrelayedAsync(ServiceEnvironment environment)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(environment.Database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(
+            "SELECT count(*) FROM tenancy.mt_events WHERE seq_id > COALESCE((SELECT position FROM tenancy.checkpoints WHERE name = 'relay'), 0)", connection);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -40,11 +40,13 @@ public sealed class GuestProcess
     private readonly IGuestProcess _process;
     private readonly SemaphoreSlim _input = new(1, 1);
     private static readonly TimeSpan StreamsGrace = TimeSpan.FromSeconds(1);
-    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    /// <summary>Started when the command was asked for: a command may end before its start is even answered.</summary>
+    private readonly Stopwatch _clock;
     private int _timedOut;
 
-    public GuestProcess(Guid id, Guid machineId, Guid tenantId, GuestCommand command, string actor, bool background, IGuestProcess process, long maxOutputBytes, DateTimeOffset startedAt)
+    public GuestProcess(Guid id, Guid machineId, Guid tenantId, GuestCommand command, string actor, bool background, IGuestProcess process, long maxOutputBytes, DateTimeOffset startedAt, Stopwatch clock)
     {
+        _clock = clock;
         Id = id;
         MachineId = machineId;
         TenantId = tenantId;

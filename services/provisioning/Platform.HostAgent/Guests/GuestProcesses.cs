@@ -24,6 +24,7 @@ public sealed class GuestProcesses(GuestOptions options, HostIdentity host, Gues
         }
 
         IGuestProcess started;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             started = await machine.StartAsync(command, cancellationToken);
@@ -33,7 +34,7 @@ public sealed class GuestProcesses(GuestOptions options, HostIdentity host, Gues
             throw new ProblemException(ProblemTypes.ValidationFailed, StatusCodes.Status422UnprocessableEntity, "The command cannot run.", refused.Message);
         }
 
-        var process = new GuestProcess(Guid.CreateVersion7(), machineId, tenantId, command, actor, background, started, options.MaxOutputBytesPerProcess, time.GetUtcNow());
+        var process = new GuestProcess(Guid.CreateVersion7(), machineId, tenantId, command, actor, background, started, options.MaxOutputBytesPerProcess, time.GetUtcNow(), clock);
         _processes[process.Id] = process;
         process.Run(timeout, time, ReportAsync);
         return process;
