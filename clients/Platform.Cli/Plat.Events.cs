@@ -47,12 +47,12 @@ public sealed partial class Plat
         var command = new Command("events", "The latest events; with --follow, the live stream (one line each, or one JSON object per line)") { types, machine, after, follow };
         command.SetAction(WithGateway(async (parsed, client, cancellationToken) =>
         {
-            var query = new List<string>();
-            AddQuery(query, "type", parsed.GetValue(types));
-            if (parsed.GetValue(machine) is { } wanted)
-            {
-                AddQuery(query, "stream", $"machine-{await ResolveAsync(client, wanted, cancellationToken)}");
-            }
+            var live = new List<string>();
+            AddQuery(live, "type", parsed.GetValue(types));
+            var stream = parsed.GetValue(machine) is { } wanted ? $"machine-{await ResolveAsync(client, wanted, cancellationToken)}" : null;
+            // The audit log takes the stream as a filter; the live stream does not, and is filtered here.
+            var query = new List<string>(live);
+            AddQuery(query, "stream", stream);
 
             var position = parsed.GetValue(after);
             var recent = position is { } start
@@ -79,7 +79,7 @@ public sealed partial class Plat
             {
                 try
                 {
-                    position = await FollowAsync(parsed, client, query, position!.Value, cancellationToken);
+                    position = await FollowAsync(parsed, client, live, stream, position!.Value, cancellationToken);
                 }
                 catch (Exception dropped) when (dropped is HttpRequestException or IOException && !cancellationToken.IsCancellationRequested)
                 {
@@ -95,10 +95,8 @@ public sealed partial class Plat
     }
 
     /// <summary>The live stream from after <paramref name="position"/>, printed as it comes; answers the last position printed when it ends.</summary>
-    private async Task<long> FollowAsync(ParseResult parsed, GatewayClient client, List<string> query, long position, CancellationToken cancellationToken)
+    private async Task<long> FollowAsync(ParseResult parsed, GatewayClient client, List<string> live, string? stream, long position, CancellationToken cancellationToken)
     {
-        var stream = query.FirstOrDefault(q => q.StartsWith("stream=", StringComparison.Ordinal)) is { } filter ? Uri.UnescapeDataString(filter["stream=".Length..]) : null;
-        var live = query.Where(q => !q.StartsWith("stream=", StringComparison.Ordinal)).ToList();
         using var request = new HttpRequestMessage(HttpMethod.Get, $"api/v1/events{(live.Count > 0 ? "?" + string.Join('&', live) : "")}");
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
         request.Headers.Add("Last-Event-ID", position.ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -90,16 +90,7 @@ public sealed partial class Plat
             }
 
             query.AddRange((parsed.GetValue(labels) ?? []).Select(l => "label=" + Uri.EscapeDataString(l)));
-            var machines = new List<JsonElement>();
-            string? cursor = null;
-            do
-            {
-                var page = await client.GetAsync($"api/v1/machines?{string.Join('&', query)}{(cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor))}", cancellationToken);
-                machines.AddRange(page.GetProperty("items").EnumerateArray());
-                cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
-            }
-            while (cursor is not null);
-
+            var machines = await PagesAsync(client, $"api/v1/machines?{string.Join('&', query)}", cancellationToken);
             await PrintMachinesAsync(parsed, machines, single: false);
             return ExitCodes.Ok;
         }));
@@ -197,21 +188,10 @@ public sealed partial class Plat
             return id;
         }
 
-        string? cursor = null;
-        do
+        if ((await PagesAsync(client, "api/v1/machines?limit=100", cancellationToken)).FirstOrDefault(m => Text(m, "name") == machine) is { ValueKind: JsonValueKind.Object } named)
         {
-            var page = await client.GetAsync($"api/v1/machines?limit=100{(cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor))}", cancellationToken);
-            foreach (var candidate in page.GetProperty("items").EnumerateArray())
-            {
-                if (Text(candidate, "name") == machine)
-                {
-                    return candidate.GetProperty("id").GetGuid();
-                }
-            }
-
-            cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
+            return named.GetProperty("id").GetGuid();
         }
-        while (cursor is not null);
 
         throw new CliException(ExitCodes.NotFound, $"no machine is named '{machine}'.");
     }

@@ -21,7 +21,6 @@ public sealed class ContainerGuest : IGuestAccess, IAsyncDisposable
     private readonly GuestAgent? _agent;
     private readonly IReadOnlyDictionary<string, string> _environment;
     private readonly string _workingDirectory;
-    private volatile bool _agentUnavailable;
 
     public ContainerGuest(ContainerEngine engine, ContainerInspectResponse inspection)
     {
@@ -37,7 +36,7 @@ public sealed class ContainerGuest : IGuestAccess, IAsyncDisposable
     }
 
     /// <summary>Whether its commands are forked by its guest agent (while it answers).</summary>
-    public bool HasGuestAgent => _agent is not null && !_agentUnavailable;
+    public bool HasGuestAgent => _agent is { MayAnswer: true };
 
     public async Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken)
     {
@@ -46,27 +45,13 @@ public sealed class ContainerGuest : IGuestAccess, IAsyncDisposable
             throw new GuestException(problem);
         }
 
-        if (HasGuestAgent && AgentUser(command.User) is { } user)
+        if (_agent is not null && AgentUser(command.User) is { } user)
         {
             var environment = new Dictionary<string, string>(_environment, StringComparer.Ordinal);
             environment.TryAdd("HOME", user.Uid == 0 ? "/root" : "/");
-            if (command.Terminal is not null)
+            if (await _agent.TryStartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? _workingDirectory, environment, cancellationToken) is { } forked)
             {
-                environment["TERM"] = "xterm-256color";
-            }
-
-            foreach (var (name, value) in command.Environment)
-            {
-                environment[name] = value;
-            }
-
-            try
-            {
-                return await _agent!.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? _workingDirectory, environment, cancellationToken);
-            }
-            catch (GuestAgentUnavailableException)
-            {
-                _agentUnavailable = true;
+                return forked;
             }
         }
 

@@ -59,14 +59,43 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
 
     private readonly SemaphoreSlim _connecting = new(1, 1);
     private Session? _session;
+    private volatile bool _unavailable;
     private int _disposed;
 
-    /// <summary>Starts <paramref name="command"/> as <paramref name="uid"/>:<paramref name="gid"/> in <paramref name="workingDirectory"/>.</summary>
+    /// <summary>
+    /// Starts <paramref name="command"/> as <paramref name="uid"/>:<paramref name="gid"/> in <paramref name="workingDirectory"/>,
+    /// with the machine's <paramref name="environment"/>, <c>TERM</c> on a terminal, and the command's own variables over them.
+    /// </summary>
     public async Task<IGuestProcess> StartAsync(GuestCommand command, int uid, int gid, string workingDirectory, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
     {
         var session = await SessionAsync(cancellationToken);
-        return await session.StartAsync(StartPayload(command.Argv, uid, gid, workingDirectory, command.Terminal, environment), cancellationToken);
+        return await session.StartAsync(StartPayload(command.Argv, uid, gid, workingDirectory, command.Terminal, EnvironmentOf(command, environment)), cancellationToken);
     }
+
+    /// <summary>
+    /// <see cref="StartAsync"/>, for a machine that has another way in: null when the agent does not answer, now or any
+    /// time before (it is not asked again).
+    /// </summary>
+    public async Task<IGuestProcess?> TryStartAsync(GuestCommand command, int uid, int gid, string workingDirectory, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
+    {
+        if (_unavailable)
+        {
+            return null;
+        }
+
+        try
+        {
+            return await StartAsync(command, uid, gid, workingDirectory, environment, cancellationToken);
+        }
+        catch (GuestAgentUnavailableException)
+        {
+            _unavailable = true;
+            return null;
+        }
+    }
+
+    /// <summary>Whether it answered, or has not been asked yet; false once it did not answer.</summary>
+    public bool MayAnswer => !_unavailable;
 
     public async ValueTask DisposeAsync()
     {
@@ -123,6 +152,22 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
         }
 
         return Encoding.UTF8.GetBytes(text.ToString());
+    }
+
+    private static Dictionary<string, string> EnvironmentOf(GuestCommand command, IReadOnlyDictionary<string, string> machine)
+    {
+        var environment = new Dictionary<string, string>(machine, StringComparer.Ordinal);
+        if (command.Terminal is not null)
+        {
+            environment["TERM"] = "xterm-256color";
+        }
+
+        foreach (var (name, value) in command.Environment)
+        {
+            environment[name] = value;
+        }
+
+        return environment;
     }
 
     private static string SizeText(TerminalSize? size) => size is null ? "" : FormattableString.Invariant($"{size.Columns}x{size.Rows}");

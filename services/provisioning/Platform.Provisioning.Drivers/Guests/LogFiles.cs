@@ -42,9 +42,10 @@ public static class LogFiles
         var positions = new long[files.Count];
         for (var i = 0; i < files.Count; i++)
         {
-            var (data, start, end) = ReadKept(files[i].Path, query);
+            var notes = Notes(files[i].Path);
+            var (data, start, end) = ReadKept(files[i].Path, query, notes);
             positions[i] = end;
-            foreach (var chunk in Dated(files[i].Stream, data, start, Notes(files[i].Path)))
+            foreach (var chunk in Dated(files[i].Stream, data, start, notes))
             {
                 yield return chunk;
             }
@@ -219,14 +220,14 @@ public static class LogFiles
     }
 
     /// <summary>What the file holds for <paramref name="query"/> (at most its last 1 MiB), where that starts and where the file ends.</summary>
-    private static (byte[] Data, long Start, long End) ReadKept(string file, LogQuery query)
+    private static (byte[] Data, long Start, long End) ReadKept(string file, LogQuery query, IReadOnlyList<(DateTimeOffset At, long Size)> notes)
     {
         try
         {
             using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             var end = stream.Length;
             // The bytes up to the last note at or before `since` were written by then; all after it may be later.
-            var since = query.Since is { } time ? Notes(file).LastOrDefault(n => n.At <= time).Size : 0;
+            var since = query.Since is { } time ? notes.LastOrDefault(n => n.At <= time).Size : 0;
             var start = Math.Max(Math.Min(since, end), query.TailLines is null ? end - MaxChunkBytes : end - MaxTailBytes);
             stream.Seek(start, SeekOrigin.Begin);
             var data = new byte[end - start];

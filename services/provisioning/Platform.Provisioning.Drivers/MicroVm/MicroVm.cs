@@ -221,16 +221,6 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
             ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             ["HOME"] = user.Uid == 0 ? "/root" : "/scratch",
         };
-        if (command.Terminal is not null)
-        {
-            environment["TERM"] = "xterm-256color";
-        }
-
-        foreach (var (name, value) in command.Environment)
-        {
-            environment[name] = value;
-        }
-
         var agent = LazyInitializer.EnsureInitialized(ref _guestAgent, () => new Guests.GuestAgent("micro-VM", ConnectGuestAgentAsync, GuestAgentHandshakeTimeout));
         return agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
     }

@@ -32,7 +32,6 @@ public sealed class SandboxProcess : IAsyncDisposable
     private readonly Task _exited;
     private readonly bool _withGuestAgent;
     private Guests.GuestAgent? _guestAgent;
-    private volatile bool _guestAgentUnavailable;
     private int _disposed;
 
     private SandboxProcess(SandboxSpec spec, Process? child, HostProcess shell, Cgroups cgroups, IdRanges idRanges, string runDirectory, bool withGuestAgent)
@@ -83,17 +82,11 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// </summary>
     public bool IsSetUp => InsideProcessId is { } inside && FirstChildOf(inside) is { } first && (!_withGuestAgent || FirstChildOf(first) is not null);
 
-    /// <summary>
-    /// Its guest agent, the sandbox's first process, which forks what is exec'd: null when it has none, or when it did not
-    /// answer once (then it is not asked again).
-    /// </summary>
+    /// <summary>Its guest agent, the sandbox's first process, which forks what is exec'd: null when it has none.</summary>
     internal Guests.GuestAgent? GuestAgent =>
-        _withGuestAgent && !_guestAgentUnavailable && _disposed == 0 && !HasExited
+        _withGuestAgent && _disposed == 0 && !HasExited
             ? LazyInitializer.EnsureInitialized(ref _guestAgent, () => new Guests.GuestAgent("sandbox", ConnectGuestAgentAsync, GuestAgentHandshakeTimeout))
             : null;
-
-    /// <summary>Exec goes the long way from now on: the agent did not answer.</summary>
-    internal void GuestAgentDidNotAnswer() => _guestAgentUnavailable = true;
 
     /// <summary>
     /// The abstract socket of the sandbox's network namespace, entered from the host; only a listener in the sandbox's
@@ -106,7 +99,7 @@ public sealed class SandboxProcess : IAsyncDisposable
             throw new IOException("the sandbox has no process running");
         }
 
-        return await Guests.GuestAgent.ConnectInsideAsync(inside, SandboxRunner.GuestAgentSocket(Spec.Id), listener =>
+        return await Guests.GuestAgent.ConnectInsideAsync(inside, Guests.GuestAgent.SocketName(Spec.Id), listener =>
             File.Exists($"/proc/{listener}/cgroup") && File.ReadAllText($"/proc/{listener}/cgroup").Contains($"/{Cgroups.Parent}/{Spec.Id}", StringComparison.Ordinal), cancellationToken);
     }
 

@@ -21,6 +21,13 @@ public sealed partial class SandboxRunner
 
     private static readonly string[] OnTerminal = ["/usr/bin/setsid", "--ctty", "--wait"];
 
+    /// <summary>What an exec'd command's environment starts from (the long way sets the same with bubblewrap).</summary>
+    private static readonly Dictionary<string, string> SandboxEnvironment = new(StringComparer.Ordinal)
+    {
+        ["PATH"] = "/usr/local/bin:/usr/bin:/bin",
+        ["HOME"] = "/scratch",
+    };
+
     /// <summary>
     /// Starts <paramref name="command"/> inside a running sandbox, confined as its main process is. Its guest agent, the
     /// sandbox's first process, forks it: born in the sandbox's namespaces and cgroups, under its seccomp filter, its
@@ -30,31 +37,10 @@ public sealed partial class SandboxRunner
     public async Task<IGuestProcess> ExecAsync(SandboxProcess sandbox, GuestCommand command, CancellationToken cancellationToken)
     {
         var user = Checked(sandbox, command);
-        if (sandbox.GuestAgent is { } agent)
+        if (sandbox.GuestAgent is { } agent
+            && await agent.TryStartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", SandboxEnvironment, cancellationToken) is { } forked)
         {
-            var environment = new Dictionary<string, string>(StringComparer.Ordinal)
-            {
-                ["PATH"] = "/usr/local/bin:/usr/bin:/bin",
-                ["HOME"] = "/scratch",
-            };
-            if (command.Terminal is not null)
-            {
-                environment["TERM"] = "xterm-256color";
-            }
-
-            foreach (var (name, value) in command.Environment)
-            {
-                environment[name] = value;
-            }
-
-            try
-            {
-                return await agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
-            }
-            catch (GuestAgentUnavailableException)
-            {
-                sandbox.GuestAgentDidNotAnswer();
-            }
+            return forked;
         }
 
         return EnterAndRun(sandbox, command, user);

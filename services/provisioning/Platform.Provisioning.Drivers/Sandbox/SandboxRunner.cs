@@ -159,9 +159,6 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 
     private string RunDirectoryOf(string id) => Path.Combine(_runDirectory, id);
 
-    /// <summary>The abstract unix socket a sandbox's guest agent listens on, in the sandbox's network namespace.</summary>
-    internal static string GuestAgentSocket(string id) => Guests.GuestAgent.SocketName(id);
-
     /// <summary>
     /// How the sandbox's shell starts it: into its network (as host root, the only step that is), then as an unprivileged
     /// host user into a new user namespace, where it waits for its id map; then, as the namespace's root, bubblewrap,
@@ -224,7 +221,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return "--ro-bind-fd";
             yield return "7";
             yield return Guests.GuestAgent.Inside;
-            command = [Guests.GuestAgent.Inside, "--socket", GuestAgentSocket(spec.Id), "--", .. spec.Command];
+            command = [Guests.GuestAgent.Inside, "--socket", Guests.GuestAgent.SocketName(spec.Id), "--", .. spec.Command];
         }
 
         foreach (var argument in Confined(spec.Environment, command, (0, 0)))
