@@ -23,13 +23,13 @@ public static class RetryPolicy
     }
 
     /// <summary>
-    /// Inside the general policy: a lost optimistic-concurrency race (a saga or stream changed since it was
-    /// read) is retried at once on fresh state, many times, so racing messages for one saga all land.
+    /// Inside the general policy: a saga that changed since it was read is retried at once on fresh state, many
+    /// times, so racing messages for one saga all land. (A stream's lost race is decided again by the store's
+    /// decide-and-append primitive, EventStreamDecisions, not by the bus.)
     /// </summary>
     public static void ConfigureConcurrency(IRetryConfigurator retry)
     {
         retry.Handle<ConcurrencyException>();
-        retry.Handle<Platform.EventSourcing.WrongExpectedVersionException>();
         retry.Incremental(20, TimeSpan.Zero, TimeSpan.FromMilliseconds(5));
     }
 }

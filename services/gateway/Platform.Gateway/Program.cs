@@ -3,8 +3,6 @@ using Platform.Hosting;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("gateway")
 {
-    UsesPostgres = false,
-    UsesRabbitMq = false,
     AnswersOnlyTheGateway = false,
     ConfigureServices = builder =>
     {

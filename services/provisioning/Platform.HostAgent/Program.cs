@@ -5,13 +5,16 @@ using Platform.HostAgent.Guests;
 using Platform.HostAgent.Networking;
 using Platform.HostAgent.Telemetry;
 using Platform.Hosting;
+using Platform.Messaging;
 
 // The host agent: runs machines on this host for provisioning, through the drivers it offers. It keeps no
 // database; its record of what it runs is a directory of files (AgentOptions.StatePath).
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-agent")
 {
-    UsesPostgres = false,
-    ConfigureMessaging = bus => bus.AddConsumer<HostCommands, HostCommandsDefinition>(),
+    Parts =
+    [
+        new BusHosting(bus => bus.AddConsumer<HostCommands, HostCommandsDefinition>()),
+    ],
     ConfigureServices = builder =>
     {
         var options = builder.Configuration.GetSection(AgentOptions.Section).Get<AgentOptions>() ?? new AgentOptions();

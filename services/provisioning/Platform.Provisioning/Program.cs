@@ -1,5 +1,6 @@
 using MassTransit;
 using Platform.Hosting;
+using Platform.Messaging;
 using Platform.Provisioning.Hosts;
 using Platform.Messaging.Sagas;
 using Platform.Provisioning.Machines;
@@ -8,20 +9,26 @@ using Platform.Provisioning.Machines.Saga;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisioning")
 {
-    MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
-    InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
-    Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration],
-    ConfigureMessaging = bus =>
-    {
-        bus.AddSagaStateMachine<MachineSaga, MachineSagaState, MachineSagaDefinition>().PostgresRepository();
-        bus.AddConsumer<MachineLifecycle, MachineLifecycleDefinition>();
-        bus.AddConsumer<HostReports, HostReportsDefinition>();
-        bus.AddConsumer<MachineCommands>();
-        bus.AddConsumer<HostCapacityReportedConsumer>();
-        bus.AddConsumer<GrantKeyDistribution>();
-        bus.AddConsumer<HostGuardrailsSetConsumer>();
-        bus.AddConsumer<ExitNodeCopies>();
-    },
+    Parts =
+    [
+        new EventStoreHosting
+        {
+            MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
+            InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
+            Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration],
+        },
+        new BusHosting(bus =>
+        {
+            bus.AddSagaStateMachine<MachineSaga, MachineSagaState, MachineSagaDefinition>().PostgresRepository();
+            bus.AddConsumer<MachineLifecycle, MachineLifecycleDefinition>();
+            bus.AddConsumer<HostReports, HostReportsDefinition>();
+            bus.AddConsumer<MachineCommands>();
+            bus.AddConsumer<HostCapacityReportedConsumer>();
+            bus.AddConsumer<GrantKeyDistribution>();
+            bus.AddConsumer<HostGuardrailsSetConsumer>();
+            bus.AddConsumer<ExitNodeCopies>();
+        }),
+    ],
     ConfigureServices = builder =>
     {
         builder.Services.AddSingleton(MachineSagaOptions.Read(builder.Configuration));

@@ -1,5 +1,6 @@
 using MassTransit;
 using Platform.Hosting;
+using Platform.Messaging;
 using Platform.Telemetry;
 using Platform.Telemetry.Audit;
 using Platform.Telemetry.BrokerSubscriptions;
@@ -12,15 +13,21 @@ using Platform.Telemetry.Webhooks;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TelemetryService.Name)
 {
-    Migrations = [AuditLog.Migration, AuditLog.StreamVersionMigration, WebhookStore.Migration, BrokerSubscriptionStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
-    ConfigureMessaging = bus =>
-    {
-        bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>();
-        bus.AddConsumer<HealingWatchdog>();
-        bus.AddConsumer<MachineLedgerConsumer, MachineLedgerConsumerDefinition>();
-        bus.AddConsumer<MetricsConsumer>();
-        bus.AddConsumer<HealthConsumer>();
-    },
+    Parts =
+    [
+        new EventStoreHosting
+        {
+            Migrations = [AuditLog.Migration, AuditLog.StreamVersionMigration, WebhookStore.Migration, BrokerSubscriptionStore.Migration, HealingStore.Migration, HealingStore.ActionMigration, HealingStore.ExitNodeMigration, MachineLedger.Migration, MetricStore.Migration, HealthStore.Migration],
+        },
+        new BusHosting(bus =>
+        {
+            bus.AddConsumer<AuditConsumer, AuditConsumerDefinition>();
+            bus.AddConsumer<HealingWatchdog>();
+            bus.AddConsumer<MachineLedgerConsumer, MachineLedgerConsumerDefinition>();
+            bus.AddConsumer<MetricsConsumer>();
+            bus.AddConsumer<HealthConsumer>();
+        }),
+    ],
     ConfigureServices = builder =>
     {
         builder.Services.AddSingleton<AuditLog>();

@@ -1,5 +1,6 @@
 using MassTransit;
 using Platform.Hosting;
+using Platform.Messaging;
 using Platform.Tenancy;
 using Platform.Tenancy.ApiKeys;
 using Platform.Tenancy.Auth;
@@ -13,18 +14,24 @@ using Platform.Tenancy.Users;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancyService.Name)
 {
-    MapEvents = types => types
-        .Map<UserPasswordHashSet>(nameof(UserPasswordHashSet))
-        .Map<ApiKeyHashSet>(nameof(ApiKeyHashSet)),
-    InlineProjections = [new TenancyDirectory(TenancyService.Schema), new MachineInventory(TenancyService.Schema)],
-    Migrations = [TenancyDirectory.Migration, TenancyDirectory.ApiKeysMigration, SigningKeys.Migration, MachineInventory.Migration],
-    ConfigureMessaging = bus =>
-    {
-        bus.AddConsumer<ReserveQuotaConsumer, ReserveQuotaConsumerDefinition>();
-        bus.AddConsumer<ReleaseQuotaConsumer, ReleaseQuotaConsumerDefinition>();
-        bus.AddConsumer<RegisterMachineConsumer>();
-        bus.AddConsumer<UnregisterMachineConsumer>();
-    },
+    Parts =
+    [
+        new EventStoreHosting
+        {
+            MapEvents = types => types
+                .Map<UserPasswordHashSet>(nameof(UserPasswordHashSet))
+                .Map<ApiKeyHashSet>(nameof(ApiKeyHashSet)),
+            InlineProjections = [new TenancyDirectory(TenancyService.Schema), new MachineInventory(TenancyService.Schema)],
+            Migrations = [TenancyDirectory.Migration, TenancyDirectory.ApiKeysMigration, SigningKeys.Migration, MachineInventory.Migration],
+        },
+        new BusHosting(bus =>
+        {
+            bus.AddConsumer<ReserveQuotaConsumer, ReserveQuotaConsumerDefinition>();
+            bus.AddConsumer<ReleaseQuotaConsumer, ReleaseQuotaConsumerDefinition>();
+            bus.AddConsumer<RegisterMachineConsumer>();
+            bus.AddConsumer<UnregisterMachineConsumer>();
+        }),
+    ],
     ConfigureServices = builder =>
     {
         builder.Services.AddSingleton<TenancyEvents>();

@@ -8,12 +8,13 @@ using Platform.Contracts;
 
 namespace Platform.Hosting.Health;
 
-internal static class HealthEndpoints
+public static class HealthEndpoints
 {
+    /// <summary>The tag of a dependency's check that <c>/health/ready</c> includes (a host part's PostgreSQL or RabbitMQ).</summary>
     public const string ReadyTag = "ready";
 
     /// <summary><c>/health/live</c>: the process answers. <c>/health/ready</c>: every dependency does, each named with its state.</summary>
-    public static void MapPlatformHealth(this IEndpointRouteBuilder endpoints)
+    internal static void MapPlatformHealth(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync });
         endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync });

@@ -2,23 +2,23 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Logging;
-using Platform.EventSourcing;
 
 namespace Platform.Hosting.Problems;
 
 /// <summary>Turns every exception that escapes an endpoint into a problem: a client's mistake is a 4xx with a stable type, never a 500.</summary>
-internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
+internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, IEnumerable<ExceptionProblem> mappings, ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
-        var problem = exception switch
+        // A library's exception that a host part knows the meaning of is answered as that refusal.
+        var refusal = mappings.Select(map => map(exception)).FirstOrDefault(mapped => mapped is not null) ?? exception;
+        var problem = refusal switch
         {
-            ProblemException refusal => Problem(refusal.Status, refusal.Type, refusal.Title, refusal.Detail, refusal.Extensions),
+            ProblemException known => Problem(known.Status, known.Type, known.Title, known.Detail, known.Extensions),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Problem(413, ProblemTypes.PayloadTooLarge, "The request body is too large.", exception.Message),
             BadHttpRequestException { StatusCode: StatusCodes.Status415UnsupportedMediaType } => Problem(415, ProblemTypes.UnsupportedMediaType, "The request body must be JSON.", exception.Message),
             BadHttpRequestException bad => Problem(bad.StatusCode, ProblemTypes.ForStatus(bad.StatusCode), "The request could not be read.", bad.Message),
             Security.UnauthenticatedException => Problem(401, ProblemTypes.Unauthorized, "Authentication is required.", "Send a bearer token or an API key."),
-            WrongExpectedVersionException conflict => Problem(409, ProblemTypes.ConcurrencyConflict, "The resource changed since it was read.", conflict.Message),
             OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested => null,
             _ => Problem(500, ProblemTypes.InternalError, "An unexpected error occurred.", "The error was logged; quote the traceId when reporting it."),
         };
@@ -38,7 +38,7 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
             httpContext.Response.Headers.WWWAuthenticate = "Bearer";
         }
 
-        if (exception is ProblemException { RetryAfter: { } retryAfter })
+        if (refusal is ProblemException { RetryAfter: { } retryAfter })
         {
             httpContext.Response.Headers.RetryAfter = ((long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         }

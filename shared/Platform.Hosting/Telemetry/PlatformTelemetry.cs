@@ -5,13 +5,12 @@ using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
-using Platform.Messaging.Relay;
 
 namespace Platform.Hosting.Telemetry;
 
 /// <summary>
 /// Traces and metrics of a service (OpenTelemetry.Extensions.Hosting): ASP.NET Core and HttpClient through their
-/// instrumentation packages, MassTransit, Npgsql, YARP, the relay and the platform's own sources, exported over OTLP
+/// instrumentation packages, YARP and the platform's own sources (host parts add theirs: MassTransit, Npgsql, the relay), exported over OTLP
 /// (HTTP/protobuf) when an endpoint is configured; otherwise nothing is collected.
 /// </summary>
 public static class PlatformTelemetry
@@ -22,9 +21,9 @@ public static class PlatformTelemetry
 
     public static readonly Meter Meter = new(SourceName);
 
-    private static readonly string[] ActivitySources = ["MassTransit", "Npgsql", "Yarp.ReverseProxy", EventRelay.ActivitySource.Name, SourceName];
+    private static readonly string[] ActivitySources = ["Yarp.ReverseProxy", SourceName];
 
-    private static readonly string[] Meters = ["MassTransit", "Npgsql", SourceName];
+    private static readonly string[] Meters = [SourceName];
 
     internal static void AddPlatformTelemetry(this IServiceCollection services, string serviceName, string version, Uri? otlpEndpoint)
     {

@@ -1,8 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Platform.Messaging;
 using RabbitMQ.Client;
 
-namespace Platform.Hosting.Health;
+namespace Platform.Messaging;
 
 /// <summary>
 /// Ready only while the broker accepts this service's credentials on its virtual host. The bus's own check

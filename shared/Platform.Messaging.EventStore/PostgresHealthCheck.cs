@@ -1,15 +1,14 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Npgsql;
-using Platform.Hosting.Startup;
 
-namespace Platform.Hosting.Health;
+namespace Platform.Messaging;
 
 /// <summary>Ready only while PostgreSQL answers a query within two seconds.</summary>
 internal sealed class PostgresHealthCheck(NpgsqlDataSource dataSource) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var where = DependencyChecks.PostgresEndpoint(dataSource.ConnectionString);
+        var where = Endpoint(dataSource.ConnectionString);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -22,5 +21,12 @@ internal sealed class PostgresHealthCheck(NpgsqlDataSource dataSource) : IHealth
         {
             return HealthCheckResult.Unhealthy($"PostgreSQL at {where} does not answer: {exception.GetBaseException().Message}");
         }
+    }
+
+    /// <summary>Where a connection string points, without its credentials: host:port/database.</summary>
+    public static string Endpoint(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        return $"{builder.Host}:{builder.Port}/{builder.Database}";
     }
 }
