@@ -43,6 +43,39 @@ public sealed record MachinePortForward(
     /// <summary>Whether the host may hold something of it: a close must reach the host.</summary>
     public bool MayBeOnHost => State is PortForwardStates.Opening or PortForwardStates.Open or PortForwardStates.Closing;
 
+    /// <summary>Its end: removed, with why when it did not go on request (null).</summary>
+    public PortForwardRemoved Removed(string? reason, DateTimeOffset now) => new(ForwardId, MachineId, TenantId, HostId, Port, HostPort, reason, now);
+
+    /// <summary>The host opened it: open, if it was being opened. One removed or failed since is closed on the host again, and records nothing.</summary>
+    public static IReadOnlyList<object> Decide(MachinePortForward? forward, PortForwardOpened report, DateTimeOffset now) => forward is { State: PortForwardStates.Opening }
+        ? [new PortForwarded(forward.ForwardId, forward.MachineId, forward.TenantId, report.HostId, forward.Port, report.HostPort, report.HostAddress, now)]
+        : [];
+
+    /// <summary>The host could not open it (failed, with why), or it was being closed and nothing of it is on the host (removed).</summary>
+    public static IReadOnlyList<object> Decide(MachinePortForward? forward, PortForwardFailed report, DateTimeOffset now) => forward switch
+    {
+        { State: PortForwardStates.Opening } => [new PortForwardAbandoned(forward.ForwardId, forward.MachineId, forward.TenantId, report.Reason, now)],
+        { State: PortForwardStates.Closing } => [forward.Removed(null, now)],
+        _ => [],
+    };
+
+    /// <summary>The host closed it: on request, or with its machine before anyone here asked.</summary>
+    public static IReadOnlyList<object> Decide(MachinePortForward? forward, PortForwardClosed report, DateTimeOffset now) => forward is { MayBeOnHost: true }
+        ? [forward.Removed(forward.State == PortForwardStates.Closing ? null : "closed on its host with its machine", now)]
+        : [];
+
+    /// <summary>
+    /// A request to remove it: one the host may hold is closed there first; a failed one, which the host does not hold, is
+    /// removed at once. Another tenant's forward (<paramref name="tenantId"/>) is none of this request's business.
+    /// </summary>
+    public static IReadOnlyList<object> DecideRemoval(MachinePortForward? forward, Guid tenantId, DateTimeOffset now) => forward switch
+    {
+        _ when forward?.TenantId != tenantId => [],
+        { State: PortForwardStates.Opening or PortForwardStates.Open } => [new PortForwardRemoveRequested(forward.ForwardId, tenantId, now)],
+        { State: PortForwardStates.Failed } => [forward.Removed(null, now)],
+        _ => [],
+    };
+
     public static MachinePortForward Evolve(MachinePortForward? forward, object @event) => @event switch
     {
         PortForwardRequested e => new MachinePortForward(e.ForwardId, e.MachineId, e.TenantId, e.HostId, e.MachineAddress, e.Port, PortForwardStates.Opening, null, null, null,

@@ -51,7 +51,7 @@ public sealed class PortForwardCommands(EventStore store, PortForwarding forward
         }
         else if (forward.State == PortForwardStates.Removed)
         {
-            await context.Publish(forwarding.Removed(forward, null));
+            await context.Publish(forward.Removed(null, time.GetUtcNow()));
         }
     }
 
@@ -67,55 +67,44 @@ public sealed class PortForwardCommands(EventStore store, PortForwarding forward
     public async Task Consume(ConsumeContext<PortForwardOpened> context)
     {
         var report = context.Message;
-        var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(report.ForwardId), MachinePortForward.Evolve, context.CancellationToken);
-        switch (loaded.State)
+        var (forward, decided) = await DecideAsync(context, report.ForwardId, report.TenantId, f => MachinePortForward.Decide(f, report, time.GetUtcNow()));
+        if (decided.Count > 0)
         {
-            case { State: PortForwardStates.Opening } forward:
-                await store.AppendAsync(MachinePortForward.StreamOf(report.ForwardId), loaded.ExpectedVersion,
-                    [new PortForwarded(forward.ForwardId, forward.MachineId, forward.TenantId, report.HostId, forward.Port, report.HostPort, report.HostAddress, time.GetUtcNow())],
-                    Metadata(context, forward.TenantId), context.CancellationToken);
-                logger.LogInformation("Port {Port} of machine {MachineId} forwarded from {HostAddress}:{HostPort}", forward.Port, forward.MachineId, report.HostAddress, report.HostPort);
-                break;
-            case { State: PortForwardStates.Closing or PortForwardStates.Removed or PortForwardStates.Failed }:
-            case null:
-                // Opened after it was removed (a late copy of the command): close it again.
-                await PortForwarding.CloseOnHostAsync(context, report.HostId, new ClosePortForward(report.ForwardId, report.MachineId, report.TenantId), context.CancellationToken);
-                break;
+            logger.LogInformation("Port {Port} of machine {MachineId} forwarded from {HostAddress}:{HostPort}", forward!.Port, forward.MachineId, report.HostAddress, report.HostPort);
+        }
+        else if (forward is null or { State: PortForwardStates.Closing or PortForwardStates.Removed or PortForwardStates.Failed })
+        {
+            // Opened after it was removed (a late copy of the command): close it again.
+            await PortForwarding.CloseOnHostAsync(context, report.HostId, new ClosePortForward(report.ForwardId, report.MachineId, report.TenantId), context.CancellationToken);
         }
     }
 
     public async Task Consume(ConsumeContext<PortForwardFailed> context)
     {
         var report = context.Message;
-        var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(report.ForwardId), MachinePortForward.Evolve, context.CancellationToken);
-        switch (loaded.State)
+        var (forward, decided) = await DecideAsync(context, report.ForwardId, report.TenantId, f => MachinePortForward.Decide(f, report, time.GetUtcNow()));
+        if (decided.OfType<PortForwardAbandoned>().Any())
         {
-            case { State: PortForwardStates.Opening } forward:
-                await store.AppendAsync(MachinePortForward.StreamOf(report.ForwardId), loaded.ExpectedVersion,
-                    [new PortForwardAbandoned(forward.ForwardId, forward.MachineId, forward.TenantId, report.Reason, time.GetUtcNow())], Metadata(context, forward.TenantId), context.CancellationToken);
-                logger.LogWarning("Port {Port} of machine {MachineId} could not be forwarded: {Reason}", forward.Port, forward.MachineId, report.Reason);
-                await context.Publish(new PortForwardRefused(forward.ForwardId, forward.MachineId, forward.TenantId, ProblemTypes.Conflict,
-                    $"the host could not open the forward: {report.Reason}"));
-                break;
-            case { State: PortForwardStates.Closing } forward:
-                // Nothing of it is on the host: the removal is done.
-                await store.AppendAsync(MachinePortForward.StreamOf(report.ForwardId), loaded.ExpectedVersion, [forwarding.Removed(forward, null)],
-                    Metadata(context, forward.TenantId), context.CancellationToken);
-                break;
+            logger.LogWarning("Port {Port} of machine {MachineId} could not be forwarded: {Reason}", forward!.Port, forward.MachineId, report.Reason);
+            await context.Publish(new PortForwardRefused(forward.ForwardId, forward.MachineId, forward.TenantId, ProblemTypes.Conflict,
+                $"the host could not open the forward: {report.Reason}"));
         }
     }
 
-    public async Task Consume(ConsumeContext<PortForwardClosed> context)
+    public Task Consume(ConsumeContext<PortForwardClosed> context) =>
+        DecideAsync(context, context.Message.ForwardId, context.Message.TenantId, f => MachinePortForward.Decide(f, context.Message, time.GetUtcNow()));
+
+    /// <summary>Decides on the forward as it is and appends what was decided, deciding again on a lost race. Returns the forward the decision was made on.</summary>
+    private async Task<(MachinePortForward? Forward, IReadOnlyList<object> Decided)> DecideAsync(
+        ConsumeContext context, Guid forwardId, Guid tenantId, Func<MachinePortForward?, IReadOnlyList<object>> decide)
     {
-        var report = context.Message;
-        var loaded = await store.LoadAsync<MachinePortForward>(MachinePortForward.StreamOf(report.ForwardId), MachinePortForward.Evolve, context.CancellationToken);
-        if (loaded.State is { MayBeOnHost: true } forward)
+        MachinePortForward? decidedOn = null;
+        var decided = await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
         {
-            // Closing on request; or closed by the host with its machine (torn down), before anyone here asked.
-            await store.AppendAsync(MachinePortForward.StreamOf(report.ForwardId), loaded.ExpectedVersion,
-                [forwarding.Removed(forward, forward.State == PortForwardStates.Closing ? null : "closed on its host with its machine")],
-                Metadata(context, forward.TenantId), context.CancellationToken);
-        }
+            decidedOn = forward;
+            return decide(forward);
+        }, Metadata(context, tenantId), context.CancellationToken);
+        return (decidedOn, decided);
     }
 
     private static EventMetadata Metadata(ConsumeContext context, Guid tenantId) => AddressingMetadata.Of(context, tenantId);

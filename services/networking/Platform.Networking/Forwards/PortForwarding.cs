@@ -64,12 +64,7 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
         var decided = await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
         {
             found = forward is not null && forward.TenantId == tenantId ? forward : null;
-            return found?.State switch
-            {
-                PortForwardStates.Opening or PortForwardStates.Open => [new PortForwardRemoveRequested(forwardId, tenantId, time.GetUtcNow())],
-                PortForwardStates.Failed => [Removed(found, null)],
-                _ => [],
-            };
+            return MachinePortForward.DecideRemoval(forward, tenantId, time.GetUtcNow());
         }, metadata, cancellationToken);
         if (found is { MayBeOnHost: true })
         {
@@ -91,7 +86,7 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
             await store.DecideAsync<MachinePortForward>(MachinePortForward.StreamOf(forwardId), MachinePortForward.Evolve, forward =>
             {
                 removed = forward is { State: not PortForwardStates.Removed } && forward.TenantId == tenantId ? forward : null;
-                return removed is null ? [] : [Removed(removed, reason)];
+                return removed is null ? [] : [removed.Removed(reason, time.GetUtcNow())];
             }, metadata, cancellationToken);
             if (removed is null)
             {
@@ -121,9 +116,6 @@ public sealed class PortForwarding(EventStore store, NpgsqlDataSource dataSource
 
         return forwards;
     }
-
-    public PortForwardRemoved Removed(MachinePortForward forward, string? reason) =>
-        new(forward.ForwardId, forward.MachineId, forward.TenantId, forward.HostId, forward.Port, forward.HostPort, reason, time.GetUtcNow());
 
     public static Task CloseOnHostAsync(ISendEndpointProvider send, MachinePortForward forward, CancellationToken cancellationToken) =>
         CloseOnHostAsync(send, forward.HostId, new ClosePortForward(forward.ForwardId, forward.MachineId, forward.TenantId), cancellationToken);

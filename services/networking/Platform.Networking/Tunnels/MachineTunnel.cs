@@ -78,6 +78,56 @@ public sealed record MachineTunnel(
         _ => tunnel ?? throw new InvalidOperationException($"A tunnel stream cannot start with {@event.GetType().Name}."),
     };
 
+    /// <summary>The host set the tunnel up: attached if it was being attached; a tunnel detached since records nothing (its host is told to remove it).</summary>
+    public static IReadOnlyList<object> Decide(MachineTunnel? tunnel, TunnelSetUp report, DateTimeOffset now) => tunnel is { State: TunnelStates.Attaching }
+        ? [new TunnelAttached(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, report.HostId, tunnel.TunnelAddress, report.PublicKey, now)]
+        : [];
+
+    /// <summary>
+    /// The host could not set the tunnel up. A re-attach that failed leaves the tunnel as it was (attached, its address kept,
+    /// down); a first attach is abandoned and its address released.
+    /// </summary>
+    public static IReadOnlyList<object> Decide(MachineTunnel? tunnel, TunnelSetUpFailed report, DateTimeOffset now) => tunnel switch
+    {
+        { State: TunnelStates.Attaching, Reattach: { } reattach } =>
+            [new TunnelReattachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, reattach, $"the host could not set the tunnel up: {report.Reason}", now)],
+        { State: TunnelStates.Attaching } => [new TunnelAbandoned(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, report.Reason, now)],
+        _ => [],
+    };
+
+    /// <summary>
+    /// Re-attach <paramref name="command"/>: an attached tunnel is made again with a fresh key, once per request. One attached
+    /// before its segment was recorded cannot be (it is refused with why); any other state changes nothing.
+    /// </summary>
+    public static IReadOnlyList<object> Decide(MachineTunnel? tunnel, ReattachTunnel command, DateTimeOffset now) => tunnel switch
+    {
+        { State: TunnelStates.Attached, Gateway: null } => [new TunnelReattachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, command.RequestId,
+            "the tunnel was attached before its segment was recorded; destroy and create the machine to renew it", now)],
+        { State: TunnelStates.Attached } when tunnel.LastReattach != command.RequestId =>
+            [new TunnelReattachRequested(tunnel.MachineId, tunnel.TenantId, command.RequestId, command.RequestedBy, now)],
+        _ => [],
+    };
+
+    /// <summary>
+    /// Detach: a tunnel on its host is being removed from it; one never requested is recorded detached, so that a late attach
+    /// makes nothing. Detaching or detached already: nothing more to record.
+    /// </summary>
+    public static IReadOnlyList<object> Decide(MachineTunnel? tunnel, DetachTunnel command, DateTimeOffset now) => tunnel switch
+    {
+        null => [new TunnelDetached(command.MachineId, command.TenantId, null, now)],
+        { State: TunnelStates.Attaching or TunnelStates.Attached } => [new TunnelDetachRequested(command.MachineId, command.TenantId, now)],
+        _ => [],
+    };
+
+    /// <summary>The host removed the tunnel: detached, if it was being detached.</summary>
+    public static IReadOnlyList<object> Decide(MachineTunnel? tunnel, TunnelRemoved report, DateTimeOffset now) => tunnel is { State: TunnelStates.Detaching }
+        ? [new TunnelDetached(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, now)]
+        : [];
+
+    /// <summary>The exit node whose address for this tunnel the decided <paramref name="events"/> give back (abandoned or detached), or null.</summary>
+    public static Guid? ReleasesAddressOf(MachineTunnel? tunnel, IReadOnlyList<object> events) =>
+        tunnel is { ExitNodeId: var node } && node != Guid.Empty && events.Any(e => e is TunnelAbandoned or TunnelDetached) ? node : null;
+
     /// <summary>What the host agent takes to set this tunnel up through <paramref name="node"/> (again, with <paramref name="rekey"/>).</summary>
     public SetUpTunnel SetUp(ExitNodeRegistered node, Guid? rekey = null) =>
         new(MachineId, TenantId, MachineAddress, Gateway!, PrefixLength!.Value, TunnelAddress, node.Endpoint, node.PublicKey, node.AllowedIps, rekey);

@@ -75,117 +75,84 @@ public sealed class TunnelCommands(EventStore store, NpgsqlDataSource dataSource
     public async Task Consume(ConsumeContext<ReattachTunnel> context)
     {
         var command = context.Message;
-        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(command.MachineId), MachineTunnel.Evolve, context.CancellationToken);
-        switch (loaded.State)
+        var actor = new EventMetadata(context.CorrelationId, context.MessageId, command.TenantId.ToString(), command.RequestedBy);
+        var (tunnel, decided) = await DecideAsync(context, command.MachineId, command.TenantId, t => MachineTunnel.Decide(t, command, time.GetUtcNow()), actor);
+        if (decided.OfType<TunnelReattachRequested>().Any() || tunnel is { State: TunnelStates.Attaching } && tunnel.Reattach == command.RequestId)
         {
-            case { State: TunnelStates.Attaching } tunnel when tunnel.Reattach == command.RequestId:
-                await SetUpAsync(context, tunnel, command.RequestId);
-                return;
-            case { State: TunnelStates.Attached, Gateway: null } tunnel:
-                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), loaded.ExpectedVersion,
-                    [new TunnelReattachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, command.RequestId,
-                        "the tunnel was attached before its segment was recorded; destroy and create the machine to renew it", time.GetUtcNow())],
-                    Metadata(context, tunnel.TenantId), context.CancellationToken);
-                return;
-            case { State: TunnelStates.Attached } tunnel when tunnel.LastReattach != command.RequestId:
-                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), loaded.ExpectedVersion,
-                    [new TunnelReattachRequested(tunnel.MachineId, tunnel.TenantId, command.RequestId, command.RequestedBy, time.GetUtcNow())],
-                    new EventMetadata(context.CorrelationId, context.MessageId, tunnel.TenantId.ToString(), command.RequestedBy), context.CancellationToken);
-                await SetUpAsync(context, tunnel, command.RequestId);
-                return;
-            default:
-                logger.LogInformation("Re-attach {RequestId} of machine {MachineId}'s tunnel changed nothing: the tunnel is {State}",
-                    command.RequestId, command.MachineId, loaded.State?.State ?? "unknown");
-                return;
+            await SetUpAsync(context, tunnel!, command.RequestId);
+        }
+        else if (decided.Count == 0)
+        {
+            logger.LogInformation("Re-attach {RequestId} of machine {MachineId}'s tunnel changed nothing: the tunnel is {State}",
+                command.RequestId, command.MachineId, tunnel?.State ?? "unknown");
         }
     }
 
     public async Task Consume(ConsumeContext<TunnelSetUp> context)
     {
         var report = context.Message;
-        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
-        switch (loaded.State)
+        var (tunnel, decided) = await DecideAsync(context, report.MachineId, report.TenantId, t => MachineTunnel.Decide(t, report, time.GetUtcNow()));
+        if (decided.Count > 0)
         {
-            case { State: TunnelStates.Attaching } tunnel:
-                await store.AppendAsync(MachineTunnel.StreamOf(report.MachineId), loaded.ExpectedVersion,
-                    [new TunnelAttached(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, report.HostId, tunnel.TunnelAddress, report.PublicKey, time.GetUtcNow())],
-                    Metadata(context, tunnel.TenantId), context.CancellationToken);
-                logger.LogInformation("Tunnel of machine {MachineId} attached through exit node {ExitNodeId} ({Implementation})", tunnel.MachineId, tunnel.ExitNodeId, report.Implementation);
-                break;
-            case { State: TunnelStates.Detaching or TunnelStates.Detached }:
-                // Set up after it was detached (a late copy of the command): take it down again.
-                await SendAsync(context, report.HostId, new RemoveTunnel(report.MachineId, report.TenantId));
-                break;
+            logger.LogInformation("Tunnel of machine {MachineId} attached through exit node {ExitNodeId} ({Implementation})", tunnel!.MachineId, tunnel.ExitNodeId, report.Implementation);
+        }
+        else if (tunnel is { State: TunnelStates.Detaching or TunnelStates.Detached })
+        {
+            // Set up after it was detached (a late copy of the command): take it down again.
+            await SendAsync(context, report.HostId, new RemoveTunnel(report.MachineId, report.TenantId));
         }
     }
 
     public async Task Consume(ConsumeContext<TunnelSetUpFailed> context)
     {
         var report = context.Message;
-        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
-        if (loaded.State is not { State: TunnelStates.Attaching } tunnel)
+        var (tunnel, decided) = await DecideAsync(context, report.MachineId, report.TenantId, t => MachineTunnel.Decide(t, report, time.GetUtcNow()));
+        if (decided.OfType<TunnelAbandoned>().Any())
         {
-            return;
+            await context.Publish(new TunnelAttachFailed(tunnel!.MachineId, tunnel.TenantId, tunnel.ExitNodeId, $"the host could not set the tunnel up: {report.Reason}"));
         }
-
-        if (tunnel.Reattach is { } reattach)
-        {
-            // A re-attach that failed leaves the tunnel as it was: attached, its address kept, down.
-            await store.AppendAsync(MachineTunnel.StreamOf(tunnel.MachineId), loaded.ExpectedVersion,
-                [new TunnelReattachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, reattach, $"the host could not set the tunnel up: {report.Reason}", time.GetUtcNow())],
-                Metadata(context, tunnel.TenantId), context.CancellationToken);
-            return;
-        }
-
-        await using (var session = await store.BeginSessionAsync(context.CancellationToken))
-        {
-            session.Append(MachineTunnel.StreamOf(tunnel.MachineId), loaded.ExpectedVersion,
-                [new TunnelAbandoned(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, report.Reason, time.GetUtcNow())], Metadata(context, tunnel.TenantId));
-            session.Append(ExitNodePeers.StreamOf(tunnel.ExitNodeId), ExpectedVersion.Any, [new TunnelAddressReleased(tunnel.ExitNodeId, tunnel.MachineId)], Metadata(context, tunnel.TenantId));
-            await session.CommitAsync(context.CancellationToken);
-        }
-
-        await context.Publish(new TunnelAttachFailed(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, $"the host could not set the tunnel up: {report.Reason}"));
     }
 
     public async Task Consume(ConsumeContext<DetachTunnel> context)
     {
         var command = context.Message;
-        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(command.MachineId), MachineTunnel.Evolve, context.CancellationToken);
-        switch (loaded.State)
+        var (tunnel, _) = await DecideAsync(context, command.MachineId, command.TenantId, t => MachineTunnel.Decide(t, command, time.GetUtcNow()));
+        switch (tunnel)
         {
-            case null:
-                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), ExpectedVersion.NoStream,
-                    [new TunnelDetached(command.MachineId, command.TenantId, null, time.GetUtcNow())], Metadata(context, command.TenantId), context.CancellationToken);
-                break;
-            case { State: TunnelStates.Attaching or TunnelStates.Attached } tunnel:
-                await store.AppendAsync(MachineTunnel.StreamOf(command.MachineId), loaded.ExpectedVersion,
-                    [new TunnelDetachRequested(command.MachineId, command.TenantId, time.GetUtcNow())], Metadata(context, command.TenantId), context.CancellationToken);
+            case { State: TunnelStates.Attaching or TunnelStates.Attached or TunnelStates.Detaching }:
                 await SendAsync(context, tunnel.HostId, new RemoveTunnel(command.MachineId, command.TenantId));
                 break;
-            case { State: TunnelStates.Detaching } tunnel:
-                await SendAsync(context, tunnel.HostId, new RemoveTunnel(command.MachineId, command.TenantId));
-                break;
-            case { State: TunnelStates.Detached } tunnel:
+            case { State: TunnelStates.Detached }:
+                // Asked again once detached: answer again.
                 await context.Publish(new TunnelDetached(command.MachineId, command.TenantId, tunnel.ExitNodeId == Guid.Empty ? null : tunnel.ExitNodeId, time.GetUtcNow()));
                 break;
         }
     }
 
-    public async Task Consume(ConsumeContext<TunnelRemoved> context)
-    {
-        var report = context.Message;
-        var loaded = await store.LoadAsync<MachineTunnel>(MachineTunnel.StreamOf(report.MachineId), MachineTunnel.Evolve, context.CancellationToken);
-        if (loaded.State is not { State: TunnelStates.Detaching } tunnel)
-        {
-            return;
-        }
+    public Task Consume(ConsumeContext<TunnelRemoved> context) =>
+        DecideAsync(context, context.Message.MachineId, context.Message.TenantId, t => MachineTunnel.Decide(t, context.Message, time.GetUtcNow()));
 
-        await using var session = await store.BeginSessionAsync(context.CancellationToken);
-        session.Append(MachineTunnel.StreamOf(tunnel.MachineId), loaded.ExpectedVersion,
-            [new TunnelDetached(tunnel.MachineId, tunnel.TenantId, tunnel.ExitNodeId, time.GetUtcNow())], Metadata(context, tunnel.TenantId));
-        session.Append(ExitNodePeers.StreamOf(tunnel.ExitNodeId), ExpectedVersion.Any, [new TunnelAddressReleased(tunnel.ExitNodeId, tunnel.MachineId)], Metadata(context, tunnel.TenantId));
-        await session.CommitAsync(context.CancellationToken);
+    /// <summary>
+    /// Decides on the machine's tunnel as it is and appends what was decided (with the release of its exit node's address,
+    /// when the decision gives it back), deciding again on a lost race. Returns the tunnel the decision was made on.
+    /// </summary>
+    private async Task<(MachineTunnel? Tunnel, IReadOnlyList<object> Decided)> DecideAsync(
+        ConsumeContext context, Guid machineId, Guid tenantId, Func<MachineTunnel?, IReadOnlyList<object>> decide, EventMetadata? metadata = null)
+    {
+        MachineTunnel? decidedOn = null;
+        var decided = await store.DecideAsync<MachineTunnel>(MachineTunnel.StreamOf(machineId), MachineTunnel.Evolve, loaded =>
+        {
+            decidedOn = loaded.State;
+            var events = decide(loaded.State);
+            var appends = new List<StreamAppend> { new(MachineTunnel.StreamOf(machineId), loaded.ExpectedVersion, events) };
+            if (MachineTunnel.ReleasesAddressOf(loaded.State, events) is { } exitNodeId)
+            {
+                appends.Add(new StreamAppend(ExitNodePeers.StreamOf(exitNodeId), ExpectedVersion.Any, [new TunnelAddressReleased(exitNodeId, machineId)]));
+            }
+
+            return new Decision(appends, metadata ?? Metadata(context, loaded.State?.TenantId ?? tenantId));
+        }, context.CancellationToken);
+        return (decidedOn, decided);
     }
 
     private static TunnelAttached Attached(MachineTunnel tunnel) =>

@@ -77,4 +77,60 @@ public sealed class MachineTunnelTests
             .Aggregate(peers, (p, e) => ExitNodePeers.Evolve(p, e));
         Assert.Null(full.Free(range));
     }
+
+    [Fact]
+    public void A_host_report_attaches_a_tunnel_being_attached_and_records_nothing_for_one_detached_since()
+    {
+        var report = new TunnelSetUp(Machine, Tenant, Host, "public-key", "kernel");
+
+        Assert.Equal([new TunnelAttached(Machine, Tenant, Node, Host, "100.64.0.2", "public-key", Now)], MachineTunnel.Decide(Given(Requested), report, Now));
+        Assert.Empty(MachineTunnel.Decide(Given(Requested, new TunnelDetachRequested(Machine, Tenant, Now)), report, Now));
+        Assert.Empty(MachineTunnel.Decide(null, report, Now));
+    }
+
+    [Fact]
+    public void A_first_attach_the_host_could_not_make_is_abandoned_with_its_address_given_back_and_a_failed_reattach_keeps_the_tunnel()
+    {
+        var failure = new TunnelSetUpFailed(Machine, Tenant, Host, "no wireguard");
+        var abandoned = MachineTunnel.Decide(Given(Requested), failure, Now);
+        Assert.Equal([new TunnelAbandoned(Machine, Tenant, Node, "no wireguard", Now)], abandoned);
+        Assert.Equal(Node, MachineTunnel.ReleasesAddressOf(Given(Requested), abandoned));
+
+        var request = Guid.CreateVersion7();
+        var reattaching = Given(Requested, new TunnelAttached(Machine, Tenant, Node, Host, "100.64.0.2", "k1", Now), new TunnelReattachRequested(Machine, Tenant, request, "user:a", Now));
+        var kept = MachineTunnel.Decide(reattaching, failure, Now);
+        Assert.Equal([new TunnelReattachFailed(Machine, Tenant, Node, request, "the host could not set the tunnel up: no wireguard", Now)], kept);
+        Assert.Null(MachineTunnel.ReleasesAddressOf(reattaching, kept));
+    }
+
+    [Fact]
+    public void A_reattach_is_made_once_per_request_and_refused_for_a_tunnel_attached_before_its_segment_was_recorded()
+    {
+        var attached = Given(Requested, new TunnelAttached(Machine, Tenant, Node, Host, "100.64.0.2", "k1", Now));
+        var command = new ReattachTunnel(Machine, Tenant, Guid.CreateVersion7(), "user:a");
+
+        Assert.Equal([new TunnelReattachRequested(Machine, Tenant, command.RequestId, "user:a", Now)], MachineTunnel.Decide(attached, command, Now));
+        var requested = MachineTunnel.Evolve(MachineTunnel.Evolve(attached, new TunnelReattachRequested(Machine, Tenant, command.RequestId, "user:a", Now)),
+            new TunnelAttached(Machine, Tenant, Node, Host, "100.64.0.2", "k2", Now));
+        Assert.Empty(MachineTunnel.Decide(requested, command, Now));
+        var unrecorded = Given(Requested with { Gateway = null, PrefixLength = null }, new TunnelAttached(Machine, Tenant, Node, Host, "100.64.0.2", "k1", Now));
+        Assert.IsType<TunnelReattachFailed>(Assert.Single(MachineTunnel.Decide(unrecorded, command, Now)));
+        Assert.Empty(MachineTunnel.Decide(null, command, Now));
+    }
+
+    [Fact]
+    public void A_detach_asks_the_host_to_remove_the_tunnel_records_one_never_requested_and_the_removal_gives_the_address_back()
+    {
+        var command = new DetachTunnel(Machine, Tenant);
+
+        Assert.Equal([new TunnelDetached(Machine, Tenant, null, Now)], MachineTunnel.Decide(null, command, Now));
+        Assert.Equal([new TunnelDetachRequested(Machine, Tenant, Now)], MachineTunnel.Decide(Given(Requested), command, Now));
+        var detaching = Given(Requested, new TunnelDetachRequested(Machine, Tenant, Now));
+        Assert.Empty(MachineTunnel.Decide(detaching, command, Now));
+
+        var removed = MachineTunnel.Decide(detaching, new TunnelRemoved(Machine, Tenant, Host), Now);
+        Assert.Equal([new TunnelDetached(Machine, Tenant, Node, Now)], removed);
+        Assert.Equal(Node, MachineTunnel.ReleasesAddressOf(detaching, removed));
+        Assert.Empty(MachineTunnel.Decide(Given(Requested), new TunnelRemoved(Machine, Tenant, Host), Now));
+    }
 }
