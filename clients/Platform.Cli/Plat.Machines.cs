@@ -13,7 +13,7 @@ public sealed partial class Plat
 
     private Command MachinesCommand()
     {
-        var command = new Command("machines", "Create, list, start, stop and remove machines")
+        var command = new Command("machines", "Create, list, start, stop, pause and remove machines")
         {
             CreateMachineCommand(),
             ListMachinesCommand(),
@@ -21,6 +21,8 @@ public sealed partial class Plat
             WaitMachineCommand(),
             ActionCommand("start", "Start a stopped machine", "start", "running"),
             ActionCommand("stop", "Stop a running machine", "stop", "stopped"),
+            ActionCommand("pause", "Pause a running machine in place", "pause", "paused"),
+            ActionCommand("resume", "Let a paused machine run on as it was", "resume", "running"),
             ActionCommand("restart", "Stop and start a machine", "restart", "running"),
             RemoveMachineCommand(),
         };

@@ -51,6 +51,31 @@ public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelpe
     }
 
     [Fact]
+    public async Task A_paused_container_is_paused_in_the_engine_until_resumed_and_a_paused_one_still_stops()
+    {
+        var launch = Launch(["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]);
+        var machine = await _driver.LaunchAsync(launch, CancellationToken.None);
+        var pausable = Assert.IsAssignableFrom<IPausableMachine>(machine);
+
+        await pausable.PauseAsync(CancellationToken.None);
+        var paused = (await fixture.Docker.InspectContainerAsync(ContainerDriver.ContainerName(launch.MachineId), CancellationToken.None))!.State;
+        var adopted = await _driver.AdoptAsync(launch, CancellationToken.None);
+        await pausable.ResumeAsync(CancellationToken.None);
+        var resumed = (await fixture.Docker.InspectContainerAsync(ContainerDriver.ContainerName(launch.MachineId), CancellationToken.None))!.State;
+        await pausable.PauseAsync(CancellationToken.None);
+        await machine.StopAsync(CancellationToken.None);
+        var exit = await machine.Exited.WaitAsync(TimeSpan.FromSeconds(30));
+        await machine.DisposeAsync();
+        await adopted!.DisposeAsync();
+
+        Assert.True(paused.Paused);
+        Assert.True(Assert.IsAssignableFrom<IPausableMachine>(adopted).IsPaused, "an agent that restarts finds it paused");
+        Assert.False(pausable.IsPaused);
+        Assert.True(resumed.Running && !resumed.Paused);
+        Assert.Equal(0, exit.ExitCode);
+    }
+
+    [Fact]
     public async Task A_command_that_finishes_ends_the_machine_and_a_failing_one_carries_its_exit_code_and_log_tail()
     {
         await using var finishing = await _driver.LaunchAsync(Launch(["/bin/sh", "-c", "echo done"]), CancellationToken.None);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Platform.Provisioning.Drivers.Sandbox;
+using Platform.Testing;
 
 namespace Platform.Provisioning.Tests;
 
@@ -103,6 +104,32 @@ public sealed class SandboxTests
         await sandbox.DisposeAsync();
 
         Assert.False(_runner.Cgroups.Exists(sandbox.Spec.Id));
+        Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
+    }
+
+    [Fact]
+    public async Task A_frozen_sandbox_uses_no_cpu_until_it_is_thawed_and_a_frozen_one_is_still_disposed_without_leftovers()
+    {
+        var sandbox = Start(["/bin/sh", "-c", "while :; do :; done"]);
+        var id = sandbox.Spec.Id;
+        await Eventually.TrueAsync(() => Task.FromResult(_runner.Cgroups.Usage(id)?.CpuNanoseconds > 50_000_000), TimeSpan.FromSeconds(10), "the loop uses CPU");
+
+        await _runner.Cgroups.FreezeAsync(id, CancellationToken.None);
+        var frozenAt = _runner.Cgroups.Usage(id)!.CpuNanoseconds;
+        await Task.Delay(400);
+        var whileFrozen = _runner.Cgroups.Usage(id)!.CpuNanoseconds;
+        Assert.True(_runner.Cgroups.IsFrozen(id));
+        _runner.Cgroups.Thaw(id);
+        await Task.Delay(400);
+        var afterThaw = _runner.Cgroups.Usage(id)!.CpuNanoseconds;
+        Assert.False(_runner.Cgroups.IsFrozen(id));
+        var pid = sandbox.ProcessId;
+        await _runner.Cgroups.FreezeAsync(id, CancellationToken.None);
+        await sandbox.DisposeAsync();
+
+        Assert.Equal(frozenAt, whileFrozen);
+        Assert.True(afterThaw > whileFrozen + 50_000_000, $"thawed, the loop runs again ({whileFrozen} → {afterThaw} ns)");
+        Assert.False(_runner.Cgroups.Exists(id));
         Assert.Throws<ArgumentException>(() => Process.GetProcessById(pid));
     }
 

@@ -14,7 +14,7 @@ namespace Platform.HostAgent;
 /// </summary>
 public sealed class HostCommands(
     HostMachines machines, MachineRecords records, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, Guests.GrantKeys grantKeys, ILogger<HostCommands> logger) :
-    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>,
+    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<PauseMachine>, IConsumer<ResumeMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>,
     IConsumer<OpenPortForward>, IConsumer<ClosePortForward>, IConsumer<ServiceStarted>, IConsumer<TrustMachineGrantKey>
 {
     public Task Consume(ConsumeContext<TrustMachineGrantKey> context)
@@ -39,6 +39,10 @@ public sealed class HostCommands(
     public Task Consume(ConsumeContext<LaunchMachine> context) => machines.LaunchAsync(context.Message, context.CancellationToken);
 
     public Task Consume(ConsumeContext<HaltMachine> context) => machines.HaltAsync(context.Message, context.CancellationToken);
+
+    public Task Consume(ConsumeContext<PauseMachine> context) => machines.PauseAsync(context.Message, context.CancellationToken);
+
+    public Task Consume(ConsumeContext<ResumeMachine> context) => machines.ResumeAsync(context.Message, context.CancellationToken);
 
     public Task Consume(ConsumeContext<TearDownMachine> context) => machines.TearDownAsync(context.Message, context.CancellationToken);
 
@@ -119,6 +123,8 @@ public sealed class HostCommandsDefinition : ConsumerDefinition<HostCommands>
         var partitioner = endpoint.CreatePartitioner(32);
         consumer.Message<LaunchMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<HaltMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<PauseMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<ResumeMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<TearDownMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<SetUpTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<RemoveTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));

@@ -25,8 +25,9 @@ public sealed class HostMachines(
 
     public IReadOnlyCollection<IMachineDriver> Drivers => _drivers.Values;
 
-    /// <summary>The machines running now, each with what it was launched as: what the agent samples and probes.</summary>
-    public IReadOnlyList<(LaunchMachine Launch, IRunningMachine Machine)> RunningMachines => _running.Values.Select(r => (r.Launch, r.Machine)).ToList();
+    /// <summary>The machines running now (not paused), each with what it was launched as: what the agent samples and probes.</summary>
+    public IReadOnlyList<(LaunchMachine Launch, IRunningMachine Machine)> RunningMachines =>
+        _running.Values.Where(r => r.Machine is not IPausableMachine { IsPaused: true }).Select(r => (r.Launch, r.Machine)).ToList();
 
     /// <summary>The machine, with what it was launched as, when it runs on this host now.</summary>
     public (LaunchMachine Launch, IRunningMachine Machine)? Find(Guid machineId) =>
@@ -88,6 +89,65 @@ public sealed class HostMachines(
         await _reconciled.Task.WaitAsync(cancellationToken);
         await StopAndRecordAsync(halt.MachineId, cancellationToken);
         await PublishAsync(new MachineHalted(halt.MachineId, halt.TenantId, halt.OperationId, host.HostId));
+    }
+
+    /// <summary>
+    /// Pauses the running machine in place; a repeat of the command, or one for a machine paused already, reports it paused
+    /// again. A machine that is not running here, or whose driver cannot pause, is reported as not paused, with why.
+    /// </summary>
+    public async Task PauseAsync(PauseMachine pause, CancellationToken cancellationToken)
+    {
+        await _reconciled.Task.WaitAsync(cancellationToken);
+        await ChangePauseAsync(pause.MachineId, pause.TenantId, pause.OperationId, paused: true, cancellationToken);
+    }
+
+    /// <summary>Lets the paused machine run again; a repeat, or one for a machine running already, reports it running again.</summary>
+    public async Task ResumeAsync(ResumeMachine resume, CancellationToken cancellationToken)
+    {
+        await _reconciled.Task.WaitAsync(cancellationToken);
+        await ChangePauseAsync(resume.MachineId, resume.TenantId, resume.OperationId, paused: false, cancellationToken);
+    }
+
+    private async Task ChangePauseAsync(Guid machineId, Guid tenantId, Guid operationId, bool paused, CancellationToken cancellationToken)
+    {
+        var what = paused ? "paused" : "resumed";
+        if (!_running.TryGetValue(machineId, out var running))
+        {
+            await PublishAsync(new MachineFreezeFailed(machineId, tenantId, operationId, host.HostId, $"it does not run on host {host.Name}"));
+            return;
+        }
+
+        if (running.Machine is not IPausableMachine pausable)
+        {
+            await PublishAsync(new MachineFreezeFailed(machineId, tenantId, operationId, host.HostId, $"a {running.Launch.Driver} machine cannot be {what} on host {host.Name}"));
+            return;
+        }
+
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            if (pausable.IsPaused != paused)
+            {
+                await (paused ? pausable.PauseAsync(cancellationToken) : pausable.ResumeAsync(cancellationToken));
+            }
+        }
+        catch (Exception failed) when (!cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning(failed, "Machine {MachineId} ({Driver}) could not be {What}", machineId, running.Launch.Driver, what);
+            await PublishAsync(new MachineFreezeFailed(machineId, tenantId, operationId, host.HostId, failed.Message));
+            return;
+        }
+
+        var milliseconds = clock.Elapsed.TotalMilliseconds;
+        logger.LogInformation("Machine {MachineId} ({Driver}) {What} in {Milliseconds:0.0} ms", machineId, running.Launch.Driver, what, milliseconds);
+        if (paused)
+        {
+            await PublishAsync(new MachineFrozen(machineId, tenantId, operationId, host.HostId, milliseconds));
+        }
+        else
+        {
+            await PublishAsync(new MachineThawed(machineId, tenantId, operationId, host.HostId, milliseconds));
+        }
     }
 
     public async Task TearDownAsync(TearDownMachine tearDown, CancellationToken cancellationToken)

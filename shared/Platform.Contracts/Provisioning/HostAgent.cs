@@ -34,6 +34,12 @@ public sealed record LaunchMachine(
 /// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
 public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);
 
+/// <summary>Command to a host agent: pause the running machine in place (its processes keep their state; nothing of it runs).</summary>
+public sealed record PauseMachine(Guid MachineId, Guid TenantId, Guid OperationId);
+
+/// <summary>Command to a host agent: let the paused machine run again, as it was.</summary>
+public sealed record ResumeMachine(Guid MachineId, Guid TenantId, Guid OperationId);
+
 /// <summary>Command to a host agent: remove every trace of the machine from the host. Idempotent.</summary>
 public sealed record TearDownMachine(Guid MachineId, Guid TenantId, Guid OperationId);
 
@@ -51,6 +57,15 @@ public sealed record MachineLaunched(
 public sealed record MachineLaunchFailed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, string Reason);
 
 public sealed record MachineHalted(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId);
+
+/// <summary>An agent's report: the machine is paused on the host (after <paramref name="Milliseconds"/>); repeated for a repeated command.</summary>
+public sealed record MachineFrozen(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, double Milliseconds);
+
+/// <summary>An agent's report: the paused machine runs again (after <paramref name="Milliseconds"/>); repeated for a repeated command.</summary>
+public sealed record MachineThawed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, double Milliseconds);
+
+/// <summary>An agent's report: the machine could not be paused (it runs on, as before) or resumed (it is lost), and why.</summary>
+public sealed record MachineFreezeFailed(Guid MachineId, Guid TenantId, Guid OperationId, Guid HostId, string Reason);
 
 /// <summary>An agent's report: the machine's main process ended without being asked to.</summary>
 public sealed record MachineExited(Guid MachineId, Guid TenantId, Guid HostId, int? ExitCode, string Reason);

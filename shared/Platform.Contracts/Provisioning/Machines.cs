@@ -66,6 +66,10 @@ public sealed record MachineStartRequested(Guid MachineId, Guid TenantId, Guid O
 
 public sealed record MachineStopRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 
+public sealed record MachinePauseRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
+public sealed record MachineResumeRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
+
 public sealed record MachineRestartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 
 /// <summary>
@@ -90,6 +94,15 @@ public sealed record MachineRunning(
     string BootedFrom,
     double LaunchMilliseconds,
     DateTimeOffset RunningAt) : IIntegrationEvent;
+
+/// <summary>Paused in place on its host, <paramref name="PauseMilliseconds"/> after the host was asked: nothing of it runs; its address, tunnel and forwards stay.</summary>
+public sealed record MachinePaused(Guid MachineId, Guid TenantId, Guid OperationId, double PauseMilliseconds, DateTimeOffset PausedAt) : IIntegrationEvent;
+
+/// <summary>Its host could not pause it: it runs on as before.</summary>
+public sealed record MachinePauseFailed(Guid MachineId, Guid TenantId, Guid OperationId, string Reason, DateTimeOffset FailedAt) : IIntegrationEvent;
+
+/// <summary>Running again after a pause, as it was, <paramref name="ResumeMilliseconds"/> after the host was asked.</summary>
+public sealed record MachineResumed(Guid MachineId, Guid TenantId, Guid OperationId, double ResumeMilliseconds, DateTimeOffset ResumedAt) : IIntegrationEvent;
 
 /// <summary>Stopped on request, or its main process ended with success (<paramref name="ExitCode"/> 0).</summary>
 public sealed record MachineStopped(Guid MachineId, Guid TenantId, Guid? OperationId, int? ExitCode, DateTimeOffset StoppedAt) : IIntegrationEvent;

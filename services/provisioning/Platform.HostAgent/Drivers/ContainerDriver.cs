@@ -178,10 +178,11 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             ?? throw new LaunchFailedException($"the container engine holds no image {template.Name}@{template.Version} any more");
     }
 
-    private sealed class RunningContainer : IRunningMachine, IGuestAccess, IMachineLogs
+    private sealed class RunningContainer : IRunningMachine, IPausableMachine, IGuestAccess, IMachineLogs
     {
         private readonly ContainerEngine _docker;
         private readonly string _id;
+        private volatile bool _paused;
         private readonly ContainerGuest _guest;
         private readonly ILogger _logger;
         private readonly CancellationTokenSource _watching = new();
@@ -193,6 +194,8 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             _id = inspection.ID;
             _guest = new ContainerGuest(docker, inspection);
             _logger = logger;
+            // Adopted after the agent restarted: the engine kept it paused.
+            _paused = inspection.State?.Paused ?? false;
             Network = inspection.NetworkSettings.PrimaryEndpoint() is { IPAddress: { } address } endpoint
                 ? new NetworkAttachment(inspection.NetworkSettings.SandboxKey ?? "", address, (int)endpoint.IPPrefixLen, endpoint.Gateway ?? "", endpoint.MacAddress ?? "")
                 : null;
@@ -211,10 +214,31 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
 
         public Task<MachineExit> Exited { get; }
 
+        /// <summary>Paused by the engine (the cgroup freezer): its processes keep their memory and use no CPU.</summary>
+        public bool IsPaused => _paused;
+
+        public async Task PauseAsync(CancellationToken cancellationToken)
+        {
+            await _docker.PauseContainerAsync(_id, cancellationToken);
+            _paused = true;
+        }
+
+        public async Task ResumeAsync(CancellationToken cancellationToken)
+        {
+            await _docker.UnpauseContainerAsync(_id, cancellationToken);
+            _paused = false;
+        }
+
         public async Task StopAsync(CancellationToken cancellationToken)
         {
             try
             {
+                if (_paused)
+                {
+                    // A frozen process cannot take its stop signal.
+                    await ResumeAsync(cancellationToken);
+                }
+
                 await _docker.StopContainerAsync(_id, StopTimeout, cancellationToken);
             }
             catch (ContainerEngineException gone) when (gone.IsNotFound)

@@ -55,6 +55,21 @@ public interface IRunningMachine : IAsyncDisposable
     Task StopAsync(CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// A running machine that can be paused in place, nothing of it running, and resumed as it was: its processes, address,
+/// tunnel and forwards intact. A paused machine stays paused when the agent restarts (adoption finds it so).
+/// </summary>
+public interface IPausableMachine
+{
+    bool IsPaused { get; }
+
+    /// <summary>Pauses it; returns once nothing of it runs. Throws, saying why, when it could not (it then runs on).</summary>
+    Task PauseAsync(CancellationToken cancellationToken);
+
+    /// <summary>Lets it run again; returns once it does.</summary>
+    Task ResumeAsync(CancellationToken cancellationToken);
+}
+
 /// <summary>How a machine's main process ended: its exit code when it had one, and why in words.</summary>
 public sealed record MachineExit(int? ExitCode, string Reason);
 

@@ -86,8 +86,20 @@ public sealed class SandboxDriver : IMachineDriver
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 
     /// <summary>Measured by its cgroups; its network is its own namespace, a port of its tenant's segment when it has an address.</summary>
-    private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
+    private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) :
+        IRunningMachine, IPausableMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
     {
+        /// <summary>Paused by the cgroup freezer: its processes keep their memory (counted as before) and use no CPU.</summary>
+        public bool IsPaused => runner.Cgroups.IsFrozen(process.Spec.Id);
+
+        public Task PauseAsync(CancellationToken cancellationToken) => runner.Cgroups.FreezeAsync(process.Spec.Id, cancellationToken);
+
+        public Task ResumeAsync(CancellationToken cancellationToken)
+        {
+            runner.Cgroups.Thaw(process.Spec.Id);
+            return Task.CompletedTask;
+        }
+
         public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => process.ReadLogsAsync(query, cancellationToken);
 
         /// <summary>A machine is running from the moment its sandbox's namespaces exist; a command waits (briefly) for its root to be made.</summary>

@@ -122,6 +122,14 @@ public sealed partial class ContainerEngine : IDisposable
         CallAsync($"POST /containers/{Checked(container)}/stop", () => _docker.Containers.StopContainerAsync(container,
             new ContainerStopParameters { WaitBeforeKillSeconds = (uint)Math.Ceiling(timeout.TotalSeconds) }, cancellationToken), cancellationToken);
 
+    /// <summary>Freezes every process of the running container (the engine's pause, the cgroup freezer).</summary>
+    public Task PauseContainerAsync(string container, CancellationToken cancellationToken) =>
+        CallAsync($"POST /containers/{Checked(container)}/pause", () => _docker.Containers.PauseContainerAsync(container, cancellationToken), cancellationToken);
+
+    /// <summary>Lets the paused container's processes run again.</summary>
+    public Task UnpauseContainerAsync(string container, CancellationToken cancellationToken) =>
+        CallAsync($"POST /containers/{Checked(container)}/unpause", () => _docker.Containers.UnpauseContainerAsync(container, cancellationToken), cancellationToken);
+
     /// <summary>What the engine knows of the container; null when there is no such container.</summary>
     public async Task<ContainerInspectResponse?> InspectContainerAsync(string container, CancellationToken cancellationToken)
     {

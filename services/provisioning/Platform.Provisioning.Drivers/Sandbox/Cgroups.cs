@@ -53,6 +53,49 @@ public abstract class Cgroups
     /// <summary>Whether anything of the sandbox is left on the host.</summary>
     public abstract bool Exists(string id);
 
+    /// <summary>
+    /// Freezes every process of the sandbox (the cgroup freezer): returns once none of them runs; they keep their memory and
+    /// state. Throws <see cref="InvalidOperationException"/> for a sandbox whose cgroups have no freezer (made before it was
+    /// used) and <see cref="TimeoutException"/> when the kernel does not finish within a few seconds (then it is thawed again).
+    /// </summary>
+    public async Task FreezeAsync(string id, CancellationToken cancellationToken)
+    {
+        var freezer = FreezerOf(id) ?? throw new InvalidOperationException("the sandbox was made before sandboxes could be paused: recreate it to pause it");
+        WriteFreezer(freezer, frozen: true);
+        var deadline = DateTime.UtcNow + FreezeTimeout;
+        while (!ReadsFrozen(freezer))
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                WriteFreezer(freezer, frozen: false);
+                throw new TimeoutException($"the kernel did not freeze the sandbox's processes within {FreezeTimeout.TotalSeconds:0} s");
+            }
+
+            await Task.Delay(1, cancellationToken);
+        }
+    }
+
+    /// <summary>Lets the sandbox's processes run again; nothing to do when they are not frozen.</summary>
+    public void Thaw(string id)
+    {
+        if (FreezerOf(id) is { } freezer)
+        {
+            WriteFreezer(freezer, frozen: false);
+        }
+    }
+
+    /// <summary>Whether the sandbox is frozen now (asked again after the agent restarted: the kernel keeps it frozen).</summary>
+    public bool IsFrozen(string id) => FreezerOf(id) is { } freezer && ReadsFrozen(freezer);
+
+    private static readonly TimeSpan FreezeTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The directory of the sandbox's cgroup that holds its freezer's files; null when it has none (or is gone).</summary>
+    protected abstract string? FreezerOf(string id);
+
+    protected abstract void WriteFreezer(string directory, bool frozen);
+
+    protected abstract bool ReadsFrozen(string directory);
+
     /// <summary>Whether the kernel killed a process of the sandbox for exceeding its memory.</summary>
     public abstract bool WasOutOfMemory(string id);
 
@@ -136,7 +179,10 @@ public abstract class Cgroups
 internal sealed class CgroupsV1 : Cgroups
 {
     /// <summary>cpuacct counts the CPU time the sandbox used; it is mounted apart from cpu on some hosts, with it (cpu,cpuacct) on others.</summary>
-    private static readonly string[] Controllers = Directory.Exists(Path.Combine(Root, "cpuacct")) ? ["memory", "pids", "cpu", "cpuacct", "devices"] : ["memory", "pids", "cpu", "devices"];
+    /// <summary>freezer pauses it (<see cref="Cgroups.FreezeAsync"/>).</summary>
+    private static readonly string[] Controllers = Directory.Exists(Path.Combine(Root, "cpuacct"))
+        ? ["memory", "pids", "cpu", "cpuacct", "devices", "freezer"]
+        : ["memory", "pids", "cpu", "devices", "freezer"];
 
     public override string Version => "v1";
 
@@ -164,6 +210,8 @@ internal sealed class CgroupsV1 : Cgroups
 
     public override async Task RemoveAsync(string id)
     {
+        // A frozen process does not die of SIGKILL until it is thawed.
+        Thaw(id);
         foreach (var controller in Controllers)
         {
             await EmptyAndRemoveAsync(Path.Combine(Root, controller, Parent, id));
@@ -175,6 +223,12 @@ internal sealed class CgroupsV1 : Cgroups
     public override bool Exists(string id) => Controllers.Any(c => Directory.Exists(Path.Combine(Root, c, Parent, id)));
 
     public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, "memory", Parent, id, "memory.oom_control"), "oom_kill");
+
+    protected override string? FreezerOf(string id) => Directory.Exists(Path.Combine(Root, "freezer", Parent, id)) ? Path.Combine(Root, "freezer", Parent, id) : null;
+
+    protected override void WriteFreezer(string directory, bool frozen) => Write(directory, "freezer.state", frozen ? "FROZEN" : "THAWED");
+
+    protected override bool ReadsFrozen(string directory) => File.ReadAllText(Path.Combine(directory, "freezer.state")).Trim() == "FROZEN";
 
     public override bool HitProcessLimit(string id) => CounterAboveZero(Path.Combine(Root, "pids", Parent, id, "pids.events"), "max");
 
@@ -207,13 +261,23 @@ internal sealed class CgroupsV2 : Cgroups
         return [Path.Combine(directory, "cgroup.procs")];
     }
 
-    public override Task RemoveAsync(string id) => EmptyAndRemoveAsync(Path.Combine(Root, Parent, id));
+    public override Task RemoveAsync(string id)
+    {
+        Thaw(id);
+        return EmptyAndRemoveAsync(Path.Combine(Root, Parent, id));
+    }
 
     public override IReadOnlyList<string> ProcessFiles(string id) => [Path.Combine(Root, Parent, id, "cgroup.procs")];
 
     public override bool Exists(string id) => Directory.Exists(Path.Combine(Root, Parent, id));
 
     public override bool WasOutOfMemory(string id) => CounterAboveZero(Path.Combine(Root, Parent, id, "memory.events"), "oom_kill");
+
+    protected override string? FreezerOf(string id) => Directory.Exists(Path.Combine(Root, Parent, id)) ? Path.Combine(Root, Parent, id) : null;
+
+    protected override void WriteFreezer(string directory, bool frozen) => Write(directory, "cgroup.freeze", frozen ? "1" : "0");
+
+    protected override bool ReadsFrozen(string directory) => File.ReadAllLines(Path.Combine(directory, "cgroup.events")).Contains("frozen 1");
 
     public override bool HitProcessLimit(string id) => CounterAboveZero(Path.Combine(Root, Parent, id, "pids.events"), "max");
 

@@ -8,6 +8,9 @@ public static class MachineStates
     public const string Creating = "creating";
     public const string Starting = "starting";
     public const string Running = "running";
+    public const string Pausing = "pausing";
+    public const string Paused = "paused";
+    public const string Resuming = "resuming";
     public const string Stopping = "stopping";
     public const string Stopped = "stopped";
     public const string Restarting = "restarting";
@@ -15,16 +18,17 @@ public static class MachineStates
     public const string Destroyed = "destroyed";
     public const string Failed = "failed";
 
-    public static IReadOnlyList<string> All { get; } = [Creating, Starting, Running, Stopping, Stopped, Restarting, Destroying, Destroyed, Failed];
+    public static IReadOnlyList<string> All { get; } = [Creating, Starting, Running, Pausing, Paused, Resuming, Stopping, Stopped, Restarting, Destroying, Destroyed, Failed];
 }
 
-/// <summary>An operation in flight on a machine: what was asked (create, start, stop, restart, recreate, destroy) and when.</summary>
+/// <summary>An operation in flight on a machine: what was asked (create, start, stop, pause, resume, restart, recreate, destroy) and when.</summary>
 public sealed record PendingOperation(Guid Id, string Type, DateTimeOffset RequestedAt)
 {
     /// <summary>The state that means this operation succeeded.</summary>
     public string Goal => Type switch
     {
         "stop" => MachineStates.Stopped,
+        "pause" => MachineStates.Paused,
         "destroy" => MachineStates.Destroyed,
         _ => MachineStates.Running,
     };
@@ -85,6 +89,11 @@ public sealed record Machine(
     {
         MachineStartRequested e => Begin(MachineStates.Starting, new PendingOperation(e.OperationId, "start", e.RequestedAt)),
         MachineStopRequested e => Begin(MachineStates.Stopping, new PendingOperation(e.OperationId, "stop", e.RequestedAt)),
+        MachinePauseRequested e => Begin(MachineStates.Pausing, new PendingOperation(e.OperationId, "pause", e.RequestedAt)),
+        MachineResumeRequested e => Begin(MachineStates.Resuming, new PendingOperation(e.OperationId, "resume", e.RequestedAt)),
+        MachinePaused e => this with { State = MachineStates.Paused, Pending = null, UpdatedAt = e.PausedAt },
+        MachinePauseFailed e => this with { State = MachineStates.Running, Pending = null, LastError = e.Reason, UpdatedAt = e.FailedAt },
+        MachineResumed e => this with { State = MachineStates.Running, Pending = null, LastError = null, UpdatedAt = e.ResumedAt },
         MachineRestartRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "restart", e.RequestedAt)),
         MachineRecreateRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "recreate", e.RequestedAt)),
         MachineDestroyRequested e => Begin(MachineStates.Destroying, new PendingOperation(e.OperationId, "destroy", e.RequestedAt)),
@@ -129,9 +138,11 @@ public sealed record Machine(
     public object Decide(string action, Guid operationId, DateTimeOffset now) => (action, State) switch
     {
         ("start", MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineStartRequested(Id, TenantId, operationId, now),
-        ("stop", MachineStates.Running) => new MachineStopRequested(Id, TenantId, operationId, now),
+        ("stop", MachineStates.Running or MachineStates.Paused) => new MachineStopRequested(Id, TenantId, operationId, now),
+        ("pause", MachineStates.Running) => new MachinePauseRequested(Id, TenantId, operationId, now),
+        ("resume", MachineStates.Paused) => new MachineResumeRequested(Id, TenantId, operationId, now),
         ("restart", MachineStates.Running) => new MachineRestartRequested(Id, TenantId, operationId, now),
-        ("recreate", MachineStates.Running or MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineRecreateRequested(Id, TenantId, operationId, now),
+        ("recreate", MachineStates.Running or MachineStates.Paused or MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineRecreateRequested(Id, TenantId, operationId, now),
         ("destroy", not (MachineStates.Destroying or MachineStates.Destroyed)) => new MachineDestroyRequested(Id, TenantId, operationId, now),
         ("start" or "recreate", MachineStates.Failed) => throw new IllegalTransitionException(action, State, $"Its creation failed at the {CreationFailedAt} step and was undone: destroy it and create another."),
         _ => throw new IllegalTransitionException(action, State),
@@ -155,11 +166,32 @@ public sealed record Machine(
     public IReadOnlyList<object> Decide(MachineHalted halted, DateTimeOffset now) =>
         Awaits(halted.OperationId) && State == MachineStates.Stopping ? [new MachineStopped(Id, TenantId, halted.OperationId, null, now)] : [];
 
+    /// <summary>What its host's report that it froze records: paused, if it was being paused (a repeated report records nothing).</summary>
+    public IReadOnlyList<object> Decide(MachineFrozen frozen, DateTimeOffset now) =>
+        Awaits(frozen.OperationId) && State == MachineStates.Pausing ? [new MachinePaused(Id, TenantId, frozen.OperationId, frozen.Milliseconds, now)] : [];
+
+    /// <summary>What its host's report that it runs again records: running, if it was being resumed.</summary>
+    public IReadOnlyList<object> Decide(MachineThawed thawed, DateTimeOffset now) =>
+        Awaits(thawed.OperationId) && State == MachineStates.Resuming ? [new MachineResumed(Id, TenantId, thawed.OperationId, thawed.Milliseconds, now)] : [];
+
+    /// <summary>
+    /// What its host's report that it could not pause or resume it records: a pause that failed leaves it running (the
+    /// reason kept); a resume that failed leaves nothing of it running, so it failed.
+    /// </summary>
+    public IReadOnlyList<object> Decide(MachineFreezeFailed failed, DateTimeOffset now) => State switch
+    {
+        _ when !Awaits(failed.OperationId) => [],
+        MachineStates.Pausing => [new MachinePauseFailed(Id, TenantId, failed.OperationId, failed.Reason, now)],
+        MachineStates.Resuming => [new MachineFailed(Id, TenantId, failed.OperationId, $"it could not be resumed: {failed.Reason}", null, now)],
+        _ => [],
+    };
+
     /// <summary>Whether the halt is the first half of a restart or a recreate, after which it is launched again under the same operation.</summary>
     public bool RelaunchesAfter(MachineHalted halted) => Awaits(halted.OperationId) && State == MachineStates.Restarting;
 
-    /// <summary>What its host's report that its main process ended records: stopped or failed, if it was running.</summary>
-    public IReadOnlyList<object> Decide(MachineExited exited, DateTimeOffset now) => State == MachineStates.Running ? [EndedBy(exited, now)] : [];
+    /// <summary>What its host's report that its main process ended records: stopped or failed, if it was running (paused, or on the way to or from it, included).</summary>
+    public IReadOnlyList<object> Decide(MachineExited exited, DateTimeOffset now) =>
+        State is MachineStates.Running or MachineStates.Pausing or MachineStates.Paused or MachineStates.Resuming ? [EndedBy(exited, now)] : [];
 
     /// <summary>What a step of the operation in flight records: the step, once, while the machine still waits for that operation.</summary>
     public IReadOnlyList<object> Decide(MachineStepCompleted step) =>

@@ -7,7 +7,7 @@ using Platform.Hosting.Security;
 namespace Platform.Provisioning.Machines;
 
 /// <summary>
-/// A user's request on a machine (start, stop, restart, recreate, destroy): decided on the machine's stream and
+/// A user's request on a machine (start, stop, pause, resume, restart, recreate, destroy): decided on the machine's stream and
 /// appended with its expected version. With <c>If-Match</c> that version is the caller's (a stale one is 412);
 /// without, a lost race is decided again on fresh state.
 /// </summary>

@@ -93,6 +93,7 @@ public sealed class MachineCatalog(string schema) : IProjection
         await transaction.ExecuteAsync($"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys", cancellationToken);
 
     private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
+        or MachinePauseRequested or MachineResumeRequested or MachinePaused or MachinePauseFailed or MachineResumed
         or MachineRestartRequested or MachineRecreateRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed or MachineStepCompleted;
 
     private async Task<Machine?> LoadAsync(NpgsqlTransaction transaction, string streamId, CancellationToken cancellationToken)
@@ -126,7 +127,10 @@ public sealed class MachineCatalog(string schema) : IProjection
         if (before?.Pending is { } ended && ended.Id != after.Pending?.Id)
         {
             var succeeded = after.State == ended.Goal;
-            var error = succeeded ? null : after.State == MachineStates.Failed ? after.LastError : $"Superseded: the machine is {after.State}.";
+            // A pause its host could not make leaves the machine running, with why.
+            var error = succeeded ? null
+                : after.State == MachineStates.Failed || ended.Type == "pause" && after.LastError is not null ? after.LastError
+                : $"Superseded: the machine is {after.State}.";
             await transaction.ExecuteAsync($"UPDATE {schema}.operations SET status = $2, error = $3, completed_at = $4 WHERE id = $1", cancellationToken,
                 ended.Id, succeeded ? "succeeded" : "failed", error, at);
         }

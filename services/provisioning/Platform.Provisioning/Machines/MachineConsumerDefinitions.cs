@@ -13,6 +13,8 @@ public sealed class MachineLifecycleDefinition : ConsumerDefinition<MachineLifec
         var partitioner = endpoint.CreatePartitioner(32);
         consumer.Message<MachineStartRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineStopRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachinePauseRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineResumeRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineRestartRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineRecreateRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }
@@ -28,6 +30,9 @@ public sealed class HostReportsDefinition : ConsumerDefinition<HostReports>
         consumer.Message<MachineLaunchFailed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineHalted>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<MachineExited>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineFrozen>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineThawed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<MachineFreezeFailed>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<GuestCommandEnded>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<GuestFileChanged>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
     }

@@ -10,7 +10,7 @@ namespace Platform.Provisioning.Machines;
 
 public sealed record MachineEventView(long Version, string Type, object Data, DateTimeOffset RecordedAt, string? Actor, Guid? CorrelationId);
 
-/// <summary>The machines API: create (202 + an operation), read, list, act (start, stop, restart, recreate, destroy), wait and history.</summary>
+/// <summary>The machines API: create (202 + an operation), read, list, act (start, stop, pause, resume, restart, recreate, destroy), wait and history.</summary>
 public static class MachineEndpoints
 {
     public static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(60);
@@ -24,6 +24,8 @@ public static class MachineEndpoints
         machines.MapGet("/{machineId:guid}", GetAsync);
         machines.MapPost("/{machineId:guid}/start", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "start", caller, http, ct));
         machines.MapPost("/{machineId:guid}/stop", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "stop", caller, http, ct));
+        machines.MapPost("/{machineId:guid}/pause", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "pause", caller, http, ct));
+        machines.MapPost("/{machineId:guid}/resume", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "resume", caller, http, ct));
         machines.MapPost("/{machineId:guid}/restart", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "restart", caller, http, ct));
         machines.MapPost("/{machineId:guid}/recreate", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "recreate", caller, http, ct));
         machines.MapDelete("/{machineId:guid}", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "destroy", caller, http, ct));

@@ -6,13 +6,15 @@ using Platform.Provisioning.Hosts;
 namespace Platform.Provisioning.Machines;
 
 /// <summary>
-/// Turns a running machine's recorded requests (start, stop, restart, recreate) into commands for the host agent that runs it.
+/// Turns a running machine's recorded requests (start, stop, pause, resume, restart, recreate) into commands for the host agent that runs it.
 /// Every command is idempotent on the agent's side, so a request delivered twice does no harm. Creating and destroying
 /// take more than the agent: the machine saga runs those.
 /// </summary>
 public sealed class MachineLifecycle(EventStore store) :
     IConsumer<MachineStartRequested>,
     IConsumer<MachineStopRequested>,
+    IConsumer<MachinePauseRequested>,
+    IConsumer<MachineResumeRequested>,
     IConsumer<MachineRestartRequested>,
     IConsumer<MachineRecreateRequested>
 {
@@ -22,6 +24,12 @@ public sealed class MachineLifecycle(EventStore store) :
 
     public Task Consume(ConsumeContext<MachineStopRequested> context) =>
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
+
+    public Task Consume(ConsumeContext<MachinePauseRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new PauseMachine(machine.Id, machine.TenantId, context.Message.OperationId));
+
+    public Task Consume(ConsumeContext<MachineResumeRequested> context) =>
+        WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new ResumeMachine(machine.Id, machine.TenantId, context.Message.OperationId));
 
     public Task Consume(ConsumeContext<MachineRestartRequested> context) =>
         WhenAwaitedAsync(context, context.Message.MachineId, context.Message.OperationId, machine => new HaltMachine(machine.Id, machine.TenantId, context.Message.OperationId));
@@ -83,6 +91,9 @@ public sealed class HostReports(IEventStreams streams, TimeProvider time) :
     IConsumer<MachineLaunchFailed>,
     IConsumer<MachineHalted>,
     IConsumer<MachineExited>,
+    IConsumer<MachineFrozen>,
+    IConsumer<MachineThawed>,
+    IConsumer<MachineFreezeFailed>,
     IConsumer<GuestCommandEnded>,
     IConsumer<GuestFileChanged>
 {
@@ -108,6 +119,12 @@ public sealed class HostReports(IEventStreams streams, TimeProvider time) :
     }
 
     public Task Consume(ConsumeContext<MachineExited> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
+
+    public Task Consume(ConsumeContext<MachineFrozen> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
+
+    public Task Consume(ConsumeContext<MachineThawed> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
+
+    public Task Consume(ConsumeContext<MachineFreezeFailed> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message, time.GetUtcNow()));
 
     public Task Consume(ConsumeContext<GuestCommandEnded> context) => DecideAsync(context, context.Message.MachineId, m => m.Decide(context.Message), context.Message.Actor);
 

@@ -166,4 +166,59 @@ public sealed class MachineDecisionsTests
             Given(Requested, Running(Creation), new MachineDestroyRequested(Id, Tenant, destroy, Now)).Finished(null, null, Now));
         Assert.Null(Given(Requested, Running(Creation)).Finished(null, null, Now));
     }
+
+    [Fact]
+    public void A_running_machine_is_paused_once_its_host_froze_it_and_runs_again_once_its_host_thawed_it()
+    {
+        var pause = Guid.CreateVersion7();
+        var pausing = Given(Requested, Running(Creation), Given(Requested, Running(Creation)).Decide("pause", pause, Now));
+        Assert.Equal(MachineStates.Pausing, pausing.State);
+        Assert.Equal([new MachinePaused(Id, Tenant, pause, 4.5, Now)], pausing.Decide(new MachineFrozen(Id, Tenant, pause, Host, 4.5), Now));
+
+        var paused = pausing.Apply(new MachinePaused(Id, Tenant, pause, 4.5, Now));
+        Assert.Empty(paused.Decide(new MachineFrozen(Id, Tenant, pause, Host, 4.5), Now));
+        var resume = Guid.CreateVersion7();
+        var resuming = paused.Apply(paused.Decide("resume", resume, Now));
+        Assert.Equal(new PendingOperation(resume, "resume", Now), resuming.Pending);
+        Assert.Equal([new MachineResumed(Id, Tenant, resume, 2.5, Now)], resuming.Decide(new MachineThawed(Id, Tenant, resume, Host, 2.5), Now));
+        Assert.Equal(MachineStates.Running, resuming.Apply(new MachineResumed(Id, Tenant, resume, 2.5, Now)).State);
+    }
+
+    [Fact]
+    public void A_paused_machine_resumes_stops_recreates_or_is_destroyed_but_does_not_pause_again_or_restart()
+    {
+        var paused = Given(Requested, Running(Creation), new MachinePauseRequested(Id, Tenant, Creation, Now), new MachinePaused(Id, Tenant, Creation, 1, Now));
+
+        Assert.IsType<MachineResumeRequested>(paused.Decide("resume", Guid.CreateVersion7(), Now));
+        Assert.IsType<MachineStopRequested>(paused.Decide("stop", Guid.CreateVersion7(), Now));
+        Assert.IsType<MachineRecreateRequested>(paused.Decide("recreate", Guid.CreateVersion7(), Now));
+        Assert.IsType<MachineDestroyRequested>(paused.Decide("destroy", Guid.CreateVersion7(), Now));
+        Assert.Equal("A machine that is paused cannot pause.", Assert.Throws<IllegalTransitionException>(() => paused.Decide("pause", Guid.CreateVersion7(), Now)).Message);
+        Assert.Throws<IllegalTransitionException>(() => paused.Decide("restart", Guid.CreateVersion7(), Now));
+        Assert.Equal("A machine that is running cannot resume.", Assert.Throws<IllegalTransitionException>(() => Given(Requested, Running(Creation)).Decide("resume", Guid.CreateVersion7(), Now)).Message);
+    }
+
+    [Fact]
+    public void A_pause_the_host_could_not_make_leaves_the_machine_running_with_why_and_a_failed_resume_fails_it()
+    {
+        var pause = Guid.CreateVersion7();
+        var pausing = Given(Requested, Running(Creation), new MachinePauseRequested(Id, Tenant, pause, Now));
+        var refused = Assert.Single(pausing.Decide(new MachineFreezeFailed(Id, Tenant, pause, Host, "no freezer"), Now));
+        Assert.Equal(new MachinePauseFailed(Id, Tenant, pause, "no freezer", Now), refused);
+        Assert.Equal((MachineStates.Running, "no freezer"), (pausing.Apply(refused).State, pausing.Apply(refused).LastError));
+
+        var resume = Guid.CreateVersion7();
+        var resuming = pausing.Apply(new MachinePaused(Id, Tenant, pause, 1, Now)).Apply(new MachineResumeRequested(Id, Tenant, resume, Now));
+        var failed = Assert.IsType<MachineFailed>(Assert.Single(resuming.Decide(new MachineFreezeFailed(Id, Tenant, resume, Host, "state file gone"), Now)));
+        Assert.Equal("it could not be resumed: state file gone", failed.Reason);
+        Assert.Empty(resuming.Decide(new MachineFreezeFailed(Id, Tenant, pause, Host, "a stale report"), Now));
+    }
+
+    [Fact]
+    public void A_paused_machine_whose_process_ended_is_recorded_as_ended()
+    {
+        var paused = Given(Requested, Running(Creation), new MachinePauseRequested(Id, Tenant, Creation, Now), new MachinePaused(Id, Tenant, Creation, 1, Now));
+
+        Assert.IsType<MachineFailed>(Assert.Single(paused.Decide(new MachineExited(Id, Tenant, Host, 137, "killed"), Now)));
+    }
 }

@@ -1,0 +1,86 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Platform.Testing;
+
+namespace Platform.Services.Tests;
+
+/// <summary>Pausing and resuming machines through the gateway: the host agent freezes them in place and lets them run on as they were.</summary>
+[Collection(StackCollection.Name)]
+public sealed class MachinePauseTests(PlatformStack stack)
+{
+    /// <summary>A counter the machine's own command keeps, ten a second.</summary>
+    private static readonly string[] Counter = ["/bin/sh", "-c", "i=0; while :; do i=$((i + 1)); echo $i > /tmp/count; sleep 0.1; done"];
+
+    [Fact]
+    public async Task A_paused_sandbox_keeps_its_address_refuses_commands_and_once_resumed_counts_on_from_where_it_was()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+        await Eventually.TrueAsync(async () => await CountAsync(tenant, id) >= 5, TimeSpan.FromSeconds(20), "the counter runs");
+        var address = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("network").GetProperty("ip").GetString();
+
+        var beforePause = await CountAsync(tenant, id);
+        var pause = await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/pause");
+        var paused = await tenant.WaitForMachineAsync(id, "paused");
+        var refusedExec = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "true" } });
+        var pausedAgain = await tenant.PostAsync($"/api/v1/machines/{id}/pause", null);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/resume");
+        var resumed = await tenant.WaitForMachineAsync(id, "running");
+        var afterResume = await CountAsync(tenant, id);
+        var resumedAgain = await tenant.PostAsync($"/api/v1/machines/{id}/resume", null);
+
+        Assert.Equal("succeeded", (await tenant.GetFromJsonAsync<JsonElement>(pause)).GetProperty("status").GetString());
+        await Problems.AssertAsync(refusedExec, HttpStatusCode.Conflict, "urn:platform:problem:machine-not-running");
+        await Problems.AssertAsync(pausedAgain, HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        await Problems.AssertAsync(resumedAgain, HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        // Three seconds paused would have been some thirty counts; a restarted counter would be back near 1.
+        Assert.InRange(afterResume, beforePause, beforePause + 12);
+        Assert.Equal(address, paused.GetProperty("network").GetProperty("ip").GetString());
+        Assert.Equal(address, resumed.GetProperty("network").GetProperty("ip").GetString());
+        var types = await EventTypesAsync(tenant, id);
+        Assert.Equal(["MachinePauseRequested", "MachinePaused", "MachineResumeRequested", "MachineResumed"], types.SkipWhile(t => t != "MachinePauseRequested").Where(t => t.StartsWith("MachinePause", StringComparison.Ordinal) || t.StartsWith("MachineResume", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_paused_sandbox_stays_paused_when_its_host_agent_restarts_and_resumes_afterwards()
+    {
+        var (tenant, id) = await RunningSandboxAsync();
+        await Eventually.TrueAsync(async () => await CountAsync(tenant, id) >= 5, TimeSpan.FromSeconds(20), "the counter runs");
+        var beforePause = await CountAsync(tenant, id);
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/pause");
+        await tenant.WaitForMachineAsync(id, "paused");
+        var eventsBefore = (await EventTypesAsync(tenant, id)).Count;
+
+        await stack.CrashAndRestartHostAgentAsync();
+        await Eventually.TrueAsync(() => stack.HostAgent!.Output.Any(line => line.Contains(id.ToString(), StringComparison.Ordinal) && line.Contains("adopted", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), "the restarted agent adopts the paused sandbox");
+        var afterRestart = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}");
+        var eventsAfter = (await EventTypesAsync(tenant, id)).Count;
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/resume");
+        await tenant.WaitForMachineAsync(id, "running");
+
+        Assert.Equal("paused", afterRestart.GetProperty("state").GetString());
+        Assert.Equal(eventsBefore, eventsAfter);
+        Assert.True(await CountAsync(tenant, id) >= beforePause, "the counter goes on from where it was");
+    }
+
+    private async Task<(HttpClient Tenant, Guid MachineId)> RunningSandboxAsync()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64, command = Counter });
+        await tenant.WaitForMachineAsync(id, "running");
+        return (tenant, id);
+    }
+
+    private static async Task<int> CountAsync(HttpClient tenant, Guid id)
+    {
+        var result = await tenant.ExecAsync(id, new { command = new[] { "cat", "/tmp/count" } });
+        return int.TryParse(result.GetProperty("stdout").GetString()?.Trim(), out var count) ? count : 0;
+    }
+
+    private static async Task<IReadOnlyList<string>> EventTypesAsync(HttpClient tenant, Guid id) =>
+        (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
+}
