@@ -10,6 +10,7 @@ internal static class Benchmarks
         ["machines"] = MachinesBenchmark.RunAsync,
         ["saga"] = SagaBenchmark.RunAsync,
         ["exec"] = ExecBenchmark.RunAsync,
+        ["lifecycle"] = LifecycleBenchmark.RunAsync,
     };
 
     public static string Required(string variable) =>

@@ -87,7 +87,7 @@ internal static class ExecBenchmark
         }
     }
 
-    private static async Task<Guid> RunningAsync(HttpClient tenant, object body)
+    internal static async Task<Guid> RunningAsync(HttpClient tenant, object body)
     {
         var created = await tenant.PostAsJsonAsync("/api/v1/machines", body);
         if (created.StatusCode != HttpStatusCode.Accepted)

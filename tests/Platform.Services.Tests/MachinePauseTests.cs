@@ -65,6 +65,37 @@ public sealed class MachinePauseTests(PlatformStack stack)
         Assert.True(await CountAsync(tenant, id) >= beforePause, "the counter goes on from where it was");
     }
 
+    [Fact]
+    public async Task A_paused_micro_vm_has_no_qemu_on_its_host_and_once_resumed_its_background_counter_goes_on_at_the_same_address()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        var running = await tenant.WaitForMachineAsync(id, "running");
+        var processId = await tenant.StartInBackgroundAsync(id, Counter[0], Counter[1], Counter[2].Replace("/tmp/count", "/scratch/count", StringComparison.Ordinal));
+        await Eventually.TrueAsync(async () => await CountAsync(tenant, id, "/scratch/count") >= 5, TimeSpan.FromSeconds(30), "the counter runs");
+        var qemu = int.Parse(File.ReadAllText(Path.Combine(stack.MicroVmRunPath, "vm", id.ToString("N"), "qemu.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+        var beforePause = await CountAsync(tenant, id, "/scratch/count");
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/pause");
+        var paused = await tenant.WaitForMachineAsync(id, "paused");
+        var qemuGone = System.Diagnostics.Process.GetProcesses().All(p => p.Id != qemu);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/resume");
+        var resumed = await tenant.WaitForMachineAsync(id, "running");
+        var afterResume = await CountAsync(tenant, id, "/scratch/count");
+        var process = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/processes/{processId}");
+
+        Assert.True(qemuGone, "no QEMU of it runs on the host while it is paused");
+        Assert.InRange(afterResume, beforePause, beforePause + 15);
+        Assert.Equal("running", process.GetProperty("state").GetString());
+        var address = running.GetProperty("network").GetProperty("ip").GetString();
+        Assert.Equal(address, paused.GetProperty("network").GetProperty("ip").GetString());
+        Assert.Equal(address, resumed.GetProperty("network").GetProperty("ip").GetString());
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+    }
+
     private async Task<(HttpClient Tenant, Guid MachineId)> RunningSandboxAsync()
     {
         using var admin = await stack.AdminAsync();
@@ -75,9 +106,9 @@ public sealed class MachinePauseTests(PlatformStack stack)
         return (tenant, id);
     }
 
-    private static async Task<int> CountAsync(HttpClient tenant, Guid id)
+    private static async Task<int> CountAsync(HttpClient tenant, Guid id, string file = "/tmp/count")
     {
-        var result = await tenant.ExecAsync(id, new { command = new[] { "cat", "/tmp/count" } });
+        var result = await tenant.ExecAsync(id, new { command = new[] { "cat", file } });
         return int.TryParse(result.GetProperty("stdout").GetString()?.Trim(), out var count) ? count : 0;
     }
 

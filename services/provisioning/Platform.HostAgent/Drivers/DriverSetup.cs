@@ -32,7 +32,7 @@ public static class DriverSetup
             {
                 var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, MemoryDirectoryName));
                 drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, addresses, networks, options.MicroVmRunPath,
-                    loggers.CreateLogger<MicroVmDriver>()));
+                    Path.Combine(options.StatePath, "microvm-paused"), loggers.CreateLogger<MicroVmDriver>()));
             }
         }
 

@@ -27,6 +27,7 @@ public sealed class MicroVmDriver(
     LocalAddresses addresses,
     TenantNetworks networks,
     string runPath,
+    string pausedPath,
     ILogger logger) : IMachineDriver
 {
     private const string Tap = "tap0";
@@ -113,7 +114,7 @@ public sealed class MicroVmDriver(
             try
             {
                 var vm = await runner.ActivateAsync(pooled, identity, attachment.Namespace, workDirectory, cancellationToken);
-                return await JoinSegmentAsync(launch, new RunningMicroVm(vm, vm.Spec.Network, attachment, "snapshot"));
+                return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, vm.Spec.Network, attachment, "snapshot", PausedDirectoryOf(launch.MachineId)));
             }
             catch (MicroVmException failed)
             {
@@ -135,7 +136,7 @@ public sealed class MicroVmDriver(
         {
             var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory);
             var vm = fromSnapshot is not null ? await runner.RestoreAsync(fromSnapshot, spec, cancellationToken) : await runner.BootAsync(spec, cancellationToken);
-            return await JoinSegmentAsync(launch, new RunningMicroVm(vm, network, attachment, fromSnapshot is null ? "cold" : "snapshot"));
+            return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, network, attachment, fromSnapshot is null ? "cold" : "snapshot", PausedDirectoryOf(launch.MachineId)));
         }
         catch (Exception exception)
         {
@@ -217,12 +218,21 @@ public sealed class MicroVmDriver(
         var network = NetworkNamespace.Open(attachment.Namespace);
         var memory = MemoryFileOf(launch.MachineId);
         var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, WorkDirectoryOf(launch.MachineId));
-        if (await runner.AdoptAsync(spec, File.Exists(memory) ? memory : null, cancellationToken) is not { } vm)
+        RunningMicroVm machine;
+        if (PausedImageOf(launch.MachineId) is { } image)
+        {
+            // Paused: no QEMU runs; its image waits on disk for the resume.
+            machine = RunningMicroVm.Paused(runner, image, spec, network, attachment, PausedDirectoryOf(launch.MachineId));
+        }
+        else if (await runner.AdoptAsync(spec, File.Exists(memory) ? memory : null, cancellationToken) is { } vm)
+        {
+            machine = new RunningMicroVm(runner, vm, network, attachment, "adopted", PausedDirectoryOf(launch.MachineId));
+        }
+        else
         {
             return null;
         }
 
-        var machine = new RunningMicroVm(vm, network, attachment, "adopted");
         if (launch.Network is not null)
         {
             machine.ReachableFrom = NetworkNamespace.Open(networks.SegmentOf(launch.TenantId));
@@ -236,6 +246,11 @@ public sealed class MicroVmDriver(
     {
         await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
         await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
+        if (Directory.Exists(PausedDirectoryOf(machineId)))
+        {
+            Directory.Delete(PausedDirectoryOf(machineId), recursive: true);
+        }
+
         // The guest's own memory file (a restored guest's is its copy of the snapshot's).
         var memory = MemoryFileOf(machineId);
         if (File.Exists(memory))
@@ -280,6 +295,16 @@ public sealed class MicroVmDriver(
     }
 
     private string WorkDirectoryOf(Guid machineId) => Path.Combine(runPath, "vm", machineId.ToString("N"));
+
+    /// <summary>Where a paused machine's image lives: on the host's disk, not in memory, so that pausing it frees the memory.</summary>
+    private string PausedDirectoryOf(Guid machineId) => Path.Combine(pausedPath, machineId.ToString("N"));
+
+    /// <summary>The machine's finished pause image (its manifest is written last), if it is paused.</summary>
+    private MicroVmSnapshot? PausedImageOf(Guid machineId)
+    {
+        var directory = PausedDirectoryOf(machineId);
+        return File.Exists(Path.Combine(directory, "snapshot.json")) ? MicroVmSnapshot.Load(directory) : null;
+    }
 
     private string MemoryFileOf(Guid machineId) => Path.Combine(runPath, DriverSetup.MemoryDirectoryName, $"{machineId:N}.ram");
 
@@ -394,45 +419,139 @@ public sealed class MicroVmDriver(
         public bool IsLive => !Vm.Exited.IsCompleted && !Vm.Warmed.IsFaulted && !Vm.Warmed.IsCanceled;
     }
 
-    /// <summary>Measured by its QEMU process; reached from its own namespace, or its tenant's segment once it joined it.</summary>
-    private sealed class RunningMicroVm(MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom) : IRunningMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs, IMachineConsole
+    /// <summary>
+    /// Measured by its QEMU process; reached from its own namespace, or its tenant's segment once it joined it. Paused, it has
+    /// no QEMU: its memory and device state are an image on the host's disk (<see cref="MicroVmRunner.PauseAsync"/>), and
+    /// resuming starts a QEMU that takes them. Its end is its current QEMU's end, never that of the one a pause stopped.
+    /// </summary>
+    private sealed class RunningMicroVm : IRunningMachine, IPausableMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs, IMachineConsole
     {
-        public Task<Stream> OpenConsoleAsync(CancellationToken cancellationToken) => vm.OpenConsoleAsync(cancellationToken);
+        private readonly MicroVmRunner _runner;
+        private readonly NetworkNamespace _network;
+        private readonly NetworkAttachment _attachment;
+        private readonly string _pausedDirectory;
+        private readonly MicroVmSpec _spec;
+        private readonly TaskCompletionSource<MachineExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private volatile MicroVm? _vm;
+        private volatile PausedMicroVm? _paused;
+        private NetworkNamespace? _reachableFrom;
+
+        public RunningMicroVm(MicroVmRunner runner, MicroVm vm, NetworkNamespace network, NetworkAttachment attachment, string bootedFrom, string pausedDirectory)
+            : this(runner, vm.Spec, network, attachment, vm.Accelerator, bootedFrom, pausedDirectory)
+        {
+            Run(vm);
+        }
+
+        private RunningMicroVm(MicroVmRunner runner, MicroVmSpec spec, NetworkNamespace network, NetworkAttachment attachment, string accelerator, string bootedFrom, string pausedDirectory)
+        {
+            _runner = runner;
+            _spec = spec;
+            _network = network;
+            _attachment = attachment;
+            _pausedDirectory = pausedDirectory;
+            Accelerator = accelerator;
+            BootedFrom = bootedFrom;
+        }
+
+        /// <summary>A machine the agent finds paused when it starts: its image is on disk, no QEMU runs.</summary>
+        public static RunningMicroVm Paused(MicroVmRunner runner, MicroVmSnapshot image, MicroVmSpec spec, NetworkNamespace network, NetworkAttachment attachment, string pausedDirectory) =>
+            new(runner, spec, network, attachment, image.Accelerator, "adopted", pausedDirectory) { _paused = new PausedMicroVm(image, null) };
+
+        public bool IsPaused => _paused is not null;
+
+        public async Task PauseAsync(CancellationToken cancellationToken)
+        {
+            var vm = Current();
+            // From here its QEMU's end is the pause's doing, unless the pause fails and it runs on.
+            _vm = null;
+            try
+            {
+                _paused = await _runner.PauseAsync(vm, _pausedDirectory, cancellationToken);
+            }
+            catch
+            {
+                Run(vm);
+                throw;
+            }
+        }
+
+        public async Task ResumeAsync(CancellationToken cancellationToken)
+        {
+            var paused = _paused ?? throw new InvalidOperationException("the micro-VM is not paused");
+            var vm = await _runner.ResumeAsync(paused, _spec, cancellationToken);
+            _paused = null;
+            Run(vm);
+            Directory.Delete(paused.Image.Directory, recursive: true);
+        }
+
+        public Task<Stream> OpenConsoleAsync(CancellationToken cancellationToken) => Current().OpenConsoleAsync(cancellationToken);
 
         /// <summary>Through the guest agent, over the VM's virtio-serial port: never its network.</summary>
-        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => vm.StartAsync(command, cancellationToken);
+        public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => Current().StartAsync(command, cancellationToken);
 
-        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => vm.ReadLogsAsync(query, cancellationToken);
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => Current().ReadLogsAsync(query, cancellationToken);
 
         /// <summary>Where its guest answers: its own namespace while its tap has the gateway's address, then its segment.</summary>
         public NetworkNamespace ReachableFrom
         {
-            get => _reachableFrom ?? network;
+            get => _reachableFrom ?? _network;
             set => _reachableFrom = value;
         }
 
-        private NetworkNamespace? _reachableFrom;
+        public NetworkAttachment? Network => _attachment;
 
-        public NetworkAttachment? Network => attachment;
+        public string? Accelerator { get; }
 
-        public string? Accelerator => vm.Accelerator;
+        public string BootedFrom { get; }
 
-        public string BootedFrom => bootedFrom;
+        public Task<MachineExit> Exited => _exited.Task;
 
-        public Task<MachineExit> Exited { get; } = WatchAsync(vm);
-
-        public Task StopAsync(CancellationToken cancellationToken) => vm.StopAsync(TimeSpan.FromSeconds(5), cancellationToken);
+        /// <summary>Ends its QEMU; a paused one has none, and its image goes when it is disposed.</summary>
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            if (_vm is { } vm)
+            {
+                await vm.StopAsync(TimeSpan.FromSeconds(5), cancellationToken);
+            }
+            else if (_paused is not null)
+            {
+                _exited.TrySetResult(new MachineExit(null, "stopped on request while paused"));
+            }
+        }
 
         public async ValueTask DisposeAsync()
         {
-            await vm.DisposeAsync();
-            await network.DeleteAsync();
+            if (_vm is { } vm)
+            {
+                await vm.DisposeAsync();
+            }
+
+            if (_paused is { } paused)
+            {
+                if (paused.GuestAgent is { } agent)
+                {
+                    await agent.DisposeAsync();
+                }
+
+                if (Directory.Exists(paused.Image.Directory))
+                {
+                    Directory.Delete(paused.Image.Directory, recursive: true);
+                }
+            }
+
+            _exited.TrySetResult(new MachineExit(null, "removed"));
+            await _network.DeleteAsync();
         }
 
-        public Func<CancellationToken, Task<string?>>? Heartbeat => cancellationToken => vm.HeartbeatAsync(ReachableFrom, cancellationToken);
+        public Func<CancellationToken, Task<string?>>? Heartbeat => cancellationToken => Current().HeartbeatAsync(ReachableFrom, cancellationToken);
 
         public MachineUsage? Sample()
         {
+            if (_vm is not { } vm)
+            {
+                return null;
+            }
+
             try
             {
                 // QEMU holds the tap's host side: what the tap sent, the guest received.
@@ -448,12 +567,21 @@ public sealed class MicroVmDriver(
         }
 
         public Task<Socket> ConnectAsync(int port, CancellationToken cancellationToken) =>
-            ReachableFrom.ConnectAsync(IPAddress.Parse(attachment.Address), port, cancellationToken);
+            ReachableFrom.ConnectAsync(IPAddress.Parse(_attachment.Address), port, cancellationToken);
 
-        private static async Task<MachineExit> WatchAsync(MicroVm vm)
+        private MicroVm Current() => _vm ?? throw new InvalidOperationException("the micro-VM is paused: resume it first");
+
+        /// <summary>Makes <paramref name="vm"/> its QEMU: its end is the machine's, unless a pause took it away first.</summary>
+        private void Run(MicroVm vm)
         {
-            var exit = await vm.Exited;
-            return new MachineExit(exit.ExitCode, exit.Reason);
+            _vm = vm;
+            _ = vm.Exited.ContinueWith(ended =>
+            {
+                if (ReferenceEquals(_vm, vm))
+                {
+                    _exited.TrySetResult(new MachineExit(ended.Result.ExitCode, ended.Result.Reason));
+                }
+            }, TaskScheduler.Default);
         }
     }
 }

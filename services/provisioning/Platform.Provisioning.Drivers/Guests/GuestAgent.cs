@@ -97,6 +97,34 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
     /// <summary>Whether it answered, or has not been asked yet; false once it did not answer.</summary>
     public bool MayAnswer => !_unavailable;
 
+    /// <summary>
+    /// Before the connection is cut on purpose (a micro-VM paused to disk, whose QEMU ends): its end is then no loss. Nothing is
+    /// sent meanwhile, and what the guest sent up to the cut is read. The session goes on over the next connection
+    /// (<see cref="ResumeOnAsync"/>), without a new handshake: the guest must not have seen the cut (its vCPUs are stopped
+    /// before and run again after). False when there is no session to keep.
+    /// </summary>
+    public async Task<bool> SuspendAsync(CancellationToken cancellationToken)
+    {
+        await _connecting.WaitAsync(cancellationToken);
+        try
+        {
+            if (_session is not { IsBroken: false } session)
+            {
+                return false;
+            }
+
+            await session.SuspendAsync(cancellationToken);
+            return true;
+        }
+        finally
+        {
+            _connecting.Release();
+        }
+    }
+
+    /// <summary>Goes on with the suspended session over <paramref name="socket"/>, the guest's port again; or, null, over the same connection (the cut did not happen).</summary>
+    public void ResumeOn(Socket? socket) => _session?.ResumeOn(socket);
+
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1)
@@ -195,8 +223,7 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
         internal const int MaxInputFrame = 64 * 1024;
         private static readonly byte[] Greeting = "PLATFORM-GUEST-AGENT/1"u8.ToArray();
 
-        private readonly Socket _socket;
-        private readonly NetworkStream _stream;
+        private readonly Connection _connection;
         private readonly SemaphoreSlim _writing = new(1, 1);
         private readonly ConcurrentDictionary<uint, Process> _processes = new();
         private readonly Task _reading;
@@ -205,12 +232,11 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
 
         private readonly string _machine;
 
-        private Session(string machine, Socket socket, BufferedStream reader)
+        private Session(string machine, Connection connection)
         {
             _machine = machine;
-            _socket = socket;
-            _stream = new NetworkStream(socket, ownsSocket: false);
-            _reading = ReadAsync(reader);
+            _connection = connection;
+            _reading = ReadAsync(new BufferedStream(connection, 64 * 1024));
         }
 
         public bool IsBroken => _broken;
@@ -232,11 +258,11 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
                 var nonce = RandomNumberGenerator.GetBytes(16);
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 timeout.CancelAfter(handshakeTimeout);
-                var stream = new NetworkStream(socket, ownsSocket: false);
-                await stream.WriteAsync(Frame(FrameType.Sync, 0, nonce), timeout.Token);
-                var reader = new BufferedStream(stream, 64 * 1024);
-                await SkipToAsync(reader, Frame(FrameType.Hello, 0, [.. Greeting, .. nonce]), timeout.Token);
-                return new Session(machine, socket, reader);
+                var connection = new Connection(socket);
+                await connection.WriteAsync(Frame(FrameType.Sync, 0, nonce), timeout.Token);
+                // Read byte by byte: what follows the greeting is the session's, read by its loop.
+                await SkipToAsync(connection, Frame(FrameType.Hello, 0, [.. Greeting, .. nonce]), timeout.Token);
+                return new Session(machine, connection);
             }
             catch (Exception exception) when (exception is IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
@@ -271,10 +297,22 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
         public async ValueTask DisposeAsync()
         {
             _broken = true;
-            _socket.Shutdown(SocketShutdown.Both);
-            _socket.Dispose();
+            _connection.Shut();
             await _reading;
             _writing.Dispose();
+        }
+
+        /// <summary>Holds every writer back and has the reader wait at the connection's end for the next one.</summary>
+        public async Task SuspendAsync(CancellationToken cancellationToken)
+        {
+            await _writing.WaitAsync(cancellationToken);
+            _connection.Suspend();
+        }
+
+        public void ResumeOn(Socket? socket)
+        {
+            _connection.Resume(socket);
+            _writing.Release();
         }
 
         internal async Task SendAsync(FrameType type, uint id, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
@@ -283,7 +321,7 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
             await _writing.WaitAsync(cancellationToken);
             try
             {
-                await _stream.WriteAsync(frame, cancellationToken);
+                await _connection.WriteAsync(frame, cancellationToken);
             }
             finally
             {
@@ -363,6 +401,123 @@ public sealed class GuestAgent(string machine, Func<CancellationToken, Task<Sock
                 _processes.Clear();
             }
         }
+    }
+
+    /// <summary>
+    /// A session's byte stream over one socket at a time. Suspended, the end of the current socket is not the end of the
+    /// stream: a read waits there for the next socket and goes on with it, so that a frame cut in two by the swap reads whole.
+    /// </summary>
+    private sealed class Connection(Socket socket) : Stream
+    {
+        private volatile Socket _socket = socket;
+        private volatile TaskCompletionSource<Socket?>? _next;
+        private volatile bool _closed;
+
+        public void Suspend() => _next = new TaskCompletionSource<Socket?>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Goes on over <paramref name="socket"/> (the old one is closed), or over the same one when null.</summary>
+        public void Resume(Socket? socket)
+        {
+            var next = _next;
+            _next = null;
+            if (socket is not null)
+            {
+                var old = _socket;
+                _socket = socket;
+                old.Dispose();
+            }
+
+            next?.TrySetResult(socket);
+        }
+
+        public void Shut()
+        {
+            _closed = true;
+            _next?.TrySetResult(null);
+            try
+            {
+                _socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (SocketException)
+            {
+                // Gone already.
+            }
+
+            _socket.Dispose();
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            while (true)
+            {
+                var socket = _socket;
+                var next = _next;
+                int read;
+                try
+                {
+                    read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+                }
+                catch (Exception exception) when (exception is SocketException or ObjectDisposedException
+                    && !_closed && (next is not null || _next is not null || !ReferenceEquals(socket, _socket)))
+                {
+                    // The socket a suspension cut, or the one a resume replaced.
+                    read = 0;
+                }
+
+                if (read > 0 || _closed)
+                {
+                    return read;
+                }
+
+                if (!ReferenceEquals(socket, _socket))
+                {
+                    continue;
+                }
+
+                // Cut on purpose: wait for the connection it goes on over; none (closed, or the cut was real) ends it.
+                if ((next ?? _next) is not { } waiting || await waiting.Task.WaitAsync(cancellationToken) is null)
+                {
+                    return 0;
+                }
+            }
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            while (buffer.Length > 0)
+            {
+                var sent = await _socket.SendAsync(buffer, SocketFlags.None, cancellationToken);
+                buffer = buffer[sent..];
+            }
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count).GetAwaiter().GetResult();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count).GetAwaiter().GetResult();
+
+        public override bool CanRead => true;
+
+        public override bool CanWrite => true;
+
+        public override bool CanSeek => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     /// <summary>A command in the guest: its output and errors arrive as frames and leave through pipes (on a terminal, all is output).</summary>

@@ -225,6 +225,12 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
         return agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
     }
 
+    /// <summary>Hands the host's end of its guest agent over (to the QEMU a pause ends in): disposing this VM then leaves it alone.</summary>
+    internal Guests.GuestAgent? TakeGuestAgent() => Interlocked.Exchange(ref _guestAgent, null);
+
+    /// <summary>Takes over the host's end of a guest agent that went on with this VM's guest (a resume).</summary>
+    internal void GiveGuestAgent(Guests.GuestAgent agent) => _guestAgent = agent;
+
     internal async Task<QmpClient> QmpAsync(CancellationToken cancellationToken) =>
         _qmp ??= await QmpClient.ConnectAsync(QmpSocketPath, Exited, cancellationToken);
 

@@ -288,7 +288,8 @@ public sealed partial class MicroVmRunner(
     /// Runs <paramref name="bringUp"/> within the ready timeout; if it fails, is cancelled or QEMU exits, the VM is
     /// disposed (QEMU killed, work directory gone) and the failure carries what the guest printed.
     /// </summary>
-    private async Task<MicroVm> ReadyOrGoneAsync(MicroVm vm, Func<CancellationToken, Task> bringUp, CancellationToken cancellationToken)
+    /// <param name="isBoot">Whether it took a boot's time (a start from a snapshot's, a cold boot's), which the allowance learns from; a resume does not.</param>
+    private async Task<MicroVm> ReadyOrGoneAsync(MicroVm vm, Func<CancellationToken, Task> bringUp, CancellationToken cancellationToken, bool isBoot = true)
     {
         var readyTimeout = ReadyTimeout ?? Allowance.For(vm.Accelerator);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -304,7 +305,11 @@ public sealed partial class MicroVmRunner(
             }
 
             await work;
-            Allowance.Observe(vm.Accelerator, clock.Elapsed, Allowance.LoadPerCore());
+            if (isBoot)
+            {
+                Allowance.Observe(vm.Accelerator, clock.Elapsed, Allowance.LoadPerCore());
+            }
+
             return vm;
         }
         catch (Exception exception)
