@@ -246,9 +246,10 @@ public sealed class MicroVmDriver(
     {
         await MicroVm.RemoveLeftoverAsync(WorkDirectoryOf(machineId), cancellationToken);
         await NetworkNamespace.DeleteAsync(LocalAddresses.NamespaceOf(machineId));
-        if (Directory.Exists(PausedDirectoryOf(machineId)))
+        // Its image, and any a resume moved aside and had not removed yet.
+        foreach (var image in Directory.Exists(pausedPath) ? Directory.GetDirectories(pausedPath, machineId.ToString("N") + "*") : [])
         {
-            Directory.Delete(PausedDirectoryOf(machineId), recursive: true);
+            Directory.Delete(image, recursive: true);
         }
 
         // The guest's own memory file (a restored guest's is its copy of the snapshot's).
@@ -481,7 +482,11 @@ public sealed class MicroVmDriver(
             var vm = await _runner.ResumeAsync(paused, _spec, cancellationToken);
             _paused = null;
             Run(vm);
-            Directory.Delete(paused.Image.Directory, recursive: true);
+            // The image is the size of the guest's memory: removing it is no part of the resume's time. Moved aside first, so
+            // that a pause right after finds its directory free.
+            var removed = $"{paused.Image.Directory}.{Guid.NewGuid():N}.removed";
+            Directory.Move(paused.Image.Directory, removed);
+            _ = Task.Run(() => Directory.Delete(removed, recursive: true), CancellationToken.None);
         }
 
         public Task<Stream> OpenConsoleAsync(CancellationToken cancellationToken) => Current().OpenConsoleAsync(cancellationToken);
