@@ -23,6 +23,7 @@ public sealed partial class Plat
             ActionCommand("stop", "Stop a running machine", "stop", "stopped"),
             ActionCommand("pause", "Pause a running machine in place", "pause", "paused"),
             ActionCommand("resume", "Let a paused machine run on as it was", "resume", "running"),
+            KeepAliveCommand(),
             ActionCommand("restart", "Stop and start a machine", "restart", "running"),
             RemoveMachineCommand(),
         };
@@ -41,9 +42,11 @@ public sealed partial class Plat
         var exitNode = new Option<Guid?>("--exit-node") { Description = "An exit node for the machine's egress" };
         var driver = new Option<string?>("--driver") { Description = "A driver other than the kind's own (aws, gcp, azure for cloud)" };
         var wait = new Option<bool>("--wait", "-w") { Description = "Wait until it runs (or fails)" };
+        var ttl = new Option<TimeSpan?>("--ttl") { Description = "Destroy it this long after its creation or last keepalive (90s, 30m, 24h)", CustomParser = r => ParseDuration(r) };
+        var idle = new Option<string?>("--idle") { Description = "DURATION:ACTION, what happens once it did no work that long (15m:pause; stop, pause or destroy)" };
         var timeout = TimeoutOption("How long --wait waits");
         var argv = new Argument<string[]>("command") { Description = "A sandbox's or container's command, after --", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("create", "Create a machine; with --wait, answer once it runs") { kind, name, template, vcpus, memory, labels, exitNode, driver, wait, timeout, argv };
+        var command = new Command("create", "Create a machine; with --wait, answer once it runs") { kind, name, template, vcpus, memory, labels, exitNode, driver, ttl, idle, wait, timeout, argv };
         command.SetAction(WithGateway(async (parsed, client, cancellationToken) =>
         {
             var request = new Dictionary<string, object?>
@@ -56,6 +59,16 @@ public sealed partial class Plat
             AddIfSet(request, "template", parsed.GetValue(template));
             AddIfSet(request, "driver", parsed.GetValue(driver));
             AddIfSet(request, "exitNodeId", parsed.GetValue(exitNode));
+            if (parsed.GetValue(ttl) is { } timeToLive)
+            {
+                request["ttlSeconds"] = (int)Math.Ceiling(timeToLive.TotalSeconds);
+            }
+
+            if (parsed.GetValue(idle) is { } idlePolicy)
+            {
+                request["idle"] = IdlePolicy(idlePolicy);
+            }
+
             if (parsed.GetValue(labels) is { Length: > 0 } pairs)
             {
                 request["labels"] = pairs.Select(Pair).ToDictionary(p => p.Key, p => p.Value);
@@ -142,6 +155,21 @@ public sealed partial class Plat
                 ? await WaitForAsync(client, id, leadsTo, parsed.GetValue(timeout), cancellationToken)
                 : await client.GetAsync($"api/v1/machines/{id}", cancellationToken);
             await PrintMachinesAsync(parsed, [state], single: true);
+            return ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    /// <summary>keepalive: its time-to-live starts again, and its idleness.</summary>
+    private Command KeepAliveCommand()
+    {
+        var machine = MachineArgument();
+        var command = new Command("keepalive", "Start a machine's time-to-live (and its idle time) again") { machine };
+        command.SetAction(WithGateway(async (parsed, client, cancellationToken) =>
+        {
+            var id = await ResolveAsync(client, parsed.GetValue(machine)!, cancellationToken);
+            var kept = await client.PostAsync($"api/v1/machines/{id}/keepalive", null, cancellationToken);
+            await PrintMachinesAsync(parsed, [kept], single: true);
             return ExitCodes.Ok;
         }));
         return command;
@@ -268,6 +296,12 @@ public sealed partial class Plat
         }
     }
 
+    /// <summary><c>15m:pause</c>: the idle policy's body.</summary>
+    private static object IdlePolicy(string text) =>
+        text.Split(':', 2) is [var duration, var action] && TryParseDuration(duration) is { } after
+            ? new { afterSeconds = (int)Math.Ceiling(after.TotalSeconds), action }
+            : throw new CliException(ExitCodes.Usage, $"--idle takes DURATION:ACTION such as 15m:pause, not '{text}'.");
+
     private static KeyValuePair<string, string> Pair(string text) =>
         text.Split('=', 2) is [var key, var value] && key.Length > 0
             ? new(key, value)
@@ -277,13 +311,20 @@ public sealed partial class Plat
     private static TimeSpan ParseDuration(System.CommandLine.Parsing.ArgumentResult result)
     {
         var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-        var (number, unit) = text.Length > 0 && char.IsLetter(text[^1]) ? (text[..^1], text[^1]) : (text, 's');
-        if (double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var amount) && amount > 0 && unit is 's' or 'm' or 'h')
+        if (TryParseDuration(text) is { } duration)
         {
-            return unit switch { 'h' => TimeSpan.FromHours(amount), 'm' => TimeSpan.FromMinutes(amount), _ => TimeSpan.FromSeconds(amount) };
+            return duration;
         }
 
         result.AddError($"'{text}' is not a duration: a number and s, m or h (90s, 5m).");
         return TimeSpan.Zero;
+    }
+
+    private static TimeSpan? TryParseDuration(string text)
+    {
+        var (number, unit) = text.Length > 0 && char.IsLetter(text[^1]) ? (text[..^1], text[^1]) : (text, 's');
+        return double.TryParse(number, NumberStyles.Float, CultureInfo.InvariantCulture, out var amount) && amount > 0 && unit is 's' or 'm' or 'h'
+            ? unit switch { 'h' => TimeSpan.FromHours(amount), 'm' => TimeSpan.FromMinutes(amount), _ => TimeSpan.FromSeconds(amount) }
+            : null;
     }
 }

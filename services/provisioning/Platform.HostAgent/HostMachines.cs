@@ -266,7 +266,15 @@ public sealed class HostMachines(
     {
         foreach (var machineId in _running.Keys)
         {
-            await StopAsync(machineId, CancellationToken.None);
+            try
+            {
+                await StopAsync(machineId, CancellationToken.None);
+            }
+            catch (Exception failed)
+            {
+                // One machine that cannot be stopped must not keep the others running: its cleanup below kills what is left.
+                logger.LogWarning(failed, "Machine {MachineId} could not be stopped", machineId);
+            }
         }
 
         foreach (var record in records.All())

@@ -15,7 +15,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         {
             MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
             InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
-            Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration],
+            Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration, MachineWork.Migration],
         },
         new BusHosting(bus =>
         {
@@ -27,6 +27,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
             bus.AddConsumer<GrantKeyDistribution>();
             bus.AddConsumer<HostGuardrailsSetConsumer>();
             bus.AddConsumer<ExitNodeCopies>();
+            bus.AddConsumer<MachineWorkConsumer>();
         }),
     ],
     ConfigureServices = builder =>
@@ -42,6 +43,9 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<MachineCreation>();
         builder.Services.AddSingleton<MachineActions>();
         builder.Services.AddSingleton<MachineWatch>();
+        builder.Services.AddSingleton(MachineExpiryOptions.Read(builder.Configuration));
+        builder.Services.AddSingleton<MachineWork>();
+        builder.Services.AddHostedService<MachineExpirySweeper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<MachineWatch>());
         builder.Services.AddSingleton<MachineGrantSigner>();
         builder.Services.AddHttpForwarder();

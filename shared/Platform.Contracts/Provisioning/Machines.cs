@@ -60,7 +60,33 @@ public sealed record MachineRequested(
     Guid? ExitNodeId = null,
     string? Region = null,
     string? InstanceType = null,
-    MachineProbe? Probe = null) : IIntegrationEvent;
+    MachineProbe? Probe = null,
+    MachineLifecyclePolicy? Lifecycle = null) : IIntegrationEvent;
+
+/// <summary>
+/// When a machine ends by itself: <paramref name="TtlSeconds"/> after it was created (or last kept alive) it is destroyed;
+/// after <paramref name="Idle"/>'s seconds without real work it is stopped, paused or destroyed. Either may be absent.
+/// </summary>
+public sealed record MachineLifecyclePolicy(int? TtlSeconds, IdlePolicy? Idle);
+
+/// <summary>What a machine idle for <paramref name="AfterSeconds"/> undergoes: <c>stop</c>, <c>pause</c> or <c>destroy</c>.</summary>
+public sealed record IdlePolicy(int AfterSeconds, string Action);
+
+/// <summary>Its lifecycle policy was set (replacing the last one); <paramref name="ExpiresAt"/> is when its time-to-live ends.</summary>
+public sealed record MachineLifecycleSet(Guid MachineId, Guid TenantId, MachineLifecyclePolicy Policy, DateTimeOffset? ExpiresAt, DateTimeOffset SetAt) : IIntegrationEvent;
+
+/// <summary>Someone said it is still wanted: its time-to-live starts again (<paramref name="ExpiresAt"/>) and it counts as active.</summary>
+public sealed record MachineKeptAlive(Guid MachineId, Guid TenantId, DateTimeOffset? ExpiresAt, DateTimeOffset KeptAt) : IIntegrationEvent;
+
+/// <summary>
+/// A warning: its time-to-live ends (<paramref name="Reason"/> <c>ttl</c>) or its idleness reaches its policy (<c>idle</c>)
+/// at <paramref name="ActsAt"/>, when it is stopped, paused or destroyed (<paramref name="Action"/>) unless it is kept
+/// alive (or, for idleness, works) before.
+/// </summary>
+public sealed record MachineExpiring(Guid MachineId, Guid TenantId, string Reason, string Action, DateTimeOffset ActsAt, DateTimeOffset At) : IIntegrationEvent;
+
+/// <summary>Its time-to-live ended or it stayed idle: <paramref name="Action"/> was requested (the next event says which operation).</summary>
+public sealed record MachineExpired(Guid MachineId, Guid TenantId, string Reason, string Action, Guid OperationId, DateTimeOffset At) : IIntegrationEvent;
 
 public sealed record MachineStartRequested(Guid MachineId, Guid TenantId, Guid OperationId, DateTimeOffset RequestedAt) : IIntegrationEvent;
 

@@ -4,7 +4,8 @@ namespace Platform.Contracts.Telemetry;
 /// One machine's use of its host over the last interval, as its host agent measured it: CPU as the average
 /// number of cores busy, memory and disk as they were at the end, network as the bytes the machine received
 /// and sent during the interval. <paramref name="Processes"/> only where the agent can count them (a sandbox's
-/// cgroup; a micro-VM's guest is opaque).
+/// cgroup; a micro-VM's guest is opaque). <paramref name="RunningCommands"/>: the commands run through the API (exec) that
+/// still run at the end of the interval.
 /// </summary>
 public sealed record MachineSample(
     Guid MachineId,
@@ -16,7 +17,8 @@ public sealed record MachineSample(
     int? Processes,
     long DiskBytes,
     long NetworkRxBytes,
-    long NetworkTxBytes);
+    long NetworkTxBytes,
+    int RunningCommands = 0);
 
 /// <summary>What the host itself had in use at the end of the interval: cores busy (average), memory, and the machines on it.</summary>
 public sealed record HostSample(double CpuCores, int Vcpus, long MemoryBytes, long MemoryTotalBytes, int Machines);

@@ -494,7 +494,9 @@ public sealed class MicroVmDriver(
         /// <summary>Through the guest agent, over the VM's virtio-serial port: never its network.</summary>
         public Task<IGuestProcess> StartAsync(GuestCommand command, CancellationToken cancellationToken) => Current().StartAsync(command, cancellationToken);
 
-        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) => Current().ReadLogsAsync(query, cancellationToken);
+        /// <summary>Its console; nothing while it is paused (its console log waits with its image).</summary>
+        public IAsyncEnumerable<LogChunk> ReadLogsAsync(LogQuery query, CancellationToken cancellationToken) =>
+            _vm is { } vm ? vm.ReadLogsAsync(query, cancellationToken) : AsyncEnumerable.Empty<LogChunk>();
 
         /// <summary>Where its guest answers: its own namespace while its tap has the gateway's address, then its segment.</summary>
         public NetworkNamespace ReachableFrom

@@ -9,9 +9,10 @@ namespace Platform.HostAgent.Telemetry;
 /// <summary>
 /// Every <see cref="AgentOptions.MetricsInterval"/>, samples each running machine its driver can measure and the host,
 /// and publishes them as one <see cref="MachineMetricsReported"/>. Counters become rates over the interval, so a
-/// machine is reported from its second sample on (its first is the baseline).
+/// machine is reported from its second sample on (its first is the baseline). With each machine goes how many commands run
+/// through the API still run in it: provisioning counts them as work when it judges idleness.
 /// </summary>
-public sealed class MetricsReporter(HostMachines machines, HostIdentity host, AgentOptions options, IBus bus, TimeProvider time, ILogger<MetricsReporter> logger) : BackgroundService
+public sealed class MetricsReporter(HostMachines machines, Guests.GuestProcesses processes, HostIdentity host, AgentOptions options, IBus bus, TimeProvider time, ILogger<MetricsReporter> logger) : BackgroundService
 {
     private readonly Dictionary<Guid, Baseline> _baselines = [];
     private readonly HostUsage _host = new();
@@ -48,7 +49,10 @@ public sealed class MetricsReporter(HostMachines machines, HostIdentity host, Ag
 
             if (_baselines.GetValueOrDefault(launch.MachineId) is { } baseline && ReferenceEquals(baseline.Machine, machine))
             {
-                samples.Add(Rate(launch, baseline, usage, Stopwatch.GetElapsedTime(baseline.Timestamp, now)));
+                samples.Add(Rate(launch, baseline, usage, Stopwatch.GetElapsedTime(baseline.Timestamp, now)) with
+                {
+                    RunningCommands = processes.Of(launch.MachineId).Count(p => p.EndedAt is null),
+                });
             }
 
             _baselines[launch.MachineId] = new Baseline(machine, usage, now);

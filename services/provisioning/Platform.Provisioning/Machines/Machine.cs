@@ -69,6 +69,18 @@ public sealed record Machine(
     /// <summary>The steps done so far of the operation in flight (see <see cref="MachineStepCompleted"/>).</summary>
     public ImmutableList<string> Steps { get; init; } = [];
 
+    /// <summary>When it ends by itself: after its time-to-live, or idle (see <see cref="DecideExpiry"/>); null for never.</summary>
+    public MachineLifecyclePolicy? Lifecycle { get; init; }
+
+    /// <summary>When its time-to-live ends: its creation, the last policy set or keepalive, plus the time-to-live.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>The last time its own events show it was wanted or at work (running, resumed, kept alive, a command or file change).</summary>
+    public DateTimeOffset ActiveSince { get; init; }
+
+    /// <summary>The warning given last (<see cref="MachineExpiring"/>), until the machine expires or is wanted again.</summary>
+    public MachineExpiring? Expiring { get; init; }
+
     /// <summary>The last commands and file changes recorded from inside it (their process and change ids): a repeated report records nothing.</summary>
     public ImmutableQueue<Guid> RecentGuestActivity { get; init; } = [];
 
@@ -80,7 +92,12 @@ public sealed record Machine(
         requested.MachineId, requested.TenantId, requested.Name, requested.Kind, requested.Driver, requested.HostId, requested.Template,
         requested.Shape, requested.Labels.ToImmutableSortedDictionary(), requested.Command, requested.Boot, MachineStates.Creating,
         new PendingOperation(requested.OperationId, "create", requested.RequestedAt), null, null, null, null, null, requested.RequestedAt, requested.RequestedAt,
-        requested.ExitNodeId, null, requested.Region, requested.InstanceType, requested.Probe);
+        requested.ExitNodeId, null, requested.Region, requested.InstanceType, requested.Probe)
+    {
+        Lifecycle = requested.Lifecycle,
+        ExpiresAt = requested.Lifecycle?.TtlSeconds is { } ttl ? requested.RequestedAt.AddSeconds(ttl) : null,
+        ActiveSince = requested.RequestedAt,
+    };
 
     public static Machine Evolve(Machine? machine, object @event) =>
         machine is null ? Create((MachineRequested)@event) : machine.Apply(@event);
@@ -93,15 +110,23 @@ public sealed record Machine(
         MachineResumeRequested e => Begin(MachineStates.Resuming, new PendingOperation(e.OperationId, "resume", e.RequestedAt)),
         MachinePaused e => this with { State = MachineStates.Paused, Pending = null, UpdatedAt = e.PausedAt },
         MachinePauseFailed e => this with { State = MachineStates.Running, Pending = null, LastError = e.Reason, UpdatedAt = e.FailedAt },
-        MachineResumed e => this with { State = MachineStates.Running, Pending = null, LastError = null, UpdatedAt = e.ResumedAt },
+        MachineResumed e => this with { State = MachineStates.Running, Pending = null, LastError = null, UpdatedAt = e.ResumedAt, ActiveSince = e.ResumedAt, Expiring = null },
         MachineRestartRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "restart", e.RequestedAt)),
         MachineRecreateRequested e => Begin(MachineStates.Restarting, new PendingOperation(e.OperationId, "recreate", e.RequestedAt)),
         MachineDestroyRequested e => Begin(MachineStates.Destroying, new PendingOperation(e.OperationId, "destroy", e.RequestedAt)),
         MachineRunning e => this with
         {
             State = MachineStates.Running, Pending = null, Network = e.Network ?? Network, Accelerator = e.Accelerator, BootedFrom = e.BootedFrom,
-            LastError = null, ExitCode = null, UpdatedAt = e.RunningAt,
+            LastError = null, ExitCode = null, UpdatedAt = e.RunningAt, ActiveSince = e.RunningAt, Expiring = null,
         },
+        MachineLifecycleSet e => this with
+        {
+            Lifecycle = e.Policy is { TtlSeconds: null, Idle: null } ? null : e.Policy, ExpiresAt = e.ExpiresAt, ActiveSince = e.SetAt, Expiring = null, UpdatedAt = e.SetAt,
+        },
+        MachineKeptAlive e => this with { ExpiresAt = e.ExpiresAt ?? ExpiresAt, ActiveSince = e.KeptAt, Expiring = null, UpdatedAt = e.KeptAt },
+        MachineExpiring e => this with { Expiring = e },
+        // The next idle action is a whole idle period away, whatever became of this one (a pause its host could not make).
+        MachineExpired e => this with { Expiring = null, ActiveSince = e.At },
         MachineStopped e => this with { State = MachineStates.Stopped, Pending = null, ExitCode = e.ExitCode, UpdatedAt = e.StoppedAt },
         MachineFailed e => this with
         {
@@ -109,11 +134,13 @@ public sealed record Machine(
         },
         MachineStepCompleted e when Awaits(e.OperationId) => this with { Steps = Steps.Add(e.Step), UpdatedAt = e.CompletedAt },
         MachineDestroyed e => this with { State = MachineStates.Destroyed, Pending = null, UpdatedAt = e.DestroyedAt },
-        MachineCommandRan e => Remember(e.ProcessId),
-        MachineFileWritten e => Remember(e.ChangeId),
-        MachineFileDeleted e => Remember(e.ChangeId),
+        MachineCommandRan e => Remember(e.ProcessId) with { ActiveSince = Later(ActiveSince, e.EndedAt) },
+        MachineFileWritten e => Remember(e.ChangeId) with { ActiveSince = Later(ActiveSince, e.WrittenAt) },
+        MachineFileDeleted e => Remember(e.ChangeId) with { ActiveSince = Later(ActiveSince, e.DeletedAt) },
         _ => this,
     };
+
+    private static DateTimeOffset Later(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 
     private Machine Remember(Guid activity)
     {
@@ -139,6 +166,8 @@ public sealed record Machine(
     {
         ("start", MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineStartRequested(Id, TenantId, operationId, now),
         ("stop", MachineStates.Running or MachineStates.Paused) => new MachineStopRequested(Id, TenantId, operationId, now),
+        ("pause", MachineStates.Running) when Driver is "aws" or "gcp" or "azure" or "simulated" =>
+            throw new IllegalTransitionException(action, State, $"A {Driver} machine cannot be paused: stop it instead."),
         ("pause", MachineStates.Running) => new MachinePauseRequested(Id, TenantId, operationId, now),
         ("resume", MachineStates.Paused) => new MachineResumeRequested(Id, TenantId, operationId, now),
         ("restart", MachineStates.Running) => new MachineRestartRequested(Id, TenantId, operationId, now),
@@ -147,6 +176,76 @@ public sealed record Machine(
         ("start" or "recreate", MachineStates.Failed) => throw new IllegalTransitionException(action, State, $"Its creation failed at the {CreationFailedAt} step and was undone: destroy it and create another."),
         _ => throw new IllegalTransitionException(action, State),
     };
+
+    /// <summary>
+    /// A new lifecycle policy, replacing the last (its time-to-live counted from <paramref name="now"/>); refused once the machine
+    /// is being destroyed.
+    /// </summary>
+    public MachineLifecycleSet SetLifecycle(MachineLifecyclePolicy policy, DateTimeOffset now) => State is MachineStates.Destroying or MachineStates.Destroyed
+        ? throw new IllegalTransitionException("set its lifecycle", State)
+        : new MachineLifecycleSet(Id, TenantId, policy, policy.TtlSeconds is { } ttl ? now.AddSeconds(ttl) : null, now);
+
+    /// <summary>Still wanted: its time-to-live starts again from <paramref name="now"/> and it counts as active.</summary>
+    public MachineKeptAlive KeepAlive(DateTimeOffset now) => State is MachineStates.Destroying or MachineStates.Destroyed
+        ? throw new IllegalTransitionException("be kept alive", State)
+        : new MachineKeptAlive(Id, TenantId, Lifecycle?.TtlSeconds is { } ttl ? now.AddSeconds(ttl) : null, now);
+
+    /// <summary>
+    /// What its lifecycle policy says at <paramref name="now"/>, given the last work its host saw in it
+    /// (<paramref name="lastWorkAt"/>: CPU, network, running commands, API access): nothing; a warning once the action is
+    /// less than <paramref name="warning"/> away (at most half the policy's span); or, once it is due, that it expired and
+    /// the request of its action (<paramref name="operationId"/>). A time-to-live ends any machine not being destroyed by a
+    /// destroy; idleness counts only while it runs.
+    /// </summary>
+    public IReadOnlyList<object> DecideExpiry(DateTimeOffset now, DateTimeOffset? lastWorkAt, TimeSpan warning, Guid operationId)
+    {
+        if (Due(lastWorkAt) is not var (reason, action, actsAt, span))
+        {
+            return [];
+        }
+
+        if (now >= actsAt)
+        {
+            var expired = new MachineExpired(Id, TenantId, reason, action, operationId, now);
+            try
+            {
+                return [expired, Decide(action, operationId, now)];
+            }
+            catch (IllegalTransitionException)
+            {
+                // Its state does not allow the action (a driver that cannot pause): the expiry is recorded, the next is a whole period away.
+                return [expired];
+            }
+        }
+
+        var window = TimeSpan.FromTicks(Math.Min(warning.Ticks, span.Ticks / 2));
+        return now >= actsAt - window && (Expiring is not { } given || given.Reason != reason || given.ActsAt != actsAt)
+            ? [new MachineExpiring(Id, TenantId, reason, action, actsAt, now)]
+            : [];
+    }
+
+    /// <summary>The action its policy takes next and when: the earlier of the time-to-live's end and the idle deadline.</summary>
+    private (string Reason, string Action, DateTimeOffset At, TimeSpan Span)? Due(DateTimeOffset? lastWorkAt)
+    {
+        if (Lifecycle is not { } policy || Pending is not null || State is MachineStates.Creating or MachineStates.Destroying or MachineStates.Destroyed)
+        {
+            return null;
+        }
+
+        (string, string, DateTimeOffset, TimeSpan)? ttl = ExpiresAt is { } expires && policy.TtlSeconds is { } seconds
+            ? ("ttl", "destroy", expires, TimeSpan.FromSeconds(seconds))
+            : null;
+        (string, string, DateTimeOffset, TimeSpan)? idle = State == MachineStates.Running && policy.Idle is { } idlePolicy
+            ? ("idle", idlePolicy.Action, Later(ActiveSince, lastWorkAt ?? ActiveSince).AddSeconds(idlePolicy.AfterSeconds), TimeSpan.FromSeconds(idlePolicy.AfterSeconds))
+            : null;
+        return (ttl, idle) switch
+        {
+            ({ } t, { } i) => t.Item3 <= i.Item3 ? t : i,
+            ({ } t, null) => t,
+            (null, { } i) => i,
+            _ => null,
+        };
+    }
 
     /// <summary>
     /// What its host's report that it runs records: running, if it still waits for that start or restart; nothing for a

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Platform.Contracts.Provisioning;
 using Platform.EventSourcing;
 using Platform.Hosting;
 using Platform.Hosting.Problems;
@@ -46,6 +47,76 @@ public sealed class MachineActions(IEventStreams streams, MachineReader reader, 
                 new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject));
         }, cancellationToken);
         return TypedResults.Accepted($"/api/v1/operations/{operationId}", new MachineAccepted(machineId, operationId));
+    }
+
+    /// <summary><c>PATCH …/lifecycle</c>: replaces the machine's time-to-live and idle policy (absent fields clear them); answers the machine.</summary>
+    public async Task<Ok<MachineView>> SetLifecycleAsync(Guid machineId, LifecycleRequest? request, Caller caller, HttpContext http, CancellationToken cancellationToken)
+    {
+        if (request is null)
+        {
+            throw Problems.Invalid("body", "must give ttlSeconds, idle or both (null clears one)");
+        }
+
+        var problems = MachineRequestRules.LifecycleProblems(request.TtlSeconds, request.Idle, null).GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Problem).ToArray());
+        if (problems.Count > 0)
+        {
+            throw Problems.Validation(problems);
+        }
+
+        var policy = new MachineLifecyclePolicy(request.TtlSeconds, request.Idle);
+        return await ChangeAsync(machineId, caller, http, machine =>
+        {
+            if (policy.Idle is { Action: "pause" } && machine.Driver is "aws" or "gcp" or "azure" or "simulated")
+            {
+                throw Problems.Invalid("idle", $"a {machine.Driver} machine cannot be paused: its idle action is stop or destroy");
+            }
+
+            return machine.SetLifecycle(policy, time.GetUtcNow());
+        }, cancellationToken);
+    }
+
+    /// <summary><c>POST …/keepalive</c>: the machine is still wanted; its time-to-live starts again and its idleness too. Answers the machine.</summary>
+    public Task<Ok<MachineView>> KeepAliveAsync(Guid machineId, Caller caller, HttpContext http, CancellationToken cancellationToken) =>
+        ChangeAsync(machineId, caller, http, machine => machine.KeepAlive(time.GetUtcNow()), cancellationToken);
+
+    /// <summary>One decided change of the machine's lifecycle, as the caller (If-Match honoured), answered with the machine as it is after it.</summary>
+    private async Task<Ok<MachineView>> ChangeAsync(Guid machineId, Caller caller, HttpContext http, Func<Machine, object> decide, CancellationToken cancellationToken)
+    {
+        caller.RequireMutate("machines");
+        var ifMatch = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
+        Machine? changed = null;
+        long version = 0;
+        await streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, loaded =>
+        {
+            if (loaded.State is not { } machine || !(caller.SeesAllTenants || caller.TenantId == machine.TenantId))
+            {
+                throw Problems.NotFound("machine");
+            }
+
+            if (ifMatch is { } expected && expected != loaded.Version)
+            {
+                throw Precondition(loaded.Version);
+            }
+
+            object decision;
+            try
+            {
+                decision = decide(machine);
+            }
+            catch (IllegalTransitionException illegal)
+            {
+                throw new ProblemException(ProblemTypes.IllegalTransition, StatusCodes.Status409Conflict, "The machine's state does not allow that.", illegal.Message,
+                    new Dictionary<string, object?> { ["state"] = illegal.State, ["action"] = illegal.Action });
+            }
+
+            changed = machine.Apply(decision);
+            version = loaded.Version + 1;
+            return new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision])],
+                new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject));
+        }, cancellationToken);
+        var view = MachineView.Of(changed!, version);
+        http.Response.Headers.ETag = view.ETag;
+        return TypedResults.Ok(view);
     }
 
     /// <summary>

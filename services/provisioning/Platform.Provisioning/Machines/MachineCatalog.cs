@@ -94,6 +94,7 @@ public sealed class MachineCatalog(string schema) : IProjection
 
     private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
         or MachinePauseRequested or MachineResumeRequested or MachinePaused or MachinePauseFailed or MachineResumed
+        or MachineLifecycleSet or MachineKeptAlive or MachineExpiring or MachineExpired
         or MachineRestartRequested or MachineRecreateRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed or MachineStepCompleted;
 
     private async Task<Machine?> LoadAsync(NpgsqlTransaction transaction, string streamId, CancellationToken cancellationToken)

@@ -72,7 +72,8 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
                     {
                         new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
                             request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
-                            request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType, request.Probe),
+                            request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType, request.Probe,
+                            MachineRequestRules.LifecycleOf(request.TtlSeconds, request.Idle)),
                     };
                     if (idempotencyKey is not null)
                     {

@@ -29,6 +29,10 @@ public static class MachineEndpoints
         machines.MapPost("/{machineId:guid}/restart", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "restart", caller, http, ct));
         machines.MapPost("/{machineId:guid}/recreate", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "recreate", caller, http, ct));
         machines.MapDelete("/{machineId:guid}", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) => actions.RequestAsync(machineId, "destroy", caller, http, ct));
+        machines.MapPatch("/{machineId:guid}/lifecycle", (Guid machineId, LifecycleRequest? request, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) =>
+            actions.SetLifecycleAsync(machineId, request, caller, http, ct));
+        machines.MapPost("/{machineId:guid}/keepalive", (Guid machineId, Caller caller, HttpContext http, MachineActions actions, CancellationToken ct) =>
+            actions.KeepAliveAsync(machineId, caller, http, ct));
         machines.MapGet("/{machineId:guid}/wait", WaitAsync);
         machines.MapGet("/{machineId:guid}/events", EventsAsync);
         app.MapGet("/api/v1/operations/{operationId:guid}", (Guid operationId, Caller caller, MachineReader reader, CancellationToken ct) => reader.GetOperationAsync(operationId, caller, ct));

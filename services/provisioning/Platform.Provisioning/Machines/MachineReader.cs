@@ -35,16 +35,23 @@ public sealed record MachineView(
     DateTimeOffset UpdatedAt,
     long Version,
     string? Region = null,
-    string? InstanceType = null)
+    string? InstanceType = null,
+    MachineLifecycleView? Lifecycle = null)
 {
     public static MachineView Of(Machine m, long version) => new(
         m.Id, m.Name, m.Kind, m.Driver, m.State, m.Template, m.Shape.Vcpus, m.Shape.MemoryMiB, m.Shape.DiskMiB, m.Labels, m.HostId, m.Accelerator,
         m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac, n.PublicAddress) : null, m.ExitNodeId, m.Command, m.LastError,
-        m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version, m.Region, m.InstanceType);
+        m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version, m.Region, m.InstanceType,
+        m.Lifecycle is { } l ? new MachineLifecycleView(l.TtlSeconds, m.ExpiresAt, l.Idle, m.Expiring is { } e ? new ExpiringView(e.Reason, e.Action, e.ActsAt) : null) : null);
 
     [JsonIgnore]
     public string ETag => $"\"{Version}\"";
 }
+
+/// <summary>When the machine ends by itself: its time-to-live and when it ends, its idle policy, and the warning given, if any.</summary>
+public sealed record MachineLifecycleView(int? TtlSeconds, DateTimeOffset? ExpiresAt, IdlePolicy? Idle, ExpiringView? Expiring);
+
+public sealed record ExpiringView(string Reason, string Action, DateTimeOffset ActsAt);
 
 public sealed record MachineNetworkView(string Ip, int PrefixLength, string Gateway, string Mac, string? PublicIp = null);
 

@@ -22,9 +22,14 @@ public sealed record CreateMachineRequest(
     string? Boot,
     string? Region = null,
     string? InstanceType = null,
-    MachineProbe? Probe = null);
+    MachineProbe? Probe = null,
+    int? TtlSeconds = null,
+    IdlePolicy? Idle = null);
 
 public sealed record MachineAccepted(Guid Id, Guid OperationId);
+
+/// <summary>The body of <c>PATCH /api/v1/machines/{id}/lifecycle</c>: the whole policy; a field left out or null is cleared.</summary>
+public sealed record LifecycleRequest(int? TtlSeconds, IdlePolicy? Idle);
 
 public static class MachineKinds
 {
@@ -154,8 +159,52 @@ public static partial class MachineRequestRules
             Refuse("probe", problem);
         }
 
+        foreach (var (field, lifecycleProblem) in LifecycleProblems(request.TtlSeconds, request.Idle, request.Kind))
+        {
+            Refuse(field, lifecycleProblem);
+        }
+
         return errors;
     }
+
+    public const int MinLifecycleSeconds = 10;
+
+    /// <summary>Thirty days.</summary>
+    public const int MaxLifecycleSeconds = 30 * 24 * 3600;
+
+    public static IReadOnlyList<string> IdleActions { get; } = ["stop", "pause", "destroy"];
+
+    /// <summary>What is wrong with a time-to-live and an idle policy, field by field (<c>ttlSeconds</c>, <c>idle</c>); none when both are absent.</summary>
+    public static IEnumerable<(string Field, string Problem)> LifecycleProblems(int? ttlSeconds, IdlePolicy? idle, string? kind)
+    {
+        if (ttlSeconds is < MinLifecycleSeconds or > MaxLifecycleSeconds)
+        {
+            yield return ("ttlSeconds", $"must be between {MinLifecycleSeconds} and {MaxLifecycleSeconds} (30 days)");
+        }
+
+        if (idle is null)
+        {
+            yield break;
+        }
+
+        if (idle.AfterSeconds is < MinLifecycleSeconds or > MaxLifecycleSeconds)
+        {
+            yield return ("idle", $"afterSeconds must be between {MinLifecycleSeconds} and {MaxLifecycleSeconds} (30 days)");
+        }
+
+        if (!IdleActions.Contains(idle.Action))
+        {
+            yield return ("idle", $"action must be one of {string.Join(", ", IdleActions)}, not '{idle.Action}'");
+        }
+        else if (idle.Action == "pause" && kind == MachineKinds.Cloud)
+        {
+            yield return ("idle", "a cloud machine cannot be paused: its idle action is stop or destroy");
+        }
+    }
+
+    /// <summary>The request's lifecycle policy; null when it sets neither a time-to-live nor an idle policy.</summary>
+    public static MachineLifecyclePolicy? LifecycleOf(int? ttlSeconds, IdlePolicy? idle) =>
+        ttlSeconds is null && idle is null ? null : new MachineLifecyclePolicy(ttlSeconds, idle);
 
     /// <summary>What is wrong with a declared probe, or null: exactly one of tcp and http, a real port, an absolute path, sane timing.</summary>
     private static string? ProbeProblem(MachineProbe probe)

@@ -221,4 +221,57 @@ public sealed class MachineDecisionsTests
 
         Assert.IsType<MachineFailed>(Assert.Single(paused.Decide(new MachineExited(Id, Tenant, Host, 137, "killed"), Now)));
     }
+
+    [Fact]
+    public void A_time_to_live_warns_within_half_its_span_then_destroys_the_machine_once_and_a_keepalive_starts_it_again()
+    {
+        var machine = Given(Requested with { Lifecycle = new MachineLifecyclePolicy(100, null) }, Running(Creation));
+        var destroy = Guid.CreateVersion7();
+
+        Assert.Empty(machine.DecideExpiry(Now.AddSeconds(40), null, TimeSpan.FromSeconds(60), destroy));
+        var warned = Assert.IsType<MachineExpiring>(Assert.Single(machine.DecideExpiry(Now.AddSeconds(60), null, TimeSpan.FromSeconds(60), destroy)));
+        Assert.Equal(("ttl", "destroy", Now.AddSeconds(100)), (warned.Reason, warned.Action, warned.ActsAt));
+        machine = machine.Apply(warned);
+        Assert.Empty(machine.DecideExpiry(Now.AddSeconds(70), null, TimeSpan.FromSeconds(60), destroy));
+        Assert.Equal([new MachineExpired(Id, Tenant, "ttl", "destroy", destroy, Now.AddSeconds(100)), new MachineDestroyRequested(Id, Tenant, destroy, Now.AddSeconds(100))],
+            machine.DecideExpiry(Now.AddSeconds(100), null, TimeSpan.FromSeconds(60), destroy));
+
+        var kept = machine.Apply(machine.KeepAlive(Now.AddSeconds(90)));
+        Assert.Equal(Now.AddSeconds(190), kept.ExpiresAt);
+        Assert.Null(kept.Expiring);
+        Assert.Empty(kept.DecideExpiry(Now.AddSeconds(100), null, TimeSpan.FromSeconds(60), destroy));
+    }
+
+    [Fact]
+    public void Idleness_counts_from_the_last_work_seen_and_work_after_a_warning_puts_the_action_off_until_a_new_warning()
+    {
+        var machine = Given(Requested with { Lifecycle = new MachineLifecyclePolicy(null, new IdlePolicy(10, "stop")) }, Running(Creation));
+        var warning = TimeSpan.FromSeconds(60);
+
+        Assert.Empty(machine.DecideExpiry(Now.AddSeconds(24), Now.AddSeconds(20), warning, Guid.Empty));
+        var warned = Assert.IsType<MachineExpiring>(Assert.Single(machine.DecideExpiry(Now.AddSeconds(25), Now.AddSeconds(20), warning, Guid.Empty)));
+        Assert.Equal(("idle", "stop", Now.AddSeconds(30)), (warned.Reason, warned.Action, warned.ActsAt));
+        machine = machine.Apply(warned);
+
+        // It worked again at 28: nothing at 30, a new warning at 33, the stop at 38.
+        Assert.Empty(machine.DecideExpiry(Now.AddSeconds(30), Now.AddSeconds(28), warning, Guid.Empty));
+        var again = Assert.IsType<MachineExpiring>(Assert.Single(machine.DecideExpiry(Now.AddSeconds(33), Now.AddSeconds(28), warning, Guid.Empty)));
+        Assert.Equal(Now.AddSeconds(38), again.ActsAt);
+        var stop = Guid.CreateVersion7();
+        var expired = machine.Apply(again).DecideExpiry(Now.AddSeconds(38), Now.AddSeconds(28), warning, stop);
+        Assert.Equal([new MachineExpired(Id, Tenant, "idle", "stop", stop, Now.AddSeconds(38)), new MachineStopRequested(Id, Tenant, stop, Now.AddSeconds(38))], expired);
+    }
+
+    [Fact]
+    public void A_paused_machine_is_not_judged_idle_but_its_time_to_live_still_ends_it_and_an_action_its_driver_cannot_take_is_recorded_alone()
+    {
+        var policy = new MachineLifecyclePolicy(1000, new IdlePolicy(10, "pause"));
+        var paused = Given(Requested with { Lifecycle = policy }, Running(Creation), new MachinePauseRequested(Id, Tenant, Creation, Now), new MachinePaused(Id, Tenant, Creation, 1, Now));
+        Assert.Empty(paused.DecideExpiry(Now.AddSeconds(500), null, TimeSpan.FromSeconds(60), Guid.Empty));
+        Assert.IsType<MachineDestroyRequested>(paused.DecideExpiry(Now.AddSeconds(1000), null, TimeSpan.FromSeconds(60), Guid.Empty)[1]);
+
+        var simulated = Given(Requested with { Driver = "simulated", Lifecycle = new MachineLifecyclePolicy(null, new IdlePolicy(10, "pause")) }, Running(Creation));
+        var expired = Assert.IsType<MachineExpired>(Assert.Single(simulated.DecideExpiry(Now.AddSeconds(10), null, TimeSpan.FromSeconds(60), Guid.Empty)));
+        Assert.Empty(simulated.Apply(expired).DecideExpiry(Now.AddSeconds(11), null, TimeSpan.FromSeconds(60), Guid.Empty));
+    }
 }

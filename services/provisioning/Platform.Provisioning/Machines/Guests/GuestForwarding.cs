@@ -96,6 +96,8 @@ public static class GuestForwarding
             bodySize.MaxRequestBodySize = null;
         }
 
+        // Reaching inside a machine is work: its idleness starts again (MachineExpirySweeper).
+        http.RequestServices.GetRequiredService<MachineWork>().NoteAccess(machine.Id, http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow());
         var grant = signer.Issue(new MachineGrant(machine.Id, machine.TenantId, machine.HostId, caller.Subject, access));
         var error = await forwarder.SendAsync(http, dataPlane, Client, RequestConfig, new WithGrant(grant));
         if (error != ForwarderError.None && !http.Response.HasStarted)
