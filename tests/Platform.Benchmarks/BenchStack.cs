@@ -26,6 +26,16 @@ internal sealed class BenchStack : IAsyncDisposable
     /// <summary>The errors every process of the stack logged: what a failed run prints.</summary>
     public IEnumerable<string> Errors => _services.SelectMany(s => s.Output).Where(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal));
 
+    /// <summary>A stack whose host agent offers every kind that runs on a host: sandboxes, containers (on <paramref name="podman"/>) and micro-VMs.</summary>
+    public static Task<BenchStack> WithHostDriversAsync(PodmanService podman) => StartAsync(new Dictionary<string, string>
+    {
+        ["Platform__Agent__Drivers__0"] = "sandbox",
+        ["Platform__Agent__Drivers__1"] = "container",
+        ["Platform__Agent__Drivers__2"] = "microvm",
+        ["Platform__Agent__Container__Socket"] = podman.Socket,
+        ["Platform__Agent__Container__CgroupParent"] = podman.CgroupParent,
+    });
+
     public static async Task<BenchStack> StartAsync(IReadOnlyDictionary<string, string> agentSettings)
     {
         var stack = new BenchStack();

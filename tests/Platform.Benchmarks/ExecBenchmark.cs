@@ -19,14 +19,7 @@ internal static class ExecBenchmark
         var count = args.Length > 0 ? int.Parse(args[0]) : 200;
         var fileMiB = args.Length > 1 ? int.Parse(args[1]) : 100;
         await using var podman = await PodmanService.StartAsync();
-        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>
-        {
-            ["Platform__Agent__Drivers__0"] = "sandbox",
-            ["Platform__Agent__Drivers__1"] = "container",
-            ["Platform__Agent__Drivers__2"] = "microvm",
-            ["Platform__Agent__Container__Socket"] = podman.Socket,
-            ["Platform__Agent__Container__CgroupParent"] = podman.CgroupParent,
-        });
+        await using var stack = await BenchStack.WithHostDriversAsync(podman);
         using var tenant = await stack.StartGatewayAsync();
         tenant.Timeout = TimeSpan.FromMinutes(5);
         var machines = new (string Kind, Guid Id)[]

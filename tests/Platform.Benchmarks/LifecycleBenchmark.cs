@@ -18,14 +18,7 @@ internal static class LifecycleBenchmark
     {
         var cycles = args.Length > 0 ? int.Parse(args[0]) : 20;
         await using var podman = await PodmanService.StartAsync();
-        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>
-        {
-            ["Platform__Agent__Drivers__0"] = "sandbox",
-            ["Platform__Agent__Drivers__1"] = "container",
-            ["Platform__Agent__Drivers__2"] = "microvm",
-            ["Platform__Agent__Container__Socket"] = podman.Socket,
-            ["Platform__Agent__Container__CgroupParent"] = podman.CgroupParent,
-        });
+        await using var stack = await BenchStack.WithHostDriversAsync(podman);
         using var tenant = await stack.StartGatewayAsync();
         tenant.Timeout = TimeSpan.FromMinutes(5);
         var counter = new[] { "/bin/sh", "-c", "i=0; while :; do i=$((i + 1)); echo $i > /scratch/count; sleep 0.1; done" };

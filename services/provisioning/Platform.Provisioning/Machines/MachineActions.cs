@@ -16,36 +16,8 @@ public sealed class MachineActions(IEventStreams streams, MachineReader reader, 
 {
     public async Task<Accepted<MachineAccepted>> RequestAsync(Guid machineId, string action, Caller caller, HttpContext http, CancellationToken cancellationToken)
     {
-        caller.RequireMutate("machines");
-        var ifMatch = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
         var operationId = Guid.CreateVersion7();
-        await streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, loaded =>
-        {
-            if (loaded.State is not { } machine || !(caller.SeesAllTenants || caller.TenantId == machine.TenantId))
-            {
-                throw Problems.NotFound("machine");
-            }
-
-            // A race lost to another change is decided again, and then the caller's version is stale.
-            if (ifMatch is { } expected && expected != loaded.Version)
-            {
-                throw Precondition(loaded.Version);
-            }
-
-            object decision;
-            try
-            {
-                decision = machine.Decide(action, operationId, time.GetUtcNow());
-            }
-            catch (IllegalTransitionException illegal)
-            {
-                throw new ProblemException(ProblemTypes.IllegalTransition, StatusCodes.Status409Conflict, "The machine's state does not allow that.", illegal.Message,
-                    new Dictionary<string, object?> { ["state"] = illegal.State, ["action"] = illegal.Action });
-            }
-
-            return new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision])],
-                new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject));
-        }, cancellationToken);
+        await DecideAsCallerAsync(machineId, caller, http, machine => machine.Decide(action, operationId, time.GetUtcNow()), cancellationToken);
         return TypedResults.Accepted($"/api/v1/operations/{operationId}", new MachineAccepted(machineId, operationId));
     }
 
@@ -79,13 +51,25 @@ public sealed class MachineActions(IEventStreams streams, MachineReader reader, 
     public Task<Ok<MachineView>> KeepAliveAsync(Guid machineId, Caller caller, HttpContext http, CancellationToken cancellationToken) =>
         ChangeAsync(machineId, caller, http, machine => machine.KeepAlive(time.GetUtcNow()), cancellationToken);
 
-    /// <summary>One decided change of the machine's lifecycle, as the caller (If-Match honoured), answered with the machine as it is after it.</summary>
+    /// <summary>A change of the machine decided as the caller asks, answered with the machine as it left it (and its ETag).</summary>
     private async Task<Ok<MachineView>> ChangeAsync(Guid machineId, Caller caller, HttpContext http, Func<Machine, object> decide, CancellationToken cancellationToken)
+    {
+        var (changed, version) = await DecideAsCallerAsync(machineId, caller, http, decide, cancellationToken);
+        var view = MachineView.Of(changed, version);
+        http.Response.Headers.ETag = view.ETag;
+        return TypedResults.Ok(view);
+    }
+
+    /// <summary>
+    /// One change the caller asks of a machine of theirs, decided by the machine and appended with its version (the caller's
+    /// with If-Match); answers the machine as the change left it, and its version.
+    /// </summary>
+    private async Task<(Machine Machine, long Version)> DecideAsCallerAsync(
+        Guid machineId, Caller caller, HttpContext http, Func<Machine, object> decide, CancellationToken cancellationToken)
     {
         caller.RequireMutate("machines");
         var ifMatch = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
-        Machine? changed = null;
-        long version = 0;
+        (Machine Machine, long Version) changed = default;
         await streams.DecideAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, loaded =>
         {
             if (loaded.State is not { } machine || !(caller.SeesAllTenants || caller.TenantId == machine.TenantId))
@@ -93,6 +77,7 @@ public sealed class MachineActions(IEventStreams streams, MachineReader reader, 
                 throw Problems.NotFound("machine");
             }
 
+            // A race lost to another change is decided again, and then the caller's version is stale.
             if (ifMatch is { } expected && expected != loaded.Version)
             {
                 throw Precondition(loaded.Version);
@@ -109,14 +94,11 @@ public sealed class MachineActions(IEventStreams streams, MachineReader reader, 
                     new Dictionary<string, object?> { ["state"] = illegal.State, ["action"] = illegal.Action });
             }
 
-            changed = machine.Apply(decision);
-            version = loaded.Version + 1;
+            changed = (machine.Apply(decision), loaded.Version + 1);
             return new Decision([new StreamAppend(Machine.StreamOf(machineId), loaded.ExpectedVersion, [decision])],
                 new EventMetadata(RequestCorrelation.Of(http), TenantId: machine.TenantId.ToString(), Actor: caller.Subject));
         }, cancellationToken);
-        var view = MachineView.Of(changed!, version);
-        http.Response.Headers.ETag = view.ETag;
-        return TypedResults.Ok(view);
+        return changed;
     }
 
     /// <summary>
