@@ -9,6 +9,10 @@ namespace Platform.Provisioning.Tests;
 /// <summary>Micro-VMs paused to disk and resumed: nothing of the guest runs or takes the host's memory meanwhile, and it goes on as it was.</summary>
 public sealed partial class MicroVmTests
 {
+    /// <summary>
+    /// Twice: the first pause copies the guest's memory file out and the resume maps it; the second (of a guest whose memory
+    /// is that mapping) writes the memory into the stream and the resume reads it back.
+    /// </summary>
     [Fact]
     public async Task A_micro_vm_paused_to_disk_has_no_qemu_and_no_memory_file_and_once_resumed_its_counter_and_files_go_on_from_where_they_were()
     {
@@ -36,6 +40,13 @@ public sealed partial class MicroVmTests
             var whilePaused = Last(counts);
             machine.Vm = await fixture.Runner.ResumeAsync(paused, machine.Spec, Timeout());
             await Eventually.TrueAsync(() => Task.FromResult(Last(counts) >= lastBeforePause + 3), TimeSpan.FromSeconds(30), "the counter counts on");
+            var lazyImage = File.Exists(paused.Image.MemoryPath);
+            Directory.Delete(pausedDirectory, recursive: true);
+            var again = await fixture.Runner.PauseAsync(machine.Vm!, pausedDirectory, Timeout());
+            var streamedImage = !File.Exists(again.Image.MemoryPath);
+            var lastBeforeSecondPause = Last(counts);
+            machine.Vm = await fixture.Runner.ResumeAsync(again, machine.Spec, Timeout());
+            await Eventually.TrueAsync(() => Task.FromResult(Last(counts) >= lastBeforeSecondPause + 3), TimeSpan.FromSeconds(30), "the counter counts on after a second pause");
             var file = await RunAsync(machine.Vm!, new GuestCommand(["cat", "/scratch/kept"]));
             counter.Signal(9);
             await counter.Exited.WaitAsync(Timeout());
@@ -44,6 +55,8 @@ public sealed partial class MicroVmTests
             Assert.True(qemuGone, "no QEMU runs while it is paused");
             Assert.True(memoryGone, "its memory file is gone from the host's memory while it is paused");
             Assert.True(new FileInfo(paused.Image.StatePath).Length > 0);
+            Assert.True(lazyImage, "the first image keeps the guest's memory as a file to map");
+            Assert.True(streamedImage, "the second image has the memory in its stream");
             Assert.Equal(lastBeforePause, whilePaused);
             // Every count once, in order: it went on from where it stopped, neither restarted nor skipped.
             Assert.Equal(Enumerable.Range(1, counts.Count), counts);

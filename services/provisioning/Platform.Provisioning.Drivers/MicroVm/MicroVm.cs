@@ -88,6 +88,9 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     internal void Become(MicroVmSpec spec) => _spec = spec;
 
     /// <summary>Renames its memory file (QEMU maps the file, not its name), so that the name says whose it is.</summary>
+    /// <summary>The file its guest's memory is mapped from while it runs, if it has one of its own.</summary>
+    internal string? MemoryFile => _memoryFile;
+
     internal void MoveMemoryFile(string to)
     {
         if (_memoryFile is { } from)

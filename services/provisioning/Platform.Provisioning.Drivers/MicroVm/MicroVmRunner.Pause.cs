@@ -43,6 +43,7 @@ public sealed partial class MicroVmRunner
                 | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
         }
 
+        var sharedMemory = vm.MemoryFile is { } memory && Path.GetDirectoryName(memory) == Path.GetFullPath(memoryDirectory) ? memory : null;
         // The guest agent's session goes on with the QEMU that resumes the guest: the guest never sees its port close.
         var agent = vm.TakeGuestAgent();
         var keptSession = false;
@@ -50,7 +51,9 @@ public sealed partial class MicroVmRunner
         {
             await qmp.ExecuteAsync("stop", null, cancellationToken);
             keptSession = agent is not null && await agent.SuspendAsync(cancellationToken);
-            await qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "x-ignore-shared", state = false } } }, cancellationToken);
+            // Memory shared with a file in this host's memory directory is copied out as a file (which the resume maps: only the
+            // pages the guest touches are read); any other goes into the stream.
+            await qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "x-ignore-shared", state = sharedMemory is not null } } }, cancellationToken);
             // QEMU caps a migration at 128 MiB/s by default, meant for a network between hosts; this one goes to a local file.
             await qmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["max-bandwidth"] = LocalMigrationBytesPerSecond }, cancellationToken);
             await qmp.ExecuteAsync("migrate", new { uri }, cancellationToken);
@@ -62,6 +65,11 @@ public sealed partial class MicroVmRunner
             }
 
             await WaitForMigrationAsync(qmp, cancellationToken);
+            if (sharedMemory is not null)
+            {
+                // The vCPUs are stopped and the devices' state is out: the file holds the guest's memory as it stopped.
+                await CopySparseAsync(sharedMemory, image.MemoryPath, cancellationToken);
+            }
         }
         catch (Exception exception)
         {
@@ -118,10 +126,20 @@ public sealed partial class MicroVmRunner
             File.Copy(keptLog, Path.Combine(spec.WorkDirectory, PausedSerialLog));
         }
 
-        var vm = Start(spec, image.Accelerator, memoryFile, new QemuLaunch(image.CommandLine, memoryFile, SharedMemory: true, IncomingState: image.StatePath));
+        // An image with a memory file is mapped privately: the guest reads its pages as it touches them, and what it writes
+        // stays in this QEMU. Without one the memory comes in the stream, into a memory file of its own.
+        var lazy = File.Exists(image.MemoryPath);
+        var vm = lazy
+            ? Start(spec, image.Accelerator, null, new QemuLaunch(image.CommandLine, image.MemoryPath, SharedMemory: false, IncomingState: image.StatePath))
+            : Start(spec, image.Accelerator, memoryFile, new QemuLaunch(image.CommandLine, memoryFile, SharedMemory: true, IncomingState: image.StatePath));
         return await ReadyOrGoneAsync(vm, async token =>
         {
             var qmp = await vm.QmpAsync(token);
+            if (lazy)
+            {
+                await IgnoreSharedMemoryAsync(qmp, token);
+            }
+
             await qmp.ExecuteAsync("migrate-incoming", new { uri = "fd:" + IncomingStateDescriptor }, token);
             await WaitForRunStateAsync(qmp, "paused", token);
             if (paused.GuestAgent is { } agent)
@@ -135,6 +153,19 @@ public sealed partial class MicroVmRunner
 
             await qmp.ExecuteAsync("cont", null, token);
         }, cancellationToken, isBoot: false);
+    }
+
+    /// <summary>Copies a guest's memory file keeping its holes (the pages it never touched): what <c>cp --sparse=always</c> does.</summary>
+    private static async Task CopySparseAsync(string from, string to, CancellationToken cancellationToken)
+    {
+        var copy = new System.Diagnostics.ProcessStartInfo("cp", ["--sparse=always", from, to]) { RedirectStandardError = true, UseShellExecute = false };
+        using var process = System.Diagnostics.Process.Start(copy)!;
+        var errors = await process.StandardError.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        if (process.ExitCode != 0)
+        {
+            throw new IOException($"the guest's memory could not be copied out: {errors.Trim()}");
+        }
     }
 
     /// <summary>Where the host listens for a VM's paused state, and the URI its QEMU reaches it by (from inside its jail, if it has one).</summary>
