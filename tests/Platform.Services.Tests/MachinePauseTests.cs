@@ -106,6 +106,41 @@ public sealed class MachinePauseTests(PlatformStack stack)
         await tenant.WaitForMachineAsync(id, "destroyed");
     }
 
+    [Fact]
+    public async Task A_paused_micro_vm_stays_paused_on_disk_when_its_host_agent_restarts_and_resumes_with_its_files()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        await tenant.WaitForMachineAsync(id, "running");
+        await tenant.ExecAsync(id, new { command = new[] { "/bin/sh", "-c", "echo kept-across-the-restart > /scratch/kept" } });
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/pause");
+        await tenant.WaitForMachineAsync(id, "paused");
+        var eventsBefore = (await EventTypesAsync(tenant, id)).Count;
+
+        await stack.CrashAndRestartHostAgentAsync();
+        await Eventually.TrueAsync(() => stack.HostAgent!.Output.Any(line => line.Contains(id.ToString(), StringComparison.Ordinal) && line.Contains("adopted", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), "the restarted agent adopts the paused micro-VM");
+        var afterRestart = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}");
+        var eventsAfter = (await EventTypesAsync(tenant, id)).Count;
+        await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/resume");
+        await tenant.WaitForMachineAsync(id, "running");
+        var kept = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            var answer = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "cat", "/scratch/kept" } });
+            kept = answer.IsSuccessStatusCode ? (await answer.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("stdout").GetString()! : "";
+            return answer.IsSuccessStatusCode;
+        }, TimeSpan.FromSeconds(30), "the restarted agent answers");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
+
+        Assert.Equal("paused", afterRestart.GetProperty("state").GetString());
+        Assert.Equal(eventsBefore, eventsAfter);
+        Assert.Equal("kept-across-the-restart\n", kept);
+    }
+
     private async Task<(HttpClient Tenant, Guid MachineId)> RunningSandboxAsync()
     {
         using var admin = await stack.AdminAsync();
