@@ -164,7 +164,19 @@ public sealed class PlatformStack : IAsyncLifetime
                 return;
             }
 
-            foreach (var service in Services.Where(name => _services.Single(s => s.Service == name) is { HasExited: true, ExitCode: 75 }))
+            // Read while no restart replaces a process: a process being replaced is disposed, and asking it anything throws.
+            string[] asking;
+            await _restarting.WaitAsync(CancellationToken.None);
+            try
+            {
+                asking = Services.Where(name => _services.Single(s => s.Service == name) is { HasExited: true, ExitCode: 75 }).ToArray();
+            }
+            finally
+            {
+                _restarting.Release();
+            }
+
+            foreach (var service in asking)
             {
                 await RestartAsync(service, crash: false);
             }
