@@ -24,7 +24,8 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync($"/api/v1/tenants/{tenant}/users", new { username, password = PlatformApi.TenantAdminPassword, role = Roles.TenantAdmin })).StatusCode);
 
         var login = await PlatAsync(["login", "--url", admin.BaseAddress!.ToString(), "--username", username, "--password-stdin"], PlatformApi.TenantAdminPassword + "\n");
-        var created = await PlatAsync(["machines", "create", "--kind", "sandbox", "--memory", "64", "--name", "cli-box", "--wait", "-o", "json", "--", "/bin/sh", "-c", "echo from-main; exec sleep 600"]);
+        var created = await PlatAsync(["machines", "create", "--kind", "sandbox", "--memory", "64", "--name", "cli-box", "--ttl", "1h", "--idle", "1h:stop", "--wait", "-o", "json",
+            "--", "/bin/sh", "-c", "echo from-main; exec sleep 600"]);
         var listed = await PlatAsync(["machines", "list", "--output", "json"]);
         var table = await PlatAsync(["machines", "ls"]);
         var exec = await PlatAsync(["exec", "cli-box", "--env", "WHO=plat", "--", "/bin/sh", "-c", "echo out $WHO; echo err >&2; exit 3"]);
@@ -109,6 +110,16 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.Equal(0, node.Code);
         Assert.Contains("cli-exit  203.0.113.7:51820  eu-central", nodes.Output, StringComparison.Ordinal);
         Assert.Equal(0, nodeRemoved.Code);
+
+        var paused = await PlatAsync(["machines", "pause", "cli-box", "--wait", "-o", "json"]);
+        var resumed = await PlatAsync(["machines", "resume", "cli-box", "--wait", "-o", "json"]);
+        var kept = await PlatAsync(["machines", "keepalive", "cli-box", "-o", "json"]);
+
+        Assert.Equal((0, "paused"), (paused.Code, JsonDocument.Parse(paused.Output).RootElement.GetProperty("state").GetString()));
+        Assert.Equal((0, "running"), (resumed.Code, JsonDocument.Parse(resumed.Output).RootElement.GetProperty("state").GetString()));
+        Assert.Equal((3600, "stop"), (machine.GetProperty("lifecycle").GetProperty("ttlSeconds").GetInt32(), machine.GetProperty("lifecycle").GetProperty("idle").GetProperty("action").GetString()));
+        Assert.Equal(0, kept.Code);
+        Assert.True(JsonDocument.Parse(kept.Output).RootElement.GetProperty("lifecycle").GetProperty("expiresAt").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(59));
 
         var missing = await PlatAsync(["machines", "get", Guid.NewGuid().ToString()]);
         var removed = await PlatAsync(["machines", "rm", "cli-box", "--wait"]);

@@ -294,12 +294,15 @@ public sealed class HostMachines(
             // Networking hears of these when the next start reports the machine exited and its owner destroys it.
             await networks.RemoveTunnelAsync(record.Launch.MachineId);
             await networks.ClosePortForwardsOfAsync(record.Launch.MachineId, record.Launch.TenantId);
+            logger.LogInformation("Machine {MachineId} ({Driver}) removed from the host", record.Launch.MachineId, record.Launch.Driver);
         }
 
         foreach (var tenantId in records.All().Select(r => r.Launch.TenantId).Distinct())
         {
             await networks.RemoveSegmentIfUnusedAsync(tenantId, () => 0);
         }
+
+        logger.LogInformation("Every machine of this host is removed ({Count})", records.All().Count);
     }
 
     /// <summary>Stops the machine if it runs, and records that it should not be running.</summary>
