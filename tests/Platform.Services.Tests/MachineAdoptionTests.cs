@@ -87,7 +87,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
             var eventsBefore = new Dictionary<Guid, int>();
             foreach (var id in machines)
             {
-                eventsBefore[id] = (await EventTypesAsync(tenant, id)).Count;
+                eventsBefore[id] = (await tenant.MachineEventTypesAsync(id)).Count;
             }
 
             await stack.Platform.CrashAndRestartHostAgentAsync();
@@ -101,7 +101,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
                 var machine = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}");
                 Assert.Equal("running", machine.GetProperty("state").GetString());
                 // No exit, launch or restart recorded: to the control plane nothing happened.
-                Assert.Equal(eventsBefore[id], (await EventTypesAsync(tenant, id)).Count);
+                Assert.Equal(eventsBefore[id], (await tenant.MachineEventTypesAsync(id)).Count);
             }
 
             Assert.Equal(qemu, QemuProcessOf(vm));
@@ -115,7 +115,7 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
             await Eventually.TrueAsync(async () =>
                 (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{sandbox}")).GetProperty("state").GetString() != "running",
                 Patience, "the agent notices that the adopted sandbox ended");
-            var events = await EventTypesAsync(tenant, sandbox);
+            var events = await tenant.MachineEventTypesAsync(sandbox);
             Assert.Contains(events.Skip(eventsBefore[sandbox]), type => type is "MachineFailed" or "MachineStopped");
         }
         finally
@@ -139,7 +139,4 @@ public sealed class MachineAdoptionTests(AdoptionStack stack) : IClassFixture<Ad
 
     private int QemuProcessOf(Guid vm) =>
         int.Parse(File.ReadAllText(Path.Combine(stack.Platform.MicroVmRunPath, "vm", vm.ToString("N"), "qemu.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-
-    private static async Task<IReadOnlyList<string>> EventTypesAsync(HttpClient tenant, Guid id) =>
-        (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
 }

@@ -38,7 +38,7 @@ public sealed class MachinePauseTests(PlatformStack stack)
         Assert.InRange(afterResume, beforePause, beforePause + 12);
         Assert.Equal(address, paused.GetProperty("network").GetProperty("ip").GetString());
         Assert.Equal(address, resumed.GetProperty("network").GetProperty("ip").GetString());
-        var types = await EventTypesAsync(tenant, id);
+        var types = await tenant.MachineEventTypesAsync(id);
         Assert.Equal(["MachinePauseRequested", "MachinePaused", "MachineResumeRequested", "MachineResumed"], types.SkipWhile(t => t != "MachinePauseRequested").Where(t => t.StartsWith("MachinePause", StringComparison.Ordinal) || t.StartsWith("MachineResume", StringComparison.Ordinal)));
     }
 
@@ -50,13 +50,13 @@ public sealed class MachinePauseTests(PlatformStack stack)
         var beforePause = await CountAsync(tenant, id);
         await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/pause");
         await tenant.WaitForMachineAsync(id, "paused");
-        var eventsBefore = (await EventTypesAsync(tenant, id)).Count;
+        var eventsBefore = (await tenant.MachineEventTypesAsync(id)).Count;
 
         await stack.CrashAndRestartHostAgentAsync();
         await Eventually.TrueAsync(() => stack.HostAgent!.Output.Any(line => line.Contains(id.ToString(), StringComparison.Ordinal) && line.Contains("adopted", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(60), "the restarted agent adopts the paused sandbox");
         var afterRestart = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}");
-        var eventsAfter = (await EventTypesAsync(tenant, id)).Count;
+        var eventsAfter = (await tenant.MachineEventTypesAsync(id)).Count;
         await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/resume");
         await tenant.WaitForMachineAsync(id, "running");
 
@@ -117,13 +117,13 @@ public sealed class MachinePauseTests(PlatformStack stack)
         await tenant.ExecAsync(id, new { command = new[] { "/bin/sh", "-c", "echo kept-across-the-restart > /scratch/kept" } });
         await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/pause");
         await tenant.WaitForMachineAsync(id, "paused");
-        var eventsBefore = (await EventTypesAsync(tenant, id)).Count;
+        var eventsBefore = (await tenant.MachineEventTypesAsync(id)).Count;
 
         await stack.CrashAndRestartHostAgentAsync();
         await Eventually.TrueAsync(() => stack.HostAgent!.Output.Any(line => line.Contains(id.ToString(), StringComparison.Ordinal) && line.Contains("adopted", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(60), "the restarted agent adopts the paused micro-VM");
         var afterRestart = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}");
-        var eventsAfter = (await EventTypesAsync(tenant, id)).Count;
+        var eventsAfter = (await tenant.MachineEventTypesAsync(id)).Count;
         await tenant.ActAsync(HttpMethod.Post, $"/api/v1/machines/{id}/resume");
         await tenant.WaitForMachineAsync(id, "running");
         var kept = "";
@@ -157,6 +157,4 @@ public sealed class MachinePauseTests(PlatformStack stack)
         return int.TryParse(result.GetProperty("stdout").GetString()?.Trim(), out var count) ? count : 0;
     }
 
-    private static async Task<IReadOnlyList<string>> EventTypesAsync(HttpClient tenant, Guid id) =>
-        (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
 }

@@ -98,6 +98,10 @@ public static class PlatformApi
         return await response.Content.ReadFromJsonAsync<JsonElement>();
     }
 
+    /// <summary><c>GET /api/v1/machines/{id}/events</c>: the types of the machine's events, oldest first.</summary>
+    public static async Task<IReadOnlyList<string>> MachineEventTypesAsync(this HttpClient tenant, Guid id) =>
+        (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
+
     /// <summary>An asynchronous action (<c>/start</c>, <c>DELETE</c>, …): 202; the operation's location.</summary>
     public static async Task<Uri> ActAsync(this HttpClient tenant, HttpMethod method, string path)
     {

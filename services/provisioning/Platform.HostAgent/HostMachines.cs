@@ -277,7 +277,9 @@ public sealed class HostMachines(
             }
         }
 
-        foreach (var record in records.All())
+        // Read once: every record is a file, and nothing adds one while the agent stops.
+        var all = records.All();
+        foreach (var record in all)
         {
             if (_drivers.TryGetValue(record.Launch.Driver, out var driver))
             {
@@ -297,12 +299,12 @@ public sealed class HostMachines(
             logger.LogInformation("Machine {MachineId} ({Driver}) removed from the host", record.Launch.MachineId, record.Launch.Driver);
         }
 
-        foreach (var tenantId in records.All().Select(r => r.Launch.TenantId).Distinct())
+        foreach (var tenantId in all.Select(r => r.Launch.TenantId).Distinct())
         {
             await networks.RemoveSegmentIfUnusedAsync(tenantId, () => 0);
         }
 
-        logger.LogInformation("Every machine of this host is removed ({Count})", records.All().Count);
+        logger.LogInformation("Every machine of this host is removed ({Count})", all.Count);
     }
 
     /// <summary>Stops the machine if it runs, and records that it should not be running.</summary>

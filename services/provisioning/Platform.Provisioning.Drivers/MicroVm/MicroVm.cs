@@ -88,7 +88,10 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     internal void Become(MicroVmSpec spec) => _spec = spec;
 
     /// <summary>Renames its memory file (QEMU maps the file, not its name), so that the name says whose it is.</summary>
-    /// <summary>The file its guest's memory is mapped from while it runs, if it has one of its own.</summary>
+    /// <summary>
+    /// The file in the host's memory directory its guest's memory is shared with (disposing the VM removes it); null when
+    /// its memory is mapped privately from a file it does not own (resumed from a paused image).
+    /// </summary>
     internal string? MemoryFile => _memoryFile;
 
     internal void MoveMemoryFile(string to)

@@ -43,7 +43,7 @@ public sealed partial class MicroVmRunner
                 | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
         }
 
-        var sharedMemory = vm.MemoryFile is { } memory && Path.GetDirectoryName(memory) == Path.GetFullPath(memoryDirectory) ? memory : null;
+        var sharedMemory = vm.MemoryFile;
         // The guest agent's session goes on with the QEMU that resumes the guest: the guest never sees its port close.
         var agent = vm.TakeGuestAgent();
         var keptSession = false;
@@ -118,7 +118,10 @@ public sealed partial class MicroVmRunner
         var image = paused.Image;
         Validate(spec);
         ValidateSnapshotOf(image, spec.Template, spec.Vcpus, spec.MemoryMiB, nameof(spec));
-        var memoryFile = MemoryFileOf(spec.Id);
+        // An image with a memory file is mapped privately: the guest reads its pages as it touches them, and what it writes
+        // stays in this QEMU. Without one the memory comes in the stream, into a memory file of its own.
+        var lazy = File.Exists(image.MemoryPath);
+        var ownMemory = lazy ? null : MemoryFileOf(spec.Id);
         CreateWorkDirectory(spec.WorkDirectory);
         var keptLog = Path.Combine(image.Directory, PausedSerialLog);
         if (File.Exists(keptLog))
@@ -126,12 +129,8 @@ public sealed partial class MicroVmRunner
             File.Copy(keptLog, Path.Combine(spec.WorkDirectory, PausedSerialLog));
         }
 
-        // An image with a memory file is mapped privately: the guest reads its pages as it touches them, and what it writes
-        // stays in this QEMU. Without one the memory comes in the stream, into a memory file of its own.
-        var lazy = File.Exists(image.MemoryPath);
-        var vm = lazy
-            ? Start(spec, image.Accelerator, null, new QemuLaunch(image.CommandLine, image.MemoryPath, SharedMemory: false, IncomingState: image.StatePath))
-            : Start(spec, image.Accelerator, memoryFile, new QemuLaunch(image.CommandLine, memoryFile, SharedMemory: true, IncomingState: image.StatePath));
+        var vm = Start(spec, image.Accelerator, ownMemory,
+            new QemuLaunch(image.CommandLine, ownMemory ?? image.MemoryPath, SharedMemory: !lazy, IncomingState: image.StatePath));
         return await ReadyOrGoneAsync(vm, async token =>
         {
             var qmp = await vm.QmpAsync(token);

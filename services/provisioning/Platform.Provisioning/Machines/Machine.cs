@@ -140,6 +140,10 @@ public sealed record Machine(
         _ => this,
     };
 
+    /// <summary>Whether its driver can pause it in place (a host's kinds can; a cloud's instance or a simulated machine cannot).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool Pausable => Driver is not ("aws" or "gcp" or "azure" or "simulated");
+
     private static DateTimeOffset Later(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 
     private Machine Remember(Guid activity)
@@ -166,7 +170,7 @@ public sealed record Machine(
     {
         ("start", MachineStates.Stopped or MachineStates.Failed) when CreationFailedAt is null => new MachineStartRequested(Id, TenantId, operationId, now),
         ("stop", MachineStates.Running or MachineStates.Paused) => new MachineStopRequested(Id, TenantId, operationId, now),
-        ("pause", MachineStates.Running) when Driver is "aws" or "gcp" or "azure" or "simulated" =>
+        ("pause", MachineStates.Running) when !Pausable =>
             throw new IllegalTransitionException(action, State, $"A {Driver} machine cannot be paused: stop it instead."),
         ("pause", MachineStates.Running) => new MachinePauseRequested(Id, TenantId, operationId, now),
         ("resume", MachineStates.Paused) => new MachineResumeRequested(Id, TenantId, operationId, now),
@@ -199,17 +203,17 @@ public sealed record Machine(
     /// </summary>
     public IReadOnlyList<object> DecideExpiry(DateTimeOffset now, DateTimeOffset? lastWorkAt, TimeSpan warning, Guid operationId)
     {
-        if (Due(lastWorkAt) is not var (reason, action, actsAt, span))
+        if (NextExpiry(lastWorkAt) is not { } due)
         {
             return [];
         }
 
-        if (now >= actsAt)
+        if (now >= due.At)
         {
-            var expired = new MachineExpired(Id, TenantId, reason, action, operationId, now);
+            var expired = new MachineExpired(Id, TenantId, due.Reason, due.Action, operationId, now);
             try
             {
-                return [expired, Decide(action, operationId, now)];
+                return [expired, Decide(due.Action, operationId, now)];
             }
             catch (IllegalTransitionException)
             {
@@ -218,34 +222,31 @@ public sealed record Machine(
             }
         }
 
-        var window = TimeSpan.FromTicks(Math.Min(warning.Ticks, span.Ticks / 2));
-        return now >= actsAt - window && (Expiring is not { } given || given.Reason != reason || given.ActsAt != actsAt)
-            ? [new MachineExpiring(Id, TenantId, reason, action, actsAt, now)]
+        var window = TimeSpan.FromTicks(Math.Min(warning.Ticks, due.Span.Ticks / 2));
+        return now >= due.At - window && (Expiring is not { } given || given.Reason != due.Reason || given.ActsAt != due.At)
+            ? [new MachineExpiring(Id, TenantId, due.Reason, due.Action, due.At, now)]
             : [];
     }
 
     /// <summary>The action its policy takes next and when: the earlier of the time-to-live's end and the idle deadline.</summary>
-    private (string Reason, string Action, DateTimeOffset At, TimeSpan Span)? Due(DateTimeOffset? lastWorkAt)
+    private Expiry? NextExpiry(DateTimeOffset? lastWorkAt)
     {
         if (Lifecycle is not { } policy || Pending is not null || State is MachineStates.Creating or MachineStates.Destroying or MachineStates.Destroyed)
         {
             return null;
         }
 
-        (string, string, DateTimeOffset, TimeSpan)? ttl = ExpiresAt is { } expires && policy.TtlSeconds is { } seconds
-            ? ("ttl", "destroy", expires, TimeSpan.FromSeconds(seconds))
+        var ttl = ExpiresAt is { } expires && policy.TtlSeconds is { } seconds
+            ? new Expiry("ttl", "destroy", expires, TimeSpan.FromSeconds(seconds))
             : null;
-        (string, string, DateTimeOffset, TimeSpan)? idle = State == MachineStates.Running && policy.Idle is { } idlePolicy
-            ? ("idle", idlePolicy.Action, Later(ActiveSince, lastWorkAt ?? ActiveSince).AddSeconds(idlePolicy.AfterSeconds), TimeSpan.FromSeconds(idlePolicy.AfterSeconds))
+        var idle = State == MachineStates.Running && policy.Idle is { } idlePolicy
+            ? new Expiry("idle", idlePolicy.Action, Later(ActiveSince, lastWorkAt ?? ActiveSince).AddSeconds(idlePolicy.AfterSeconds), TimeSpan.FromSeconds(idlePolicy.AfterSeconds))
             : null;
-        return (ttl, idle) switch
-        {
-            ({ } t, { } i) => t.Item3 <= i.Item3 ? t : i,
-            ({ } t, null) => t,
-            (null, { } i) => i,
-            _ => null,
-        };
+        return ttl is not null && (idle is null || ttl.At <= idle.At) ? ttl : idle;
     }
+
+    /// <summary>An action a lifecycle policy takes: why, what, when, and the span of the policy it ends.</summary>
+    private sealed record Expiry(string Reason, string Action, DateTimeOffset At, TimeSpan Span);
 
     /// <summary>
     /// What its host's report that it runs records: running, if it still waits for that start or restart; nothing for a

@@ -38,7 +38,7 @@ public sealed class MachineActions(IEventStreams streams, MachineReader reader, 
         var policy = new MachineLifecyclePolicy(request.TtlSeconds, request.Idle);
         return await ChangeAsync(machineId, caller, http, machine =>
         {
-            if (policy.Idle is { Action: "pause" } && machine.Driver is "aws" or "gcp" or "azure" or "simulated")
+            if (policy.Idle is { Action: "pause" } && !machine.Pausable)
             {
                 throw Problems.Invalid("idle", $"a {machine.Driver} machine cannot be paused: its idle action is stop or destroy");
             }

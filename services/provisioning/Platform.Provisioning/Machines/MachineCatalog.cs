@@ -92,10 +92,11 @@ public sealed class MachineCatalog(string schema) : IProjection
     public async Task ResetAsync(NpgsqlTransaction transaction, CancellationToken cancellationToken) =>
         await transaction.ExecuteAsync($"TRUNCATE {schema}.machines, {schema}.operations, {schema}.idempotency_keys", cancellationToken);
 
-    private static bool IsMachineEvent(object data) => data is MachineRequested or MachineStartRequested or MachineStopRequested
-        or MachinePauseRequested or MachineResumeRequested or MachinePaused or MachinePauseFailed or MachineResumed
-        or MachineLifecycleSet or MachineKeptAlive or MachineExpiring or MachineExpired
-        or MachineRestartRequested or MachineRecreateRequested or MachineDestroyRequested or MachineRunning or MachineStopped or MachineFailed or MachineDestroyed or MachineStepCompleted;
+    /// <summary>
+    /// Every event of a machine's stream changes what the catalog shows, but the records of what ran and changed inside it:
+    /// those are its history (<c>/events</c>), and an exec must not cost a catalog write.
+    /// </summary>
+    private static bool IsMachineEvent(object data) => data is not (MachineCommandRan or MachineFileWritten or MachineFileDeleted);
 
     private async Task<Machine?> LoadAsync(NpgsqlTransaction transaction, string streamId, CancellationToken cancellationToken)
     {
