@@ -31,19 +31,6 @@ public sealed partial class MicroVmRunner
         Directory.CreateDirectory(directory);
         var image = new MicroVmSnapshot(directory, vm.Spec.Template.Version, vm.Spec.Vcpus, vm.Spec.MemoryMiB, vm.Accelerator, vm.Spec.Template.CommandLine);
         var qmp = await vm.QmpAsync(cancellationToken);
-        var (socketPath, uri) = PauseSocketOf(vm);
-        File.Delete(socketPath);
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(socketPath));
-        listener.Listen(1);
-        // A jailed QEMU runs as an id of its own: the socket must let it connect. (Micro-VMs run on Linux only.)
-        if (OperatingSystem.IsLinux())
-        {
-            File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite
-                | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
-        }
-
-        var sharedMemory = vm.MemoryFile;
         // The guest agent's session goes on with the QEMU that resumes the guest: the guest never sees its port close.
         var agent = vm.TakeGuestAgent();
         var keptSession = false;
@@ -51,27 +38,9 @@ public sealed partial class MicroVmRunner
         {
             await qmp.ExecuteAsync("stop", null, cancellationToken);
             keptSession = agent is not null && await agent.SuspendAsync(cancellationToken);
-            // Memory shared with a file in this host's memory directory is copied out as a file (which the resume maps: only the
-            // pages the guest touches are read); any other goes into the stream.
-            await qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "x-ignore-shared", state = sharedMemory is not null } } }, cancellationToken);
-            // QEMU caps a migration at 128 MiB/s by default, meant for a network between hosts; this one goes to a local file.
-            await qmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["max-bandwidth"] = LocalMigrationBytesPerSecond }, cancellationToken);
-            await qmp.ExecuteAsync("migrate", new { uri }, cancellationToken);
-            using (var connection = await listener.AcceptAsync(cancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(10), cancellationToken))
-            await using (var state = new FileStream(image.StatePath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                await new NetworkStream(connection, ownsSocket: false).CopyToAsync(state, 1 << 20, cancellationToken);
-                await state.FlushAsync(cancellationToken);
-            }
-
-            await WaitForMigrationAsync(qmp, cancellationToken);
-            if (sharedMemory is not null)
-            {
-                // The vCPUs are stopped and the devices' state is out: the file holds the guest's memory as it stopped.
-                await CopySparseAsync(sharedMemory, image.MemoryPath, cancellationToken);
-            }
+            await SaveStoppedAsync(vm, qmp, image, cancellationToken);
         }
-        catch (Exception exception)
+        catch
         {
             if (keptSession)
             {
@@ -85,11 +54,7 @@ public sealed partial class MicroVmRunner
 
             await ResumeInPlaceAsync(vm, qmp);
             Directory.Delete(directory, recursive: true);
-            throw exception is TimeoutException ? new InvalidOperationException("QEMU did not write its state out within 10 s", exception) : exception;
-        }
-        finally
-        {
-            File.Delete(socketPath);
+            throw;
         }
 
         if (File.Exists(vm.SerialLogPath))
@@ -115,18 +80,28 @@ public sealed partial class MicroVmRunner
     /// </summary>
     public async Task<MicroVm> ResumeAsync(PausedMicroVm paused, MicroVmSpec spec, CancellationToken cancellationToken)
     {
-        var image = paused.Image;
+        var keptLog = Path.Combine(paused.Image.Directory, PausedSerialLog);
+        return await StartFromImageAsync(paused.Image, spec, paused.GuestAgent, File.Exists(keptLog) ? keptLog : null, afterwards: null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Starts a QEMU for <paramref name="spec"/> that takes <paramref name="image"/>'s device state and memory, lets the guest
+    /// run on, and then, if given, runs <paramref name="afterwards"/> before the VM counts as up. An image with a memory file is
+    /// mapped privately: the guest reads its pages as it touches them, and what it writes stays in this QEMU (so many VMs can
+    /// start from one image). Without one the memory comes in the stream, into a memory file of its own. A guest agent whose
+    /// session was suspended (<paramref name="agent"/>) goes on over the new QEMU's port.
+    /// </summary>
+    private async Task<MicroVm> StartFromImageAsync(
+        MicroVmSnapshot image, MicroVmSpec spec, Guests.GuestAgent? agent, string? serialLog, Func<MicroVm, CancellationToken, Task>? afterwards, CancellationToken cancellationToken)
+    {
         Validate(spec);
         ValidateSnapshotOf(image, spec.Template, spec.Vcpus, spec.MemoryMiB, nameof(spec));
-        // An image with a memory file is mapped privately: the guest reads its pages as it touches them, and what it writes
-        // stays in this QEMU. Without one the memory comes in the stream, into a memory file of its own.
         var lazy = File.Exists(image.MemoryPath);
         var ownMemory = lazy ? null : MemoryFileOf(spec.Id);
         CreateWorkDirectory(spec.WorkDirectory);
-        var keptLog = Path.Combine(image.Directory, PausedSerialLog);
-        if (File.Exists(keptLog))
+        if (serialLog is not null)
         {
-            File.Copy(keptLog, Path.Combine(spec.WorkDirectory, PausedSerialLog));
+            File.Copy(serialLog, Path.Combine(spec.WorkDirectory, PausedSerialLog));
         }
 
         var vm = Start(spec, image.Accelerator, ownMemory,
@@ -141,7 +116,7 @@ public sealed partial class MicroVmRunner
 
             await qmp.ExecuteAsync("migrate-incoming", new { uri = "fd:" + IncomingStateDescriptor }, token);
             await WaitForRunStateAsync(qmp, "paused", token);
-            if (paused.GuestAgent is { } agent)
+            if (agent is not null)
             {
                 // Connected before the guest runs again: its port was open when it stopped and is open when it goes on.
                 var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -151,7 +126,63 @@ public sealed partial class MicroVmRunner
             }
 
             await qmp.ExecuteAsync("cont", null, token);
+            if (afterwards is not null)
+            {
+                await afterwards(vm, token);
+            }
         }, cancellationToken, isBoot: false);
+    }
+
+    /// <summary>
+    /// Writes the stopped VM's device state (and, unless its memory is shared with a file of this host's memory directory,
+    /// its memory) into <paramref name="image"/> through a socket in its jail, and copies a shared memory file next to it,
+    /// keeping its holes. The VM stays stopped; the caller lets it run again or ends it.
+    /// </summary>
+    private static async Task SaveStoppedAsync(MicroVm vm, QmpClient qmp, MicroVmSnapshot image, CancellationToken cancellationToken)
+    {
+        var (socketPath, uri) = PauseSocketOf(vm);
+        File.Delete(socketPath);
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+        listener.Listen(1);
+        // A jailed QEMU runs as an id of its own: the socket must let it connect. (Micro-VMs run on Linux only.)
+        if (OperatingSystem.IsLinux())
+        {
+            File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite
+                | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
+        }
+
+        var sharedMemory = vm.MemoryFile;
+        try
+        {
+            // Memory shared with a file in this host's memory directory is copied out as a file (which a resume maps: only the
+            // pages the guest touches are read); any other goes into the stream.
+            await qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "x-ignore-shared", state = sharedMemory is not null } } }, cancellationToken);
+            // QEMU caps a migration at 128 MiB/s by default, meant for a network between hosts; this one goes to a local file.
+            await qmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["max-bandwidth"] = LocalMigrationBytesPerSecond }, cancellationToken);
+            await qmp.ExecuteAsync("migrate", new { uri }, cancellationToken);
+            using (var connection = await listener.AcceptAsync(cancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(10), cancellationToken))
+            await using (var state = new FileStream(image.StatePath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                await new NetworkStream(connection, ownsSocket: false).CopyToAsync(state, 1 << 20, cancellationToken);
+                await state.FlushAsync(cancellationToken);
+            }
+
+            await WaitForMigrationAsync(qmp, cancellationToken);
+            if (sharedMemory is not null)
+            {
+                // The vCPUs are stopped and the devices' state is out: the file holds the guest's memory as it stopped.
+                await CopySparseAsync(sharedMemory, image.MemoryPath, cancellationToken);
+            }
+        }
+        catch (TimeoutException timeout)
+        {
+            throw new InvalidOperationException("QEMU did not write its state out within 10 s", timeout);
+        }
+        finally
+        {
+            File.Delete(socketPath);
+        }
     }
 
     /// <summary>Copies a guest's memory file keeping its holes (the pages it never touched): what <c>cp --sparse=always</c> does.</summary>
