@@ -161,6 +161,37 @@ public class SandboxExecTests
         await TerminalScript.AssertSizedThenResizedAsync(process);
     }
 
+    [Fact]
+    public async Task A_frozen_sandboxs_files_are_saved_with_their_owners_and_a_sandbox_started_from_them_has_them_before_its_command_runs()
+    {
+        var archive = Path.Combine(Path.GetTempPath(), "sandbox-files-" + Guid.NewGuid().ToString("N")[..8] + ".tar");
+        try
+        {
+            await using var source = await StartIdleAsync();
+            var written = await RunAsync(source, new GuestCommand(["/bin/sh", "-c", "mkdir -p deep/er && echo kept > deep/er/file && chown 1000:1001 deep/er/file && chmod 640 deep/er/file && ln -s /etc/shadow link"]));
+            Assert.Equal(0, written.Code);
+            await _runner.Cgroups.FreezeAsync(source.Spec.Id, CancellationToken.None);
+
+            var size = await _runner.SaveFilesAsync(source, archive, CancellationToken.None);
+            var stillFrozen = _runner.Cgroups.IsFrozen(source.Spec.Id);
+            _runner.Cgroups.Thaw(source.Spec.Id);
+
+            var id = "test-" + Guid.NewGuid().ToString("N")[..12];
+            await using var copy = _runner.Start(new SandboxSpec(id, ["/bin/sh", "-c", "cat deep/er/file > seen-first; exec sleep 600"], Limits, "copy-" + id[5..13]) { Files = archive });
+            Assert.True(await copy.WaitUntilSetUpAsync(TimeSpan.FromSeconds(10), CancellationToken.None), "the sandbox is set up");
+            await Eventually.TrueAsync(async () => (await RunAsync(copy, new GuestCommand(["cat", "seen-first"]))).Output == "kept\n", TimeSpan.FromSeconds(10), "its command saw the file");
+            var seen = await RunAsync(copy, new GuestCommand(["/bin/sh", "-c", "stat -c '%u:%g %a' deep/er/file; readlink link"]));
+
+            Assert.True(stillFrozen, "saving its files left the sandbox frozen");
+            Assert.Equal(new FileInfo(archive).Length, size);
+            Assert.Equal((0, "1000:1001 640\n/etc/shadow\n"), (seen.Code, seen.Output));
+        }
+        finally
+        {
+            File.Delete(archive);
+        }
+    }
+
     private async Task<(int Code, string Output, string Errors)> RunAsync(SandboxProcess sandbox, GuestCommand command, string input = "")
     {
         await using var process = await _runner.ExecAsync(sandbox, command, CancellationToken.None);

@@ -46,6 +46,36 @@ public sealed partial class SandboxRunner
         return EnterAndRun(sandbox, command, user);
     }
 
+    /// <summary>
+    /// Saves what the sandbox holds in <c>/scratch</c> (its home and working directory) as a tar archive at
+    /// <paramref name="archive"/>, with owners and modes, running or paused: tar runs inside it the long way (as its root,
+    /// under its seccomp filter and capability bounds), but outside its cgroups, which a pause has frozen. A sandbox started
+    /// with <see cref="SandboxSpec.Files"/> set to the archive finds the same files. Returns the archive's size in bytes.
+    /// </summary>
+    public async Task<long> SaveFilesAsync(SandboxProcess sandbox, string archive, CancellationToken cancellationToken)
+    {
+        var command = new GuestCommand(["tar", "--numeric-owner", "-C", "/scratch", "-cf", "-", "."]);
+        await using var tar = EnterAndRun(sandbox, command, Checked(sandbox, command), joinCgroups: false);
+        tar.StandardInput.Close();
+        var errors = new StreamReader(tar.StandardError).ReadToEndAsync(cancellationToken);
+        try
+        {
+            await using (var file = new FileStream(archive, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                await tar.StandardOutput.CopyToAsync(file, 1 << 16, cancellationToken);
+            }
+
+            var exitCode = await tar.Exited.WaitAsync(cancellationToken);
+            return exitCode == 0 ? new FileInfo(archive).Length
+                : throw new IOException($"tar could not save the sandbox's files (exit code {exitCode}): {(await errors).Trim()}");
+        }
+        catch
+        {
+            File.Delete(archive);
+            throw;
+        }
+    }
+
     /// <summary>The user <paramref name="command"/> runs as, once it is one a sandbox can run now.</summary>
     private static (int Uid, int Gid) Checked(SandboxProcess sandbox, GuestCommand command)
     {
@@ -83,7 +113,8 @@ public sealed partial class SandboxRunner
     /// id), and bubblewrap, there, sets no_new_privs, keeps only the sandbox's capabilities and loads the same seccomp
     /// filter before the command. Its standard streams are pipes of the agent.
     /// </summary>
-    private IGuestProcess EnterAndRun(SandboxProcess sandbox, GuestCommand command, (int Uid, int Gid) user)
+    /// <param name="joinCgroups">False only for the agent's own short work on a sandbox that may be frozen (saving its files).</param>
+    private IGuestProcess EnterAndRun(SandboxProcess sandbox, GuestCommand command, (int Uid, int Gid) user, bool joinCgroups = true)
     {
         if (sandbox.InsideProcessId is not { } inside)
         {
@@ -111,7 +142,7 @@ public sealed partial class SandboxRunner
         }
 
         start.Environment.Clear();
-        start.Environment["PLATFORM_CGROUP_PROCS"] = string.Join(' ', cgroups.ProcessFiles(sandbox.Spec.Id));
+        start.Environment["PLATFORM_CGROUP_PROCS"] = joinCgroups ? string.Join(' ', cgroups.ProcessFiles(sandbox.Spec.Id)) : "";
         start.Environment["PLATFORM_SECCOMP"] = Path.Combine(RunDirectoryOf(sandbox.Spec.Id), SeccompFile);
         start.Environment["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
         if (terminal is not null)

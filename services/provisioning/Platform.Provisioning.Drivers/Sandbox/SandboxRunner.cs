@@ -18,6 +18,9 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 {
     private const string SeccompFile = "seccomp.bpf";
 
+    /// <summary>Where a sandbox started from saved files sees their archive (read-only).</summary>
+    private const string FilesInside = "/.platform/files.tar";
+
 
     /// <summary>
     /// The capabilities a sandbox's root keeps, in its own user namespace only (Docker's default set less MKNOD and
@@ -106,6 +109,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
                 for procs in $PLATFORM_CGROUP_PROCS; do echo $$ > "$procs" || exit 125; done
                 echo $$ > "$run/pid"
                 if [ -n "$PLATFORM_GUEST_AGENT" ]; then exec 7<"$PLATFORM_GUEST_AGENT" || exit 125; fi
+                if [ -n "$PLATFORM_FILES" ]; then exec 6<"$PLATFORM_FILES" || exit 125; fi
                 "$@" 9<"$run/seccomp.bpf" >>"$run/stdout" 2>>"$run/stderr" &
                 inner=$!
                 n=0
@@ -132,6 +136,11 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             if (_guestAgent is not null)
             {
                 start.Environment["PLATFORM_GUEST_AGENT"] = _guestAgent;
+            }
+
+            if (spec.Files is not null)
+            {
+                start.Environment["PLATFORM_FILES"] = spec.Files;
             }
 
             var shell = Process.Start(start)!;
@@ -222,6 +231,17 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             yield return "7";
             yield return Guests.GuestAgent.Inside;
             command = [Guests.GuestAgent.Inside, "--socket", Guests.GuestAgent.SocketName(spec.Id), "--", .. spec.Command];
+        }
+
+        // Unpacked inside, as the sandbox's root and under its confinement, before anything of the tenant's runs (the agent
+        // included, so that nothing exec'd sees /scratch half made).
+        // The shell opens the archive as descriptor 6: the sandbox's user may not reach the host's path to it.
+        if (spec.Files is not null)
+        {
+            yield return "--ro-bind-fd";
+            yield return "6";
+            yield return FilesInside;
+            command = ["/bin/sh", "-c", $"tar --numeric-owner -xf {FilesInside} -C /scratch || exit 125; exec \"$@\"", "unpack", .. command];
         }
 
         foreach (var argument in Confined(spec.Environment, command, (0, 0)))

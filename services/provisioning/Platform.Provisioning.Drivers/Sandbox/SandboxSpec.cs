@@ -33,4 +33,10 @@ public sealed record SandboxSpec(string Id, IReadOnlyList<string> Command, Sandb
 
     /// <summary>A named network namespace (<c>ip netns</c>) to run in instead of a new, empty one: the sandbox's network.</summary>
     public string? NetworkNamespace { get; init; }
+
+    /// <summary>
+    /// A tar archive of files (a snapshot's, <see cref="SandboxRunner.SaveFilesAsync"/>) unpacked into the sandbox's
+    /// <c>/scratch</c> before its command starts; null for an empty one.
+    /// </summary>
+    public string? Files { get; init; }
 }
