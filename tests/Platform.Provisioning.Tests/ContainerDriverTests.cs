@@ -13,7 +13,44 @@ namespace Platform.Provisioning.Tests;
 public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly List<Guid> _machines = [];
+    private static readonly string SnapshotRoot = Path.Combine(Path.GetTempPath(), "pmt-container-snapshots-" + Guid.NewGuid().ToString("N")[..8]);
+    private readonly HostSnapshots _snapshots = new(SnapshotRoot);
+    private readonly List<Guid> _snapshotIds = [];
     private ContainerDriver _driver = null!;
+
+    [Fact]
+    public async Task A_paused_containers_snapshot_is_an_image_that_no_template_lists_and_a_machine_launched_from_it_has_its_files()
+    {
+        var source = await _driver.LaunchAsync(Launch(["/bin/sh", "-c", "echo kept-by-snapshot > /kept; exec sleep 600"]), CancellationToken.None);
+        await Eventually.TrueAsync(async () => await RunAsync(source, "cat /kept") == "kept-by-snapshot\n", TimeSpan.FromSeconds(10), "the source wrote its file");
+        await ((IPausableMachine)source).PauseAsync(CancellationToken.None);
+        var snapshotId = Guid.NewGuid();
+        _snapshotIds.Add(snapshotId);
+
+        var saved = await ((ISnapshottableMachine)source).SaveSnapshotAsync(_snapshots.Prepare(snapshotId), CancellationToken.None);
+        _snapshots.Finish(new SnapshotManifest(snapshotId, Guid.NewGuid(), "container", saved.Contents, saved.SizeBytes, DateTimeOffset.UtcNow));
+        var stillPaused = (await fixture.Docker.InspectContainerAsync(ContainerDriver.ContainerName(_machines[0]), CancellationToken.None))!.State.Paused;
+        await _driver.RefreshTemplatesAsync(CancellationToken.None);
+        await using var copy = await _driver.LaunchAsync(Launch(["sleep", "600"]) with { FromSnapshot = snapshotId }, CancellationToken.None);
+        var seen = await RunAsync(copy, "cat /kept");
+        await source.DisposeAsync();
+
+        Assert.True(stillPaused, "the paused source stays paused while it is committed");
+        Assert.Equal("filesystem", saved.Contents);
+        Assert.True(saved.SizeBytes > 0);
+        Assert.Single(_driver.Templates);
+        Assert.Equal("kept-by-snapshot\n", seen);
+    }
+
+    private static async Task<string> RunAsync(IRunningMachine machine, string script)
+    {
+        await using var process = await ((Platform.Provisioning.Drivers.Guests.IGuestAccess)machine).StartAsync(
+            new Platform.Provisioning.Drivers.Guests.GuestCommand(["/bin/sh", "-c", script]), CancellationToken.None);
+        process.StandardInput.Close();
+        var output = await new StreamReader(process.StandardOutput).ReadToEndAsync();
+        await process.Exited.WaitAsync(TimeSpan.FromSeconds(30));
+        return output;
+    }
 
     [Fact]
     public async Task The_driver_reports_the_engines_images_as_container_templates()
@@ -154,7 +191,7 @@ public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelpe
             var options = new AgentOptions { StatePath = state.FullName, Drivers = ["container"], Container = new ContainerOptions { Socket = "/tmp/pmt-no-engine.sock" } };
             var networks = new Platform.HostAgent.Networking.TenantNetworks(options, HostIdentity.Load(options), NullLogger<Platform.HostAgent.Networking.TenantNetworks>.Instance);
 
-            Assert.Empty(DriverSetup.Create(options, networks, new LocalAddresses(options.StatePath), NullLoggerFactory.Instance));
+            Assert.Empty(DriverSetup.Create(options, networks, new LocalAddresses(options.StatePath), new HostSnapshots(Path.Combine(options.StatePath, "snapshots")), NullLoggerFactory.Instance));
         }
         finally
         {
@@ -174,10 +211,21 @@ public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelpe
         {
             await _driver.CleanUpAsync(machineId, CancellationToken.None);
         }
+
+        foreach (var snapshotId in _snapshotIds)
+        {
+            await _driver.RemoveSnapshotAsync(_snapshots.DirectoryOf(snapshotId), CancellationToken.None);
+            _snapshots.Delete(snapshotId);
+        }
+
+        if (Directory.Exists(SnapshotRoot))
+        {
+            Directory.Delete(SnapshotRoot, recursive: true);
+        }
     }
 
     private ContainerDriver NewDriver() =>
-        new(fixture.Docker, new ContainerOptions { Socket = fixture.Podman.Socket, CgroupParent = fixture.Podman.CgroupParent, MaxProcesses = 64 }, NullLogger<ContainerDriver>.Instance);
+        new(fixture.Docker, new ContainerOptions { Socket = fixture.Podman.Socket, CgroupParent = fixture.Podman.CgroupParent, MaxProcesses = 64 }, _snapshots, NullLogger<ContainerDriver>.Instance);
 
     private LaunchMachine Launch(IReadOnlyList<string>? command, int memoryMiB = 64, int vcpus = 1)
     {

@@ -14,7 +14,7 @@ namespace Platform.HostAgent;
 /// </summary>
 public sealed class HostCommands(
     HostMachines machines, MachineRecords records, TenantNetworks networks, HostIdentity host, CapacityReporter reporter, Guests.GrantKeys grantKeys, ILogger<HostCommands> logger) :
-    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<PauseMachine>, IConsumer<ResumeMachine>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>,
+    IConsumer<LaunchMachine>, IConsumer<HaltMachine>, IConsumer<PauseMachine>, IConsumer<ResumeMachine>, IConsumer<TakeSnapshot>, IConsumer<RemoveSnapshot>, IConsumer<TearDownMachine>, IConsumer<SetUpTunnel>, IConsumer<RemoveTunnel>,
     IConsumer<OpenPortForward>, IConsumer<ClosePortForward>, IConsumer<ServiceStarted>, IConsumer<TrustMachineGrantKey>
 {
     public Task Consume(ConsumeContext<TrustMachineGrantKey> context)
@@ -43,6 +43,10 @@ public sealed class HostCommands(
     public Task Consume(ConsumeContext<PauseMachine> context) => machines.PauseAsync(context.Message, context.CancellationToken);
 
     public Task Consume(ConsumeContext<ResumeMachine> context) => machines.ResumeAsync(context.Message, context.CancellationToken);
+
+    public Task Consume(ConsumeContext<TakeSnapshot> context) => machines.TakeSnapshotAsync(context.Message, context.CancellationToken);
+
+    public Task Consume(ConsumeContext<RemoveSnapshot> context) => machines.RemoveSnapshotAsync(context.Message, context.CancellationToken);
 
     public Task Consume(ConsumeContext<TearDownMachine> context) => machines.TearDownAsync(context.Message, context.CancellationToken);
 
@@ -125,6 +129,8 @@ public sealed class HostCommandsDefinition : ConsumerDefinition<HostCommands>
         consumer.Message<HaltMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<PauseMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<ResumeMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<TakeSnapshot>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
+        consumer.Message<RemoveSnapshot>(m => m.UsePartitionInOrder(partitioner, c => c.Message.SnapshotId));
         consumer.Message<TearDownMachine>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<SetUpTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));
         consumer.Message<RemoveTunnel>(m => m.UsePartitionInOrder(partitioner, c => c.Message.MachineId));

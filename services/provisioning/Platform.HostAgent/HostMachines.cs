@@ -15,7 +15,8 @@ namespace Platform.HostAgent;
 /// at a time. A machine that ends without being asked to is reported as exited.
 /// </summary>
 public sealed class HostMachines(
-    IEnumerable<IMachineDriver> drivers, MachineRecords records, LocalAddresses addresses, TenantNetworks networks, HostIdentity host, IBus bus, KeptLogs keptLogs, ILogger<HostMachines> logger)
+    IEnumerable<IMachineDriver> drivers, MachineRecords records, LocalAddresses addresses, TenantNetworks networks, HostIdentity host, IBus bus, KeptLogs keptLogs,
+    HostSnapshots snapshots, ILogger<HostMachines> logger)
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private readonly Dictionary<string, IMachineDriver> _drivers = drivers.ToDictionary(d => d.Capacity.Name);
@@ -148,6 +149,59 @@ public sealed class HostMachines(
         {
             await PublishAsync(new MachineThawed(machineId, tenantId, operationId, host.HostId, milliseconds));
         }
+    }
+
+    /// <summary>
+    /// Saves the running or paused machine as the snapshot; a repeat of the command, for a snapshot saved already, reports it
+    /// saved again. A machine that does not run here, or whose driver cannot save it, is reported as not saved, with why.
+    /// </summary>
+    public async Task TakeSnapshotAsync(TakeSnapshot take, CancellationToken cancellationToken)
+    {
+        await _reconciled.Task.WaitAsync(cancellationToken);
+        if (snapshots.Find(take.SnapshotId) is { } saved)
+        {
+            await PublishAsync(new SnapshotSaved(take.SnapshotId, take.MachineId, take.TenantId, host.HostId, saved.Contents, saved.SizeBytes, 0));
+            return;
+        }
+
+        var refusal = !_running.TryGetValue(take.MachineId, out var running) ? $"it does not run on host {host.Name}"
+            : running.Machine is not ISnapshottableMachine ? $"a {running.Launch.Driver} machine cannot be snapshotted on host {host.Name}"
+            : null;
+        if (refusal is not null)
+        {
+            await PublishAsync(new SnapshotNotSaved(take.SnapshotId, take.MachineId, take.TenantId, host.HostId, refusal));
+            return;
+        }
+
+        var clock = Stopwatch.StartNew();
+        var directory = snapshots.Prepare(take.SnapshotId);
+        try
+        {
+            var snapshot = await ((ISnapshottableMachine)running!.Machine).SaveSnapshotAsync(directory, cancellationToken);
+            snapshots.Finish(new SnapshotManifest(take.SnapshotId, take.MachineId, running.Launch.Driver, snapshot.Contents, snapshot.SizeBytes, DateTimeOffset.UtcNow));
+            logger.LogInformation("Machine {MachineId} ({Driver}) saved as snapshot {SnapshotId} ({Bytes} bytes) in {Milliseconds:0.0} ms",
+                take.MachineId, running.Launch.Driver, take.SnapshotId, snapshot.SizeBytes, clock.Elapsed.TotalMilliseconds);
+            await PublishAsync(new SnapshotSaved(take.SnapshotId, take.MachineId, take.TenantId, host.HostId, snapshot.Contents, snapshot.SizeBytes, clock.Elapsed.TotalMilliseconds));
+        }
+        catch (Exception failed) when (!cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning(failed, "Machine {MachineId} ({Driver}) could not be saved as snapshot {SnapshotId}", take.MachineId, running!.Launch.Driver, take.SnapshotId);
+            snapshots.Delete(take.SnapshotId);
+            await PublishAsync(new SnapshotNotSaved(take.SnapshotId, take.MachineId, take.TenantId, host.HostId, failed.Message));
+        }
+    }
+
+    /// <summary>Removes the snapshot, and what its driver keeps of it elsewhere (a container image); reports it removed, also when it was not here.</summary>
+    public async Task RemoveSnapshotAsync(RemoveSnapshot remove, CancellationToken cancellationToken)
+    {
+        await _reconciled.Task.WaitAsync(cancellationToken);
+        if (snapshots.Find(remove.SnapshotId) is { } manifest && _drivers.GetValueOrDefault(manifest.Driver) is IKeepsSnapshotsElsewhere keeper)
+        {
+            await keeper.RemoveSnapshotAsync(snapshots.DirectoryOf(remove.SnapshotId), cancellationToken);
+        }
+
+        snapshots.Delete(remove.SnapshotId);
+        await PublishAsync(new SnapshotRemoved(remove.SnapshotId, remove.TenantId, host.HostId));
     }
 
     public async Task TearDownAsync(TearDownMachine tearDown, CancellationToken cancellationToken)

@@ -30,8 +30,10 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton<MachineRecords>();
         builder.Services.AddSingleton(_ => new LocalAddresses(options.StatePath));
         builder.Services.AddSingleton<TenantNetworks>();
+        builder.Services.AddSingleton(_ => new HostSnapshots(Path.Combine(options.StatePath, "snapshots")));
         builder.Services.AddSingleton<IEnumerable<IMachineDriver>>(services => DriverSetup.Create(
-            options, services.GetRequiredService<TenantNetworks>(), services.GetRequiredService<LocalAddresses>(), services.GetRequiredService<ILoggerFactory>()));
+            options, services.GetRequiredService<TenantNetworks>(), services.GetRequiredService<LocalAddresses>(), services.GetRequiredService<HostSnapshots>(),
+            services.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<HostMachines>();
         builder.Services.AddHostedService<MicroVmPreparation>();
         builder.Services.AddHostedService<ContainerImageWatch>();

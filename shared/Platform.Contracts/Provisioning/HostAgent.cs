@@ -12,6 +12,8 @@ public static class HostAgentQueue
 /// Command to one host agent (its own queue, <c>host-agent-{hostId}</c>): run the machine, cold or from a
 /// ready snapshot. Idempotent by machine id: a machine that runs already is reported running again.
 /// <paramref name="Region"/> and <paramref name="InstanceType"/> only for cloud machines.
+/// <paramref name="FromSnapshot"/>: a snapshot this host keeps, which the machine starts from at every launch instead of its
+/// template alone (a micro-VM's memory and processes, a sandbox's or container's files).
 /// <paramref name="Fresh"/> (a recreate): first stop the machine if it runs and discard what it kept on the host between
 /// runs, once per <paramref name="OperationId"/> (a repeat of the launch that runs is reported running again).
 /// </summary>
@@ -29,7 +31,8 @@ public sealed record LaunchMachine(
     string? Region = null,
     string? InstanceType = null,
     MachineProbe? Probe = null,
-    bool Fresh = false);
+    bool Fresh = false,
+    Guid? FromSnapshot = null);
 
 /// <summary>Command to a host agent: stop the machine's processes, keep what it needs to start again.</summary>
 public sealed record HaltMachine(Guid MachineId, Guid TenantId, Guid OperationId);
@@ -39,6 +42,29 @@ public sealed record PauseMachine(Guid MachineId, Guid TenantId, Guid OperationI
 
 /// <summary>Command to a host agent: let the paused machine run again, as it was.</summary>
 public sealed record ResumeMachine(Guid MachineId, Guid TenantId, Guid OperationId);
+
+/// <summary>
+/// Command to a host agent: save the running or paused machine as snapshot <paramref name="SnapshotId"/>, which it keeps
+/// until told to remove it. Idempotent by snapshot id: a snapshot saved already is reported saved again.
+/// </summary>
+public sealed record TakeSnapshot(Guid SnapshotId, Guid MachineId, Guid TenantId);
+
+/// <summary>Command to a host agent: remove the snapshot it keeps. Idempotent.</summary>
+public sealed record RemoveSnapshot(Guid SnapshotId, Guid TenantId);
+
+/// <summary>
+/// An agent's report: the snapshot is saved on the host, <paramref name="SizeBytes"/> on its disk, after
+/// <paramref name="Milliseconds"/>. <paramref name="Contents"/> says what it holds: <c>memory+filesystem</c> (a micro-VM:
+/// its memory, with its processes and its in-memory root, and its devices) or <c>filesystem</c> (a sandbox's /scratch, a
+/// container's own layer).
+/// </summary>
+public sealed record SnapshotSaved(Guid SnapshotId, Guid MachineId, Guid TenantId, Guid HostId, string Contents, long SizeBytes, double Milliseconds);
+
+/// <summary>An agent's report: the snapshot could not be saved (the machine runs on as it was), and why.</summary>
+public sealed record SnapshotNotSaved(Guid SnapshotId, Guid MachineId, Guid TenantId, Guid HostId, string Reason);
+
+/// <summary>An agent's report: the snapshot is gone from the host (or was never there); repeated for a repeated command.</summary>
+public sealed record SnapshotRemoved(Guid SnapshotId, Guid TenantId, Guid HostId);
 
 /// <summary>Command to a host agent: remove every trace of the machine from the host. Idempotent.</summary>
 public sealed record TearDownMachine(Guid MachineId, Guid TenantId, Guid OperationId);

@@ -12,8 +12,17 @@ namespace Platform.HostAgent.Drivers;
 /// container from the image, named and labelled after the machine and sized from its shape; a halt stops it and
 /// removes it, so that the next launch starts again from the image.
 /// </summary>
-public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions options, ILogger<ContainerDriver> logger) : IMachineDriver
+public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions options, HostSnapshots snapshots, ILogger<ContainerDriver> logger) : IMachineDriver, IKeepsSnapshotsElsewhere
 {
+    /// <summary>
+    /// The repository a container's snapshot is committed to, tagged with the snapshot's id: no template. Named with its
+    /// registry, so that podman does not file it under docker.io.
+    /// </summary>
+    public const string SnapshotRepository = "localhost/platform-snapshot";
+
+    /// <summary>The file in a snapshot's directory that names its image (by id).</summary>
+    private const string SnapshotImageFile = "image";
+
     public const string Kind = "container";
     public const string MachineIdLabel = "platform.machine-id";
     public const string TenantIdLabel = "platform.tenant-id";
@@ -43,11 +52,23 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
     {
         var images = await docker.ListImagesAsync(cancellationToken);
         _templates = images.Select(i => (Tags: i.Tags(), Sha256: i.Sha256()))
-            .Where(i => i.Tags.Count > 0)
+            .Where(i => i.Tags.Count > 0 && !i.Tags.Any(IsSnapshotTag))
             .Select(i => new TemplateOnHost(i.Tags[0], i.Sha256[..12], Kind, i.Sha256, []))
             .DistinctBy(t => (t.Name, t.Version))
             .OrderBy(t => t.Name, StringComparer.Ordinal)
             .ToList();
+    }
+
+    private static bool IsSnapshotTag(string tag) => tag.StartsWith(SnapshotRepository + ":", StringComparison.Ordinal);
+
+    /// <summary>Removes the snapshot's image; one a container still uses stays (the engine refuses) and the refusal is thrown.</summary>
+    public async Task RemoveSnapshotAsync(string directory, CancellationToken cancellationToken)
+    {
+        var imageFile = Path.Combine(directory, SnapshotImageFile);
+        if (File.Exists(imageFile))
+        {
+            await docker.RemoveImageAsync((await File.ReadAllTextAsync(imageFile, cancellationToken)).Trim(), cancellationToken);
+        }
     }
 
     /// <summary>Keeps <see cref="Templates"/> current while the agent runs: images come and go with <c>docker pull</c> and <c>rmi</c>.</summary>
@@ -86,10 +107,12 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
         var name = ContainerName(launch.MachineId);
         try
         {
-            var image = await ImageOfAsync(launch.Template, cancellationToken);
+            var image = launch.FromSnapshot is { } snapshot
+                ? (await File.ReadAllTextAsync(Path.Combine(snapshots.LaunchDirectoryOf(snapshot), SnapshotImageFile), cancellationToken)).Trim()
+                : (await ImageOfAsync(launch.Template, cancellationToken)).ID;
             // A previous run's container (stopped, or left by a crash) holds the name: each run starts from the image.
             await docker.RemoveContainerAsync(name, cancellationToken);
-            var spec = new ContainerSpec(name, image.ID, launch.Command,
+            var spec = new ContainerSpec(name, image, launch.Command,
                 new Dictionary<string, string> { [MachineIdLabel] = launch.MachineId.ToString(), [TenantIdLabel] = launch.TenantId.ToString() },
                 new ContainerLimits(launch.Shape.MemoryMiB * 1024L * 1024, launch.Shape.Vcpus, options.MaxProcesses),
                 options.Network, launch.Name, options.CgroupParent, options.UserNamespace, GuestAgent.Built());
@@ -178,7 +201,7 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             ?? throw new LaunchFailedException($"the container engine holds no image {template.Name}@{template.Version} any more");
     }
 
-    private sealed class RunningContainer : IRunningMachine, IPausableMachine, IGuestAccess, IMachineLogs
+    private sealed class RunningContainer : IRunningMachine, IPausableMachine, ISnapshottableMachine, IGuestAccess, IMachineLogs
     {
         private readonly ContainerEngine _docker;
         private readonly string _id;
@@ -227,6 +250,14 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
         {
             await _docker.UnpauseContainerAsync(_id, cancellationToken);
             _paused = false;
+        }
+
+        /// <summary>Its filesystem committed as an image (paused meanwhile, unless it is paused already); not its /tmp or its processes.</summary>
+        public async Task<SavedSnapshot> SaveSnapshotAsync(string directory, CancellationToken cancellationToken)
+        {
+            var image = await _docker.CommitAsync(_id, SnapshotRepository, Path.GetFileName(directory), _paused, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(directory, SnapshotImageFile), image, cancellationToken);
+            return new SavedSnapshot("filesystem", (await _docker.InspectImageAsync(image, cancellationToken))?.Size ?? 0);
         }
 
         public async Task StopAsync(CancellationToken cancellationToken)

@@ -17,7 +17,7 @@ public static class DriverSetup
     /// <summary>Where, under the run path, cold-booted guests' memory files live.</summary>
     public const string MemoryDirectoryName = "memory";
 
-    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, LocalAddresses addresses, ILoggerFactory loggers)
+    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, LocalAddresses addresses, HostSnapshots snapshots, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
         var drivers = new List<IMachineDriver>();
@@ -32,16 +32,16 @@ public static class DriverSetup
             {
                 var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, MemoryDirectoryName));
                 drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, addresses, networks, options.MicroVmRunPath,
-                    Path.Combine(options.StatePath, "microvm-paused"), loggers.CreateLogger<MicroVmDriver>()));
+                    Path.Combine(options.StatePath, "microvm-paused"), snapshots, loggers.CreateLogger<MicroVmDriver>()));
             }
         }
 
         if (options.OfferedDrivers.Contains("sandbox"))
         {
-            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect(), Path.Combine(options.StatePath, "sandboxes")), options.SandboxMaxProcesses, networks));
+            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect(), Path.Combine(options.StatePath, "sandboxes")), options.SandboxMaxProcesses, networks, snapshots));
         }
 
-        if (options.OfferedDrivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, loggers) is { } containers)
+        if (options.OfferedDrivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, snapshots, loggers) is { } containers)
         {
             drivers.Add(containers);
         }
@@ -73,7 +73,7 @@ public static class DriverSetup
     /// The container driver when its engine answers at the configured socket, with the images it holds read once, so
     /// that the first capacity report offers them; null, after saying why, when it does not.
     /// </summary>
-    private static ContainerDriver? ContainerDriverFor(ContainerOptions options, ILoggerFactory loggers)
+    private static ContainerDriver? ContainerDriverFor(ContainerOptions options, HostSnapshots snapshots, ILoggerFactory loggers)
     {
         var docker = new ContainerEngine(options.Socket);
         try
@@ -88,7 +88,7 @@ public static class DriverSetup
                 "" => null,
                 var mode => mode,
             };
-            var driver = new ContainerDriver(docker, options, loggers.CreateLogger<ContainerDriver>());
+            var driver = new ContainerDriver(docker, options, snapshots, loggers.CreateLogger<ContainerDriver>());
             driver.RefreshTemplatesAsync(timeout.Token).GetAwaiter().GetResult();
             return driver;
         }

@@ -70,6 +70,25 @@ public interface IPausableMachine
     Task ResumeAsync(CancellationToken cancellationToken);
 }
 
+/// <summary>A running or paused machine whose state can be saved as a snapshot, which new machines of its driver start from.</summary>
+public interface ISnapshottableMachine
+{
+    /// <summary>
+    /// Saves the machine into <paramref name="directory"/> (new and empty), leaving it as it was (running or paused); returns
+    /// what the snapshot holds. Throws, saying why, when it could not (the directory is then the caller's to remove).
+    /// </summary>
+    Task<SavedSnapshot> SaveSnapshotAsync(string directory, CancellationToken cancellationToken);
+}
+
+/// <summary>What a snapshot holds (<c>memory+filesystem</c> or <c>filesystem</c>; see <see cref="Contracts.Provisioning.SnapshotSaved"/>) and its size on the host's disk.</summary>
+public sealed record SavedSnapshot(string Contents, long SizeBytes);
+
+/// <summary>A driver whose snapshots hold more than their directory (a container engine's image): it removes that part.</summary>
+public interface IKeepsSnapshotsElsewhere
+{
+    Task RemoveSnapshotAsync(string directory, CancellationToken cancellationToken);
+}
+
 /// <summary>How a machine's main process ended: its exit code when it had one, and why in words.</summary>
 public sealed record MachineExit(int? ExitCode, string Reason);
 

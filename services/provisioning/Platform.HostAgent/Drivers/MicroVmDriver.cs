@@ -28,6 +28,7 @@ public sealed class MicroVmDriver(
     TenantNetworks networks,
     string runPath,
     string pausedPath,
+    HostSnapshots snapshots,
     ILogger logger) : IMachineDriver
 {
     private const string Tap = "tap0";
@@ -105,6 +106,11 @@ public sealed class MicroVmDriver(
             Directory.Delete(workDirectory, recursive: true);
         }
 
+        if (launch.FromSnapshot is { } machineSnapshot)
+        {
+            return await CloneAsync(launch, template, MicroVmSnapshot.Load(snapshots.LaunchDirectoryOf(machineSnapshot)), identity, attachment, workDirectory, cancellationToken);
+        }
+
         var key = new SnapshotKey(template.Version, launch.Shape.Vcpus, launch.Shape.MemoryMiB);
         var fromSnapshot = launch.Boot != "cold" && _snapshots.TryGetValue(key, out var snapshot) ? snapshot : null;
         if (fromSnapshot is not null && TakePooled(key) is { } pooled)
@@ -145,6 +151,32 @@ public sealed class MicroVmDriver(
             {
                 MicroVmException failed => new LaunchFailedException($"the micro-VM did not come up: {failed.Message}", failed),
                 ArgumentException invalid => new LaunchFailedException($"the micro-VM cannot be made: {invalid.Message}", invalid),
+                _ => exception,
+            };
+        }
+    }
+
+    /// <summary>
+    /// A machine started from another's snapshot: a clone of it in the machine's own namespace, which takes the machine's
+    /// identity before it counts as up (see <see cref="MicroVmRunner.CloneAsync"/>).
+    /// </summary>
+    private async Task<IRunningMachine> CloneAsync(
+        LaunchMachine launch, MicroVmTemplate template, MicroVmSnapshot image, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, CancellationToken cancellationToken)
+    {
+        var network = await NetworkNamespace.CreateAsync(attachment.Namespace, Tap, identity.Gateway, attachment.PrefixLength);
+        try
+        {
+            var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory);
+            var vm = await runner.CloneAsync(image, spec, cancellationToken);
+            return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, network, attachment, "clone", PausedDirectoryOf(launch.MachineId)));
+        }
+        catch (Exception exception)
+        {
+            await network.DeleteAsync();
+            throw exception switch
+            {
+                MicroVmException failed => new LaunchFailedException($"the micro-VM did not come up from its snapshot: {failed.Message}", failed),
+                ArgumentException invalid => new LaunchFailedException($"the micro-VM cannot be made from its snapshot: {invalid.Message}", invalid),
                 _ => exception,
             };
         }
@@ -425,7 +457,7 @@ public sealed class MicroVmDriver(
     /// no QEMU: its memory and device state are an image on the host's disk (<see cref="MicroVmRunner.PauseAsync"/>), and
     /// resuming starts a QEMU that takes them. Its end is its current QEMU's end, never that of the one a pause stopped.
     /// </summary>
-    private sealed class RunningMicroVm : IRunningMachine, IPausableMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs, IMachineConsole
+    private sealed class RunningMicroVm : IRunningMachine, IPausableMachine, ISnapshottableMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs, IMachineConsole
     {
         private readonly MicroVmRunner _runner;
         private readonly NetworkNamespace _network;
@@ -474,6 +506,19 @@ public sealed class MicroVmDriver(
                 Run(vm);
                 throw;
             }
+        }
+
+        /// <summary>
+        /// Its memory (with its processes and its in-memory root filesystem) and device state: a running VM is checkpointed
+        /// and runs on; a paused one's image is copied.
+        /// </summary>
+        public async Task<SavedSnapshot> SaveSnapshotAsync(string directory, CancellationToken cancellationToken)
+        {
+            var image = _paused is { } paused
+                ? await MicroVmRunner.CopyImageAsync(paused.Image, directory, cancellationToken)
+                : await _runner.CheckpointAsync(Current(), directory, cancellationToken);
+            var size = new DirectoryInfo(image.Directory).EnumerateFiles().Sum(f => f.Length);
+            return new SavedSnapshot("memory+filesystem", size);
         }
 
         public async Task ResumeAsync(CancellationToken cancellationToken)

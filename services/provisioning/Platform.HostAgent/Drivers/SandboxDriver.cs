@@ -24,12 +24,17 @@ public sealed class SandboxDriver : IMachineDriver
     private readonly SandboxRunner _runner;
     private readonly int _maxProcesses;
     private readonly TenantNetworks _networks;
+    private readonly HostSnapshots _snapshots;
 
-    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks)
+    /// <summary>A sandbox's snapshot: its /scratch, as a tar archive.</summary>
+    private const string FilesArchive = "files.tar";
+
+    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks, HostSnapshots snapshots)
     {
         _runner = runner;
         _maxProcesses = maxProcesses;
         _networks = networks;
+        _snapshots = snapshots;
         var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
             $"{ReadOrEmpty("/etc/os-release")}\n{runner.Cgroups.Version}\n{new FileInfo("/usr/bin/bwrap").Length}")));
         Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, [])];
@@ -45,9 +50,9 @@ public sealed class SandboxDriver : IMachineDriver
 
     public async Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
-        var spec = SpecOf(launch);
         try
         {
+            var spec = SpecOf(launch) with { Files = launch.FromSnapshot is { } snapshot ? Path.Combine(_snapshots.LaunchDirectoryOf(snapshot), FilesArchive) : null };
             if (launch.Network is { } network)
             {
                 await _networks.PlugNamespaceAsync(launch.TenantId, network);
@@ -87,8 +92,12 @@ public sealed class SandboxDriver : IMachineDriver
 
     /// <summary>Measured by its cgroups; its network is its own namespace, a port of its tenant's segment when it has an address.</summary>
     private sealed class RunningSandbox(SandboxProcess process, SandboxRunner runner, int memoryMiB, NetworkAttachment? network) :
-        IRunningMachine, IPausableMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
+        IRunningMachine, IPausableMachine, ISnapshottableMachine, ISampledMachine, IProbedMachine, IGuestAccess, IMachineLogs
     {
+        /// <summary>Its /scratch, saved from inside it, running or frozen; /tmp and its processes are not kept.</summary>
+        public async Task<SavedSnapshot> SaveSnapshotAsync(string directory, CancellationToken cancellationToken) =>
+            new("filesystem", await runner.SaveFilesAsync(process, Path.Combine(directory, FilesArchive), cancellationToken));
+
         /// <summary>Paused by the cgroup freezer: its processes keep their memory (counted as before) and use no CPU.</summary>
         public bool IsPaused => runner.Cgroups.IsFrozen(process.Spec.Id);
 

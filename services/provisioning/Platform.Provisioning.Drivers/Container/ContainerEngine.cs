@@ -303,6 +303,44 @@ public sealed partial class ContainerEngine : IDisposable
         }
     }
 
+    /// <summary>
+    /// Makes an image of the container's filesystem (its image's layers and what it changed; not its bind mounts, volumes or
+    /// tmpfs) tagged <paramref name="repository"/>:<paramref name="tag"/>, with the same configuration. A running container is
+    /// paused while it is committed; a paused one stays paused. Returns the image's id.
+    /// </summary>
+    public async Task<string> CommitAsync(string container, string repository, string tag, bool paused, CancellationToken cancellationToken)
+    {
+        var committed = await CallAsync($"POST /commit?container={Checked(container)}", () => _docker.Images.CommitContainerChangesAsync(new CommitContainerChangesParameters
+        {
+            ContainerID = container,
+            RepositoryName = repository,
+            Tag = tag,
+            Pause = !paused,
+            // podman reads a body always; an empty one changes nothing of the container's configuration.
+            Config = new Config(),
+        }, cancellationToken), cancellationToken);
+        return committed.ID;
+    }
+
+    /// <summary>Removes the image (by id or reference) unless a container uses it; false when there was no such image.</summary>
+    public async Task<bool> RemoveImageAsync(string image, CancellationToken cancellationToken)
+    {
+        if (!ImageReference().IsMatch(image))
+        {
+            throw new ArgumentException($"'{image}' is not an image reference.", nameof(image));
+        }
+
+        try
+        {
+            await CallAsync($"DELETE /images/{image}", () => _docker.Images.DeleteImageAsync(image, new ImageDeleteParameters { Force = false }, cancellationToken), cancellationToken);
+            return true;
+        }
+        catch (ContainerEngineException notFound) when (notFound.IsNotFound)
+        {
+            return false;
+        }
+    }
+
     public async Task<IReadOnlyList<ImagesListResponse>> ListImagesAsync(CancellationToken cancellationToken) =>
         [.. await CallAsync("GET /images/json", () => _docker.Images.ListImagesAsync(new ImagesListParameters(), cancellationToken), cancellationToken)];
 

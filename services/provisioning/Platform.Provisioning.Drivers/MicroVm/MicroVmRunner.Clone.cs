@@ -62,6 +62,25 @@ public sealed partial class MicroVmRunner
     }
 
     /// <summary>
+    /// Copies <paramref name="image"/> (a paused machine's, or a checkpoint) into <paramref name="directory"/> (new or empty),
+    /// keeping the memory file's holes, and returns the copy: machines cloned from it do not depend on the original.
+    /// </summary>
+    public static async Task<MicroVmSnapshot> CopyImageAsync(MicroVmSnapshot image, string directory, CancellationToken cancellationToken)
+    {
+        directory = Path.GetFullPath(directory);
+        Directory.CreateDirectory(directory);
+        var copy = image with { Directory = directory };
+        File.Copy(image.StatePath, copy.StatePath);
+        if (File.Exists(image.MemoryPath))
+        {
+            await CopySparseAsync(image.MemoryPath, copy.MemoryPath, cancellationToken);
+        }
+
+        copy.Save();
+        return copy;
+    }
+
+    /// <summary>
     /// Starts a new machine, <paramref name="spec"/>, from the image of another (a checkpoint or a paused machine's image):
     /// its guest runs on from where the image was taken, with the processes and files it had, and takes the spec's
     /// identity (id, hostname, address, MAC, machine id, the host's clock, fresh entropy) through its guest agent before
