@@ -52,7 +52,7 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["GET /api/v1/tenants/{tenantId}/users"] = new(Kind.TenantResource, false),
         ["POST /api/v1/tenants/{tenantId}/users"] = new(Kind.TenantResource, true, new { username = "matrix-user", password = Password, role = Roles.Member }),
         ["GET /api/v1/tenants/{tenantId}/quotas"] = new(Kind.TenantResource, false),
-        ["PUT /api/v1/tenants/{tenantId}/quotas"] = new(Kind.TenantResource, true, new { machines = 1, vcpus = 1, memoryMiB = 1, diskMiB = 1, tunnels = 1, portForwards = 1 }),
+        ["PUT /api/v1/tenants/{tenantId}/quotas"] = new(Kind.TenantResource, true, new { machines = 1, vcpus = 1, memoryMiB = 1, diskMiB = 1, tunnels = 1, portForwards = 1, snapshots = 1 }),
         ["GET /api/v1/tenants/{tenantId}/inventory"] = new(Kind.TenantResource, false),
         ["GET /api/v1/users/me"] = new(Kind.OwnScope, false),
         ["POST /api/v1/users/me/password"] = new(Kind.OwnScope, false, new { currentPassword = Password, newPassword = Password }),
@@ -79,6 +79,11 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         ["POST /api/v1/machines/{machineId}/resume"] = new(Kind.TenantResource, true),
         ["PATCH /api/v1/machines/{machineId}/lifecycle"] = new(Kind.TenantResource, true, new { ttlSeconds = 3600 }),
         ["POST /api/v1/machines/{machineId}/keepalive"] = new(Kind.TenantResource, true),
+        ["POST /api/v1/machines/{machineId}/snapshots"] = new(Kind.TenantResource, true, new { name = "matrix" }),
+        ["POST /api/v1/machines/{machineId}/fork"] = new(Kind.TenantResource, true, new { count = 1 }),
+        ["GET /api/v1/snapshots"] = new(Kind.OwnScope, false),
+        ["GET /api/v1/snapshots/{snapshotId}"] = new(Kind.TenantResource, false),
+        ["DELETE /api/v1/snapshots/{snapshotId}"] = new(Kind.TenantResource, true),
         ["POST /api/v1/machines/{machineId}/restart"] = new(Kind.TenantResource, true),
         ["POST /api/v1/machines/{machineId}/recreate"] = new(Kind.TenantResource, true),
         ["DELETE /api/v1/machines/{machineId}"] = new(Kind.TenantResource, true),
@@ -149,6 +154,8 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var (subscriptionOfB, _) = await WebhookTests.SubscribeAsync(adminOfB, receiver, null);
         var (machineOfA, _) = await CreateMachineAsync(adminOfA);
         var (machineOfB, operationOfB) = await CreateMachineAsync(adminOfB);
+        var snapshotOfA = await CreateSnapshotAsync(adminOfA, machineOfA);
+        var snapshotOfB = await CreateSnapshotAsync(adminOfB, machineOfB);
         var exitNodeOfA = await CreateExitNodeAsync(adminOfA);
         var exitNodeOfB = await CreateExitNodeAsync(adminOfB);
         var hostId = (await admin.GetFromJsonAsync<JsonElement>("/api/v1/hosts")).EnumerateArray().First().GetProperty("id").GetGuid();
@@ -172,13 +179,15 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
                 .Replace("{machineId}", machineOfB.ToString(), StringComparison.Ordinal).Replace("{operationId}", operationOfB.ToString(), StringComparison.Ordinal)
                 .Replace("{exitNodeId}", exitNodeOfB.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal)
                 .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal)
-                .Replace("{processId}", Guid.NewGuid().ToString(), StringComparison.Ordinal).Replace("{path}", "scratch/x", StringComparison.Ordinal);
+                .Replace("{processId}", Guid.NewGuid().ToString(), StringComparison.Ordinal).Replace("{path}", "scratch/x", StringComparison.Ordinal)
+                .Replace("{snapshotId}", snapshotOfB.ToString(), StringComparison.Ordinal);
             var onA = template.Replace("{tenantId}", tenantA.ToString(), StringComparison.Ordinal).Replace("{keyId}", revoked.Id.ToString(), StringComparison.Ordinal)
                 .Replace("{subscriptionId}", subscriptionOfA.ToString(), StringComparison.Ordinal)
                 .Replace("{machineId}", machineOfA.ToString(), StringComparison.Ordinal)
                 .Replace("{exitNodeId}", exitNodeOfA.ToString(), StringComparison.Ordinal).Replace("{hostId}", hostId.ToString(), StringComparison.Ordinal)
                 .Replace("{forwardId}", Guid.NewGuid().ToString(), StringComparison.Ordinal)
-                .Replace("{processId}", Guid.NewGuid().ToString(), StringComparison.Ordinal).Replace("{path}", "scratch/x", StringComparison.Ordinal);
+                .Replace("{processId}", Guid.NewGuid().ToString(), StringComparison.Ordinal).Replace("{path}", "scratch/x", StringComparison.Ordinal)
+                .Replace("{snapshotId}", snapshotOfA.ToString(), StringComparison.Ordinal);
 
             foreach (var (how, caller) in callersOfA)
             {
@@ -261,6 +270,15 @@ public sealed class TenantIsolationMatrixTests(PlatformStack stack)
         var machine = body.GetProperty("id").GetGuid();
         await tenantAdmin.WaitForMachineAsync(machine, "running");
         return (machine, body.GetProperty("operationId").GetGuid());
+    }
+
+    private static async Task<Guid> CreateSnapshotAsync(HttpClient tenantAdmin, Guid machine)
+    {
+        var taken = await tenantAdmin.PostAsJsonAsync($"/api/v1/machines/{machine}/snapshots", new { });
+        Assert.Equal(HttpStatusCode.Accepted, taken.StatusCode);
+        var id = (await taken.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        await tenantAdmin.WaitForSnapshotAsync(id, "ready");
+        return id;
     }
 
     private static async Task<Guid> CreateExitNodeAsync(HttpClient tenantAdmin)

@@ -102,6 +102,31 @@ public static class PlatformApi
     public static async Task<IReadOnlyList<string>> MachineEventTypesAsync(this HttpClient tenant, Guid id) =>
         (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
 
+    /// <summary>Polls <c>GET /api/v1/snapshots/{id}</c> until the snapshot is in <paramref name="state"/> (at most a minute); the snapshot.</summary>
+    public static async Task<JsonElement> WaitForSnapshotAsync(this HttpClient tenant, Guid id, string state)
+    {
+        var snapshot = default(JsonElement);
+        await Eventually.TrueAsync(async () =>
+        {
+            snapshot = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/snapshots/{id}");
+            return snapshot.GetProperty("state").GetString() == state || snapshot.GetProperty("state").GetString() == "failed";
+        }, TimeSpan.FromSeconds(60), $"snapshot {id} becomes {state}");
+        Assert.True(snapshot.GetProperty("state").GetString() == state, $"snapshot {id} is not {state}: {snapshot}");
+        return snapshot;
+    }
+
+    /// <summary>Polls an operation (its location) until it is no longer pending (at most two minutes); the operation.</summary>
+    public static async Task<JsonElement> WaitForOperationAsync(this HttpClient tenant, Uri operation)
+    {
+        var view = default(JsonElement);
+        await Eventually.TrueAsync(async () =>
+        {
+            view = await tenant.GetFromJsonAsync<JsonElement>(operation);
+            return view.GetProperty("status").GetString() != "pending";
+        }, TimeSpan.FromSeconds(120), $"operation {operation} ends");
+        return view;
+    }
+
     /// <summary>An asynchronous action (<c>/start</c>, <c>DELETE</c>, …): 202; the operation's location.</summary>
     public static async Task<Uri> ActAsync(this HttpClient tenant, HttpMethod method, string path)
     {

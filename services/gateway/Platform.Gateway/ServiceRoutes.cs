@@ -14,7 +14,7 @@ public static class ServiceRoutes
     /// <summary>Every service, with the top-level resources of the public API it owns.</summary>
     public static readonly IReadOnlyDictionary<string, string[]> Services = new Dictionary<string, string[]>
     {
-        ["provisioning"] = ["machines", "operations", "hosts", "templates"],
+        ["provisioning"] = ["machines", "operations", "hosts", "templates", "snapshots"],
         ["networking"] = ["networks", "exit-nodes", "tunnels", "port-forwards"],
         ["tenancy"] = ["auth", "tenants", "users", "api-keys", "quotas", "governance"],
         ["telemetry"] = ["audit", "events", "subscriptions", "healing", "automation", "costs"],

@@ -6,6 +6,7 @@ using Platform.Messaging.Sagas;
 using Platform.Provisioning.Machines;
 using Platform.Provisioning.Machines.Guests;
 using Platform.Provisioning.Machines.Saga;
+using Platform.Provisioning.Snapshots;
 
 return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisioning")
 {
@@ -14,8 +15,12 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         new EventStoreHosting
         {
             MapEvents = types => types.Map<IdempotencyKeyRecorded>(nameof(IdempotencyKeyRecorded)),
-            InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning")],
-            Migrations = [MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration, MachineWork.Migration],
+            InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning"), new SnapshotCatalog("provisioning")],
+            Migrations =
+            [
+                MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration, MachineWork.Migration,
+                SnapshotCatalog.Migration,
+            ],
         },
         new BusHosting(bus =>
         {
@@ -28,6 +33,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
             bus.AddConsumer<HostGuardrailsSetConsumer>();
             bus.AddConsumer<ExitNodeCopies>();
             bus.AddConsumer<MachineWorkConsumer>();
+            bus.AddConsumer<SnapshotFlow, SnapshotFlowDefinition>();
         }),
     ],
     ConfigureServices = builder =>
@@ -38,6 +44,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<HostDirectory>();
         builder.Services.AddSingleton<ExitNodeCopies>();
         builder.Services.AddSingleton<MachineReader>();
+        builder.Services.AddSingleton<SnapshotReader>();
         builder.Services.AddSingleton(MachineCreationOptions.Read(builder.Configuration));
         builder.Services.AddSingleton<PlacementTurns>();
         builder.Services.AddSingleton<MachineCreation>();
@@ -53,6 +60,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
     MapEndpoints = app =>
     {
         app.MapMachines();
+        app.MapSnapshots();
         app.MapGuests();
         app.MapHosts();
     },

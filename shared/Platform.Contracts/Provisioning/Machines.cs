@@ -41,7 +41,8 @@ public sealed record HttpProbe(int Port, string Path);
 
 /// <summary>
 /// A tenant asked for a machine; it is placed on <paramref name="HostId"/> and is now <c>creating</c>. A cloud
-/// machine also has the <paramref name="Region"/> and <paramref name="InstanceType"/> placement chose.
+/// machine also has the <paramref name="Region"/> and <paramref name="InstanceType"/> placement chose. A machine made
+/// from a snapshot (<paramref name="FromSnapshot"/>) is on the snapshot's host and starts from it at every launch.
 /// </summary>
 public sealed record MachineRequested(
     Guid MachineId,
@@ -61,7 +62,8 @@ public sealed record MachineRequested(
     string? Region = null,
     string? InstanceType = null,
     MachineProbe? Probe = null,
-    MachineLifecyclePolicy? Lifecycle = null) : IIntegrationEvent;
+    MachineLifecyclePolicy? Lifecycle = null,
+    Guid? FromSnapshot = null) : IIntegrationEvent;
 
 /// <summary>
 /// When a machine ends by itself: <paramref name="TtlSeconds"/> after it was created (or last kept alive) it is destroyed;

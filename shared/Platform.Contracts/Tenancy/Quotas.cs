@@ -1,12 +1,16 @@
 namespace Platform.Contracts.Tenancy;
 
 /// <summary>An amount of each resource a tenant's quota counts.</summary>
-public sealed record QuotaResources(int Machines, int Vcpus, int MemoryMiB, int DiskMiB, int Tunnels, int PortForwards)
+/// <remarks>
+/// <paramref name="Snapshots"/> came later: a limit set before it (or a request that leaves it out) is 0, no snapshots.
+/// </remarks>
+public sealed record QuotaResources(int Machines, int Vcpus, int MemoryMiB, int DiskMiB, int Tunnels, int PortForwards, int Snapshots = 0)
 {
-    public static QuotaResources None { get; } = new(0, 0, 0, 0, 0, 0);
+    public static QuotaResources None { get; } = new(0, 0, 0, 0, 0, 0, 0);
 
     public QuotaResources Plus(QuotaResources other) =>
-        new(Machines + other.Machines, Vcpus + other.Vcpus, MemoryMiB + other.MemoryMiB, DiskMiB + other.DiskMiB, Tunnels + other.Tunnels, PortForwards + other.PortForwards);
+        new(Machines + other.Machines, Vcpus + other.Vcpus, MemoryMiB + other.MemoryMiB, DiskMiB + other.DiskMiB, Tunnels + other.Tunnels, PortForwards + other.PortForwards,
+            Snapshots + other.Snapshots);
 
     /// <summary>Each resource by its name in the API (camelCase).</summary>
     public IEnumerable<(string Name, long Amount)> Named()
@@ -17,10 +21,14 @@ public sealed record QuotaResources(int Machines, int Vcpus, int MemoryMiB, int 
         yield return ("diskMiB", DiskMiB);
         yield return ("tunnels", Tunnels);
         yield return ("portForwards", PortForwards);
+        yield return ("snapshots", Snapshots);
     }
 }
 
-/// <summary>Command: hold <paramref name="Requested"/> of the tenant's quota for one machine. Idempotent by machine id.</summary>
+/// <summary>
+/// Command: hold <paramref name="Requested"/> of the tenant's quota for one machine, or one snapshot (its id in
+/// <paramref name="MachineId"/>: the holder's id). Idempotent by that id.
+/// </summary>
 public sealed record ReserveQuota(Guid MachineId, Guid TenantId, QuotaResources Requested);
 
 /// <summary>Command: give back what the machine holds. Idempotent by machine id.</summary>

@@ -43,8 +43,11 @@ public sealed class SimulatedDriver(SimulatedOptions options, IReadOnlyList<Temp
     public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>Given its network as networking leased it, though nothing is plugged in.</summary>
-    private sealed class SimulatedMachine(NetworkAttachment? network) : IRunningMachine
+    private sealed class SimulatedMachine(NetworkAttachment? network) : IRunningMachine, ISnapshottableMachine
     {
+        /// <summary>Nothing to save: the snapshot is a record only, for the control plane's flows.</summary>
+        public Task<SavedSnapshot> SaveSnapshotAsync(string directory, CancellationToken cancellationToken) => Task.FromResult(new SavedSnapshot("simulated", 0));
+
         private readonly TaskCompletionSource<MachineExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public NetworkAttachment? Network => network;

@@ -66,6 +66,9 @@ public sealed record Machine(
     string? InstanceType = null,
     MachineProbe? Probe = null)
 {
+    /// <summary>The snapshot it was made from, which it starts from at every launch; null for a machine made from its template.</summary>
+    public Guid? FromSnapshot { get; init; }
+
     /// <summary>The steps done so far of the operation in flight (see <see cref="MachineStepCompleted"/>).</summary>
     public ImmutableList<string> Steps { get; init; } = [];
 
@@ -95,6 +98,7 @@ public sealed record Machine(
         requested.ExitNodeId, null, requested.Region, requested.InstanceType, requested.Probe)
     {
         Lifecycle = requested.Lifecycle,
+        FromSnapshot = requested.FromSnapshot,
         ExpiresAt = requested.Lifecycle?.TtlSeconds is { } ttl ? requested.RequestedAt.AddSeconds(ttl) : null,
         ActiveSince = requested.RequestedAt,
     };

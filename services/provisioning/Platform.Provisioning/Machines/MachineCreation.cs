@@ -4,6 +4,7 @@ using Platform.EventSourcing;
 using Platform.Hosting.Problems;
 using Platform.Hosting.Security;
 using Platform.Provisioning.Hosts;
+using Platform.Provisioning.Snapshots;
 
 namespace Platform.Provisioning.Machines;
 
@@ -21,7 +22,17 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
     public async Task<MachineAccepted> CreateAsync(CreateMachineRequest request, Caller caller, string? idempotencyKey, Guid? correlationId, CancellationToken cancellationToken)
     {
         var tenantId = caller.TenantId ?? throw Problems.Forbidden("Machines belong to a tenant: create them as one of its users or API keys.");
-        var errors = MachineRequestRules.Check(request);
+        var snapshot = request.FromSnapshot is null ? null : await SnapshotToStartFromAsync(request.FromSnapshot, tenantId, cancellationToken);
+        var effective = snapshot is null ? request : MachineRequestRules.StartingFrom(request, snapshot);
+        var errors = MachineRequestRules.Check(effective);
+        if (snapshot is not null)
+        {
+            foreach (var (field, problem) in MachineRequestRules.SnapshotConflicts(request, snapshot))
+            {
+                errors[field] = [problem];
+            }
+        }
+
         if (idempotencyKey is { Length: 0 or > 255 })
         {
             errors["Idempotency-Key"] = ["must be 1 to 255 characters"];
@@ -43,61 +54,94 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             throw Problems.Invalid("exitNodeId", "no exit node with that id exists for this tenant (GET /api/v1/exit-nodes lists them)");
         }
 
+        var metadata = new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: caller.Subject);
+        return await PlaceAndRecordAsync(effective, tenantId, Guid.CreateVersion7(), snapshot, metadata, idempotencyKey is null ? null : (idempotencyKey, requestHash), cancellationToken);
+    }
+
+    /// <summary>
+    /// One machine of a fork, <paramref name="machineId"/>, made from its <paramref name="snapshot"/> (ready) as the machine
+    /// it was taken of was made, named <paramref name="name"/>. A machine made already by an earlier copy of the request is
+    /// not made again (null); a machine that cannot be made is refused with a <see cref="ProblemException"/> saying why.
+    /// </summary>
+    public async Task<MachineAccepted?> CreateForkAsync(Snapshot snapshot, Guid machineId, string name, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        var request = new CreateMachineRequest(name, snapshot.Kind, null, null, null, null, null, new Dictionary<string, string>(snapshot.Labels), null, null, null) { FromSnapshot = snapshot.Id.ToString() };
+        return await store.ReadStreamVersionAsync(Machine.StreamOf(machineId), cancellationToken) > 0
+            ? null
+            : await PlaceAndRecordAsync(MachineRequestRules.StartingFrom(request, snapshot), snapshot.TenantId, machineId, snapshot, metadata, null, cancellationToken);
+    }
+
+    /// <summary>The caller's snapshot a machine is made from: ready, or the request is refused saying why.</summary>
+    private async Task<Snapshot> SnapshotToStartFromAsync(string reference, Guid tenantId, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(reference, out var snapshotId))
+        {
+            throw Problems.Invalid("fromSnapshot", "must be the id of a snapshot (GET /api/v1/snapshots lists them)");
+        }
+
+        var snapshot = (await store.LoadAsync<Snapshot>(Snapshot.StreamOf(snapshotId), Snapshot.Evolve, cancellationToken)).State;
+        return snapshot switch
+        {
+            null => throw Problems.Invalid("fromSnapshot", "no snapshot with that id exists for this tenant (GET /api/v1/snapshots lists them)"),
+            _ when snapshot.TenantId != tenantId => throw Problems.Invalid("fromSnapshot", "no snapshot with that id exists for this tenant (GET /api/v1/snapshots lists them)"),
+            { State: SnapshotStates.Ready } => snapshot,
+            _ => throw Problems.Invalid("fromSnapshot", $"the snapshot is {snapshot.State}; a machine starts only from a ready one"),
+        };
+    }
+
+    /// <summary>
+    /// Places the machine (on its snapshot's host, if it starts from one) and records the placement and the request in one
+    /// transaction, taking turns with other creations; the expected version on the host's stream settles races with other
+    /// instances, and a lost one is placed again.
+    /// </summary>
+    private async Task<MachineAccepted> PlaceAndRecordAsync(
+        CreateMachineRequest request, Guid tenantId, Guid machineId, Snapshot? snapshot, EventMetadata metadata, (string Key, string Hash)? idempotency, CancellationToken cancellationToken)
+    {
         var kind = request.Kind!;
         var driver = request.Driver ?? MachineKinds.DefaultDriver(kind)!;
         var shape = MachineRequestRules.ShapeOf(request);
-        var template = await ResolveTemplateAsync(request.Template ?? MachineKinds.DefaultTemplate(kind), kind, cancellationToken);
-        var machineId = Guid.CreateVersion7();
+        // A snapshot keeps what its machine was made from, whatever the hosts offer now.
+        var template = snapshot?.Template ?? await ResolveTemplateAsync(request.Template ?? MachineKinds.DefaultTemplate(kind), kind, cancellationToken);
         var operationId = Guid.CreateVersion7();
         var name = request.Name ?? $"{kind}-{machineId.ToString("N")[^8..]}";
-        var metadata = new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: caller.Subject);
-
-        // The expected version on the host's stream still settles races with other instances.
-        using (await turns.TakeAsync(cancellationToken))
+        using var turn = await turns.TakeAsync(cancellationToken);
+        for (var attempt = 1; ; attempt++)
         {
-            return await PlaceAndRecordAsync();
-        }
-
-        async Task<MachineAccepted> PlaceAndRecordAsync()
-        {
-            for (var attempt = 1; ; attempt++)
+            var (host, region, instanceType) = await PlaceAsync(driver, template, shape, request.Region, request.InstanceType, snapshot?.HostId, cancellationToken);
+            var now = time.GetUtcNow();
+            try
             {
-                var (host, region, instanceType) = await PlaceAsync(driver, template, shape, request.Region, request.InstanceType, cancellationToken);
-                var now = time.GetUtcNow();
-                try
+                await using var session = await store.BeginSessionAsync(cancellationToken);
+                session.Append(HostCatalog.StreamOf(host.Id), ExpectedVersion.Exactly(host.Version), [new MachinePlaced(host.Id, machineId, tenantId, shape, now)], metadata);
+                var events = new List<object>
                 {
-                    await using var session = await store.BeginSessionAsync(cancellationToken);
-                    session.Append(HostCatalog.StreamOf(host.Id), ExpectedVersion.Exactly(host.Version), [new MachinePlaced(host.Id, machineId, tenantId, shape, now)], metadata);
-                    var events = new List<object>
-                    {
-                        new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
-                            request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
-                            request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType, request.Probe,
-                            MachineRequestRules.LifecycleOf(request.TtlSeconds, request.Idle)),
-                    };
-                    if (idempotencyKey is not null)
-                    {
-                        events.Add(new IdempotencyKeyRecorded(tenantId, idempotencyKey, requestHash, machineId, operationId));
-                    }
+                    new MachineRequested(machineId, tenantId, operationId, name, kind, driver, host.Id, template, shape,
+                        request.Labels ?? new Dictionary<string, string>(), request.Command, request.Boot ?? "auto", now,
+                        request.ExitNodeId is null ? null : Guid.Parse(request.ExitNodeId), region, instanceType, request.Probe,
+                        MachineRequestRules.LifecycleOf(request.TtlSeconds, request.Idle), snapshot?.Id),
+                };
+                if (idempotency is var (key, hash))
+                {
+                    events.Add(new IdempotencyKeyRecorded(tenantId, key, hash, machineId, operationId));
+                }
 
-                    session.Append(Machine.StreamOf(machineId), ExpectedVersion.NoStream, events, metadata);
-                    await session.CommitAsync(cancellationToken);
-                    return new MachineAccepted(machineId, operationId);
-                }
-                catch (WrongExpectedVersionException) when (attempt < PlacementAttempts)
-                {
-                    // Another request took room on that host first: place again on what is left (apart, so the racers do not race again in step).
-                    await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, 4 * Math.Min(attempt, 10))), cancellationToken);
-                }
-                catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.LiveNameIndex)
-                {
-                    throw Problems.Conflict($"A machine named '{name}' exists already in this tenant; destroy it or choose another name.");
-                }
-                catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.IdempotencyKeyIndex)
-                {
-                    return await machines.FindByIdempotencyKeyAsync(tenantId, idempotencyKey!, requestHash, cancellationToken)
-                        ?? throw new InvalidOperationException("The Idempotency-Key is taken, but by no request found.");
-                }
+                session.Append(Machine.StreamOf(machineId), ExpectedVersion.NoStream, events, metadata);
+                await session.CommitAsync(cancellationToken);
+                return new MachineAccepted(machineId, operationId);
+            }
+            catch (WrongExpectedVersionException) when (attempt < PlacementAttempts)
+            {
+                // Another request took room on that host first: place again on what is left (apart, so the racers do not race again in step).
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, 4 * Math.Min(attempt, 10))), cancellationToken);
+            }
+            catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.LiveNameIndex)
+            {
+                throw Problems.Conflict($"A machine named '{name}' exists already in this tenant; destroy it or choose another name.");
+            }
+            catch (PostgresException unique) when (unique.SqlState == PostgresErrorCodes.UniqueViolation && unique.ConstraintName == MachineCatalog.IdempotencyKeyIndex)
+            {
+                return await machines.FindByIdempotencyKeyAsync(tenantId, idempotency!.Value.Key, idempotency.Value.Hash, cancellationToken)
+                    ?? throw new InvalidOperationException("The Idempotency-Key is taken, but by no request found.");
             }
         }
     }
@@ -124,10 +168,20 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         return new TemplateRef(known[0].Name, known[0].Version);
     }
 
+    /// <summary>The host the machine goes on: of those offering its driver (only <paramref name="snapshotHost"/>, for a machine made from a snapshot there), one it fits.</summary>
     private async Task<(HostView Host, string? Region, string? InstanceType)> PlaceAsync(
-        string driver, TemplateRef template, MachineShape shape, string? region, string? instanceType, CancellationToken cancellationToken)
+        string driver, TemplateRef template, MachineShape shape, string? region, string? instanceType, Guid? snapshotHost, CancellationToken cancellationToken)
     {
         var offering = (await hosts.HostsAsync(cancellationToken)).Where(h => h.Drivers.Any(d => d.Name == driver)).ToList();
+        if (snapshotHost is { } kept)
+        {
+            offering = offering.Where(h => h.Id == kept).ToList();
+            if (offering.Count == 0)
+            {
+                throw Problems.Invalid("fromSnapshot", $"the snapshot is kept on host {kept}, which offers no {driver} driver now");
+            }
+        }
+
         if (offering.Count == 0)
         {
             throw Problems.Invalid("driver", $"no host offers the {driver} driver");
@@ -147,7 +201,8 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             throw Problems.Invalid(field, message);
         }
 
-        var withTemplate = fitting.Where(h => h.Templates.Any(t => t.Name == template.Name && t.Version == template.Version)).ToList();
+        // A machine made from a snapshot needs its snapshot, which is on the one host offered; its driver says if it needs more.
+        var withTemplate = snapshotHost is not null ? fitting : fitting.Where(h => h.Templates.Any(t => t.Name == template.Name && t.Version == template.Version)).ToList();
         if (withTemplate.Count == 0)
         {
             throw Problems.Invalid("template", $"no host offering the {driver} driver holds {template.Name}@{template.Version}");

@@ -35,7 +35,8 @@ public static class MachineEndpoints
             actions.KeepAliveAsync(machineId, caller, http, ct));
         machines.MapGet("/{machineId:guid}/wait", WaitAsync);
         machines.MapGet("/{machineId:guid}/events", EventsAsync);
-        app.MapGet("/api/v1/operations/{operationId:guid}", (Guid operationId, Caller caller, MachineReader reader, CancellationToken ct) => reader.GetOperationAsync(operationId, caller, ct));
+        app.MapGet("/api/v1/operations/{operationId:guid}", async (Guid operationId, Caller caller, MachineReader machines, Snapshots.SnapshotReader snapshots, CancellationToken ct) =>
+            TypedResults.Ok(await machines.FindOperationAsync(operationId, caller, ct) ?? await snapshots.FindForkOperationAsync(operationId, caller, ct) ?? throw Problems.NotFound("operation")));
     }
 
     private static async Task<Accepted<MachineAccepted>> CreateAsync(

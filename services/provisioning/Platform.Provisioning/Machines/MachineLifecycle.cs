@@ -41,7 +41,7 @@ public sealed class MachineLifecycle(EventStore store) :
     /// <summary>The launch of the machine for that operation: fresh (what the host kept of it discarded first) when the operation is a recreate.</summary>
     public static LaunchMachine Launch(Machine machine, Guid operationId) => new(
         machine.Id, machine.TenantId, operationId, machine.Name, machine.Driver, machine.Template, machine.Shape, machine.Command, machine.Boot, machine.Network,
-        machine.Region, machine.InstanceType, machine.Probe, Fresh: machine.Pending is { Type: "recreate" } pending && pending.Id == operationId);
+        machine.Region, machine.InstanceType, machine.Probe, Fresh: machine.Pending is { Type: "recreate" } pending && pending.Id == operationId, machine.FromSnapshot);
 
     /// <summary>Sends the command only while the machine still waits for that operation (a stale redelivery sends nothing).</summary>
     private async Task WhenAwaitedAsync<T>(ConsumeContext context, Guid machineId, Guid operationId, Func<Machine, T> command) where T : class

@@ -36,13 +36,15 @@ public sealed record MachineView(
     long Version,
     string? Region = null,
     string? InstanceType = null,
-    MachineLifecycleView? Lifecycle = null)
+    MachineLifecycleView? Lifecycle = null,
+    Guid? FromSnapshot = null)
 {
     public static MachineView Of(Machine m, long version) => new(
         m.Id, m.Name, m.Kind, m.Driver, m.State, m.Template, m.Shape.Vcpus, m.Shape.MemoryMiB, m.Shape.DiskMiB, m.Labels, m.HostId, m.Accelerator,
         m.BootedFrom, m.Network is { } n ? new MachineNetworkView(n.Address, n.PrefixLength, n.Gateway, n.Mac, n.PublicAddress) : null, m.ExitNodeId, m.Command, m.LastError,
         m.ExitCode, m.Pending is { } p ? new PendingOperationView(p.Id, p.Type) : null, m.CreatedAt, m.UpdatedAt, version, m.Region, m.InstanceType,
-        m.Lifecycle is { } l ? new MachineLifecycleView(l.TtlSeconds, m.ExpiresAt, l.Idle, m.Expiring is { } e ? new ExpiringView(e.Reason, e.Action, e.ActsAt) : null) : null);
+        m.Lifecycle is { } l ? new MachineLifecycleView(l.TtlSeconds, m.ExpiresAt, l.Idle, m.Expiring is { } e ? new ExpiringView(e.Reason, e.Action, e.ActsAt) : null) : null,
+        m.FromSnapshot);
 
     [JsonIgnore]
     public string ETag => $"\"{Version}\"";
@@ -72,7 +74,14 @@ public sealed record OperationView(
     string? Step,
     int? Attempts,
     DateTimeOffset? StepDeadline,
-    IReadOnlyList<OperationStepView> Steps);
+    IReadOnlyList<OperationStepView> Steps)
+{
+    /// <summary>A fork's snapshot, which its machines are made from.</summary>
+    public Guid? SnapshotId { get; init; }
+
+    /// <summary>A fork's machines, in order, each with how its creation went.</summary>
+    public IReadOnlyList<Snapshots.ForkResultView>? Forks { get; init; }
+}
 
 public sealed record OperationStepView(string Step, string Detail, DateTimeOffset CompletedAt);
 
@@ -124,8 +133,8 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
         return Paging.Of(rows, limit, m => m.Id);
     }
 
-    /// <summary>An operation, with the saga's current step, attempts and deadline while it is pending (never once it has ended).</summary>
-    public async Task<OperationView> GetOperationAsync(Guid operationId, Caller caller, CancellationToken cancellationToken)
+    /// <summary>An operation, with the saga's current step, attempts and deadline while it is pending (never once it has ended); null when the caller sees none.</summary>
+    public async Task<OperationView?> FindOperationAsync(Guid operationId, Caller caller, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"""
             SELECT o.id, o.machine_id, o.type, o.status, o.error, o.created_at, o.completed_at, o.steps,
@@ -141,7 +150,7 @@ public sealed class MachineReader(NpgsqlDataSource dataSource, EventStore store)
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken))
         {
-            throw Problems.NotFound("operation");
+            return null;
         }
 
         return new OperationView(reader.GetGuid(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4),

@@ -7,7 +7,10 @@ using Platform.Contracts.Provisioning;
 
 namespace Platform.Provisioning.Machines;
 
-/// <summary>The body of <c>POST /api/v1/machines</c>; <see cref="Region"/> and <see cref="InstanceType"/> only for cloud machines.</summary>
+/// <summary>
+/// The body of <c>POST /api/v1/machines</c>; <see cref="Region"/> and <see cref="InstanceType"/> only for cloud machines. With
+/// <see cref="FromSnapshot"/> the machine is made as its snapshot's machine was (what the request leaves out comes from it).
+/// </summary>
 public sealed record CreateMachineRequest(
     string? Name,
     string? Kind,
@@ -24,7 +27,8 @@ public sealed record CreateMachineRequest(
     string? InstanceType = null,
     MachineProbe? Probe = null,
     int? TtlSeconds = null,
-    IdlePolicy? Idle = null);
+    IdlePolicy? Idle = null,
+    string? FromSnapshot = null);
 
 public sealed record MachineAccepted(Guid Id, Guid OperationId);
 
@@ -230,6 +234,57 @@ public static partial class MachineRequestRules
         }
 
         return probe.UnhealthyAfter is < 1 or > MaxProbeFailures ? $"unhealthyAfter must be between 1 and {MaxProbeFailures}" : null;
+    }
+
+    /// <summary>
+    /// The request as it stands for a machine made from <paramref name="snapshot"/>: its kind, driver and template are the
+    /// snapshot's; its shape, command and labels too, unless the request gives its own.
+    /// </summary>
+    public static CreateMachineRequest StartingFrom(CreateMachineRequest request, Snapshots.Snapshot snapshot) => request with
+    {
+        Kind = snapshot.Kind,
+        Driver = snapshot.Driver,
+        Template = $"{snapshot.Template.Name}@{snapshot.Template.Version}",
+        Vcpus = request.Vcpus ?? snapshot.Shape.Vcpus,
+        MemoryMiB = request.MemoryMiB ?? snapshot.Shape.MemoryMiB,
+        DiskMiB = request.DiskMiB ?? snapshot.Shape.DiskMiB,
+        Command = request.Command ?? snapshot.Command?.ToList(),
+        Labels = request.Labels ?? new Dictionary<string, string>(snapshot.Labels),
+    };
+
+    /// <summary>What the request asks that a machine made from <paramref name="snapshot"/> cannot be, field by field.</summary>
+    public static IEnumerable<(string Field, string Problem)> SnapshotConflicts(CreateMachineRequest request, Snapshots.Snapshot snapshot)
+    {
+        if (request.Kind is not null && request.Kind != snapshot.Kind)
+        {
+            yield return ("kind", $"the snapshot is of a {snapshot.Kind} machine");
+        }
+
+        if (request.Driver is not null && request.Driver != snapshot.Driver)
+        {
+            yield return ("driver", $"the snapshot is of a {snapshot.Driver} machine");
+        }
+
+        if (request.Template is not null)
+        {
+            yield return ("template", $"a machine made from a snapshot runs its snapshot's template ({snapshot.Template.Name}@{snapshot.Template.Version}): leave it out");
+        }
+
+        if (request.Boot is "cold")
+        {
+            yield return ("boot", "a machine made from a snapshot starts from it, not cold");
+        }
+
+        // A micro-VM's snapshot is its memory and devices: a clone has the same vCPUs and memory.
+        if (snapshot.Kind == MachineKinds.MicroVm && request.Vcpus is { } vcpus && vcpus != snapshot.Shape.Vcpus)
+        {
+            yield return ("vcpus", $"a micro-VM made from a snapshot has the snapshot's {snapshot.Shape.Vcpus} vCPUs");
+        }
+
+        if (snapshot.Kind == MachineKinds.MicroVm && request.MemoryMiB is { } memory && memory != snapshot.Shape.MemoryMiB)
+        {
+            yield return ("memoryMiB", $"a micro-VM made from a snapshot has the snapshot's {snapshot.Shape.MemoryMiB} MiB");
+        }
     }
 
     /// <summary>Two requests are the same request when this hash is: it keys the Idempotency-Key check.</summary>

@@ -9,7 +9,7 @@ namespace Platform.Tenancy.Quotas;
 public sealed class QuotaStore(EventStore store, IConfiguration configuration)
 {
     public QuotaResources Defaults { get; } = ConfigurationRecords.Read(configuration.GetSection("Platform:Tenancy:DefaultQuota"),
-        new QuotaResources(Machines: 10, Vcpus: 32, MemoryMiB: 64 * 1024, DiskMiB: 512 * 1024, Tunnels: 10, PortForwards: 20));
+        new QuotaResources(Machines: 10, Vcpus: 32, MemoryMiB: 64 * 1024, DiskMiB: 512 * 1024, Tunnels: 10, PortForwards: 20, Snapshots: 20));
 
     public async Task<Loaded> LoadAsync(Guid tenantId, CancellationToken cancellationToken)
     {
