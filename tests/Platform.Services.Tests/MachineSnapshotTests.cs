@@ -41,6 +41,7 @@ public sealed class MachineSnapshotTests(PlatformStack stack)
         var snapshotId = accepted.GetProperty("snapshotId").GetGuid();
         var inUse = await tenant.DeleteAsync($"/api/v1/snapshots/{snapshotId}");
 
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(Path.Combine("api", "machines.md"), "fork-operation"), operation);
         Assert.Equal("succeeded", operation.GetProperty("status").GetString());
         Assert.Equal(forks, operation.GetProperty("forks").EnumerateArray().Select(f => f.GetProperty("machineId").GetGuid()));
         Assert.All(operation.GetProperty("forks").EnumerateArray(), f => Assert.Equal("succeeded", f.GetProperty("status").GetString()));
@@ -89,6 +90,7 @@ public sealed class MachineSnapshotTests(PlatformStack stack)
         var kept = (await tenant.ExecAsync(copy, new { command = new[] { "cat", "data/kept" } })).GetProperty("stdout").GetString();
         var listed = await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/snapshots?machineId={source}");
 
+        DocumentationTests.AssertSameShape(DocumentationTests.Example(Path.Combine("api", "machines.md"), "snapshot"), ready);
         Assert.Equal(("before-upgrade", "filesystem", "paused"), (ready.GetProperty("name").GetString(), ready.GetProperty("contents").GetString(),
             (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{source}")).GetProperty("state").GetString()));
         Assert.True(ready.GetProperty("sizeBytes").GetInt64() > 0);
