@@ -143,9 +143,15 @@ internal sealed class BenchStack : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        // The agent first, cleanly: it stops its machines and removes its pools, namespaces and run files.
+        // The agent first, cleanly: told to, it stops and removes its machines (a benchmark leaves some running), and its
+        // pools, namespaces and run files.
         foreach (var agent in _services.Where(s => s.Service == "host-agent"))
         {
+            if (Directory.Exists(_agentState))
+            {
+                await File.WriteAllTextAsync(Path.Combine(_agentState, "remove-machines-on-stop"), "");
+            }
+
             await agent.StopAsync(TimeSpan.FromSeconds(30));
         }
 

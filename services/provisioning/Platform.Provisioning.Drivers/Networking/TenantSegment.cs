@@ -70,16 +70,19 @@ public sealed partial class TenantSegment
     {
         var port = "ve-" + Guid.NewGuid().ToString("N")[..10];
         var peer = "vp-" + port[3..];
-        await IpCommand.RunAsync("-n", Namespace, "link", "add", port, "type", "veth", "peer", "name", peer);
         try
         {
-            await IpCommand.RunAsync("-n", Namespace, "link", "set", port, "master", Bridge, "up");
-            await IpCommand.RunAsync("-n", Namespace, "link", "set", peer, "netns", endpointNamespace);
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", peer, "name", "eth0");
-            await IpCommand.RunAsync("-n", endpointNamespace, "address", "add", $"{address}/{prefixLength}", "dev", "eth0");
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", "lo", "up");
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", "eth0", "up");
-            await IpCommand.RunAsync("-n", endpointNamespace, "route", "add", "default", "via", gateway.ToString());
+            // Two processes, one per namespace, rather than one per step: plugging is on every sandbox's way to running.
+            await IpCommand.RunBatchAsync(Namespace,
+                ["link", "add", port, "type", "veth", "peer", "name", peer],
+                ["link", "set", port, "master", Bridge, "up"],
+                ["link", "set", peer, "netns", endpointNamespace]);
+            await IpCommand.RunBatchAsync(endpointNamespace,
+                ["link", "set", peer, "name", "eth0"],
+                ["address", "add", $"{address}/{prefixLength}", "dev", "eth0"],
+                ["link", "set", "lo", "up"],
+                ["link", "set", "eth0", "up"],
+                ["route", "add", "default", "via", gateway.ToString()]);
             return port;
         }
         catch
@@ -99,21 +102,22 @@ public sealed partial class TenantSegment
     {
         var port = "ve-" + Guid.NewGuid().ToString("N")[..10];
         var peer = "vp-" + port[3..];
-        await IpCommand.RunAsync("-n", Namespace, "link", "add", port, "type", "veth", "peer", "name", peer);
         try
         {
-            await IpCommand.RunAsync("-n", Namespace, "link", "set", port, "master", Bridge, "up");
-            await IpCommand.RunAsync("-n", Namespace, "link", "set", peer, "netns", endpointNamespace);
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", peer, "name", "segment");
-            if ((await IpCommand.TryRunAsync("-n", endpointNamespace, "link", "show", Bridge)).ExitCode != 0)
-            {
-                await IpCommand.RunAsync("-n", endpointNamespace, "link", "add", Bridge, "type", "bridge");
-            }
-
-            await IpCommand.RunAsync("-n", endpointNamespace, "address", "flush", "dev", tap);
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", tap, "master", Bridge);
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", "segment", "master", Bridge, "up");
-            await IpCommand.RunAsync("-n", endpointNamespace, "link", "set", Bridge, "up");
+            await IpCommand.RunBatchAsync(Namespace,
+                ["link", "add", port, "type", "veth", "peer", "name", peer],
+                ["link", "set", port, "master", Bridge, "up"],
+                ["link", "set", peer, "netns", endpointNamespace]);
+            var hasBridge = (await IpCommand.TryRunAsync("-n", endpointNamespace, "link", "show", Bridge)).ExitCode == 0;
+            await IpCommand.RunBatchAsync(endpointNamespace,
+            [
+                ["link", "set", peer, "name", "segment"],
+                .. hasBridge ? Array.Empty<string[]>() : [["link", "add", Bridge, "type", "bridge"]],
+                ["address", "flush", "dev", tap],
+                ["link", "set", tap, "master", Bridge],
+                ["link", "set", "segment", "master", Bridge, "up"],
+                ["link", "set", Bridge, "up"],
+            ]);
             // The machine learnt the gateway at the tap's address while it booted; tell it the gateway is the segment's now.
             await HostTool.TryRunAsync([.. HostTool.In(Namespace), "busybox", "arping", "-U", "-c", "1", "-s", gateway.ToString(), "-I", Bridge, gateway.ToString()]);
             return port;
