@@ -24,6 +24,7 @@ public sealed partial class Plat
             ActionCommand("pause", "Pause a running machine in place", "pause", "paused"),
             ActionCommand("resume", "Let a paused machine run on as it was", "resume", "running"),
             KeepAliveCommand(),
+            ForkMachineCommand(),
             ActionCommand("restart", "Stop and start a machine", "restart", "running"),
             RemoveMachineCommand(),
         };
@@ -33,11 +34,12 @@ public sealed partial class Plat
 
     private Command CreateMachineCommand()
     {
-        var kind = new Option<string>("--kind", "-k") { Description = "microvm, sandbox, container or cloud", Required = true };
+        var kind = new Option<string?>("--kind", "-k") { Description = "microvm, sandbox, container or cloud (required unless --from-snapshot)" };
+        var fromSnapshot = new Option<Guid?>("--from-snapshot") { Description = "Make it from a snapshot, as its machine was made (its kind, template and shape unless given)" };
         var name = new Option<string?>("--name", "-n") { Description = "A DNS label, unique among the tenant's machines" };
         var template = new Option<string?>("--template", "-t") { Description = "name or name@version (a container names its image)" };
-        var vcpus = new Option<int>("--vcpus") { Description = "Virtual CPUs", DefaultValueFactory = _ => 1 };
-        var memory = new Option<int>("--memory-mib", "--memory") { Description = "Memory in MiB", DefaultValueFactory = _ => 256 };
+        var vcpus = new Option<int?>("--vcpus") { Description = "Virtual CPUs (1; a snapshot's own with --from-snapshot)" };
+        var memory = new Option<int?>("--memory-mib", "--memory") { Description = "Memory in MiB (256; a snapshot's own with --from-snapshot)" };
         var labels = new Option<string[]>("--label", "-l") { Description = "key=value, repeatable", AllowMultipleArgumentsPerToken = false };
         var exitNode = new Option<Guid?>("--exit-node") { Description = "An exit node for the machine's egress" };
         var driver = new Option<string?>("--driver") { Description = "A driver other than the kind's own (aws, gcp, azure for cloud)" };
@@ -46,15 +48,20 @@ public sealed partial class Plat
         var idle = new Option<string?>("--idle") { Description = "DURATION:ACTION, what happens once it did no work that long (15m:pause; stop, pause or destroy)" };
         var timeout = TimeoutOption("How long --wait waits");
         var argv = new Argument<string[]>("command") { Description = "A sandbox's or container's command, after --", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("create", "Create a machine; with --wait, answer once it runs") { kind, name, template, vcpus, memory, labels, exitNode, driver, ttl, idle, wait, timeout, argv };
+        var command = new Command("create", "Create a machine; with --wait, answer once it runs") { kind, fromSnapshot, name, template, vcpus, memory, labels, exitNode, driver, ttl, idle, wait, timeout, argv };
         command.SetAction(WithGateway(async (parsed, client, cancellationToken) =>
         {
-            var request = new Dictionary<string, object?>
+            var snapshot = parsed.GetValue(fromSnapshot);
+            if (parsed.GetValue(kind) is null && snapshot is null)
             {
-                ["kind"] = parsed.GetValue(kind),
-                ["vcpus"] = parsed.GetValue(vcpus),
-                ["memoryMiB"] = parsed.GetValue(memory),
-            };
+                throw new CliException(ExitCodes.Usage, "--kind is required (or --from-snapshot).");
+            }
+
+            var request = new Dictionary<string, object?>();
+            AddIfSet(request, "kind", parsed.GetValue(kind));
+            AddIfSet(request, "fromSnapshot", snapshot);
+            AddIfSet(request, "vcpus", parsed.GetValue(vcpus) ?? (snapshot is null ? 1 : null));
+            AddIfSet(request, "memoryMiB", parsed.GetValue(memory) ?? (snapshot is null ? 256 : null));
             AddIfSet(request, "name", parsed.GetValue(name));
             AddIfSet(request, "template", parsed.GetValue(template));
             AddIfSet(request, "driver", parsed.GetValue(driver));

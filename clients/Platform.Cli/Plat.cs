@@ -47,6 +47,7 @@ public sealed partial class Plat(TextWriter output, TextWriter error, TextReader
             LoginCommand(),
             LogoutCommand(),
             MachinesCommand(),
+            SnapshotsCommand(),
             ExecCommand(),
             ProcessesCommand(),
             CopyCommand(),

@@ -121,6 +121,32 @@ public sealed class CliTests(PlatformStack stack) : IDisposable
         Assert.Equal(0, kept.Code);
         Assert.True(JsonDocument.Parse(kept.Output).RootElement.GetProperty("lifecycle").GetProperty("expiresAt").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(59));
 
+        var snapshot = await PlatAsync(["snapshots", "take", "cli-box", "--name", "cli-snap", "--wait", "-o", "json"]);
+        var snapshotId = JsonDocument.Parse(snapshot.Output).RootElement.GetProperty("id").GetString()!;
+        var fork = await PlatAsync(["machines", "fork", "cli-box", "--count", "2", "--wait", "-o", "json"]);
+        var forkView = JsonDocument.Parse(fork.Output).RootElement;
+        var forkSnapshot = forkView.GetProperty("snapshotId").GetString()!;
+        var snapshots = await PlatAsync(["snapshots", "list", "--machine", "cli-box"]);
+        var inUse = await PlatAsync(["snapshots", "rm", forkSnapshot]);
+        var copy = await PlatAsync(["machines", "create", "--from-snapshot", snapshotId, "--name", "cli-copy", "--wait", "-o", "json"]);
+
+        Assert.Equal((0, "ready", "filesystem"), (snapshot.Code, JsonDocument.Parse(snapshot.Output).RootElement.GetProperty("state").GetString(),
+            JsonDocument.Parse(snapshot.Output).RootElement.GetProperty("contents").GetString()));
+        Assert.Equal((0, "succeeded", 2), (fork.Code, forkView.GetProperty("status").GetString(), forkView.GetProperty("forks").GetArrayLength()));
+        Assert.Contains("cli-snap", snapshots.Output, StringComparison.Ordinal);
+        Assert.Contains(forkSnapshot, snapshots.Output, StringComparison.Ordinal);
+        Assert.Equal(Plat.ExitCodes.Conflict, inUse.Code);
+        Assert.Contains("Destroy ", inUse.Errors, StringComparison.Ordinal);
+        Assert.Equal((0, "running", snapshotId), (copy.Code, JsonDocument.Parse(copy.Output).RootElement.GetProperty("state").GetString(),
+            JsonDocument.Parse(copy.Output).RootElement.GetProperty("fromSnapshot").GetString()));
+        foreach (var made in forkView.GetProperty("forks").EnumerateArray().Select(f => f.GetProperty("machineId").GetString()!).Append("cli-copy"))
+        {
+            Assert.Equal(0, (await PlatAsync(["machines", "rm", made, "--wait"])).Code);
+        }
+
+        Assert.Equal(0, (await PlatAsync(["snapshots", "rm", forkSnapshot])).Code);
+        Assert.Equal(0, (await PlatAsync(["snapshots", "rm", snapshotId])).Code);
+
         var missing = await PlatAsync(["machines", "get", Guid.NewGuid().ToString()]);
         var removed = await PlatAsync(["machines", "rm", "cli-box", "--wait"]);
         var gone = await PlatAsync(["machines", "get", id.ToString(), "-o", "json"]);
