@@ -119,6 +119,32 @@ public sealed class MachineSnapshotTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task A_fork_whose_provisioning_crashes_midway_makes_each_of_its_machines_once_and_holds_the_quota_of_exactly_them()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(120);
+        var parent = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(parent, "running");
+
+        var fork = await tenant.PostAsJsonAsync($"/api/v1/machines/{parent}/fork", new { count = 12 });
+        Assert.Equal(HttpStatusCode.Accepted, fork.StatusCode);
+        var beforeCrash = (await tenant.GetFromJsonAsync<JsonElement>(fork.Headers.Location!)).GetProperty("status").GetString();
+        await stack.CrashAndRestartAsync("provisioning");
+        var operation = await tenant.WaitForOperationAsync(fork.Headers.Location!);
+        var accepted = await fork.Content.ReadFromJsonAsync<JsonElement>();
+        var snapshotId = accepted.GetProperty("snapshotId").GetGuid();
+        var made = (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines?limit=500")).GetProperty("items").EnumerateArray()
+            .Where(m => m.TryGetProperty("fromSnapshot", out var from) && from.GetGuid() == snapshotId).Select(m => m.GetProperty("id").GetGuid()).ToList();
+        var quota = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/quotas");
+
+        Assert.Equal("pending", beforeCrash);
+        Assert.Equal("succeeded", operation.GetProperty("status").GetString());
+        Assert.Equal(accepted.GetProperty("machineIds").EnumerateArray().Select(e => e.GetGuid()).Order(), made.Order());
+        Assert.Equal((13, 1), (quota.GetProperty("used").GetProperty("machines").GetInt32(), quota.GetProperty("used").GetProperty("snapshots").GetInt32()));
+    }
+
+    [Fact]
     public async Task Snapshots_and_forks_refuse_bad_requests_clearly_and_a_tenant_without_snapshot_quota_gets_a_failed_snapshot_that_says_why()
     {
         using var admin = await stack.AdminAsync();
