@@ -68,6 +68,52 @@ public sealed class MachineSnapshotTests(PlatformStack stack)
         Assert.False(Directory.Exists(Path.Combine(stack.AgentStatePath, "snapshots", snapshotId.ToString("N"))), "the host removed the snapshot");
     }
 
+    /// <summary>A checkpoint stops the VM's vCPUs for a moment: an agent that dies then must not leave it stopped for good.</summary>
+    [Fact]
+    public async Task A_micro_vm_whose_agent_died_while_its_vcpus_were_stopped_for_a_checkpoint_runs_on_after_the_agent_restarts()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "microvm", vcpus = 1, memoryMiB = 128 });
+        await tenant.WaitForMachineAsync(id, "running");
+        var qmp = Path.Combine(stack.MicroVmRunPath, "vm", id.ToString("N"), "qmp.sock");
+
+        await stack.CrashAndRestartHostAgentAsync(whileDown: () => QmpAsync(qmp, "stop").GetAwaiter().GetResult());
+        await Eventually.TrueAsync(() => stack.HostAgent!.Output.Any(line => line.Contains(id.ToString(), StringComparison.Ordinal) && line.Contains("adopted", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), "the restarted agent adopts the micro-VM");
+        var answer = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            var exec = await tenant.PostAsJsonAsync($"/api/v1/machines/{id}/exec", new { command = new[] { "echo", "runs on" } });
+            answer = exec.IsSuccessStatusCode ? (await exec.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("stdout").GetString()! : "";
+            return exec.IsSuccessStatusCode;
+        }, TimeSpan.FromSeconds(30), "the restarted agent answers");
+        var state = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}")).GetProperty("state").GetString();
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+        await tenant.WaitForMachineAsync(id, "destroyed");
+
+        Assert.Equal(("running", "runs on\n"), (state, answer));
+    }
+
+    /// <summary>One QMP command on a VM's socket (only one client at a time: its agent's is gone).</summary>
+    private static async Task QmpAsync(string socketPath, string command)
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        await socket.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath)).WaitAsync(TimeSpan.FromSeconds(10));
+        using var stream = new System.Net.Sockets.NetworkStream(socket);
+        using var reader = new StreamReader(stream);
+        await using var writer = new StreamWriter(stream) { AutoFlush = true };
+        await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        foreach (var execute in new[] { "qmp_capabilities", command })
+        {
+            await writer.WriteLineAsync($"{{\"execute\": \"{execute}\"}}");
+            while (await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(10)) is { } line && !line.Contains("\"return\"", StringComparison.Ordinal))
+            {
+            }
+        }
+    }
+
     [Fact]
     public async Task A_machine_made_from_a_paused_sandboxs_snapshot_has_its_files_and_the_snapshot_counts_against_the_quota_until_deleted()
     {

@@ -74,11 +74,8 @@ public sealed class MicroVmDriver(
                 var directory = Path.Combine(SnapshotRoot, $"{template.Version}-{shape.Vcpus}x{shape.MemoryMiB}");
                 try
                 {
-                    if (Directory.Exists(directory))
-                    {
-                        Directory.Delete(directory, recursive: true);
-                    }
-
+                    // A previous run that died while it made this snapshot left its QEMU and namespace: they go with the directory.
+                    await runner.RemoveUnfinishedSnapshotAsync(directory, cancellationToken);
                     var snapshot = await runner.CreateSnapshotAsync(template, shape.Vcpus, shape.MemoryMiB, directory, cancellationToken);
                     _snapshots[new(template.Version, shape.Vcpus, shape.MemoryMiB)] = snapshot;
                     logger.LogInformation("Snapshot of {Template}@{Version} for {Vcpus} vCPU / {MemoryMiB} MiB ready", template.Name, template.Version, shape.Vcpus, shape.MemoryMiB);

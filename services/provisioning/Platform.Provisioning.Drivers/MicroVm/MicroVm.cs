@@ -346,9 +346,10 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
 
     /// <summary>
     /// Kills the QEMU that a process before this one left running with <paramref name="workDirectory"/> (its pid file
-    /// there tells which) and removes its cgroup and the directory. Nothing there is fine.
+    /// there tells which) and removes its cgroup, gives back its host ids (leased from <paramref name="ids"/>, the host's by
+    /// default) and removes the directory. Nothing there is fine.
     /// </summary>
-    public static async Task RemoveLeftoverAsync(string workDirectory, CancellationToken cancellationToken)
+    public static async Task RemoveLeftoverAsync(string workDirectory, CancellationToken cancellationToken, Sandbox.IdRanges? ids = null)
     {
         string? cgroup = null;
         var pidFile = Path.Combine(workDirectory, PidFileName);
@@ -378,6 +379,7 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
 
         if (Directory.Exists(workDirectory))
         {
+            (ids ?? new Sandbox.IdRanges()).Release(workDirectory);
             Directory.Delete(workDirectory, recursive: true);
         }
     }

@@ -27,13 +27,13 @@ public sealed partial class MicroVmRunner
 
         var accelerator = await DetectAcceleratorAsync(template, cancellationToken);
         Directory.CreateDirectory(directory);
-        var suffix = Guid.NewGuid().ToString("N")[..12];
+        var suffix = SuffixOf(directory);
         var snapshot = new MicroVmSnapshot(directory, template.Version, vcpus, memoryMiB, accelerator, template.CommandLine + " platform.identity=serial");
         NetworkNamespace? network = null;
         try
         {
             // The guest never uses its network before it is restored; the namespace only gives QEMU a tap to open.
-            network = await NetworkNamespace.CreateAsync("microvm-snapshot-" + suffix, "tap0", IPAddress.Parse("192.0.2.1"), 24);
+            network = await NetworkNamespace.CreateAsync(SnapshotNamespacePrefix + suffix, "tap0", IPAddress.Parse("192.0.2.1"), 24);
             var spec = new MicroVmSpec(
                 "snapshot-" + suffix,
                 template,
@@ -86,6 +86,27 @@ public sealed partial class MicroVmRunner
             }
         }
     }
+
+    private const string SnapshotNamespacePrefix = "microvm-snapshot-";
+
+    /// <summary>
+    /// Removes what making a snapshot into <paramref name="directory"/> left when its process died midway (its QEMU, cgroup,
+    /// host ids and namespace, all named after the directory), and the directory. Nothing there is fine.
+    /// </summary>
+    public async Task RemoveUnfinishedSnapshotAsync(string directory, CancellationToken cancellationToken)
+    {
+        directory = Path.GetFullPath(directory);
+        await MicroVm.RemoveLeftoverAsync(Path.Combine(directory, "work"), cancellationToken, Ids);
+        await NetworkNamespace.DeleteAsync(SnapshotNamespacePrefix + SuffixOf(directory));
+        if (Directory.Exists(directory))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>What names a snapshot's making (its VM and namespace): the same for the same directory, so that a later process finds them.</summary>
+    private static string SuffixOf(string directory) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(directory)))[..12];
 
     private static async Task WaitForMigrationAsync(QmpClient qmp, CancellationToken cancellationToken)
     {

@@ -125,8 +125,17 @@ public sealed partial class MicroVmRunner(
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(10));
-            var status = await (await vm.QmpAsync(timeout.Token)).ExecuteAsync("query-status", null, timeout.Token);
-            if (status?["status"]?.GetValue<string>() == "running")
+            var qmp = await vm.QmpAsync(timeout.Token);
+            var status = (await qmp.ExecuteAsync("query-status", null, timeout.Token))?["status"]?.GetValue<string>();
+            if (status is "paused" or "postmigrate")
+            {
+                // The last agent died while the VM was stopped for a checkpoint or a pause: it runs on as it was (a pause asked
+                // for is asked again).
+                await ResumeInPlaceAsync(vm, qmp);
+                status = (await qmp.ExecuteAsync("query-status", null, timeout.Token))?["status"]?.GetValue<string>();
+            }
+
+            if (status == "running")
             {
                 return vm;
             }
