@@ -63,7 +63,7 @@ public sealed class MicroVmDriver(
     {
         foreach (var leftover in Directory.Exists(PoolRoot) ? Directory.GetDirectories(PoolRoot) : [])
         {
-            await MicroVm.RemoveLeftoverAsync(leftover, cancellationToken);
+            await runner.RemoveLeftoverPooledAsync(leftover, cancellationToken);
         }
 
         foreach (var template in templates)

@@ -15,6 +15,9 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
     /// <summary>QEMU's pid file in the work directory.</summary>
     public const string PidFileName = "qemu.pid";
 
+    /// <summary>The file in its work directory that names its cgroup.</summary>
+    public const string CgroupFileName = "cgroup";
+
     private const int MaxErrorChars = 4096;
     /// <summary>A guest may write to its console for days: past this its serial log is emptied.</summary>
     private const long MaxSerialLogBytes = 1024 * 1024;
@@ -372,7 +375,9 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
             }
         }
 
-        if (cgroup is not null && cgroup.StartsWith("microvm-", StringComparison.Ordinal))
+        var named = Path.Combine(workDirectory, CgroupFileName);
+        cgroup ??= File.Exists(named) ? (await File.ReadAllTextAsync(named, cancellationToken)).Trim() : null;
+        if (cgroup is not null && cgroup.StartsWith("microvm-", StringComparison.Ordinal) && !cgroup.Contains('/', StringComparison.Ordinal))
         {
             await Cgroups.Detect().RemoveAsync(cgroup);
         }

@@ -26,7 +26,7 @@ public sealed partial class MicroVmRunner
     {
         ValidateSnapshotOf(snapshot, template, snapshot.Vcpus, snapshot.MemoryMiB, nameof(template));
         var suffix = Guid.NewGuid().ToString("N")[..12];
-        var network = await NetworkNamespace.CreateAsync("pmp-" + suffix, PoolTap, WarmGateway, 24);
+        var network = await NetworkNamespace.CreateAsync(PoolNamespaceOf(workDirectory), PoolTap, WarmGateway, 24);
         try
         {
             var spec = new MicroVmSpec(
@@ -71,6 +71,20 @@ public sealed partial class MicroVmRunner
             await network.DeleteAsync();
         }
     }
+
+    /// <summary>
+    /// Removes what a pooled VM a process before this one started in <paramref name="workDirectory"/> left (it died while
+    /// the VM warmed or waited): its QEMU, cgroup, host ids, the namespace it was warmed in, and the directory.
+    /// </summary>
+    public async Task RemoveLeftoverPooledAsync(string workDirectory, CancellationToken cancellationToken)
+    {
+        await MicroVm.RemoveLeftoverAsync(workDirectory, cancellationToken, Ids);
+        await NetworkNamespace.DeleteAsync(PoolNamespaceOf(workDirectory));
+    }
+
+    /// <summary>The namespace a pooled VM is warmed in, named after its work directory so that a later process can find it.</summary>
+    private static string PoolNamespaceOf(string workDirectory) =>
+        "pmp-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(workDirectory))))[..12];
 
     /// <summary>
     /// Makes <paramref name="pooled"/> the machine <paramref name="identity"/>: its namespace is named

@@ -239,6 +239,8 @@ public sealed partial class MicroVmRunner(
         try
         {
             var procs = Cgroups.Create(cgroup, new SandboxLimits(spec.MemoryMiB + QemuOverheadMiB, MaxQemuThreads, spec.Vcpus + 1), QemuDevices);
+            // Named in its work directory too: an agent that dies before QEMU writes its pid file leaves the cgroup findable.
+            File.WriteAllText(Path.Combine(spec.WorkDirectory, MicroVm.CgroupFileName), cgroup);
             start.Environment["PLATFORM_CGROUP_PROCS"] = string.Join(' ', procs);
             process = Process.Start(start)!;
         }
