@@ -134,46 +134,40 @@ public sealed class MicroVmDriver(
             }
         }
 
-        var network = await NetworkNamespace.CreateAsync(attachment.Namespace, Tap, identity.Gateway, attachment.PrefixLength);
-        try
-        {
-            var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory);
-            var vm = fromSnapshot is not null ? await runner.RestoreAsync(fromSnapshot, spec, cancellationToken) : await runner.BootAsync(spec, cancellationToken);
-            return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, network, attachment, fromSnapshot is null ? "cold" : "snapshot", PausedDirectoryOf(launch.MachineId)));
-        }
-        catch (Exception exception)
-        {
-            await network.DeleteAsync();
-            throw exception switch
-            {
-                MicroVmException failed => new LaunchFailedException($"the micro-VM did not come up: {failed.Message}", failed),
-                ArgumentException invalid => new LaunchFailedException($"the micro-VM cannot be made: {invalid.Message}", invalid),
-                _ => exception,
-            };
-        }
+        return await StartAsync(launch, template, identity, attachment, workDirectory, fromSnapshot is null ? "cold" : "snapshot",
+            spec => fromSnapshot is not null ? runner.RestoreAsync(fromSnapshot, spec, cancellationToken) : runner.BootAsync(spec, cancellationToken));
     }
 
     /// <summary>
     /// A machine started from another's snapshot: a clone of it in the machine's own namespace, which takes the machine's
     /// identity before it counts as up (see <see cref="MicroVmRunner.CloneAsync"/>).
     /// </summary>
-    private async Task<IRunningMachine> CloneAsync(
-        LaunchMachine launch, MicroVmTemplate template, MicroVmSnapshot image, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, CancellationToken cancellationToken)
+    private Task<IRunningMachine> CloneAsync(
+        LaunchMachine launch, MicroVmTemplate template, MicroVmSnapshot image, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, CancellationToken cancellationToken) =>
+        StartAsync(launch, template, identity, attachment, workDirectory, "clone", spec => runner.CloneAsync(image, spec, cancellationToken));
+
+    /// <summary>
+    /// Starts the machine's VM (<paramref name="start"/>: a boot, a restore or a clone) in a namespace of its own, and joins
+    /// it to its tenant's segment; on failure the namespace goes and the reason is a launch's.
+    /// </summary>
+    private async Task<IRunningMachine> StartAsync(
+        LaunchMachine launch, MicroVmTemplate template, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, string bootedFrom,
+        Func<MicroVmSpec, Task<MicroVm>> start)
     {
         var network = await NetworkNamespace.CreateAsync(attachment.Namespace, Tap, identity.Gateway, attachment.PrefixLength);
         try
         {
-            var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory);
-            var vm = await runner.CloneAsync(image, spec, cancellationToken);
-            return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, network, attachment, "clone", PausedDirectoryOf(launch.MachineId)));
+            var vm = await start(new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory));
+            return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, network, attachment, bootedFrom, PausedDirectoryOf(launch.MachineId)));
         }
         catch (Exception exception)
         {
             await network.DeleteAsync();
+            var from = bootedFrom == "clone" ? " from its snapshot" : "";
             throw exception switch
             {
-                MicroVmException failed => new LaunchFailedException($"the micro-VM did not come up from its snapshot: {failed.Message}", failed),
-                ArgumentException invalid => new LaunchFailedException($"the micro-VM cannot be made from its snapshot: {invalid.Message}", invalid),
+                MicroVmException failed => new LaunchFailedException($"the micro-VM did not come up{from}: {failed.Message}", failed),
+                ArgumentException invalid => new LaunchFailedException($"the micro-VM cannot be made{from}: {invalid.Message}", invalid),
                 _ => exception,
             };
         }

@@ -33,14 +33,7 @@ public sealed partial class MicroVmRunner
     /// </summary>
     public async Task<MicroVmSnapshot> CheckpointAsync(MicroVm vm, string directory, CancellationToken cancellationToken)
     {
-        directory = Path.GetFullPath(directory);
-        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
-        {
-            throw new InvalidOperationException($"The checkpoint directory {directory} is not empty.");
-        }
-
-        Directory.CreateDirectory(directory);
-        var image = new MicroVmSnapshot(directory, vm.Spec.Template.Version, vm.Spec.Vcpus, vm.Spec.MemoryMiB, vm.Accelerator, vm.Spec.Template.CommandLine);
+        var image = NewImageOf(vm, directory, "checkpoint");
         var qmp = await vm.QmpAsync(cancellationToken);
         try
         {
@@ -51,7 +44,7 @@ public sealed partial class MicroVmRunner
         }
         catch
         {
-            Directory.Delete(directory, recursive: true);
+            Directory.Delete(image.Directory, recursive: true);
             throw;
         }
         finally

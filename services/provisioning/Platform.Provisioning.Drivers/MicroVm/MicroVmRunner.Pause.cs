@@ -22,14 +22,8 @@ public sealed partial class MicroVmRunner
     /// </summary>
     public async Task<PausedMicroVm> PauseAsync(MicroVm vm, string directory, CancellationToken cancellationToken)
     {
-        directory = Path.GetFullPath(directory);
-        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
-        {
-            throw new InvalidOperationException($"The pause directory {directory} is not empty.");
-        }
-
-        Directory.CreateDirectory(directory);
-        var image = new MicroVmSnapshot(directory, vm.Spec.Template.Version, vm.Spec.Vcpus, vm.Spec.MemoryMiB, vm.Accelerator, vm.Spec.Template.CommandLine);
+        var image = NewImageOf(vm, directory, "pause");
+        directory = image.Directory;
         var qmp = await vm.QmpAsync(cancellationToken);
         // The guest agent's session goes on with the QEMU that resumes the guest: the guest never sees its port close.
         var agent = vm.TakeGuestAgent();
@@ -131,6 +125,19 @@ public sealed partial class MicroVmRunner
                 await afterwards(vm, token);
             }
         }, cancellationToken, isBoot: false);
+    }
+
+    /// <summary>The image of <paramref name="vm"/> to be saved into <paramref name="directory"/>, made if need be; it must be empty.</summary>
+    private static MicroVmSnapshot NewImageOf(MicroVm vm, string directory, string what)
+    {
+        directory = Path.GetFullPath(directory);
+        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
+        {
+            throw new InvalidOperationException($"The {what} directory {directory} is not empty.");
+        }
+
+        Directory.CreateDirectory(directory);
+        return new MicroVmSnapshot(directory, vm.Spec.Template.Version, vm.Spec.Vcpus, vm.Spec.MemoryMiB, vm.Accelerator, vm.Spec.Template.CommandLine);
     }
 
     /// <summary>
