@@ -81,6 +81,34 @@ public sealed class MachineTests(PlatformStack stack)
     }
 
     [Fact]
+    public async Task The_etag_of_a_machine_made_with_an_idempotency_key_and_run_commands_in_is_its_streams_version_and_if_match_takes_it()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        using var create = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machines") { Content = JsonContent.Create(new { kind = "sandbox", vcpus = 1, memoryMiB = 64 }) };
+        create.Headers.Add("Idempotency-Key", "etag-" + Guid.NewGuid().ToString("N"));
+        var id = (await (await tenant.SendAsync(create)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        await tenant.WaitForMachineAsync(id, "running");
+        await tenant.ExecAsync(id, new { command = new[] { "true" } });
+
+        var lastVersion = 0L;
+        var etag = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            var read = await tenant.GetAsync($"/api/v1/machines/{id}");
+            etag = read.Headers.ETag!.Tag;
+            lastVersion = (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{id}/events")).EnumerateArray().Last().GetProperty("version").GetInt64();
+            return etag == $"\"{lastVersion}\"";
+        }, TimeSpan.FromSeconds(10), "the ETag is the stream's last version (the command's record included)");
+        using var stop = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machines/{id}/stop");
+        stop.Headers.TryAddWithoutValidation("If-Match", etag);
+        var stopped = await tenant.SendAsync(stop);
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+
+        Assert.Equal(HttpStatusCode.Accepted, stopped.StatusCode);
+    }
+
+    [Fact]
     public async Task A_sandbox_is_recreated_from_running_and_from_stopped_at_the_address_it_had()
     {
         using var admin = await stack.AdminAsync();

@@ -68,11 +68,18 @@ public sealed class MachineCatalog(string schema) : IProjection
             {
                 await transaction.ExecuteAsync($"INSERT INTO {schema}.idempotency_keys (tenant_id, key, request_hash, machine_id, operation_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)", cancellationToken,
                     keyed.TenantId, keyed.Key, keyed.RequestHash, keyed.MachineId, keyed.OperationId, stored.RecordedAt);
+            }
+
+            if (!stored.StreamId.StartsWith("machine-", StringComparison.Ordinal))
+            {
                 continue;
             }
 
-            if (!stored.StreamId.StartsWith("machine-", StringComparison.Ordinal) || !IsMachineEvent(stored.Data))
+            if (stored.Data is IdempotencyKeyRecorded || !IsMachineEvent(stored.Data))
             {
+                // Its state is as it was, but its stream moved on: the version (the ETag that If-Match is checked against) follows.
+                await transaction.ExecuteAsync($"UPDATE {schema}.machines SET version = $2 WHERE id = $1 AND version < $2", cancellationToken,
+                    Guid.Parse(stored.StreamId["machine-".Length..]), stored.StreamVersion);
                 continue;
             }
 
