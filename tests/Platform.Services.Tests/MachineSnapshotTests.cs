@@ -96,6 +96,36 @@ public sealed class MachineSnapshotTests(PlatformStack stack)
         Assert.Equal(("running", "runs on\n"), (state, answer));
     }
 
+    /// <summary>The host is down longer than a snapshot may wait: it fails, gives its quota back, and what the host saves late goes.</summary>
+    [Fact]
+    public async Task A_snapshot_whose_host_is_down_too_long_fails_gives_its_quota_back_and_the_late_save_is_removed_from_the_host()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+        tenant.Timeout = TimeSpan.FromSeconds(60);
+        var id = await tenant.CreateMachineAsync(new { kind = "sandbox", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(id, "running");
+        Guid snapshotId = default;
+        JsonElement failed = default;
+
+        await stack.CrashAndRestartHostAgentAsync(whileDown: () =>
+        {
+            var taken = tenant.PostAsJsonAsync($"/api/v1/machines/{id}/snapshots", new { }).GetAwaiter().GetResult();
+            snapshotId = taken.Content.ReadFromJsonAsync<JsonElement>().GetAwaiter().GetResult().GetProperty("id").GetGuid();
+            failed = tenant.WaitForSnapshotAsync(snapshotId, "failed").GetAwaiter().GetResult();
+        });
+        var kept = Path.Combine(stack.AgentStatePath, "snapshots", snapshotId.ToString("N"));
+        await Eventually.TrueAsync(() => Task.FromResult(stack.HostAgent!.Output.Any(l => l.Contains(snapshotId.ToString(), StringComparison.Ordinal) && l.Contains("saved", StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(60), "the restarted agent saves the snapshot it was asked for");
+        await Eventually.TrueAsync(() => Task.FromResult(!Directory.Exists(kept)), TimeSpan.FromSeconds(30), "the late save is removed from the host");
+        var quota = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/quotas");
+        await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{id}");
+
+        Assert.Equal("its host did not save it within 15 seconds", failed.GetProperty("error").GetString());
+        Assert.Equal(0, quota.GetProperty("used").GetProperty("snapshots").GetInt32());
+        Assert.Equal("failed", (await tenant.GetFromJsonAsync<JsonElement>($"/api/v1/snapshots/{snapshotId}")).GetProperty("state").GetString());
+    }
+
     /// <summary>One QMP command on a VM's socket (only one client at a time: its agent's is gone).</summary>
     private static async Task QmpAsync(string socketPath, string command)
     {

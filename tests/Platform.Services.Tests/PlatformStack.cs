@@ -95,7 +95,9 @@ public sealed class PlatformStack : IAsyncLifetime
                     ("Platform__Provisioning__DefaultGuardrails__MaxMachinesPerHost", "1000"),
                     ("Platform__Provisioning__DefaultGuardrails__MaxVcpuOvercommit", "64"),
                     ("Platform__Provisioning__Saga__StepTimeout", "00:00:10"),
-                    ("Platform__Provisioning__Saga__LaunchTimeout", "00:01:30")),
+                    ("Platform__Provisioning__Saga__LaunchTimeout", "00:01:30"),
+                    // A snapshot whose host is down fails within a test's patience (MachineSnapshotTests).
+                    ("Platform__Provisioning__Snapshots__SaveTimeout", "00:00:15")),
                 // Test receivers listen on loopback over plain http; retries are quick so failures show fast.
                 "telemetry" => _environment.For(
                     ("Platform__Telemetry__Webhooks__RequireHttps", "false"),

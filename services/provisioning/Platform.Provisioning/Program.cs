@@ -45,6 +45,8 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<ExitNodeCopies>();
         builder.Services.AddSingleton<MachineReader>();
         builder.Services.AddSingleton<SnapshotReader>();
+        builder.Services.AddSingleton(SnapshotOptions.Read(builder.Configuration));
+        builder.Services.AddHostedService<SnapshotDeadlines>();
         builder.Services.AddSingleton(MachineCreationOptions.Read(builder.Configuration));
         builder.Services.AddSingleton<PlacementTurns>();
         builder.Services.AddSingleton<MachineCreation>();

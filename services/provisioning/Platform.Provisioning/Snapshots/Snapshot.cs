@@ -74,6 +74,14 @@ public sealed record Snapshot(
         : [];
 
     /// <summary>
+    /// What it records once it has been <c>creating</c> for <paramref name="limit"/> (its host never answered: it is down, or
+    /// gone): failed, saying so, so that its quota goes back and it can be deleted. A save that comes after is removed.
+    /// </summary>
+    public IReadOnlyList<object> Overdue(DateTimeOffset now, TimeSpan limit) => State == SnapshotStates.Creating && now - CreatedAt >= limit
+        ? [new SnapshotFailed(Id, TenantId, $"its host did not save it within {(limit.TotalMinutes >= 1 ? $"{limit.TotalMinutes:0.#} minutes" : $"{limit.TotalSeconds:0} seconds")}", now)]
+        : [];
+
+    /// <summary>
     /// A user's delete: a snapshot being made cannot be deleted yet; a failed one holds nothing and is deleted at once; a
     /// ready one is removed from its host first.
     /// </summary>

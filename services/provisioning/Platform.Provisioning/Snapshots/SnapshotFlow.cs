@@ -1,4 +1,5 @@
 using MassTransit;
+using Npgsql;
 using Platform.Contracts.Provisioning;
 using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
@@ -45,8 +46,18 @@ public sealed class SnapshotFlow(IEventStreams streams, EventStore store, Machin
         DecideAsync(context, context.Message.MachineId, s => s.Fail(
             $"the tenant's {context.Message.Limit} quota would be {context.Message.Used + context.Message.Requested} of {context.Message.Max}", time.GetUtcNow()));
 
-    public Task Consume(ConsumeContext<SnapshotSaved> context) =>
-        DecideAsync(context, context.Message.SnapshotId, s => s.Decide(context.Message, time.GetUtcNow()), $"host:{context.Message.HostId}");
+    /// <summary>Saved: it is ready; saved after it had failed (its host answered too late), what its host keeps goes.</summary>
+    public async Task Consume(ConsumeContext<SnapshotSaved> context)
+    {
+        if (await LoadAsync(context.Message.SnapshotId, context.CancellationToken) is { State: SnapshotStates.Failed or SnapshotStates.Deleted } late)
+        {
+            var host = await context.GetSendEndpoint(HostAgentQueue.AddressOf(context.Message.HostId));
+            await host.Send(new RemoveSnapshot(late.Id, late.TenantId), context.CancellationToken);
+            return;
+        }
+
+        await DecideAsync(context, context.Message.SnapshotId, s => s.Decide(context.Message, time.GetUtcNow()), $"host:{context.Message.HostId}");
+    }
 
     public Task Consume(ConsumeContext<SnapshotNotSaved> context) =>
         DecideAsync(context, context.Message.SnapshotId, s => s.Fail($"its host could not save the machine: {context.Message.Reason}", time.GetUtcNow()), $"host:{context.Message.HostId}");
@@ -134,5 +145,72 @@ public sealed class SnapshotFlowDefinition : ConsumerDefinition<SnapshotFlow>
         consumer.Message<SnapshotDeleteRequested>(m => m.UsePartitionInOrder(partitioner, c => c.Message.SnapshotId));
         consumer.Message<SnapshotRemoved>(m => m.UsePartitionInOrder(partitioner, c => c.Message.SnapshotId));
         consumer.Message<SnapshotDeleted>(m => m.UsePartitionInOrder(partitioner, c => c.Message.SnapshotId));
+    }
+}
+
+/// <summary>How long a snapshot may wait for its host, section <c>Platform:Provisioning:Snapshots</c>.</summary>
+public sealed class SnapshotOptions
+{
+    public const string Section = "Platform:Provisioning:Snapshots";
+
+    /// <summary>How long a snapshot may be <c>creating</c> before it fails (its host down or gone).</summary>
+    public TimeSpan SaveTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    public static SnapshotOptions Read(IConfiguration configuration)
+    {
+        var options = configuration.GetSection(Section).Get<SnapshotOptions>() ?? new SnapshotOptions();
+        return options.SaveTimeout >= TimeSpan.FromSeconds(10) && options.SaveTimeout <= TimeSpan.FromDays(1)
+            ? options
+            : throw new Platform.Hosting.Startup.StartupException($"{Section}:SaveTimeout must be between 10 seconds and a day.");
+    }
+}
+
+/// <summary>
+/// Fails the snapshots whose host has not saved them within <see cref="SnapshotOptions.SaveTimeout"/>, every
+/// <see cref="Interval"/>: decided on each one's stream, so one instance records it however many look.
+/// </summary>
+public sealed class SnapshotDeadlines(NpgsqlDataSource dataSource, EventStore store, IEventStreams streams, SnapshotOptions options, TimeProvider time, ILogger<SnapshotDeadlines> logger)
+    : BackgroundService
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(15);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Interval, time);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await SweepAsync(stoppingToken);
+            }
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogWarning(exception, "Could not look for overdue snapshots; trying again in {Interval}", Interval);
+            }
+        }
+    }
+
+    private async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        var overdue = new List<Guid>();
+        await using (var command = dataSource.CreateCommand(
+            $"SELECT id FROM {store.Schema}.snapshots WHERE state = 'creating' AND (snapshot->>'createdAt')::timestamptz <= $1"))
+        {
+            command.Parameters.AddWithValue(time.GetUtcNow() - options.SaveTimeout);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                overdue.Add(reader.GetGuid(0));
+            }
+        }
+
+        foreach (var id in overdue)
+        {
+            await streams.DecideAsync<Snapshot>(Snapshot.StreamOf(id), Snapshot.Evolve, loaded => loaded.State is not { } snapshot
+                ? Decision.Nothing
+                : new Decision([new StreamAppend(Snapshot.StreamOf(id), loaded.ExpectedVersion, snapshot.Overdue(time.GetUtcNow(), options.SaveTimeout))],
+                    new EventMetadata(TenantId: snapshot.TenantId.ToString(), Actor: "service:provisioning")), cancellationToken);
+            logger.LogWarning("Snapshot {SnapshotId} failed: its host did not save it within {Timeout}", id, options.SaveTimeout);
+        }
     }
 }

@@ -72,6 +72,20 @@ public sealed class SnapshotDecisionsTests
     }
 
     [Fact]
+    public void A_snapshot_its_host_never_saved_fails_once_its_time_is_up_and_not_before()
+    {
+        var snapshot = Requested();
+        var limit = TimeSpan.FromMinutes(10);
+
+        var failed = Assert.IsType<SnapshotFailed>(Assert.Single(snapshot.Overdue(Now + limit, limit)));
+
+        Assert.Empty(snapshot.Overdue(Now + limit - TimeSpan.FromSeconds(1), limit));
+        Assert.Equal("its host did not save it within 10 minutes", failed.Reason);
+        Assert.Empty(snapshot.Apply(failed).Overdue(Now + limit + limit, limit));
+        Assert.Empty(snapshot.Apply(new SnapshotReady(snapshot.Id, snapshot.TenantId, "filesystem", 1, 1, Now)).Overdue(Now + limit, limit));
+    }
+
+    [Fact]
     public void A_refused_fork_machine_is_remembered_with_why()
     {
         var machineId = Guid.NewGuid();
