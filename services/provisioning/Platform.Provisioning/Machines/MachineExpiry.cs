@@ -7,6 +7,7 @@ using Platform.Contracts;
 using Platform.Contracts.Provisioning;
 using Platform.Contracts.Telemetry;
 using Platform.EventSourcing;
+using Platform.Hosting;
 using Platform.Hosting.Startup;
 
 namespace Platform.Provisioning.Machines;
@@ -142,31 +143,20 @@ public sealed class MachineWorkConsumer(MachineWork work) : IConsumer<MachineMet
 /// </summary>
 public sealed class MachineExpirySweeper(
     NpgsqlDataSource dataSource, EventStore store, IEventStreams streams, MachineWork work, MachineExpiryOptions options, TimeProvider time, ILogger<MachineExpirySweeper> logger)
-    : BackgroundService
+    : PeriodicWork(time, logger)
 {
     public const string Actor = "service:provisioning-lifecycle";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(options.SweepInterval, time);
-        do
-        {
-            try
-            {
-                await SweepAsync(stoppingToken);
-            }
-            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(exception, "Could not look at the machines' lifecycles; trying again in {Interval}", options.SweepInterval);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override TimeSpan Interval => options.SweepInterval;
+
+    protected override string What => "look at the machines' lifecycles";
+
+    protected override Task RunOnceAsync(CancellationToken cancellationToken) => SweepAsync(cancellationToken);
 
     public async Task SweepAsync(CancellationToken cancellationToken)
     {
         await work.FlushAsync(cancellationToken);
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         foreach (var (machine, lastWorkAt) in await CandidatesAsync(cancellationToken))
         {
             // Decided on the catalog's copy first: most machines have nothing due, and those cost no load of their stream.
@@ -177,11 +167,11 @@ public sealed class MachineExpirySweeper(
 
             var operationId = Guid.CreateVersion7();
             var decided = await streams.DecideAsync<Machine>(Machine.StreamOf(machine.Id), Machine.Evolve,
-                current => current?.DecideExpiry(time.GetUtcNow(), lastWorkAt, options.Warning, operationId) ?? [],
+                current => current?.DecideExpiry(Time.GetUtcNow(), lastWorkAt, options.Warning, operationId) ?? [],
                 new EventMetadata(TenantId: machine.TenantId.ToString(), Actor: Actor), cancellationToken);
             foreach (var expired in decided.OfType<MachineExpired>())
             {
-                logger.LogInformation("Machine {MachineId} expired ({Reason}): {Action} requested", machine.Id, expired.Reason, expired.Action);
+                Logger.LogInformation("Machine {MachineId} expired ({Reason}): {Action} requested", machine.Id, expired.Reason, expired.Action);
             }
         }
     }

@@ -49,14 +49,8 @@ public sealed class MachineLifecycle(EventStore store) :
         var machine = (await store.LoadAsync<Machine>(Machine.StreamOf(machineId), Machine.Evolve, context.CancellationToken)).State;
         if (machine is not null && machine.Awaits(operationId))
         {
-            await SendAsync(context, machine.HostId, command(machine));
+            await context.SendToHostAsync(machine.HostId, command(machine), context.CancellationToken);
         }
-    }
-
-    private static async Task SendAsync<T>(ConsumeContext context, Guid hostId, T command) where T : class
-    {
-        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(hostId));
-        await endpoint.Send(command, context.CancellationToken);
     }
 }
 
@@ -113,8 +107,7 @@ public sealed class HostReports(IEventStreams streams, TimeProvider time) :
         if (relaunch is not null)
         {
             // The first half of a restart or a recreate: launch it again under the same operation (afresh for a recreate).
-            var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(relaunch.HostId));
-            await endpoint.Send(MachineLifecycle.Launch(relaunch, halted.OperationId), context.CancellationToken);
+            await context.SendToHostAsync(relaunch.HostId, MachineLifecycle.Launch(relaunch, halted.OperationId), context.CancellationToken);
         }
     }
 

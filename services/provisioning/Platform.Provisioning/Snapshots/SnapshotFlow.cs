@@ -5,6 +5,7 @@ using Platform.Contracts.Tenancy;
 using Platform.EventSourcing;
 using Platform.Hosting.Problems;
 using Platform.Messaging;
+using Platform.Provisioning.Hosts;
 using Platform.Provisioning.Machines;
 
 namespace Platform.Provisioning.Snapshots;
@@ -37,8 +38,7 @@ public sealed class SnapshotFlow(IEventStreams streams, EventStore store, Machin
     {
         if (await LoadAsync(context.Message.MachineId, context.CancellationToken) is { State: SnapshotStates.Creating } snapshot)
         {
-            var host = await context.GetSendEndpoint(HostAgentQueue.AddressOf(snapshot.HostId));
-            await host.Send(new TakeSnapshot(snapshot.Id, snapshot.MachineId, snapshot.TenantId), context.CancellationToken);
+            await context.SendToHostAsync(snapshot.HostId, new TakeSnapshot(snapshot.Id, snapshot.MachineId, snapshot.TenantId), context.CancellationToken);
         }
     }
 
@@ -51,8 +51,7 @@ public sealed class SnapshotFlow(IEventStreams streams, EventStore store, Machin
     {
         if (await LoadAsync(context.Message.SnapshotId, context.CancellationToken) is { State: SnapshotStates.Failed or SnapshotStates.Deleted } late)
         {
-            var host = await context.GetSendEndpoint(HostAgentQueue.AddressOf(context.Message.HostId));
-            await host.Send(new RemoveSnapshot(late.Id, late.TenantId), context.CancellationToken);
+            await context.SendToHostAsync(context.Message.HostId, new RemoveSnapshot(late.Id, late.TenantId), context.CancellationToken);
             return;
         }
 
@@ -102,8 +101,7 @@ public sealed class SnapshotFlow(IEventStreams streams, EventStore store, Machin
     {
         if (await LoadAsync(context.Message.SnapshotId, context.CancellationToken) is { State: SnapshotStates.Deleting } snapshot)
         {
-            var host = await context.GetSendEndpoint(HostAgentQueue.AddressOf(snapshot.HostId));
-            await host.Send(new RemoveSnapshot(snapshot.Id, snapshot.TenantId), context.CancellationToken);
+            await context.SendToHostAsync(snapshot.HostId, new RemoveSnapshot(snapshot.Id, snapshot.TenantId), context.CancellationToken);
         }
     }
 
@@ -167,28 +165,16 @@ public sealed class SnapshotOptions
 
 /// <summary>
 /// Fails the snapshots whose host has not saved them within <see cref="SnapshotOptions.SaveTimeout"/>, every
-/// <see cref="Interval"/>: decided on each one's stream, so one instance records it however many look.
+/// 15 seconds: decided on each one's stream, so one instance records it however many look.
 /// </summary>
 public sealed class SnapshotDeadlines(NpgsqlDataSource dataSource, EventStore store, IEventStreams streams, SnapshotOptions options, TimeProvider time, ILogger<SnapshotDeadlines> logger)
-    : BackgroundService
+    : Platform.Hosting.PeriodicWork(time, logger)
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(15);
+    protected override TimeSpan Interval { get; } = TimeSpan.FromSeconds(15);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await SweepAsync(stoppingToken);
-            }
-            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(exception, "Could not look for overdue snapshots; trying again in {Interval}", Interval);
-            }
-        }
-    }
+    protected override string What => "look for overdue snapshots";
+
+    protected override Task RunOnceAsync(CancellationToken cancellationToken) => SweepAsync(cancellationToken);
 
     private async Task SweepAsync(CancellationToken cancellationToken)
     {
@@ -196,7 +182,7 @@ public sealed class SnapshotDeadlines(NpgsqlDataSource dataSource, EventStore st
         await using (var command = dataSource.CreateCommand(
             $"SELECT id FROM {store.Schema}.snapshots WHERE state = 'creating' AND (snapshot->>'createdAt')::timestamptz <= $1"))
         {
-            command.Parameters.AddWithValue(time.GetUtcNow() - options.SaveTimeout);
+            command.Parameters.AddWithValue(Time.GetUtcNow() - options.SaveTimeout);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
@@ -208,9 +194,9 @@ public sealed class SnapshotDeadlines(NpgsqlDataSource dataSource, EventStore st
         {
             await streams.DecideAsync<Snapshot>(Snapshot.StreamOf(id), Snapshot.Evolve, loaded => loaded.State is not { } snapshot
                 ? Decision.Nothing
-                : new Decision([new StreamAppend(Snapshot.StreamOf(id), loaded.ExpectedVersion, snapshot.Overdue(time.GetUtcNow(), options.SaveTimeout))],
+                : new Decision([new StreamAppend(Snapshot.StreamOf(id), loaded.ExpectedVersion, snapshot.Overdue(Time.GetUtcNow(), options.SaveTimeout))],
                     new EventMetadata(TenantId: snapshot.TenantId.ToString(), Actor: "service:provisioning")), cancellationToken);
-            logger.LogWarning("Snapshot {SnapshotId} failed: its host did not save it within {Timeout}", id, options.SaveTimeout);
+            Logger.LogWarning("Snapshot {SnapshotId} failed: its host did not save it within {Timeout}", id, options.SaveTimeout);
         }
     }
 }

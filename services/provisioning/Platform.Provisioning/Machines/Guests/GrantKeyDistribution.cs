@@ -1,3 +1,4 @@
+using Platform.Provisioning.Hosts;
 using MassTransit;
 using Platform.Contracts.Provisioning;
 
@@ -9,9 +10,6 @@ namespace Platform.Provisioning.Machines.Guests;
 /// </summary>
 public sealed class GrantKeyDistribution(MachineGrantSigner signer) : IConsumer<HostCapacityReported>
 {
-    public async Task Consume(ConsumeContext<HostCapacityReported> context)
-    {
-        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(context.Message.HostId));
-        await endpoint.Send(signer.TrustFor(context.Message.HostId), context.CancellationToken);
-    }
+    public Task Consume(ConsumeContext<HostCapacityReported> context) =>
+        context.SendToHostAsync(context.Message.HostId, signer.TrustFor(context.Message.HostId), context.CancellationToken);
 }

@@ -3,6 +3,7 @@ using Platform.Contracts.Networking;
 using Platform.Contracts.Provisioning;
 using Platform.Contracts.Tenancy;
 using Platform.Messaging.Relay;
+using Platform.Provisioning.Hosts;
 
 namespace Platform.Provisioning.Machines.Saga;
 
@@ -364,11 +365,8 @@ public sealed class MachineSaga : MassTransitStateMachine<MachineSagaState>
         }
     }
 
-    private static async Task SendToHostAsync<T, TCommand>(BehaviorContext<MachineSagaState, T> context, TCommand command) where T : class where TCommand : class
-    {
-        var endpoint = await context.GetSendEndpoint(HostAgentQueue.AddressOf(context.Saga.HostId));
-        await endpoint.Send(command, context.CancellationToken);
-    }
+    private static Task SendToHostAsync<T, TCommand>(BehaviorContext<MachineSagaState, T> context, TCommand command) where T : class where TCommand : class =>
+        context.SendToHostAsync(context.Saga.HostId, command, context.CancellationToken);
 
     private static string Describe(QuotaResources resources) =>
         string.Join(", ", resources.Named().Where(r => r.Amount > 0).Select(r => $"{r.Amount} {r.Name}"));

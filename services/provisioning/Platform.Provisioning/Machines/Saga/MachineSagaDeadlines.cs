@@ -1,5 +1,6 @@
 using MassTransit;
 using Npgsql;
+using Platform.Hosting;
 using Platform.Messaging.Sagas;
 
 namespace Platform.Provisioning.Machines.Saga;
@@ -10,33 +11,20 @@ namespace Platform.Provisioning.Machines.Saga;
 /// number of provisioning instances may sweep: a flow acts on one notice per attempt.
 /// </summary>
 public sealed class MachineSagaDeadlines(NpgsqlDataSource dataSource, SagaStore sagas, IBus bus, MachineSagaOptions options, TimeProvider time, ILogger<MachineSagaDeadlines> logger)
-    : BackgroundService
+    : PeriodicWork(time, logger)
 {
     private const int Batch = 200;
 
     /// <summary>Notices sent and not yet acted on, so that a flow is not told every sweep while its notice is on the way.</summary>
     private readonly Dictionary<(Guid Machine, string Step, int Attempt), DateTimeOffset> _told = [];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(options.SweepInterval, time);
-        do
-        {
-            try
-            {
-                await SweepAsync(stoppingToken);
-            }
-            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(exception, "Could not sweep overdue machine steps; trying again in {Interval}", options.SweepInterval);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override TimeSpan Interval => options.SweepInterval;
 
-    private async Task SweepAsync(CancellationToken cancellationToken)
+    protected override string What => "sweep overdue machine steps";
+
+    protected override async Task RunOnceAsync(CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         await using var command = dataSource.CreateCommand($"""
             SELECT correlation_id, state->>'step', (state->>'attempts')::int
             FROM {sagas.Schema}.sagas
@@ -63,7 +51,7 @@ public sealed class MachineSagaDeadlines(NpgsqlDataSource dataSource, SagaStore 
         {
             await bus.Publish(notice, cancellationToken);
             _told[(notice.MachineId, notice.Step, notice.Attempt)] = now;
-            logger.LogInformation("Machine {MachineId}: the {Step} step is overdue (attempt {Attempt})", notice.MachineId, notice.Step, notice.Attempt);
+            Logger.LogInformation("Machine {MachineId}: the {Step} step is overdue (attempt {Attempt})", notice.MachineId, notice.Step, notice.Attempt);
         }
     }
 }
