@@ -7,8 +7,9 @@ public sealed partial class MicroVmRunner
 {
     /// <summary>
     /// What a clone's guest runs, as root, to become a machine of its own: its old addresses, routes and neighbours go, it
-    /// takes the new MAC, address, route, clock, hostname and machine id, and the host's random bytes are mixed into its
-    /// entropy pool (a clone starts with its parent's pool: without them both would draw the same numbers).
+    /// takes the new MAC, address, route, clock, hostname and machine id, and the host's random bytes are credited to its
+    /// entropy pool and its generator reseeded at once (a clone starts with its parent's generator: without that, clones
+    /// draw the same numbers until its next periodic reseed, up to a minute later).
     /// </summary>
     private const string TakeIdentityScript = """
         set -e
@@ -22,7 +23,7 @@ public sealed partial class MicroVmRunner
         echo "$2" >/proc/sys/kernel/hostname
         echo "$2" >/etc/hostname
         echo "$1" >/etc/machine-id
-        echo "$7" >/dev/urandom
+        platform-guest-agent --reseed "$7"
         echo "platform-guest id=$1 hostname=$2 ip=${3%/*}" >/run/platform-guest
         """;
 

@@ -80,7 +80,22 @@ public sealed class SandboxProcess : IAsyncDisposable
     /// process forks the command only then. Before, its mount namespace is half made, and nothing may be started in it.
     /// With a guest agent, that first process is the agent, which forks the command once it listens.
     /// </summary>
-    public bool IsSetUp => InsideProcessId is { } inside && FirstChildOf(inside) is { } first && (!_withGuestAgent || FirstChildOf(first) is not null);
+    /// <remarks>With a guest agent, set up means the agent runs (a sandbox started from files unpacks them first, in a shell
+    /// whose child is tar) and has started the command.</remarks>
+    public bool IsSetUp => InsideProcessId is { } inside && FirstChildOf(inside) is { } first
+        && (!_withGuestAgent || (IsGuestAgent(first) && FirstChildOf(first) is not null));
+
+    private static bool IsGuestAgent(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline").StartsWith(Guests.GuestAgent.Inside + "\0", StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Its guest agent, the sandbox's first process, which forks what is exec'd: null when it has none.</summary>
     internal Guests.GuestAgent? GuestAgent =>

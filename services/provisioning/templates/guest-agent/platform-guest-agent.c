@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/random.h>
 #include <sys/prctl.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -582,11 +583,38 @@ static void accept_host(void)
     send_frame(HELLO, 0, greeting, sizeof greeting - 1);
 }
 
+/*
+ * --reseed HEX: a clone of a micro-VM starts with its parent's random state. Writing to /dev/urandom only mixes bytes
+ * into the input pool, which the generator takes up at its next reseed (up to a minute later): until then two clones
+ * draw the same numbers. This credits the host's bytes as entropy and reseeds the generator at once (root only).
+ */
+static int reseed(const char *hex)
+{
+    size_t length = strlen(hex) / 2;
+    if (length == 0 || length > 256)
+        return 2;
+    struct rand_pool_info *info = malloc(sizeof *info + length);
+    unsigned char *bytes = (unsigned char *)info->buf;
+    for (size_t i = 0; i < length; i++)
+        if (sscanf(hex + 2 * i, "%2hhx", &bytes[i]) != 1)
+            return 2;
+    info->entropy_count = (int)(length * 8);
+    info->buf_size = (int)length;
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ioctl(fd, RNDADDENTROPY, info) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0) {
+        dprintf(2, "reseed: %s\n", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--reseed") == 0)
+        return reseed(argv[2]);
     int sandbox = argc >= 5 && strcmp(argv[1], "--socket") == 0 && strcmp(argv[3], "--") == 0;
     if (argc > 1 && !sandbox) {
-        dprintf(2, "usage: %s [--socket NAME -- COMMAND [ARGUMENT...]]\n", argv[0]);
+        dprintf(2, "usage: %s [--socket NAME -- COMMAND [ARGUMENT...] | --reseed HEX]\n", argv[0]);
         return 2;
     }
     if (sandbox) {
