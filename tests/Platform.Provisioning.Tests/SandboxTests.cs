@@ -95,6 +95,32 @@ public sealed class SandboxTests
     }
 
     [Fact]
+    public async Task A_sandbox_with_a_disk_writes_its_scratch_to_it_past_its_memory_up_to_the_disks_size_and_leaves_no_mount_behind()
+    {
+        var id = NewId();
+        // 40 MB would not fit in a 64 MiB sandbox's /scratch in memory (half its limit); 100 MB does not fit on its 64 MiB disk.
+        var sandbox = _runner.Start(new SandboxSpec(id, ["/bin/sh", "-c",
+            "df -m /scratch | tail -n 1 | awk '{print $2}'; head -c 40000000 /dev/zero > /scratch/fits && echo fits; "
+            + "head -c 100000000 /dev/zero > /scratch/too-big 2>/dev/null || echo full; stat -c %u /scratch"], Small, "sbx-" + id[..8]) { DiskMiB = 64 });
+        try
+        {
+            var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(60));
+
+            var lines = exit.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(lines.Length == 4, exit.Output + exit.Errors);
+            Assert.InRange(int.Parse(lines[0], System.Globalization.CultureInfo.InvariantCulture), 50, 64);
+            Assert.Equal(["fits", "full", "0"], lines[1..]);
+            Assert.False(exit.OutOfMemory);
+        }
+        finally
+        {
+            await sandbox.DisposeAsync();
+        }
+
+        Assert.DoesNotContain(id, File.ReadAllText("/proc/self/mountinfo"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Disposing_a_running_sandbox_leaves_no_process_and_no_cgroup()
     {
         var sandbox = Start(["/bin/sh", "-c", "sleep 60 & sleep 60"]);

@@ -18,7 +18,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
             InlineProjections = [new MachineCatalog("provisioning"), new HostCatalog("provisioning"), new SnapshotCatalog("provisioning")],
             Migrations =
             [
-                MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, ExitNodeCopies.Migration, MachineWork.Migration,
+                MachineCatalog.Migration, MachineCatalog.StepsMigration, HostCatalog.Migration, HostCatalog.VersionMigration, HostCatalog.DiskMigration, ExitNodeCopies.Migration, MachineWork.Migration,
                 SnapshotCatalog.Migration,
             ],
         },

@@ -32,7 +32,7 @@ public static class DriverSetup
             {
                 var runner = new MicroVmRunner(Path.Combine(options.TemplatesPath, ".accelerator"), Qemu, Path.Combine(options.MicroVmRunPath, MemoryDirectoryName));
                 drivers.Add(new MicroVmDriver(runner, templates, options.SnapshotShapes, options.SnapshotPoolSize, addresses, networks, options.MicroVmRunPath,
-                    Path.Combine(options.StatePath, "microvm-paused"), snapshots, loggers.CreateLogger<MicroVmDriver>()));
+                    Path.Combine(options.StatePath, "microvm-paused"), Path.Combine(options.StatePath, "disks"), snapshots, loggers.CreateLogger<MicroVmDriver>()));
             }
         }
 

@@ -28,6 +28,7 @@ public sealed class MicroVmDriver(
     TenantNetworks networks,
     string runPath,
     string pausedPath,
+    string disksPath,
     HostSnapshots snapshots,
     ILogger logger) : IMachineDriver
 {
@@ -42,7 +43,10 @@ public sealed class MicroVmDriver(
     private bool _shutDown;
     private string? _accelerator;
 
-    public DriverCapacity Capacity { get; } = new("microvm", "microvm", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 64, MaxMemoryMiB: 16 * 1024, MaxDiskMiB: 0);
+    public DriverCapacity Capacity { get; } = new("microvm", "microvm", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 64, MaxMemoryMiB: 16 * 1024, MaxDiskMiB: MaxDiskMiB);
+
+    /// <summary>The largest disk a micro-VM gets (its host's free room is placement's concern).</summary>
+    public const int MaxDiskMiB = 1024 * 1024;
 
     public string? Accelerator => _accelerator;
 
@@ -108,6 +112,14 @@ public sealed class MicroVmDriver(
             return await CloneAsync(launch, template, MicroVmSnapshot.Load(snapshots.LaunchDirectoryOf(machineSnapshot)), identity, attachment, workDirectory, cancellationToken);
         }
 
+        if (launch.Shape.DiskMiB > 0)
+        {
+            // Its disk, kept from its last run if it had one: the pool's VMs have none, so it boots (the template's init moves
+            // onto the disk).
+            await EnsureDiskAsync(launch);
+            return await StartAsync(launch, template, identity, attachment, workDirectory, "cold", spec => runner.BootAsync(spec, cancellationToken));
+        }
+
         var key = new SnapshotKey(template.Version, launch.Shape.Vcpus, launch.Shape.MemoryMiB);
         var fromSnapshot = launch.Boot != "cold" && _snapshots.TryGetValue(key, out var snapshot) ? snapshot : null;
         if (fromSnapshot is not null && TakePooled(key) is { } pooled)
@@ -142,9 +154,50 @@ public sealed class MicroVmDriver(
     /// A machine started from another's snapshot: a clone of it in the machine's own namespace, which takes the machine's
     /// identity before it counts as up (see <see cref="MicroVmRunner.CloneAsync"/>).
     /// </summary>
-    private Task<IRunningMachine> CloneAsync(
-        LaunchMachine launch, MicroVmTemplate template, MicroVmSnapshot image, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, CancellationToken cancellationToken) =>
-        StartAsync(launch, template, identity, attachment, workDirectory, "clone", spec => runner.CloneAsync(image, spec, cancellationToken));
+    private async Task<IRunningMachine> CloneAsync(
+        LaunchMachine launch, MicroVmTemplate template, MicroVmSnapshot image, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, CancellationToken cancellationToken)
+    {
+        if (image.HasDisk)
+        {
+            // Its own copy of the disk as the snapshot holds it.
+            var disk = DiskOf(launch.MachineId);
+            Directory.CreateDirectory(disksPath);
+            try
+            {
+                await Platform.Provisioning.Drivers.Disks.DiskImage.CopySparseAsync(image.DiskPath, disk + ".making", cancellationToken);
+                File.Move(disk + ".making", disk, overwrite: true);
+            }
+            catch (IOException failed)
+            {
+                Platform.Provisioning.Drivers.Disks.DiskImage.Delete(disk);
+                throw new LaunchFailedException($"the snapshot's disk could not be copied: {failed.Message}", failed);
+            }
+        }
+
+        return await StartAsync(launch, template, identity, attachment, workDirectory, "clone", spec => runner.CloneAsync(image, spec, cancellationToken), withDisk: image.HasDisk);
+    }
+
+    /// <summary>The machine's disk: made at its first launch (and after a fresh one), kept across its stops and starts.</summary>
+    private async Task EnsureDiskAsync(LaunchMachine launch)
+    {
+        try
+        {
+            await Platform.Provisioning.Drivers.Disks.DiskImage.EnsureAsync(DiskOf(launch.MachineId), launch.Shape.DiskMiB);
+        }
+        catch (Exception failed) when (failed is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new LaunchFailedException($"the micro-VM's disk could not be made: {failed.Message}", failed);
+        }
+    }
+
+    /// <summary>Where the machine's disk lives: on the host's disk, among the agent's state, until the machine is torn down or launched fresh.</summary>
+    private string DiskOf(Guid machineId) => Path.Combine(disksPath, $"{machineId:N}.img");
+
+    private MicroVmSpec SpecOf(LaunchMachine launch, MicroVmTemplate template, GuestIdentity identity, NetworkNamespace network, string workDirectory, bool withDisk) =>
+        new(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory)
+        {
+            DiskPath = withDisk ? DiskOf(launch.MachineId) : null,
+        };
 
     /// <summary>
     /// Starts the machine's VM (<paramref name="start"/>: a boot, a restore or a clone) in a namespace of its own, and joins
@@ -152,12 +205,12 @@ public sealed class MicroVmDriver(
     /// </summary>
     private async Task<IRunningMachine> StartAsync(
         LaunchMachine launch, MicroVmTemplate template, GuestIdentity identity, NetworkAttachment attachment, string workDirectory, string bootedFrom,
-        Func<MicroVmSpec, Task<MicroVm>> start)
+        Func<MicroVmSpec, Task<MicroVm>> start, bool? withDisk = null)
     {
         var network = await NetworkNamespace.CreateAsync(attachment.Namespace, Tap, identity.Gateway, attachment.PrefixLength);
         try
         {
-            var vm = await start(new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, workDirectory));
+            var vm = await start(SpecOf(launch, template, identity, network, workDirectory, withDisk ?? launch.Shape.DiskMiB > 0));
             return await JoinSegmentAsync(launch, new RunningMicroVm(runner, vm, network, attachment, bootedFrom, PausedDirectoryOf(launch.MachineId)));
         }
         catch (Exception exception)
@@ -240,7 +293,7 @@ public sealed class MicroVmDriver(
             IPAddress.Parse(attachment.Gateway), attachment.Mac);
         var network = NetworkNamespace.Open(attachment.Namespace);
         var memory = MemoryFileOf(launch.MachineId);
-        var spec = new MicroVmSpec(launch.MachineId.ToString("N"), template, launch.Shape.Vcpus, launch.Shape.MemoryMiB, identity, network, WorkDirectoryOf(launch.MachineId));
+        var spec = SpecOf(launch, template, identity, network, WorkDirectoryOf(launch.MachineId), File.Exists(DiskOf(launch.MachineId)));
         RunningMicroVm machine;
         if (PausedImageOf(launch.MachineId) is { } image)
         {
@@ -283,8 +336,12 @@ public sealed class MicroVmDriver(
         }
     }
 
-    /// <summary>Its work directory is made again at every launch; its host-local address stays until the agent tears the machine down.</summary>
-    public Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken) => RemoveLeftoversAsync(machineId, cancellationToken);
+    /// <summary>Its work directory is made again at every launch; its disk goes now; its host-local address stays until the agent tears the machine down.</summary>
+    public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
+    {
+        await RemoveLeftoversAsync(machineId, cancellationToken);
+        Platform.Provisioning.Drivers.Disks.DiskImage.Delete(DiskOf(machineId));
+    }
 
     /// <summary>
     /// The agent is stopping and the pools are no longer filled: the pooled VMs and the snapshots go (they live in memory;
@@ -500,13 +557,13 @@ public sealed class MicroVmDriver(
         }
 
         /// <summary>
-        /// Its memory (with its processes and its in-memory root filesystem) and device state: a running VM is checkpointed
-        /// and runs on; a paused one's image is copied.
+        /// Its memory (with its processes and its in-memory root filesystem), device state and disk: a running VM is
+        /// checkpointed and runs on; a paused one's image is copied.
         /// </summary>
         public async Task<SavedSnapshot> SaveSnapshotAsync(string directory, CancellationToken cancellationToken)
         {
             var image = _paused is { } paused
-                ? await MicroVmRunner.CopyImageAsync(paused.Image, directory, cancellationToken)
+                ? await MicroVmRunner.CopyImageAsync(paused.Image, directory, _spec.DiskPath, cancellationToken)
                 : await _runner.CheckpointAsync(Current(), directory, cancellationToken);
             var size = new DirectoryInfo(image.Directory).EnumerateFiles().Sum(f => f.Length);
             return new SavedSnapshot("memory+filesystem", size);

@@ -13,7 +13,7 @@ namespace Platform.HostAgent.Drivers;
 
 /// <summary>
 /// Sandboxes: the machine's command (or an idle shell) under bubblewrap, on the host's /usr read-only, in
-/// cgroups sized from its shape. Its one template, <c>sandbox-host</c>, is this host's /usr, versioned by
+/// cgroups sized from its shape, with a /scratch disk of its <c>diskMiB</c> (in memory when 0). Its one template, <c>sandbox-host</c>, is this host's /usr, versioned by
 /// the host's OS release and bubblewrap build. A sandbox with a network runs in a namespace of its own whose
 /// <c>eth0</c> is a port of its tenant's segment; without one, in an empty namespace.
 /// </summary>
@@ -40,7 +40,10 @@ public sealed class SandboxDriver : IMachineDriver
         Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, [])];
     }
 
-    public DriverCapacity Capacity { get; } = new("sandbox", "sandbox", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024, MaxDiskMiB: 0);
+    public DriverCapacity Capacity { get; } = new("sandbox", "sandbox", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024, MaxDiskMiB: MaxDiskMiB);
+
+    /// <summary>The largest /scratch disk a sandbox gets (its host's free room is placement's concern).</summary>
+    public const int MaxDiskMiB = 1024 * 1024;
 
     public string? Accelerator => null;
 
@@ -77,6 +80,7 @@ public sealed class SandboxDriver : IMachineDriver
         new(SandboxId(launch.MachineId), launch.Command ?? IdleCommand, new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
         {
             NetworkNamespace = launch.Network?.Namespace,
+            DiskMiB = launch.Shape.DiskMiB,
         };
 
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)

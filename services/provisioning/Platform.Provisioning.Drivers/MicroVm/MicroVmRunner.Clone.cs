@@ -40,6 +40,13 @@ public sealed partial class MicroVmRunner
         {
             await qmp.ExecuteAsync("stop", null, cancellationToken);
             await SaveStoppedAsync(vm, qmp, image, cancellationToken);
+            // The migration flushed the drive and QEMU writes nothing to it while the vCPUs stand: the copy is the disk as the
+            // memory knows it.
+            if (vm.Spec.DiskPath is { } disk)
+            {
+                await Disks.DiskImage.CopySparseAsync(disk, image.DiskPath, cancellationToken);
+            }
+
             image.Save();
             return image;
         }
@@ -57,9 +64,10 @@ public sealed partial class MicroVmRunner
 
     /// <summary>
     /// Copies <paramref name="image"/> (a paused machine's, or a checkpoint) into <paramref name="directory"/> (new or empty),
-    /// keeping the memory file's holes, and returns the copy: machines cloned from it do not depend on the original.
+    /// keeping the memory file's holes, and returns the copy: machines cloned from it do not depend on the original. A paused
+    /// machine's disk is not in its image: <paramref name="disk"/> names it, and it is copied along.
     /// </summary>
-    public static async Task<MicroVmSnapshot> CopyImageAsync(MicroVmSnapshot image, string directory, CancellationToken cancellationToken)
+    public static async Task<MicroVmSnapshot> CopyImageAsync(MicroVmSnapshot image, string directory, string? disk, CancellationToken cancellationToken)
     {
         directory = Path.GetFullPath(directory);
         Directory.CreateDirectory(directory);
@@ -67,7 +75,12 @@ public sealed partial class MicroVmRunner
         File.Copy(image.StatePath, copy.StatePath);
         if (File.Exists(image.MemoryPath))
         {
-            await CopySparseAsync(image.MemoryPath, copy.MemoryPath, cancellationToken);
+            await Disks.DiskImage.CopySparseAsync(image.MemoryPath, copy.MemoryPath, cancellationToken);
+        }
+
+        if ((image.HasDisk ? image.DiskPath : disk) is { } from)
+        {
+            await Disks.DiskImage.CopySparseAsync(from, copy.DiskPath, cancellationToken);
         }
 
         copy.Save();
@@ -81,8 +94,11 @@ public sealed partial class MicroVmRunner
     /// the VM counts as up. Returns once its agent answers on the new address as the new machine. What the image's guest
     /// ran through the guest agent ends (the first command opens a new session); detached processes run on.
     /// </summary>
+    /// <remarks>An image with a disk needs a spec whose disk is a copy of the image's (and one without, a spec without).</remarks>
     public Task<MicroVm> CloneAsync(MicroVmSnapshot image, MicroVmSpec spec, CancellationToken cancellationToken) =>
-        StartFromImageAsync(image, spec, agent: null, serialLog: null, TakeIdentityAsync, cancellationToken);
+        image.HasDisk != spec.DiskPath is not null
+            ? throw new ArgumentException(image.HasDisk ? "The image has a disk: the clone needs a copy of it." : "The image has no disk: a clone of it has none.", nameof(spec))
+            : StartFromImageAsync(image, spec, agent: null, serialLog: null, TakeIdentityAsync, cancellationToken);
 
     private async Task TakeIdentityAsync(MicroVm vm, CancellationToken cancellationToken)
     {

@@ -175,11 +175,11 @@ public sealed partial class MicroVmRunner
                 await state.FlushAsync(cancellationToken);
             }
 
-            await WaitForMigrationAsync(qmp, cancellationToken);
+            await WaitForMigrationAsync(qmp, () => vm.Errors, cancellationToken);
             if (sharedMemory is not null)
             {
                 // The vCPUs are stopped and the devices' state is out: the file holds the guest's memory as it stopped.
-                await CopySparseAsync(sharedMemory, image.MemoryPath, cancellationToken);
+                await Disks.DiskImage.CopySparseAsync(sharedMemory, image.MemoryPath, cancellationToken);
             }
         }
         catch (TimeoutException timeout)
@@ -189,19 +189,6 @@ public sealed partial class MicroVmRunner
         finally
         {
             File.Delete(socketPath);
-        }
-    }
-
-    /// <summary>Copies a guest's memory file keeping its holes (the pages it never touched): what <c>cp --sparse=always</c> does.</summary>
-    private static async Task CopySparseAsync(string from, string to, CancellationToken cancellationToken)
-    {
-        var copy = new System.Diagnostics.ProcessStartInfo("cp", ["--sparse=always", from, to]) { RedirectStandardError = true, UseShellExecute = false };
-        using var process = System.Diagnostics.Process.Start(copy)!;
-        var errors = await process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken);
-        if (process.ExitCode != 0)
-        {
-            throw new IOException($"the guest's memory could not be copied out: {errors.Trim()}");
         }
     }
 

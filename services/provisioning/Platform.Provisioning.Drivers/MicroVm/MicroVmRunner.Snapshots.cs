@@ -56,7 +56,7 @@ public sealed partial class MicroVmRunner
                 await IgnoreSharedMemoryAsync(qmp, token);
                 await qmp.ExecuteAsync("stop", null, token);
                 await qmp.ExecuteAsync("migrate", new { uri = "exec:cat > " + ShellQuote(snapshot.StatePath) }, token);
-                await WaitForMigrationAsync(qmp, token);
+                await WaitForMigrationAsync(qmp, () => vm.Errors, token);
             }, cancellationToken);
             await vm.StopAsync(TimeSpan.FromSeconds(5), cancellationToken);
             snapshot.Save();
@@ -108,7 +108,8 @@ public sealed partial class MicroVmRunner
     private static string SuffixOf(string directory) =>
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(directory)))[..12];
 
-    private static async Task WaitForMigrationAsync(QmpClient qmp, CancellationToken cancellationToken)
+    /// <param name="errors">What QEMU said on its standard error, which often says more than the migration's own error.</param>
+    private static async Task WaitForMigrationAsync(QmpClient qmp, Func<string> errors, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -118,7 +119,7 @@ public sealed partial class MicroVmRunner
                 case "completed":
                     return;
                 case "failed" or "cancelled":
-                    throw new InvalidOperationException($"saving the snapshot failed: {migration["error-desc"]}");
+                    throw new InvalidOperationException($"saving the snapshot failed: {migration["error-desc"]} {errors()}".TrimEnd());
             }
 
             await Task.Delay(2, cancellationToken);

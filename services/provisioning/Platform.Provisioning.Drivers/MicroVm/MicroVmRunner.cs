@@ -70,7 +70,7 @@ public sealed partial class MicroVmRunner(
         var memoryFile = MemoryFileOf(spec.Id);
         CreateWorkDirectory(spec.WorkDirectory);
         var vm = Start(spec, accelerator, memoryFile, new QemuLaunch(
-            spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments(),
+            spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments() + (spec.DiskPath is null ? "" : " " + DiskArgument),
             MemoryFile: memoryFile,
             SharedMemory: true,
             IncomingState: null));
@@ -281,6 +281,7 @@ public sealed partial class MicroVmRunner(
             "-chardev", $"socket,id=agent0,path={Path.Combine(spec.WorkDirectory, "agent.sock")},server=on,wait=off",
             "-device", "virtio-serial-device,max_ports=2",
             "-device", "virtserialport,chardev=agent0,name=platform.agent",
+            .. DriveArguments(spec),
             "-qmp", $"unix:{Path.Combine(spec.WorkDirectory, "qmp.sock")},server=on,wait=off",
             // Finds the VM's QEMU after this process is gone (a crash), whatever its command line says.
             "-pidfile", Path.Combine(spec.WorkDirectory, MicroVm.PidFileName),
@@ -294,6 +295,20 @@ public sealed partial class MicroVmRunner(
         string[] jailed = jail is null ? [] : ["-chroot", jail.Root, "-runas", FormattableString.Invariant($"{jail.Ids.HostId}:{jail.Ids.HostId}")];
         return launch.Incoming ? [.. machine, .. jailed, "-incoming", "defer"] : [.. machine, .. jailed];
     }
+
+    /// <summary>What tells the template's init that the guest runs on its disk.</summary>
+    private const string DiskArgument = "platform.disk=vda";
+
+    /// <summary>
+    /// The disk as a virtio-blk drive: raw, opened by QEMU before it changes root, with the guest's discards passed on so
+    /// that what it deletes gives the host its room back. Not auto-read-only (-drive's default): a pause or checkpoint
+    /// hands the drive over read-only, which would have QEMU open the file again by its path, out of reach in its jail.
+    /// </summary>
+    private static string[] DriveArguments(MicroVmSpec spec) => spec.DiskPath is not { } disk ? [] :
+    [
+        "-drive", $"id=disk0,file={disk},format=raw,if=none,auto-read-only=off,discard=unmap,detect-zeroes=unmap",
+        "-device", "virtio-blk-device,drive=disk0",
+    ];
 
     /// <summary>
     /// Runs <paramref name="bringUp"/> within the ready timeout; if it fails, is cancelled or QEMU exits, the VM is
@@ -432,6 +447,11 @@ public sealed partial class MicroVmRunner(
         {
             // QEMU's option syntax takes ',' as a separator, and unix sockets have a short path limit.
             throw new ArgumentException($"A micro-VM's work directory is an absolute path of at most {MaxSocketPath - 12} characters without ','.", nameof(spec));
+        }
+
+        if (spec.DiskPath is { } disk && (!Path.IsPathFullyQualified(disk) || disk.Contains(',', StringComparison.Ordinal) || !File.Exists(disk)))
+        {
+            throw new ArgumentException($"A micro-VM's disk is an existing file named by an absolute path without ',': {disk}.", nameof(spec));
         }
 
         if (!OnSameSubnet(spec.Identity.Address, hostAddress, prefixLength))

@@ -16,6 +16,11 @@ public sealed record MicroVmSnapshot(string Directory, string TemplateVersion, i
 
     public string StatePath => Path.Combine(Directory, "state");
 
+    /// <summary>A checkpoint's copy of the VM's disk, if it had one: each machine made from the image starts on a copy of it.</summary>
+    public string DiskPath => Path.Combine(Directory, "disk");
+
+    public bool HasDisk => File.Exists(DiskPath);
+
     public static MicroVmSnapshot Load(string directory)
     {
         var file = Path.Combine(directory, ManifestFile);

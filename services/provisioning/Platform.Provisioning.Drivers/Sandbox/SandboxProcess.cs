@@ -187,10 +187,7 @@ public sealed class SandboxProcess : IAsyncDisposable
         _child?.Dispose();
         // Nothing of it runs any more (its cgroups are gone): its ids can go to the next sandbox.
         _idRanges.Release(_runDirectory);
-        if (Directory.Exists(_runDirectory))
-        {
-            Directory.Delete(_runDirectory, recursive: true);
-        }
+        SandboxRunner.DeleteRunDirectory(_runDirectory);
 
         DeleteIfEmpty(Path.GetDirectoryName(_runDirectory)!);
     }

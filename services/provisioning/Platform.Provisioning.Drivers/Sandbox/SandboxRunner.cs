@@ -18,6 +18,10 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
 {
     private const string SeccompFile = "seccomp.bpf";
 
+    /// <summary>A sandbox's disk, and where it is mounted, in its run directory.</summary>
+    private const string DiskFile = "disk.img";
+    private const string DiskMount = "disk";
+
     /// <summary>Where a sandbox started from saved files sees their archive (read-only).</summary>
     private const string FilesInside = "/.platform/files.tar";
 
@@ -84,6 +88,11 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         }
 
         spec.Limits.Validate();
+        if (spec.DiskMiB is not 0 and < Disks.DiskImage.MinSizeMiB)
+        {
+            throw new ArgumentException($"A sandbox's disk has at least {Disks.DiskImage.MinSizeMiB} MiB.", nameof(spec));
+        }
+
         var run = RunDirectoryOf(spec.Id);
         RemoveRunDirectory(spec.Id);
 
@@ -93,6 +102,13 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         {
             var ids = _idRanges.Lease(run);
             File.WriteAllBytes(Path.Combine(run, SeccompFile), SeccompProfile.Program);
+            if (spec.DiskMiB > 0)
+            {
+                // Its root directory belongs to the sandbox's root (the first id of its range).
+                Disks.DiskImage.EnsureAsync(Path.Combine(run, DiskFile), spec.DiskMiB, ids.HostId).GetAwaiter().GetResult();
+                Disks.DiskImage.MountAsync(Path.Combine(run, DiskFile), Path.Combine(run, DiskMount)).GetAwaiter().GetResult();
+            }
+
             var start = new ProcessStartInfo("/bin/sh")
             {
                 RedirectStandardInput = true,
@@ -110,6 +126,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
                 echo $$ > "$run/pid"
                 if [ -n "$PLATFORM_GUEST_AGENT" ]; then exec 7<"$PLATFORM_GUEST_AGENT" || exit 125; fi
                 if [ -n "$PLATFORM_FILES" ]; then exec 6<"$PLATFORM_FILES" || exit 125; fi
+                if [ -n "$PLATFORM_DISK" ]; then exec 5<"$PLATFORM_DISK" || exit 125; fi
                 "$@" 9<"$run/seccomp.bpf" >>"$run/stdout" 2>>"$run/stderr" &
                 inner=$!
                 n=0
@@ -143,6 +160,11 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
                 start.Environment["PLATFORM_FILES"] = spec.Files;
             }
 
+            if (spec.DiskMiB > 0)
+            {
+                start.Environment["PLATFORM_DISK"] = Path.Combine(run, DiskMount);
+            }
+
             var shell = Process.Start(start)!;
             shell.StandardInput.Close();
             return SandboxProcess.Started(spec, shell, cgroups, _idRanges, run, withGuestAgent: _guestAgent is not null);
@@ -151,7 +173,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         {
             cgroups.RemoveAsync(spec.Id).GetAwaiter().GetResult();
             _idRanges.Release(run);
-            Directory.Delete(run, recursive: true);
+            DeleteRunDirectory(run);
             throw;
         }
     }
@@ -162,7 +184,17 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         if (Directory.Exists(RunDirectoryOf(id)))
         {
             _idRanges.Release(RunDirectoryOf(id));
-            Directory.Delete(RunDirectoryOf(id), recursive: true);
+            DeleteRunDirectory(RunDirectoryOf(id));
+        }
+    }
+
+    /// <summary>Deletes a sandbox's run directory, its disk unmounted first (else the delete would empty the disk, then fail on its mount point).</summary>
+    internal static void DeleteRunDirectory(string run)
+    {
+        Disks.DiskImage.UnmountAsync(Path.Combine(run, DiskMount)).GetAwaiter().GetResult();
+        if (Directory.Exists(run))
+        {
+            Directory.Delete(run, recursive: true);
         }
     }
 
@@ -210,10 +242,20 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             "--proc", "/proc", "--dev", "/dev",
             // In memory, so charged to the memory limit; sized so that filling them fails with ENOSPC before the limit kills.
             "--size", (memory / 4).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/tmp",
-            "--size", (memory / 2).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/scratch",
+        })
+        {
+            yield return argument;
+        }
+
+        // On its disk (the shell opens its mount as descriptor 5), or in memory.
+        string[] scratch = spec.DiskMiB > 0
+            ? ["--bind-fd", "5", "/scratch"]
+            : ["--size", (memory / 2).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/scratch"];
+        foreach (var argument in (string[])[
+            .. scratch,
             "--chdir", "/scratch",
             "--hostname", spec.Hostname, "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/scratch",
-        })
+        ])
         {
             yield return argument;
         }

@@ -24,8 +24,8 @@ public sealed record SandboxLimits(int MemoryMiB, int MaxProcesses, double Cpus)
 
 /// <summary>
 /// One sandbox: <paramref name="Command"/> runs as its first process in new pid, network, uts, ipc and mount
-/// namespaces, on the host's /usr read-only, with a private /tmp and a writable /scratch (both in memory,
-/// charged to its memory limit).
+/// namespaces, on the host's /usr read-only, with a private /tmp (in memory, charged to its memory limit) and a writable
+/// /scratch: in memory too, or a disk of its own (<see cref="DiskMiB"/>).
 /// </summary>
 public sealed record SandboxSpec(string Id, IReadOnlyList<string> Command, SandboxLimits Limits, string Hostname)
 {
@@ -39,4 +39,11 @@ public sealed record SandboxSpec(string Id, IReadOnlyList<string> Command, Sandb
     /// <c>/scratch</c> before its command starts; null for an empty one.
     /// </summary>
     public string? Files { get; init; }
+
+    /// <summary>
+    /// When above 0, /scratch is a disk of this many MiB (an ext4 image in the sandbox's run directory, mounted through a
+    /// loop device) instead of memory: what the sandbox writes there is limited by the disk's size and charged to no memory
+    /// limit. It lasts as long as this run of the sandbox.
+    /// </summary>
+    public int DiskMiB { get; init; }
 }

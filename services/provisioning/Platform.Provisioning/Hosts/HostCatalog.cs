@@ -24,6 +24,10 @@ public sealed class HostCatalog(string schema) : IProjection
         ALTER TABLE {schema}.hosts ADD COLUMN version bigint NOT NULL DEFAULT 0;
         """);
 
+    public static SchemaMigration DiskMigration { get; } = new("host-catalog", 3, """
+        ALTER TABLE {schema}.hosts ADD COLUMN disk_mib int NOT NULL DEFAULT 0;
+        """);
+
     public static SchemaMigration Migration { get; } = new("host-catalog", 1, """
         CREATE TABLE {schema}.hosts (
             id uuid PRIMARY KEY,
@@ -60,11 +64,11 @@ public sealed class HostCatalog(string schema) : IProjection
                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, registered_at = excluded.registered_at, version = excluded.version
                     """, host.HostId, host.Name, Json(host), host.RegisteredAt, stored.StreamVersion),
                 MachinePlaced placed => transaction.Command(
-                    $"UPDATE {schema}.hosts SET machines = machines + 1, memory_mib = memory_mib + $2, vcpus = vcpus + $3, version = $4 WHERE id = $1",
-                    placed.HostId, placed.Shape.MemoryMiB, placed.Shape.Vcpus, stored.StreamVersion),
+                    $"UPDATE {schema}.hosts SET machines = machines + 1, memory_mib = memory_mib + $2, vcpus = vcpus + $3, disk_mib = disk_mib + $5, version = $4 WHERE id = $1",
+                    placed.HostId, placed.Shape.MemoryMiB, placed.Shape.Vcpus, stored.StreamVersion, placed.Shape.DiskMiB),
                 MachineUnplaced unplaced => transaction.Command(
-                    $"UPDATE {schema}.hosts SET machines = machines - 1, memory_mib = memory_mib - $2, vcpus = vcpus - $3, version = $4 WHERE id = $1",
-                    unplaced.HostId, unplaced.Shape.MemoryMiB, unplaced.Shape.Vcpus, stored.StreamVersion),
+                    $"UPDATE {schema}.hosts SET machines = machines - 1, memory_mib = memory_mib - $2, vcpus = vcpus - $3, disk_mib = disk_mib - $5, version = $4 WHERE id = $1",
+                    unplaced.HostId, unplaced.Shape.MemoryMiB, unplaced.Shape.Vcpus, stored.StreamVersion, unplaced.Shape.DiskMiB),
                 TemplateRegistered template => transaction.Command(
                     $"INSERT INTO {schema}.templates (name, version, kind, sha256, registered_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     template.Name, template.Version, template.Kind, template.Sha256, template.RegisteredAt),

@@ -9,6 +9,7 @@ using Platform.Hosting;
 namespace Platform.Provisioning.Hosts;
 
 /// <summary>A host as placement and the API see it; <see cref="Version"/> is its stream's version.</summary>
+/// <remarks><see cref="DiskMiB"/> is the size of the filesystem the host keeps machines' disks on.</remarks>
 public sealed record HostView(Guid Id, string Name, int Vcpus, int MemoryMiB, int DiskMiB, string Accelerator,
     IReadOnlyList<DriverCapacity> Drivers, IReadOnlyList<TemplateOnHost> Templates, HostUsage Used, DateTimeOffset RegisteredAt, long Version)
 {
@@ -32,11 +33,17 @@ public sealed record HostView(Guid Id, string Name, int Vcpus, int MemoryMiB, in
             return $"host {Name} has {Math.Max(0, vcpuLimit - Used.Vcpus)} vCPUs left ({Vcpus} cores, overcommit {guardrails.MaxVcpuOvercommit}), {shape.Vcpus} asked";
         }
 
+        var diskForMachines = DiskMiB - guardrails.ReservedHostDiskMiB;
+        if (shape.DiskMiB > 0 && Used.DiskMiB + shape.DiskMiB > diskForMachines)
+        {
+            return $"host {Name} has {Math.Max(0, diskForMachines - Used.DiskMiB)} MiB of disk left for machines ({guardrails.ReservedHostDiskMiB} MiB reserved for the host), {shape.DiskMiB} MiB asked";
+        }
+
         return null;
     }
 }
 
-public sealed record HostUsage(int Machines, int Vcpus, int MemoryMiB);
+public sealed record HostUsage(int Machines, int Vcpus, int MemoryMiB, int DiskMiB = 0);
 
 public sealed record TemplateView(string Name, string Version, string Kind, string Sha256, DateTimeOffset RegisteredAt);
 
@@ -47,14 +54,14 @@ public sealed class HostDirectory(NpgsqlDataSource dataSource, EventStore store,
 
     public async Task<IReadOnlyList<HostView>> HostsAsync(CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand($"SELECT host, machines, vcpus, memory_mib, version FROM {store.Schema}.hosts ORDER BY name, id");
+        await using var command = dataSource.CreateCommand($"SELECT host, machines, vcpus, memory_mib, version, disk_mib FROM {store.Schema}.hosts ORDER BY name, id");
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var hosts = new List<HostView>();
         while (await reader.ReadAsync(cancellationToken))
         {
             var host = JsonSerializer.Deserialize<HostRegistered>(reader.GetString(0), PlatformJson.Options)!;
             hosts.Add(new HostView(host.HostId, host.Name, host.Vcpus, host.MemoryMiB, host.DiskMiB, host.Accelerator, host.Drivers, host.Templates,
-                new HostUsage(reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3)), host.RegisteredAt, reader.GetInt64(4)));
+                new HostUsage(reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3), reader.GetInt32(5)), host.RegisteredAt, reader.GetInt64(4)));
         }
 
         return hosts;

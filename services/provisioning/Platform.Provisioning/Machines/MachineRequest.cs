@@ -64,6 +64,9 @@ public static partial class MachineRequestRules
     public const int MaxVcpus = 64;
     public const int MaxMemoryMiB = 1024 * 1024;
     public const int MaxDiskMiB = 2 * 1024 * 1024;
+
+    /// <summary>The smallest disk a machine gets (0 asks for none): an ext4 filesystem needs room for its journal.</summary>
+    public const int MinDiskMiB = 16;
     public const int MaxLabels = 32;
     public const int MaxCommandArguments = 64;
     public const int MaxProbeIntervalSeconds = 3600;
@@ -111,9 +114,9 @@ public static partial class MachineRequestRules
             Refuse("memoryMiB", $"is required, between 16 and {MaxMemoryMiB}");
         }
 
-        if (request.DiskMiB is < 0 or > MaxDiskMiB)
+        if (request.DiskMiB is < 0 or > MaxDiskMiB or (> 0 and < MinDiskMiB))
         {
-            Refuse("diskMiB", $"must be between 0 and {MaxDiskMiB}");
+            Refuse("diskMiB", $"must be 0 (no disk) or between {MinDiskMiB} and {MaxDiskMiB}");
         }
 
         if (request.Labels is { } labels)

@@ -51,6 +51,11 @@ public static class GuardrailEndpoints
             errors["maxVcpuOvercommit"] = ["must be between 1.0 and 64.0"];
         }
 
+        if (guardrails.ReservedHostDiskMiB is < 0 or > 1024 * 1024 * 1024)
+        {
+            errors["reservedHostDiskMiB"] = ["must be between 0 and 1073741824"];
+        }
+
         if (errors.Count > 0)
         {
             throw Problems.Validation(errors);

@@ -49,16 +49,18 @@ public sealed class MachineRequestRulesTests
     }
 
     [Fact]
-    public void A_host_refuses_a_machine_past_its_machine_count_its_memory_left_after_the_reserve_or_its_vcpu_overcommit()
+    public void A_host_refuses_a_machine_past_its_machine_count_its_memory_or_disk_left_after_the_reserve_or_its_vcpu_overcommit()
     {
-        var guardrails = new HostGuardrails(ReservedHostMemoryMiB: 1024, MaxMachinesPerHost: 3, MaxVcpuOvercommit: 2.0);
-        HostView Host(int machines, int vcpus, int memoryMiB) =>
-            new(Guid.CreateVersion7(), "h1", 2, 4096, 0, "tcg", [], [], new HostUsage(machines, vcpus, memoryMiB), DateTimeOffset.UnixEpoch, 1);
+        var guardrails = new HostGuardrails(ReservedHostMemoryMiB: 1024, MaxMachinesPerHost: 3, MaxVcpuOvercommit: 2.0, ReservedHostDiskMiB: 1000);
+        HostView Host(int machines, int vcpus, int memoryMiB, int diskMiB = 0) =>
+            new(Guid.CreateVersion7(), "h1", 2, 4096, 5000, "tcg", [], [], new HostUsage(machines, vcpus, memoryMiB, diskMiB), DateTimeOffset.UnixEpoch, 1);
 
         Assert.Null(Host(2, 3, 2048).Refusal(new MachineShape(1, 1024, 0), guardrails));
         Assert.Contains("maxMachinesPerHost 3", Host(3, 0, 0).Refusal(new MachineShape(1, 64, 0), guardrails), StringComparison.Ordinal);
         Assert.Contains("1024 MiB of memory left", Host(1, 1, 2048).Refusal(new MachineShape(1, 1025, 0), guardrails), StringComparison.Ordinal);
         Assert.Contains("0 vCPUs left", Host(1, 4, 64).Refusal(new MachineShape(1, 64, 0), guardrails), StringComparison.Ordinal);
+        Assert.Null(Host(1, 1, 64, diskMiB: 3000).Refusal(new MachineShape(1, 64, 1000), guardrails));
+        Assert.Contains("1000 MiB of disk left for machines (1000 MiB reserved", Host(1, 1, 64, diskMiB: 3000).Refusal(new MachineShape(1, 64, 1001), guardrails), StringComparison.Ordinal);
     }
 
     [Fact]
