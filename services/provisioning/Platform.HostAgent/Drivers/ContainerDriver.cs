@@ -12,7 +12,12 @@ namespace Platform.HostAgent.Drivers;
 /// container from the image, named and labelled after the machine and sized from its shape; a halt stops it and
 /// removes it, so that the next launch starts again from the image.
 /// </summary>
-public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions options, HostSnapshots snapshots, ILogger<ContainerDriver> logger) : IMachineDriver, IKeepsSnapshotsElsewhere
+/// <remarks>
+/// A machine's <c>diskMiB</c> limits its writable layer where the engine can (<paramref name="limitsWritableLayer"/>, see
+/// <see cref="ContainerEngine.LimitsWritableLayerAsync"/>); elsewhere the driver offers no disk, and placement refuses one.
+/// </remarks>
+public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions options, HostSnapshots snapshots, ILogger<ContainerDriver> logger, bool limitsWritableLayer = false)
+    : IMachineDriver, IKeepsSnapshotsElsewhere
 {
     /// <summary>
     /// The repository a container's snapshot is committed to, tagged with the snapshot's id: no template. Named with its
@@ -35,7 +40,8 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
     private const int ReasonTailCharacters = 500;
     private volatile IReadOnlyList<TemplateOnHost> _templates = [];
 
-    public DriverCapacity Capacity { get; } = new(Kind, Kind, MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024, MaxDiskMiB: 0);
+    public DriverCapacity Capacity { get; } = new(Kind, Kind, MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024,
+        MaxDiskMiB: limitsWritableLayer ? 1024 * 1024 : 0);
 
     public string? Accelerator => null;
 
@@ -115,7 +121,10 @@ public sealed class ContainerDriver(ContainerEngine docker, ContainerOptions opt
             var spec = new ContainerSpec(name, image, launch.Command,
                 new Dictionary<string, string> { [MachineIdLabel] = launch.MachineId.ToString(), [TenantIdLabel] = launch.TenantId.ToString() },
                 new ContainerLimits(launch.Shape.MemoryMiB * 1024L * 1024, launch.Shape.Vcpus, options.MaxProcesses),
-                options.Network, launch.Name, options.CgroupParent, options.UserNamespace, GuestAgent.Built());
+                options.Network, launch.Name, options.CgroupParent, options.UserNamespace, GuestAgent.Built())
+            {
+                DiskMiB = launch.Shape.DiskMiB,
+            };
             var id = await docker.CreateContainerAsync(spec, cancellationToken);
             try
             {

@@ -88,7 +88,14 @@ public static class DriverSetup
                 "" => null,
                 var mode => mode,
             };
-            var driver = new ContainerDriver(docker, options, snapshots, loggers.CreateLogger<ContainerDriver>());
+            var limitsWritableLayer = docker.LimitsWritableLayerAsync(timeout.Token).GetAwaiter().GetResult();
+            if (!limitsWritableLayer)
+            {
+                loggers.CreateLogger(typeof(DriverSetup)).LogInformation(
+                    "The container engine at {Socket} cannot limit a container's writable layer (overlay on ext4?): containers get no disk size (diskMiB) on this host", options.Socket);
+            }
+
+            var driver = new ContainerDriver(docker, options, snapshots, loggers.CreateLogger<ContainerDriver>(), limitsWritableLayer);
             driver.RefreshTemplatesAsync(timeout.Token).GetAwaiter().GetResult();
             return driver;
         }

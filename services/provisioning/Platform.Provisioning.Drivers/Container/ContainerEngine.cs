@@ -46,6 +46,23 @@ public sealed partial class ContainerEngine : IDisposable
         return version.Components?.Any(c => c.Name?.Contains("Podman", StringComparison.OrdinalIgnoreCase) == true) == true;
     }
 
+    /// <summary>
+    /// Whether the engine can limit a container's writable layer (<c>--storage-opt size</c>): its storage driver is btrfs, zfs
+    /// or devicemapper, or overlay on XFS (which must be mounted with project quotas: an engine on XFS without them refuses
+    /// the limit when a container is created, with its own message). Overlay on ext4, the common case, cannot.
+    /// </summary>
+    public async Task<bool> LimitsWritableLayerAsync(CancellationToken cancellationToken)
+    {
+        var info = await CallAsync("GET /info", () => _docker.System.GetSystemInfoAsync(cancellationToken), cancellationToken);
+        var backing = info.DriverStatus?.FirstOrDefault(s => s.Length == 2 && s[0] == "Backing Filesystem")?[1];
+        return info.Driver switch
+        {
+            "btrfs" or "zfs" or "devicemapper" => true,
+            "overlay" or "overlay2" => backing is "xfs",
+            _ => false,
+        };
+    }
+
     /// <summary>Creates the container (not started) and returns its id.</summary>
     public async Task<string> CreateContainerAsync(ContainerSpec spec, CancellationToken cancellationToken)
     {
@@ -81,11 +98,12 @@ public sealed partial class ContainerEngine : IDisposable
                     new Ulimit { Name = "nproc", Soft = spec.Limits.MaxProcesses, Hard = spec.Limits.MaxProcesses },
                 ],
                 // /tmp is a tmpfs of a quarter of its memory, charged to it: filling /tmp ends in ENOSPC, not a full engine
-                // disk (the rest of its writable layer is on the engine's storage, which sets no size).
+                // disk (the rest of its writable layer is on the engine's storage, limited only when it has a disk size).
                 Tmpfs = new Dictionary<string, string> { ["/tmp"] = FormattableString.Invariant($"rw,nosuid,nodev,mode=1777,size={TmpSizeBytes(spec.Limits)}") },
                 NetworkMode = spec.NetworkMode,
                 CgroupParent = spec.CgroupParent,
                 Binds = entry is null ? null : [$"{spec.GuestAgent}:{GuestAgent.Inside}:ro"],
+                StorageOpt = spec.DiskMiB > 0 ? new Dictionary<string, string> { ["size"] = FormattableString.Invariant($"{spec.DiskMiB}M") } : null,
             },
         };
         return (await CallAsync("POST /containers/create", () => _docker.Containers.CreateContainerAsync(parameters, cancellationToken), cancellationToken)).ID;

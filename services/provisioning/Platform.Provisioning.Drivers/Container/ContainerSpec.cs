@@ -19,7 +19,11 @@ public sealed record ContainerSpec(
     string? Hostname = null,
     string? CgroupParent = null,
     string? UserNamespace = null,
-    string? GuestAgent = null);
+    string? GuestAgent = null)
+{
+    /// <summary>When above 0, the size its writable layer may grow to (the engine's <c>size</c> storage option; see <see cref="ContainerEngine.LimitsWritableLayerAsync"/>).</summary>
+    public int DiskMiB { get; init; }
+}
 
 /// <summary>
 /// What a container may use: memory (swap included: the container gets no swap beyond it), CPU in cores
