@@ -89,23 +89,28 @@ public sealed class MachineSagaTests(PlatformStack stack)
     }
 
     [Fact]
-    public async Task A_creation_the_quota_does_not_allow_fails_at_the_quota_step_and_holds_nothing()
+    public async Task A_creation_the_quota_does_not_allow_is_refused_at_once_naming_the_limit_and_creates_nothing()
     {
         using var admin = await stack.AdminAsync();
         var (tenantId, tenant) = await admin.CreateTenantWithAdminAsync();
-        var limits = new { machines = 1, vcpus = 8, memoryMiB = 4096, diskMiB = 0, tunnels = 0, portForwards = 0 };
+        var limits = new { machines = 2, vcpus = 8, memoryMiB = 4096, diskMiB = 100, tunnels = 0, portForwards = 0 };
         Assert.Equal(HttpStatusCode.OK, (await admin.PutAsJsonAsync($"/api/v1/tenants/{tenantId}/quotas", limits)).StatusCode);
 
-        var first = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        var first = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, diskMiB = 64 });
         await tenant.WaitForMachineAsync(first, "running");
+        var overDisk = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64, diskMiB = 64 });
         var second = await tenant.CreateMachineAsync(new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
+        await tenant.WaitForMachineAsync(second, "running");
+        var overMachines = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "sandbox", driver = "simulated", vcpus = 1, memoryMiB = 64 });
 
-        var failed = await tenant.WaitForMachineAsync(second, "failed");
-        Assert.Equal("creation failed at the quota step: the tenant's machines quota would be 2 of 1", failed.GetProperty("lastError").GetString());
-        Assert.Equal(1, (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/quotas")).GetProperty("used").GetProperty("machines").GetInt32());
-        Assert.DoesNotContain(second.ToString(), (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/networks")).ToString(), StringComparison.Ordinal);
-        var start = await tenant.PostAsync($"/api/v1/machines/{second}/start", null);
-        await Problems.AssertAsync(start, HttpStatusCode.Conflict, "urn:platform:problem:illegal-transition");
+        var disk = await Problems.AssertAsync(overDisk, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:quota-exceeded");
+        Assert.Equal("the tenant's diskMiB quota would be 128 of 100", disk.GetProperty("detail").GetString());
+        Assert.Equal(("diskMiB", 64, 64, 100), (disk.GetProperty("limit").GetString(), disk.GetProperty("used").GetInt32(), disk.GetProperty("requested").GetInt32(), disk.GetProperty("max").GetInt32()));
+        var machines = await Problems.AssertAsync(overMachines, HttpStatusCode.UnprocessableEntity, "urn:platform:problem:quota-exceeded");
+        Assert.Equal("the tenant's machines quota would be 3 of 2", machines.GetProperty("detail").GetString());
+        var listed = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/machines");
+        Assert.Equal(2, listed.GetProperty("items").GetArrayLength());
+        Assert.Equal(2, (await tenant.GetFromJsonAsync<JsonElement>("/api/v1/quotas")).GetProperty("used").GetProperty("machines").GetInt32());
 
         await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{second}");
         await tenant.WaitForMachineAsync(second, "destroyed");

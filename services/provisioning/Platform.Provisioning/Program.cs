@@ -50,6 +50,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton(MachineCreationOptions.Read(builder.Configuration));
         builder.Services.AddSingleton<PlacementTurns>();
         builder.Services.AddSingleton<MachineCreation>();
+        builder.Services.AddSingleton<QuotaCheck>();
         builder.Services.AddSingleton<MachineActions>();
         builder.Services.AddSingleton<MachineWatch>();
         builder.Services.AddSingleton(MachineExpiryOptions.Read(builder.Configuration));

@@ -28,6 +28,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition(TenancySe
         {
             bus.AddConsumer<ReserveQuotaConsumer, ReserveQuotaConsumerDefinition>();
             bus.AddConsumer<ReleaseQuotaConsumer, ReleaseQuotaConsumerDefinition>();
+            bus.AddConsumer<CheckQuotaConsumer>();
             bus.AddConsumer<RegisterMachineConsumer>();
             bus.AddConsumer<UnregisterMachineConsumer>();
         }),

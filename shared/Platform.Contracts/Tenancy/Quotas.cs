@@ -41,5 +41,14 @@ public sealed record QuotaRejected(Guid MachineId, Guid TenantId, string Limit, 
 
 public sealed record QuotaReleased(Guid MachineId, Guid TenantId, QuotaResources Released) : IIntegrationEvent;
 
+/// <summary>
+/// Request (answered with <see cref="QuotaChecked"/>): would <paramref name="Requested"/> fit in the tenant's quota now?
+/// Holds nothing: it lets a creation be refused at once; the reservation that follows is what counts.
+/// </summary>
+public sealed record CheckQuota(Guid TenantId, QuotaResources Requested);
+
+/// <summary>The answer to <see cref="CheckQuota"/>: it fits, or the first limit it would break and by how much.</summary>
+public sealed record QuotaChecked(bool Fits, string? Limit, long Used, long Requested, long Max);
+
 /// <summary>A platform-admin set the tenant's limits.</summary>
 public sealed record QuotaLimitsSet(Guid TenantId, QuotaResources Limits, DateTimeOffset SetAt) : IIntegrationEvent;

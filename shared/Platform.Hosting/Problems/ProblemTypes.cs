@@ -22,6 +22,7 @@ public static class ProblemTypes
     public const string PlacementRefused = Prefix + "placement-refused";
     public const string MachineFailed = Prefix + "machine-failed";
     public const string SnapshotInUse = Prefix + "snapshot-in-use";
+    public const string QuotaExceeded = Prefix + "quota-exceeded";
     public const string PoolExhausted = Prefix + "pool-exhausted";
     public const string SubnetExhausted = Prefix + "subnet-exhausted";
     public const string PayloadTooLarge = Prefix + "payload-too-large";

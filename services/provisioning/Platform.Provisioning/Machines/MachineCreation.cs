@@ -14,7 +14,7 @@ namespace Platform.Provisioning.Machines;
 /// on fresh state; an Idempotency-Key makes a repeated request answer with the machine it created. Placements
 /// take turns (<see cref="PlacementTurns"/>); a burst beyond what the line holds is refused before anything is written.
 /// </summary>
-public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, ExitNodeCopies exitNodes, PlacementTurns turns, TimeProvider time)
+public sealed class MachineCreation(EventStore store, HostDirectory hosts, MachineReader machines, ExitNodeCopies exitNodes, PlacementTurns turns, QuotaCheck quota, TimeProvider time)
 {
     /// <summary>Many creations at once contend for one host's stream; each lost race is placed again, after a short random pause.</summary>
     private const int PlacementAttempts = 50;
@@ -54,6 +54,7 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             throw Problems.Invalid("exitNodeId", "no exit node with that id exists for this tenant (GET /api/v1/exit-nodes lists them)");
         }
 
+        await quota.EnsureFitsAsync(tenantId, QuotaCheck.Of(MachineRequestRules.ShapeOf(effective), effective.ExitNodeId is not null), cancellationToken);
         var metadata = new EventMetadata(correlationId, TenantId: tenantId.ToString(), Actor: caller.Subject);
         return await PlaceAndRecordAsync(effective, tenantId, Guid.CreateVersion7(), snapshot, metadata, idempotencyKey is null ? null : (idempotencyKey, requestHash), cancellationToken);
     }

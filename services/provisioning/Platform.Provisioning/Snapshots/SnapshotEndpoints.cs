@@ -58,7 +58,8 @@ public static partial class SnapshotEndpoints
     /// operation; its result (<c>GET /api/v1/operations/{id}</c>) names each machine and how its creation went.
     /// </summary>
     private static async Task<Accepted<ForkAccepted>> ForkAsync(
-        Guid machineId, ForkRequest? request, Caller caller, HttpContext http, MachineReader machines, EventStore store, TimeProvider time, CancellationToken cancellationToken)
+        Guid machineId, ForkRequest? request, Caller caller, HttpContext http, MachineReader machines, EventStore store, QuotaCheck quota, TimeProvider time,
+        CancellationToken cancellationToken)
     {
         caller.RequireMutate("machines");
         if (request?.Count is not (>= 1 and <= MaxForks))
@@ -67,6 +68,9 @@ public static partial class SnapshotEndpoints
         }
 
         var machine = await SnapshottableAsync(machineId, caller, machines, cancellationToken);
+        // The snapshot and every fork, as their flows will reserve them.
+        await quota.EnsureFitsAsync(machine.TenantId, QuotaCheck.Of(machine.Shape, machine.ExitNodeId is not null, request.Count.Value)
+            with { Snapshots = 1 }, cancellationToken);
         var snapshotId = Guid.CreateVersion7();
         var operationId = Guid.CreateVersion7();
         var fork = new SnapshotFork(operationId, Enumerable.Range(0, request.Count.Value).Select(_ => Guid.CreateVersion7()).ToList());

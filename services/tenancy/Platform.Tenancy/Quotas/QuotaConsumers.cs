@@ -39,6 +39,16 @@ public sealed class ReserveQuotaConsumer(Inbox inbox, QuotaStore quotas) : ICons
     }
 }
 
+/// <summary>Answers whether a request would fit in the tenant's quota now; reads only.</summary>
+public sealed class CheckQuotaConsumer(QuotaStore quotas) : IConsumer<CheckQuota>
+{
+    public async Task Consume(ConsumeContext<CheckQuota> context)
+    {
+        var quota = await quotas.LoadAsync(context.Message.TenantId, context.CancellationToken);
+        await context.RespondAsync(quota.State.Check(context.Message.Requested));
+    }
+}
+
 public sealed class ReleaseQuotaConsumer(Inbox inbox, QuotaStore quotas) : IConsumer<ReleaseQuota>
 {
     public async Task Consume(ConsumeContext<ReleaseQuota> context)

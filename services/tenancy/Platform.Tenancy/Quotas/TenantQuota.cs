@@ -34,17 +34,26 @@ public sealed record TenantQuota(QuotaResources Limits, ImmutableDictionary<Guid
             return null;
         }
 
+        var check = Check(command.Requested);
+        return check.Fits
+            ? new QuotaReserved(command.MachineId, command.TenantId, command.Requested)
+            : new QuotaRejected(command.MachineId, command.TenantId, check.Limit!, check.Used, check.Requested, check.Max);
+    }
+
+    /// <summary>Whether <paramref name="requested"/> fits beside what is held now; if not, the first limit it would break.</summary>
+    public QuotaChecked Check(QuotaResources requested)
+    {
         var used = Used.Named().ToDictionary(u => u.Name, u => u.Amount);
         var limits = Limits.Named().ToDictionary(l => l.Name, l => l.Amount);
-        foreach (var (name, requested) in command.Requested.Named())
+        foreach (var (name, amount) in requested.Named())
         {
-            if (requested > 0 && used[name] + requested > limits[name])
+            if (amount > 0 && used[name] + amount > limits[name])
             {
-                return new QuotaRejected(command.MachineId, command.TenantId, name, used[name], requested, limits[name]);
+                return new QuotaChecked(false, name, used[name], amount, limits[name]);
             }
         }
 
-        return new QuotaReserved(command.MachineId, command.TenantId, command.Requested);
+        return new QuotaChecked(true, null, 0, 0, 0);
     }
 
     /// <summary>
