@@ -1,5 +1,6 @@
 using Platform.Provisioning.Drivers.Disks;
 using Platform.Provisioning.Drivers.Guests;
+using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Testing;
 
 namespace Platform.Provisioning.Tests;
@@ -32,6 +33,39 @@ public sealed partial class MicroVmTests
 
             var again = await RunAsync(machine.Vm, new GuestCommand(["/bin/sh", "-c", "cat /root/kept; cat /etc/machine-id"]));
             Assert.Equal((0, $"kept-across-boots\n{spec.Identity.MachineId}\n"), (again.Code, again.Output));
+        }
+        finally
+        {
+            if (machine.Vm is not null)
+            {
+                await machine.Vm.DisposeAsync();
+                machine.Vm = null;
+            }
+
+            DiskImage.Delete(disk);
+        }
+    }
+
+    [Fact]
+    public async Task A_micro_vm_of_an_image_template_boots_onto_a_copy_of_its_root_grown_to_its_disk_and_runs_its_entrypoint()
+    {
+        await using var image = await TestImageTemplate.BuildAsync(Environment.GetEnvironmentVariable("PLATFORM_MICROVM_TEMPLATES")!);
+        var template = MicroVmTemplate.Load(image.Directory);
+        await using var machine = await fixture.MachineAsync(subnet: 44);
+        var disk = Path.Combine(MicroVmFixture.WorkRoot, machine.Spec.Id + ".img");
+        try
+        {
+            await DiskImage.EnsureCopyOfAsync(disk, template.Image!.RootImagePath, 128, Timeout());
+            machine.Vm = await fixture.Runner.BootAsync(machine.Spec with { Template = template, DiskPath = disk }, Timeout());
+
+            var seen = await RunAsync(machine.Vm, new GuestCommand(["sh", "-c", "echo $GREETING; df -m / | tail -n 1 | awk '{print $2}'; cat /etc/machine-id; ls /app"]));
+            var lines = seen.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(seen.Code == 0 && lines.Length == 4, seen.Output + seen.Errors);
+            Assert.Equal("hello", lines[0]);
+            Assert.InRange(int.Parse(lines[1], System.Globalization.CultureInfo.InvariantCulture), 100, 128);
+            Assert.Equal([machine.Spec.Identity.MachineId, "run"], lines[2..]);
+            await Eventually.TrueAsync(() => File.ReadAllText(machine.Vm.SerialLogPath).Contains(TestImageTemplate.Greeting, StringComparison.Ordinal),
+                TimeSpan.FromSeconds(30), "the image's entrypoint says hello on the console");
         }
         finally
         {

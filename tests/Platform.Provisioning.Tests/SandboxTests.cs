@@ -121,6 +121,28 @@ public sealed class SandboxTests
     }
 
     [Fact]
+    public async Task A_sandbox_on_an_images_root_has_its_variables_working_directory_and_kept_capabilities_only_and_none_of_the_hosts_usr()
+    {
+        await using var image = await TestImageTemplate.BuildAsync(Environment.GetEnvironmentVariable("PLATFORM_MICROVM_TEMPLATES")!);
+        var template = Platform.Provisioning.Drivers.Templates.ImageTemplate.Load(image.Directory);
+        var id = NewId();
+        await using var sandbox = _runner.Start(new SandboxSpec(id, ["/bin/sh", "-c", "echo \"$GREETING in $(pwd)\"; test -e /usr && echo has-usr || echo no-usr; ls /app; echo x > /scratch/written && echo scratch-writable; cat /proc/self/status"], Small, "sbx-" + id[..8])
+        {
+            Root = template.RootfsPath,
+            Environment = template.Environment,
+            WorkingDirectory = template.WorkingDirectory,
+        });
+
+        var exit = await sandbox.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(exit.ExitCode == 0, exit.Output + exit.Errors);
+        // Its bounding set is the kept capabilities only, as on the host's /usr (where setpriv narrows it).
+        Assert.Equal(["hello in /app", "no-usr", "run", "scratch-writable"], exit.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)[..4]);
+        Assert.Contains("CapBnd:\t00000000a00405fb\n", exit.Output, StringComparison.Ordinal);
+        Assert.Equal(["/app/run"], template.Command);
+    }
+
+    [Fact]
     public async Task Disposing_a_running_sandbox_leaves_no_process_and_no_cgroup()
     {
         var sandbox = Start(["/bin/sh", "-c", "sleep 60 & sleep 60"]);

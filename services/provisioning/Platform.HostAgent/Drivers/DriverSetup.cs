@@ -3,6 +3,7 @@ using Platform.HostAgent.Networking;
 using Platform.Provisioning.Drivers.Container;
 using Platform.Provisioning.Drivers.MicroVm;
 using Platform.Provisioning.Drivers.Sandbox;
+using Platform.Provisioning.Drivers.Templates;
 
 namespace Platform.HostAgent.Drivers;
 
@@ -38,7 +39,8 @@ public static class DriverSetup
 
         if (options.OfferedDrivers.Contains("sandbox"))
         {
-            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect(), Path.Combine(options.StatePath, "sandboxes")), options.SandboxMaxProcesses, networks, snapshots));
+            drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect(), Path.Combine(options.StatePath, "sandboxes")), options.SandboxMaxProcesses, networks, snapshots,
+                ImageTemplates(options.TemplatesPath, logger)));
         }
 
         if (options.OfferedDrivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, snapshots, loggers) is { } containers)
@@ -109,7 +111,29 @@ public static class DriverSetup
         }
     }
 
-    /// <summary>Every <c>{templates}/{name}/current</c> that holds a micro-VM template.</summary>
+    /// <summary>Every <c>{templates}/{name}/current</c> that holds a template built from an image (build-image-template).</summary>
+    private static IReadOnlyList<ImageTemplate> ImageTemplates(string templatesPath, ILogger logger)
+    {
+        var templates = new List<ImageTemplate>();
+        foreach (var current in Directory.Exists(templatesPath) ? Directory.EnumerateDirectories(templatesPath).Select(d => Path.Combine(d, "current")) : [])
+        {
+            try
+            {
+                if (ImageTemplate.IsIn(current))
+                {
+                    templates.Add(ImageTemplate.Load(current));
+                }
+            }
+            catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException)
+            {
+                logger.LogError("The template in {Directory} cannot be used: {Reason}", current, exception.Message);
+            }
+        }
+
+        return templates;
+    }
+
+    /// <summary>Every <c>{templates}/{name}/current</c> that holds a micro-VM template (one built from an image included).</summary>
     private static IReadOnlyList<MicroVmTemplate> MicroVmTemplates(string templatesPath, ILogger logger)
     {
         var templates = new List<MicroVmTemplate>();
@@ -117,7 +141,14 @@ public static class DriverSetup
         {
             if (File.Exists(Path.Combine(current, "template.json")))
             {
-                templates.Add(MicroVmTemplate.Load(current));
+                try
+                {
+                    templates.Add(MicroVmTemplate.Load(current));
+                }
+                catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException)
+                {
+                    logger.LogError("The template in {Directory} cannot be used: {Reason}", current, exception.Message);
+                }
             }
         }
 

@@ -4,8 +4,10 @@ using System.Net.Sockets;
 using Platform.Contracts.Provisioning;
 using Platform.HostAgent.Networking;
 using Platform.HostAgent.Telemetry;
+using Platform.Provisioning.Drivers.Disks;
 using Platform.Provisioning.Drivers.Guests;
 using Platform.Provisioning.Drivers.MicroVm;
+using Platform.Provisioning.Drivers.Templates;
 using Platform.Provisioning.Drivers.Networking;
 
 namespace Platform.HostAgent.Drivers;
@@ -51,7 +53,7 @@ public sealed class MicroVmDriver(
     public string? Accelerator => _accelerator;
 
     public IReadOnlyList<TemplateOnHost> Templates => templates
-        .Select(t => new TemplateOnHost(t.Name, t.Version, "microvm", t.Sha256,
+        .Select(t => new TemplateOnHost(t.Name, t.Version, t.Image is null ? "microvm" : ImageTemplate.Kind, t.Sha256,
             _snapshots.Keys.Where(k => k.Version == t.Version).Select(k => new MachineShape(k.Vcpus, k.MemoryMiB, 0)).OrderBy(s => s.MemoryMiB).ToList()))
         .ToList();
 
@@ -70,7 +72,8 @@ public sealed class MicroVmDriver(
             await runner.RemoveLeftoverPooledAsync(leftover, cancellationToken);
         }
 
-        foreach (var template in templates)
+        // A template built from an image boots onto a disk each time: there is nothing of it to keep restored.
+        foreach (var template in templates.Where(t => t.Image is null))
         {
             _accelerator = await runner.DetectAcceleratorAsync(template, cancellationToken);
             foreach (var shape in snapshotShapes)
@@ -112,12 +115,12 @@ public sealed class MicroVmDriver(
             return await CloneAsync(launch, template, MicroVmSnapshot.Load(snapshots.LaunchDirectoryOf(machineSnapshot)), identity, attachment, workDirectory, cancellationToken);
         }
 
-        if (launch.Shape.DiskMiB > 0)
+        if (launch.Shape.DiskMiB > 0 || template.Image is not null)
         {
-            // Its disk, kept from its last run if it had one: the pool's VMs have none, so it boots (the template's init moves
-            // onto the disk).
-            await EnsureDiskAsync(launch);
-            return await StartAsync(launch, template, identity, attachment, workDirectory, "cold", spec => runner.BootAsync(spec, cancellationToken));
+            // Its disk, kept from its last run if it had one (on an image's template, a copy of the image's root): the pool's
+            // VMs have none, so it boots (the template's init moves onto the disk).
+            await EnsureDiskAsync(launch, template.Image, cancellationToken);
+            return await StartAsync(launch, template, identity, attachment, workDirectory, "cold", spec => runner.BootAsync(spec, cancellationToken), withDisk: true);
         }
 
         var key = new SnapshotKey(template.Version, launch.Shape.Vcpus, launch.Shape.MemoryMiB);
@@ -164,12 +167,12 @@ public sealed class MicroVmDriver(
             Directory.CreateDirectory(disksPath);
             try
             {
-                await Platform.Provisioning.Drivers.Disks.DiskImage.CopySparseAsync(image.DiskPath, disk + ".making", cancellationToken);
+                await DiskImage.CopySparseAsync(image.DiskPath, disk + ".making", cancellationToken);
                 File.Move(disk + ".making", disk, overwrite: true);
             }
             catch (IOException failed)
             {
-                Platform.Provisioning.Drivers.Disks.DiskImage.Delete(disk);
+                DiskImage.Delete(disk);
                 throw new LaunchFailedException($"the snapshot's disk could not be copied: {failed.Message}", failed);
             }
         }
@@ -177,12 +180,22 @@ public sealed class MicroVmDriver(
         return await StartAsync(launch, template, identity, attachment, workDirectory, "clone", spec => runner.CloneAsync(image, spec, cancellationToken), withDisk: image.HasDisk);
     }
 
-    /// <summary>The machine's disk: made at its first launch (and after a fresh one), kept across its stops and starts.</summary>
-    private async Task EnsureDiskAsync(LaunchMachine launch)
+    /// <summary>
+    /// The machine's disk: made at its first launch (and after a fresh one), kept across its stops and starts. On a template
+    /// built from an image it is a copy of the image's root, grown to the machine's <c>diskMiB</c> if that is larger.
+    /// </summary>
+    private async Task EnsureDiskAsync(LaunchMachine launch, ImageTemplate? image, CancellationToken cancellationToken)
     {
         try
         {
-            await Platform.Provisioning.Drivers.Disks.DiskImage.EnsureAsync(DiskOf(launch.MachineId), launch.Shape.DiskMiB);
+            if (image is not null)
+            {
+                await DiskImage.EnsureCopyOfAsync(DiskOf(launch.MachineId), image.RootImagePath, launch.Shape.DiskMiB, cancellationToken);
+            }
+            else
+            {
+                await DiskImage.EnsureAsync(DiskOf(launch.MachineId), launch.Shape.DiskMiB);
+            }
         }
         catch (Exception failed) when (failed is IOException or UnauthorizedAccessException or ArgumentException)
         {
@@ -340,7 +353,7 @@ public sealed class MicroVmDriver(
     public async Task CleanUpAsync(Guid machineId, CancellationToken cancellationToken)
     {
         await RemoveLeftoversAsync(machineId, cancellationToken);
-        Platform.Provisioning.Drivers.Disks.DiskImage.Delete(DiskOf(machineId));
+        DiskImage.Delete(DiskOf(machineId));
     }
 
     /// <summary>

@@ -8,6 +8,7 @@ using Platform.HostAgent.Telemetry;
 using Platform.Provisioning.Drivers.Networking;
 using Platform.Provisioning.Drivers.Guests;
 using Platform.Provisioning.Drivers.Sandbox;
+using Platform.Provisioning.Drivers.Templates;
 
 namespace Platform.HostAgent.Drivers;
 
@@ -29,15 +30,19 @@ public sealed class SandboxDriver : IMachineDriver
     /// <summary>A sandbox's snapshot: its /scratch, as a tar archive.</summary>
     private const string FilesArchive = "files.tar";
 
-    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks, HostSnapshots snapshots)
+    private readonly IReadOnlyList<ImageTemplate> _images;
+
+    /// <param name="images">Templates built from images: a sandbox of one runs on its root, read-only, instead of the host's /usr.</param>
+    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks, HostSnapshots snapshots, IReadOnlyList<ImageTemplate>? images = null)
     {
         _runner = runner;
         _maxProcesses = maxProcesses;
         _networks = networks;
         _snapshots = snapshots;
+        _images = images ?? [];
         var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
             $"{ReadOrEmpty("/etc/os-release")}\n{runner.Cgroups.Version}\n{new FileInfo("/usr/bin/bwrap").Length}")));
-        Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, [])];
+        Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, []), .. _images.Select(i => new TemplateOnHost(i.Name, i.Version, ImageTemplate.Kind, i.Sha256, []))];
     }
 
     public DriverCapacity Capacity { get; } = new("sandbox", "sandbox", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024, MaxDiskMiB: MaxDiskMiB);
@@ -76,12 +81,23 @@ public sealed class SandboxDriver : IMachineDriver
             ? new RunningSandbox(process, _runner, launch.Shape.MemoryMiB, launch.Network)
             : null);
 
-    private SandboxSpec SpecOf(LaunchMachine launch) =>
-        new(SandboxId(launch.MachineId), launch.Command ?? IdleCommand, new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
+    /// <summary>
+    /// On the host's /usr, or on an image's root: then its command is the image's entrypoint and command unless the machine
+    /// names one, with the image's variables and working directory.
+    /// </summary>
+    private SandboxSpec SpecOf(LaunchMachine launch)
+    {
+        var image = _images.FirstOrDefault(i => i.Name == launch.Template.Name && i.Version == launch.Template.Version);
+        var command = launch.Command ?? (image is { Command.Count: > 0 } ? image.Command : IdleCommand);
+        return new(SandboxId(launch.MachineId), command, new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
         {
             NetworkNamespace = launch.Network?.Namespace,
             DiskMiB = launch.Shape.DiskMiB,
+            Root = image?.RootfsPath,
+            Environment = image?.Environment ?? new Dictionary<string, string>(),
+            WorkingDirectory = image?.WorkingDirectory,
         };
+    }
 
     public async Task RemoveLeftoversAsync(Guid machineId, CancellationToken cancellationToken)
     {

@@ -54,6 +54,45 @@ public static class DiskImage
         }
     }
 
+    /// <summary>
+    /// Makes the disk at <paramref name="path"/> as a copy of <paramref name="image"/> (an ext4 image: a template's root),
+    /// grown to <paramref name="sizeMiB"/> when that is larger, unless the disk is there already (a machine started again
+    /// keeps its disk). Made under a temporary name and renamed when complete.
+    /// </summary>
+    /// <returns>Whether it was made now.</returns>
+    public static async Task<bool> EnsureCopyOfAsync(string path, string image, int sizeMiB, CancellationToken cancellationToken)
+    {
+        if (File.Exists(path))
+        {
+            return false;
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var making = path + ".making";
+        try
+        {
+            await CopySparseAsync(image, making, cancellationToken);
+            var bytes = (long)sizeMiB * 1024 * 1024;
+            if (bytes > new FileInfo(making).Length)
+            {
+                using (var file = new FileStream(making, FileMode.Open, FileAccess.Write))
+                {
+                    file.SetLength(bytes);
+                }
+
+                // A copy of an image just built and never mounted: nothing for a check to find first.
+                await HostTool.RunAsync(["resize2fs", "-f", making]);
+            }
+
+            File.Move(making, path, overwrite: true);
+            return true;
+        }
+        finally
+        {
+            File.Delete(making);
+        }
+    }
+
     /// <summary>Mounts the disk at <paramref name="mountPoint"/> (made if missing) through a loop device the kernel frees when it is unmounted; nothing on it can be a device or gain privileges.</summary>
     public static async Task MountAsync(string path, string mountPoint)
     {

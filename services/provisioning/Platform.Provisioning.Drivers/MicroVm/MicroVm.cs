@@ -225,11 +225,18 @@ public sealed class MicroVm : IAsyncDisposable, Guests.IGuestAccess, Guests.IMac
             throw new Guests.GuestException("The micro-VM has ended.");
         }
 
+        // The root's own tools first; on an image's root the guest's busybox (/.platform/bin) after them. An image's own
+        // variables (its ENV) over these.
         var environment = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/.platform/bin",
             ["HOME"] = user.Uid == 0 ? "/root" : "/scratch",
         };
+        foreach (var (name, value) in Spec.Template.Image?.Environment ?? new Dictionary<string, string>())
+        {
+            environment[name] = value;
+        }
+
         var agent = LazyInitializer.EnsureInitialized(ref _guestAgent, () => new Guests.GuestAgent("micro-VM", ConnectGuestAgentAsync, GuestAgentHandshakeTimeout));
         return agent.StartAsync(command, user.Uid, user.Gid, command.WorkingDirectory ?? "/scratch", environment, cancellationToken);
     }

@@ -104,7 +104,8 @@ public sealed partial class MicroVmRunner
     {
         var identity = vm.Spec.Identity;
         var command = new Guests.GuestCommand([
-            "/bin/sh", "-c", TakeIdentityScript, "platform-identity", identity.MachineId, identity.Hostname, $"{identity.Address}/{identity.PrefixLength}",
+            // Found on PATH: an image's root may have no /bin/sh; the guest's busybox is there after the root's own tools.
+            "sh", "-c", TakeIdentityScript, "platform-identity", identity.MachineId, identity.Hostname, $"{identity.Address}/{identity.PrefixLength}",
             identity.Gateway.ToString(), identity.Mac, Clock.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture),
             Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(64)),
         ]);

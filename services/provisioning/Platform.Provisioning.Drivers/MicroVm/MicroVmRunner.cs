@@ -70,7 +70,8 @@ public sealed partial class MicroVmRunner(
         var memoryFile = MemoryFileOf(spec.Id);
         CreateWorkDirectory(spec.WorkDirectory);
         var vm = Start(spec, accelerator, memoryFile, new QemuLaunch(
-            spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments() + (spec.DiskPath is null ? "" : " " + DiskArgument),
+            spec.Template.CommandLine + " " + spec.Identity.ToKernelArguments() + (spec.DiskPath is null ? "" : " " + DiskArgument)
+                + (spec.Template.Image is null ? "" : " " + ImageRootArgument),
             MemoryFile: memoryFile,
             SharedMemory: true,
             IncomingState: null));
@@ -299,6 +300,9 @@ public sealed partial class MicroVmRunner(
     /// <summary>What tells the template's init that the guest runs on its disk.</summary>
     private const string DiskArgument = "platform.disk=vda";
 
+    /// <summary>What tells it that the disk holds an image's root: its own /bin and /lib stay, the guest's tools go to /.platform.</summary>
+    private const string ImageRootArgument = "platform.image=1";
+
     /// <summary>
     /// The disk as a virtio-blk drive: raw, opened by QEMU before it changes root, with the guest's discards passed on so
     /// that what it deletes gives the host its room back. Not auto-read-only (-drive's default): a pause or checkpoint
@@ -447,6 +451,11 @@ public sealed partial class MicroVmRunner(
         {
             // QEMU's option syntax takes ',' as a separator, and unix sockets have a short path limit.
             throw new ArgumentException($"A micro-VM's work directory is an absolute path of at most {MaxSocketPath - 12} characters without ','.", nameof(spec));
+        }
+
+        if (spec.Template.Image is not null && spec.DiskPath is null)
+        {
+            throw new ArgumentException($"A micro-VM of template {spec.Template.Name} runs on a copy of its image's root: it needs a disk.", nameof(spec));
         }
 
         if (spec.DiskPath is { } disk && (!Path.IsPathFullyQualified(disk) || disk.Contains(',', StringComparison.Ordinal) || !File.Exists(disk)))

@@ -16,6 +16,9 @@ public sealed record MicroVmTemplate(
     string CommandLine,
     int GuestAgentPort)
 {
+    /// <summary>The image whose root the guest runs on (from a disk copied from it), when the template was built from one; null for an initramfs template.</summary>
+    public Templates.ImageTemplate? Image { get; init; }
+
     /// <summary>Reads <c>template.json</c> in <paramref name="directory"/> (a <c>current</c> link is resolved to its version).</summary>
     public static MicroVmTemplate Load(string directory)
     {
@@ -28,7 +31,8 @@ public sealed record MicroVmTemplate(
         var root = new DirectoryInfo(directory).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(directory);
         var manifest = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(file), JsonOptions)
             ?? throw new InvalidDataException($"{file} is empty.");
-        if (manifest.Kind != "microvm")
+        // A template built from an image boots with the default template's kernel and init, onto a copy of its root.
+        if (manifest.Kind is not ("microvm" or Templates.ImageTemplate.Kind))
         {
             throw new InvalidDataException($"{file} describes a '{manifest.Kind}' template, not a micro-VM.");
         }
@@ -40,7 +44,10 @@ public sealed record MicroVmTemplate(
             Path.Combine(root, manifest.Kernel),
             Path.Combine(root, manifest.Initramfs),
             manifest.CommandLine,
-            manifest.GuestAgentPort);
+            manifest.GuestAgentPort)
+        {
+            Image = manifest.Kind == Templates.ImageTemplate.Kind ? Templates.ImageTemplate.Load(directory) : null,
+        };
         foreach (var part in new[] { template.KernelPath, template.InitramfsPath })
         {
             if (!File.Exists(part))

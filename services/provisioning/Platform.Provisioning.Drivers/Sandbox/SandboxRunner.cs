@@ -236,13 +236,25 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             // starts processes from pool threads that come and go, so sandboxes died at random under load. A sandbox
             // lives until it is disposed; its cgroups are how everything in it is found and killed.
             "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try", "--new-session",
-            "--ro-bind", "/usr", "/usr",
-            "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-            "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
+        })
+        {
+            yield return argument;
+        }
+
+        // The host's /usr, or an image's root.
+        string[] root = spec.Root is { } image
+            ? ["--ro-bind", image, "/"]
+            : [
+                "--ro-bind", "/usr", "/usr",
+                "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
+            ];
+        foreach (var argument in (string[])[
+            .. root,
             "--proc", "/proc", "--dev", "/dev",
             // In memory, so charged to the memory limit; sized so that filling them fails with ENOSPC before the limit kills.
             "--size", (memory / 4).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/tmp",
-        })
+        ])
         {
             yield return argument;
         }
@@ -253,7 +265,7 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             : ["--size", (memory / 2).ToString(System.Globalization.CultureInfo.InvariantCulture), "--tmpfs", "/scratch"];
         foreach (var argument in (string[])[
             .. scratch,
-            "--chdir", "/scratch",
+            "--chdir", spec.WorkingDirectory ?? "/scratch",
             "--hostname", spec.Hostname, "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/scratch",
         ])
         {
@@ -286,19 +298,39 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
             command = ["/bin/sh", "-c", $"tar --numeric-owner -xf {FilesInside} -C /scratch || exit 125; exec \"$@\"", "unpack", .. command];
         }
 
-        foreach (var argument in Confined(spec.Environment, command, (0, 0)))
+        // An image's root has no setpriv: the guest agent (static, bound in) narrows the capabilities in its place.
+        if (spec.Root is not null && _guestAgent is null)
+        {
+            throw new ArgumentException("A sandbox on an image's root needs the guest agent.", nameof(spec));
+        }
+
+        foreach (var argument in Confined(spec.Environment, command, (0, 0), narrowedBy: spec.Root is null ? null : Guests.GuestAgent.Inside))
         {
             yield return argument;
         }
     }
 
+    /// <summary>The numbers of <see cref="KeptCapabilities"/> (linux/capability.h), as the guest agent's --keep-capabilities takes them.</summary>
+    private static readonly string KeptCapabilityNumbers = string.Join(',', KeptCapabilities.Select(c => c switch
+    {
+        "CAP_CHOWN" => 0, "CAP_DAC_OVERRIDE" => 1, "CAP_FOWNER" => 3, "CAP_FSETID" => 4, "CAP_KILL" => 5, "CAP_SETGID" => 6,
+        "CAP_SETUID" => 7, "CAP_SETPCAP" => 8, "CAP_NET_BIND_SERVICE" => 10, "CAP_SYS_CHROOT" => 18, "CAP_AUDIT_WRITE" => 29,
+        "CAP_SETFCAP" => 31, _ => throw new InvalidOperationException($"no number known for {c}"),
+    }));
+
     /// <summary>
     /// Bubblewrap's last arguments for any process of a sandbox (its command, or one exec'd into it): only the kept
     /// capabilities, the variables it adds, the seccomp filter (descriptor 9), then <paramref name="command"/> under setpriv
-    /// as <paramref name="user"/>.
+    /// as <paramref name="user"/>; or, where the root has no setpriv, under <paramref name="narrowedBy"/> (the guest agent's
+    /// --keep-capabilities, which does the same for root).
     /// </summary>
-    private static IEnumerable<string> Confined(IReadOnlyDictionary<string, string> environment, IReadOnlyList<string> command, (int Uid, int Gid) user)
+    private static IEnumerable<string> Confined(IReadOnlyDictionary<string, string> environment, IReadOnlyList<string> command, (int Uid, int Gid) user, string? narrowedBy = null)
     {
+        if (narrowedBy is not null && user != (0, 0))
+        {
+            throw new ArgumentException("Only the sandbox's root runs under the guest agent's narrowing.", nameof(user));
+        }
+
         yield return "--cap-drop";
         yield return "ALL";
         foreach (var capability in KeptCapabilities)
@@ -321,6 +353,20 @@ public sealed partial class SandboxRunner(Cgroups cgroups, string? runDirectory 
         // bubblewrap, not setuid, leaves the bounding set full (and the kept capabilities ambient), so that the command,
         // as root, would have every capability of its namespace back: setpriv narrows the bounding set to the kept ones
         // and clears the inheritable and ambient sets, so that the sandbox's other users have none, as in Docker.
+        if (narrowedBy is not null)
+        {
+            yield return narrowedBy;
+            yield return "--keep-capabilities";
+            yield return KeptCapabilityNumbers;
+            yield return "--";
+            foreach (var part in command)
+            {
+                yield return part;
+            }
+
+            yield break;
+        }
+
         yield return "setpriv";
         yield return "--bounding-set=-all," + string.Join(',', KeptCapabilities.Select(c => "+" + c["CAP_".Length..].ToLowerInvariant()));
         yield return "--inh-caps=-all";

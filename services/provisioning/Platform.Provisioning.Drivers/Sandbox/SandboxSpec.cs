@@ -46,4 +46,14 @@ public sealed record SandboxSpec(string Id, IReadOnlyList<string> Command, Sandb
     /// limit. It lasts as long as this run of the sandbox.
     /// </summary>
     public int DiskMiB { get; init; }
+
+    /// <summary>
+    /// A root filesystem (a template's, built from an image) bound read-only as the sandbox's <c>/</c> instead of the host's
+    /// /usr; it must hold the mount points the sandbox binds over (<c>/proc</c>, <c>/dev</c>, <c>/tmp</c>, <c>/scratch</c>,
+    /// <c>/.platform</c>). Null: the host's /usr.
+    /// </summary>
+    public string? Root { get; init; }
+
+    /// <summary>Where its command starts; /scratch when null.</summary>
+    public string? WorkingDirectory { get; init; }
 }

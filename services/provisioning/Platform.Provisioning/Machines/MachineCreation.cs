@@ -161,7 +161,8 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
             throw Problems.Invalid("template", $"no template '{reference}' is registered; GET /api/v1/templates lists them");
         }
 
-        if (known[0].Kind != kind)
+        // A template built from an image serves sandboxes and micro-VMs alike.
+        if (known[0].Kind != kind && !(known[0].Kind == "image" && kind is MachineKinds.Sandbox or MachineKinds.MicroVm))
         {
             throw Problems.Invalid("template", $"'{reference}' is a {known[0].Kind} template; a {kind} machine needs a {kind} template");
         }

@@ -608,13 +608,54 @@ static int reseed(const char *hex)
     return 0;
 }
 
+/*
+ * --keep-capabilities LIST -- COMMAND...: what setpriv --bounding-set, --inh-caps=-all and --ambient-caps=-all do, for a
+ * sandbox whose root (an image's) has no setpriv: the bounding set narrowed to LIST (capability numbers, comma-separated),
+ * the inheritable and ambient sets emptied, then COMMAND in its place.
+ */
+static int keep_capabilities(const char *list, char **command)
+{
+    unsigned long long keep = 0;
+    for (const char *p = list; *p != '\0';) {
+        char *end;
+        long cap = strtol(p, &end, 10);
+        if (end == p || cap < 0 || cap > 63 || (*end != ',' && *end != '\0'))
+            return 2;
+        keep |= 1ULL << cap;
+        p = *end == ',' ? end + 1 : end;
+    }
+    for (int cap = 0; cap <= 63; cap++) {
+        /* EINVAL: past the kernel's last capability. */
+        if (!(keep & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
+            dprintf(2, "keep-capabilities: cannot drop %d: %s\n", cap, strerror(errno));
+            return 125;
+        }
+    }
+    struct { uint32_t version; int pid; } header = { 0x20080522, 0 };
+    struct { uint32_t effective, permitted, inheritable; } data[2];
+    if (syscall(SYS_capget, &header, data) < 0) {
+        dprintf(2, "keep-capabilities: capget: %s\n", strerror(errno));
+        return 125;
+    }
+    data[0].inheritable = data[1].inheritable = 0;
+    if (syscall(SYS_capset, &header, data) < 0 || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) {
+        dprintf(2, "keep-capabilities: %s\n", strerror(errno));
+        return 125;
+    }
+    execvp(command[0], command);
+    dprintf(2, "%s: %s\n", command[0], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--reseed") == 0)
         return reseed(argv[2]);
+    if (argc >= 5 && strcmp(argv[1], "--keep-capabilities") == 0 && strcmp(argv[3], "--") == 0)
+        return keep_capabilities(argv[2], argv + 4);
     int sandbox = argc >= 5 && strcmp(argv[1], "--socket") == 0 && strcmp(argv[3], "--") == 0;
     if (argc > 1 && !sandbox) {
-        dprintf(2, "usage: %s [--socket NAME -- COMMAND [ARGUMENT...] | --reseed HEX]\n", argv[0]);
+        dprintf(2, "usage: %s [--socket NAME -- COMMAND [ARGUMENT...] | --keep-capabilities N,N... -- COMMAND [ARGUMENT...] | --reseed HEX]\n", argv[0]);
         return 2;
     }
     if (sandbox) {
