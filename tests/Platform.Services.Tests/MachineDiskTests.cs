@@ -55,6 +55,20 @@ public sealed class MachineDiskTests(PlatformStack stack)
         Assert.Equal("written", lines[1]);
     }
 
+    [Fact]
+    public async Task The_documented_template_list_has_the_shape_the_service_answers()
+    {
+        using var admin = await stack.AdminAsync();
+        var (_, tenant) = await admin.CreateTenantWithAdminAsync();
+
+        var templates = await tenant.GetFromJsonAsync<JsonElement>("/api/v1/templates");
+
+        var documented = DocumentationTests.Example(Path.Combine("api", "templates.md"), "templates");
+        DocumentationTests.AssertSameShape(documented, templates);
+        DocumentationTests.AssertSameShape(documented[0], templates[0]);
+        Assert.Contains(templates.EnumerateArray(), t => t.GetProperty("name").GetString() == "microvm-default" && t.GetProperty("kind").GetString() == "microvm");
+    }
+
     private static async Task<int> HostDiskUsedAsync(HttpClient admin, Guid hostId) =>
         (await admin.GetFromJsonAsync<JsonElement>("/api/v1/hosts")).EnumerateArray()
             .Single(h => h.GetProperty("id").GetGuid() == hostId).GetProperty("used").GetProperty("diskMiB").GetInt32();

@@ -51,6 +51,7 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("provisio
         builder.Services.AddSingleton<PlacementTurns>();
         builder.Services.AddSingleton<MachineCreation>();
         builder.Services.AddSingleton<QuotaCheck>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<QuotaCheck>());
         builder.Services.AddSingleton<MachineActions>();
         builder.Services.AddSingleton<MachineWatch>();
         builder.Services.AddSingleton(MachineExpiryOptions.Read(builder.Configuration));
