@@ -8,7 +8,8 @@ namespace Platform.Benchmarks;
 /// <summary>
 /// Create→running through provisioning's HTTP API, one machine at a time, on the bench instance (see
 /// <see cref="BenchStack"/>): the whole creation saga (quota, address, launch, registration), real QEMU micro-VMs
-/// (cold, and restored from the agent's ready snapshot) and real sandboxes, each in its tenant's segment. Each figure
+/// (cold, restored from the agent's ready snapshot, and cold on a disk) and real sandboxes (in memory and on a disk), each
+/// in its tenant's segment. Each figure
 /// is the time from POST /machines to the answer of /wait?state=running.
 /// </summary>
 internal static class MachinesBenchmark
@@ -50,6 +51,10 @@ internal static class MachinesBenchmark
             }
         }));
         Benchmarks.Report("microvm_rss_overhead_mib", rss ?? double.NaN);
+        // With a 1 GiB disk: made (a sparse ext4 image), then the guest's init copies its system onto it and changes root.
+        Report("microvm_disk_cold", await MeasureAsync(tenant, "disk", cold, new { kind = "microvm", vcpus = 1, memoryMiB = 128, diskMiB = 1024 }, _ => Task.CompletedTask));
+        // /scratch on a 1 GiB disk (made and loop-mounted) instead of memory.
+        Report("sandbox_disk", await MeasureAsync(tenant, "sandbox-disk", Math.Max(1, sandboxes / 5), new { kind = "sandbox", vcpus = 1, memoryMiB = 64, diskMiB = 1024 }, _ => Task.CompletedTask));
     }
 
     internal static void Report(string name, IReadOnlyList<double> milliseconds)

@@ -191,7 +191,8 @@ public sealed class ContainerDriverTests(PodmanFixture fixture, ITestOutputHelpe
             var options = new AgentOptions { StatePath = state.FullName, Drivers = ["container"], Container = new ContainerOptions { Socket = "/tmp/pmt-no-engine.sock" } };
             var networks = new Platform.HostAgent.Networking.TenantNetworks(options, HostIdentity.Load(options), NullLogger<Platform.HostAgent.Networking.TenantNetworks>.Instance);
 
-            Assert.Empty(DriverSetup.Create(options, networks, new LocalAddresses(options.StatePath), new HostSnapshots(Path.Combine(options.StatePath, "snapshots")), NullLoggerFactory.Instance));
+            Assert.Empty(DriverSetup.Create(options, networks, new LocalAddresses(options.StatePath), new HostSnapshots(Path.Combine(options.StatePath, "snapshots")),
+                new TemplateShelf(options.TemplatesPath, NullLogger.Instance), NullLoggerFactory.Instance));
         }
         finally
         {

@@ -36,12 +36,7 @@ public sealed partial class MicroVmTests
         }
         finally
         {
-            if (machine.Vm is not null)
-            {
-                await machine.Vm.DisposeAsync();
-                machine.Vm = null;
-            }
-
+            await EndAsync(machine);
             DiskImage.Delete(disk);
         }
     }
@@ -69,12 +64,7 @@ public sealed partial class MicroVmTests
         }
         finally
         {
-            if (machine.Vm is not null)
-            {
-                await machine.Vm.DisposeAsync();
-                machine.Vm = null;
-            }
-
+            await EndAsync(machine);
             DiskImage.Delete(disk);
         }
     }
@@ -106,14 +96,8 @@ public sealed partial class MicroVmTests
         }
         finally
         {
-            foreach (var machine in new[] { parent, clone })
-            {
-                if (machine.Vm is not null)
-                {
-                    await machine.Vm.DisposeAsync();
-                    machine.Vm = null;
-                }
-            }
+            await EndAsync(parent);
+            await EndAsync(clone);
 
             DiskImage.Delete(parentDisk);
             DiskImage.Delete(cloneDisk);
@@ -121,6 +105,16 @@ public sealed partial class MicroVmTests
             {
                 Directory.Delete(checkpointDirectory, recursive: true);
             }
+        }
+    }
+
+    /// <summary>Its VM ends before its disk is removed (the test's machine only deletes its namespace).</summary>
+    private static async Task EndAsync(TestMachine machine)
+    {
+        if (machine.Vm is not null)
+        {
+            await machine.Vm.DisposeAsync();
+            machine.Vm = null;
         }
     }
 }

@@ -31,9 +31,11 @@ return await PlatformHost.RunAsync(args, new PlatformServiceDefinition("host-age
         builder.Services.AddSingleton(_ => new LocalAddresses(options.StatePath));
         builder.Services.AddSingleton<TenantNetworks>();
         builder.Services.AddSingleton(_ => new HostSnapshots(Path.Combine(options.StatePath, "snapshots")));
+        builder.Services.AddSingleton(services => TemplateShelf.Read(options.TemplatesPath, services.GetRequiredService<ILoggerFactory>().CreateLogger<TemplateShelf>()));
+        builder.Services.AddHostedService<TemplateShelfWatch>();
         builder.Services.AddSingleton<IEnumerable<IMachineDriver>>(services => DriverSetup.Create(
             options, services.GetRequiredService<TenantNetworks>(), services.GetRequiredService<LocalAddresses>(), services.GetRequiredService<HostSnapshots>(),
-            services.GetRequiredService<ILoggerFactory>()));
+            services.GetRequiredService<TemplateShelf>(), services.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton<HostMachines>();
         builder.Services.AddHostedService<MicroVmPreparation>();
         builder.Services.AddHostedService<ContainerImageWatch>();

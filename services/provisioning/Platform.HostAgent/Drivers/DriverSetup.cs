@@ -18,13 +18,12 @@ public static class DriverSetup
     /// <summary>Where, under the run path, cold-booted guests' memory files live.</summary>
     public const string MemoryDirectoryName = "memory";
 
-    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, LocalAddresses addresses, HostSnapshots snapshots, ILoggerFactory loggers)
+    public static IReadOnlyList<IMachineDriver> Create(AgentOptions options, TenantNetworks networks, LocalAddresses addresses, HostSnapshots snapshots, TemplateShelf templates, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger(typeof(DriverSetup));
         var drivers = new List<IMachineDriver>();
         if (options.OfferedDrivers.Contains("microvm"))
         {
-            var templates = MicroVmTemplates(options.TemplatesPath, logger);
             if (!File.Exists(Qemu))
             {
                 logger.LogError("The microvm driver needs {Qemu} (Debian package qemu-system-x86); this host offers no micro-VMs", Qemu);
@@ -40,7 +39,7 @@ public static class DriverSetup
         if (options.OfferedDrivers.Contains("sandbox"))
         {
             drivers.Add(new SandboxDriver(new SandboxRunner(Cgroups.Detect(), Path.Combine(options.StatePath, "sandboxes")), options.SandboxMaxProcesses, networks, snapshots,
-                ImageTemplates(options.TemplatesPath, logger)));
+                () => templates.Images));
         }
 
         if (options.OfferedDrivers.Contains(ContainerDriver.Kind) && ContainerDriverFor(options.Container, snapshots, loggers) is { } containers)
@@ -109,55 +108,6 @@ public static class DriverSetup
             docker.Dispose();
             return null;
         }
-    }
-
-    /// <summary>Every <c>{templates}/{name}/current</c> that holds a template built from an image (build-image-template).</summary>
-    private static IReadOnlyList<ImageTemplate> ImageTemplates(string templatesPath, ILogger logger)
-    {
-        var templates = new List<ImageTemplate>();
-        foreach (var current in Directory.Exists(templatesPath) ? Directory.EnumerateDirectories(templatesPath).Select(d => Path.Combine(d, "current")) : [])
-        {
-            try
-            {
-                if (ImageTemplate.IsIn(current))
-                {
-                    templates.Add(ImageTemplate.Load(current));
-                }
-            }
-            catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException)
-            {
-                logger.LogError("The template in {Directory} cannot be used: {Reason}", current, exception.Message);
-            }
-        }
-
-        return templates;
-    }
-
-    /// <summary>Every <c>{templates}/{name}/current</c> that holds a micro-VM template (one built from an image included).</summary>
-    private static IReadOnlyList<MicroVmTemplate> MicroVmTemplates(string templatesPath, ILogger logger)
-    {
-        var templates = new List<MicroVmTemplate>();
-        foreach (var current in Directory.Exists(templatesPath) ? Directory.EnumerateDirectories(templatesPath).Select(d => Path.Combine(d, "current")) : [])
-        {
-            if (File.Exists(Path.Combine(current, "template.json")))
-            {
-                try
-                {
-                    templates.Add(MicroVmTemplate.Load(current));
-                }
-                catch (Exception exception) when (exception is IOException or InvalidDataException or System.Text.Json.JsonException)
-                {
-                    logger.LogError("The template in {Directory} cannot be used: {Reason}", current, exception.Message);
-                }
-            }
-        }
-
-        if (templates.Count == 0)
-        {
-            logger.LogWarning("No micro-VM template in {TemplatesPath}: build one with services/provisioning/templates/build-microvm-template", templatesPath);
-        }
-
-        return templates;
     }
 }
 

@@ -23,7 +23,7 @@ namespace Platform.HostAgent.Drivers;
 /// </summary>
 public sealed class MicroVmDriver(
     MicroVmRunner runner,
-    IReadOnlyList<MicroVmTemplate> templates,
+    TemplateShelf shelf,
     IReadOnlyList<MachineShape> snapshotShapes,
     int poolSize,
     LocalAddresses addresses,
@@ -52,7 +52,7 @@ public sealed class MicroVmDriver(
 
     public string? Accelerator => _accelerator;
 
-    public IReadOnlyList<TemplateOnHost> Templates => templates
+    public IReadOnlyList<TemplateOnHost> Templates => shelf.MicroVm
         .Select(t => new TemplateOnHost(t.Name, t.Version, t.Image is null ? "microvm" : ImageTemplate.Kind, t.Sha256,
             _snapshots.Keys.Where(k => k.Version == t.Version).Select(k => new MachineShape(k.Vcpus, k.MemoryMiB, 0)).OrderBy(s => s.MemoryMiB).ToList()))
         .ToList();
@@ -73,7 +73,7 @@ public sealed class MicroVmDriver(
         }
 
         // A template built from an image boots onto a disk each time: there is nothing of it to keep restored.
-        foreach (var template in templates.Where(t => t.Image is null))
+        foreach (var template in shelf.MicroVm.Where(t => t.Image is null))
         {
             _accelerator = await runner.DetectAcceleratorAsync(template, cancellationToken);
             foreach (var shape in snapshotShapes)
@@ -98,7 +98,7 @@ public sealed class MicroVmDriver(
 
     public async Task<IRunningMachine> LaunchAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
-        var template = templates.FirstOrDefault(t => t.Name == launch.Template.Name && t.Version == launch.Template.Version)
+        var template = shelf.MicroVm.FirstOrDefault(t => t.Name == launch.Template.Name && t.Version == launch.Template.Version)
             ?? throw new LaunchFailedException($"this host does not hold template {launch.Template.Name}@{launch.Template.Version}");
         var attachment = launch.Network ?? addresses.For(launch.MachineId);
         var identity = new GuestIdentity(launch.MachineId.ToString("N"), launch.Name, IPAddress.Parse(attachment.Address), attachment.PrefixLength,
@@ -295,7 +295,7 @@ public sealed class MicroVmDriver(
     /// </summary>
     public async Task<IRunningMachine?> AdoptAsync(LaunchMachine launch, CancellationToken cancellationToken)
     {
-        var template = templates.FirstOrDefault(t => t.Name == launch.Template.Name && t.Version == launch.Template.Version);
+        var template = shelf.MicroVm.FirstOrDefault(t => t.Name == launch.Template.Name && t.Version == launch.Template.Version);
         var attachment = launch.Network ?? addresses.For(launch.MachineId);
         if (template is null || !(await NetworkNamespace.ListAsync(attachment.Namespace)).Contains(attachment.Namespace))
         {
@@ -455,7 +455,7 @@ public sealed class MicroVmDriver(
     /// </summary>
     private async Task AddPooledAsync(SnapshotKey key, MicroVmSnapshot snapshot, CancellationToken stoppingToken)
     {
-        var template = templates.First(t => t.Version == key.Version);
+        var template = shelf.MicroVm.First(t => t.Version == key.Version);
         try
         {
             var pooled = new Pooled(await runner.RestoreWarmAsync(snapshot, template, Path.Combine(PoolRoot, Guid.NewGuid().ToString("N")[..12]), stoppingToken));

@@ -30,19 +30,20 @@ public sealed class SandboxDriver : IMachineDriver
     /// <summary>A sandbox's snapshot: its /scratch, as a tar archive.</summary>
     private const string FilesArchive = "files.tar";
 
-    private readonly IReadOnlyList<ImageTemplate> _images;
+    private readonly Func<IReadOnlyList<ImageTemplate>> _images;
+    private readonly TemplateOnHost _hostTemplate;
 
-    /// <param name="images">Templates built from images: a sandbox of one runs on its root, read-only, instead of the host's /usr.</param>
-    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks, HostSnapshots snapshots, IReadOnlyList<ImageTemplate>? images = null)
+    /// <param name="images">The templates built from images, as the host holds them now: a sandbox of one runs on its root, read-only, instead of the host's /usr.</param>
+    public SandboxDriver(SandboxRunner runner, int maxProcesses, TenantNetworks networks, HostSnapshots snapshots, Func<IReadOnlyList<ImageTemplate>>? images = null)
     {
         _runner = runner;
         _maxProcesses = maxProcesses;
         _networks = networks;
         _snapshots = snapshots;
-        _images = images ?? [];
+        _images = images ?? (() => []);
         var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
             $"{ReadOrEmpty("/etc/os-release")}\n{runner.Cgroups.Version}\n{new FileInfo("/usr/bin/bwrap").Length}")));
-        Templates = [new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, []), .. _images.Select(i => new TemplateOnHost(i.Name, i.Version, ImageTemplate.Kind, i.Sha256, []))];
+        _hostTemplate = new TemplateOnHost(TemplateName, sha[..12], "sandbox", sha, []);
     }
 
     public DriverCapacity Capacity { get; } = new("sandbox", "sandbox", MaxVcpus: Environment.ProcessorCount, MinMemoryMiB: 16, MaxMemoryMiB: 64 * 1024, MaxDiskMiB: MaxDiskMiB);
@@ -52,7 +53,7 @@ public sealed class SandboxDriver : IMachineDriver
 
     public string? Accelerator => null;
 
-    public IReadOnlyList<TemplateOnHost> Templates { get; }
+    public IReadOnlyList<TemplateOnHost> Templates => [_hostTemplate, .. _images().Select(i => new TemplateOnHost(i.Name, i.Version, ImageTemplate.Kind, i.Sha256, []))];
 
     public static string SandboxId(Guid machineId) => $"m-{machineId:N}";
 
@@ -87,7 +88,7 @@ public sealed class SandboxDriver : IMachineDriver
     /// </summary>
     private SandboxSpec SpecOf(LaunchMachine launch)
     {
-        var image = _images.FirstOrDefault(i => i.Name == launch.Template.Name && i.Version == launch.Template.Version);
+        var image = _images().FirstOrDefault(i => i.Name == launch.Template.Name && i.Version == launch.Template.Version);
         var command = launch.Command ?? (image is { Command.Count: > 0 } ? image.Command : IdleCommand);
         return new(SandboxId(launch.MachineId), command, new SandboxLimits(launch.Shape.MemoryMiB, _maxProcesses, launch.Shape.Vcpus), launch.Name)
         {
