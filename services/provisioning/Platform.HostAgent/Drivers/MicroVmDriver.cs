@@ -188,6 +188,13 @@ public sealed class MicroVmDriver(
     {
         try
         {
+            if (image is not null && launch.Shape.DiskMiB < image.RootImageMiB)
+            {
+                // The disk is exactly what the tenant's quota and the host count: never silently more.
+                throw new LaunchFailedException(
+                    $"template {image.Name} runs on a copy of its image's root, {image.RootImageMiB} MiB: the machine needs diskMiB of at least that, not {launch.Shape.DiskMiB}");
+            }
+
             if (image is not null)
             {
                 await DiskImage.EnsureCopyOfAsync(DiskOf(launch.MachineId), image.RootImagePath, launch.Shape.DiskMiB, cancellationToken);
