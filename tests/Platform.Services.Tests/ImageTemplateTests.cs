@@ -31,11 +31,11 @@ public sealed class ImageTemplateTests(PlatformStack stack)
 
         var inVm = await tenant.ExecAsync(vm, new { command = new[] { "sh", "-c", "echo $GREETING; ls /app" } });
         Assert.Equal("hello\nrun\n", inVm.GetProperty("stdout").GetString());
-        // A disk smaller than the image's root is no disk for it: the launch fails, saying how much it needs.
-        var tooSmall = await tenant.CreateMachineAsync(new { kind = "microvm", template = image.Name, vcpus = 1, memoryMiB = 128, diskMiB = 16 });
-        var failed = await tenant.WaitForMachineAsync(tooSmall, "failed");
-        Assert.Contains("needs diskMiB of at least", failed.GetProperty("lastError").GetString(), StringComparison.Ordinal);
-        foreach (var machine in new[] { sandbox, vm, tooSmall })
+        // A disk smaller than the image's root is no disk for it: refused at once, saying how much it needs.
+        var tooSmall = await tenant.PostAsJsonAsync("/api/v1/machines", new { kind = "microvm", template = image.Name, vcpus = 1, memoryMiB = 128, diskMiB = 16 });
+        var refused = await Problems.AssertAsync(tooSmall, System.Net.HttpStatusCode.UnprocessableEntity, "urn:platform:problem:validation-failed");
+        Assert.StartsWith("must be at least ", refused.GetProperty("errors").GetProperty("diskMiB")[0].GetString(), StringComparison.Ordinal);
+        foreach (var machine in new[] { sandbox, vm })
         {
             await tenant.ActAsync(HttpMethod.Delete, $"/api/v1/machines/{machine}");
             await tenant.WaitForMachineAsync(machine, "destroyed");

@@ -20,8 +20,12 @@ public sealed record DriverCapacity(
 /// <summary>A cloud's instance type (machine type, VM size) as a driver offers it.</summary>
 public sealed record InstanceType(string Name, int Vcpus, int MemoryMiB);
 
-/// <summary>A template a host can run machines from; <paramref name="Sha256"/> is the hash its version abbreviates.</summary>
-public sealed record TemplateOnHost(string Name, string Version, string Kind, string Sha256, IReadOnlyList<MachineShape> Snapshots);
+/// <summary>
+/// A template a host can run machines from; <paramref name="Sha256"/> is the hash its version abbreviates.
+/// <paramref name="RootDiskMiB"/>: the smallest disk a micro-VM of it can have (a template built from an image runs on a
+/// copy of the image's root); 0 when it needs none.
+/// </summary>
+public sealed record TemplateOnHost(string Name, string Version, string Kind, string Sha256, IReadOnlyList<MachineShape> Snapshots, int RootDiskMiB = 0);
 
 /// <summary>
 /// A host agent started (or restarted) and offers this capacity, these drivers and these templates.

@@ -54,7 +54,8 @@ public sealed class MicroVmDriver(
 
     public IReadOnlyList<TemplateOnHost> Templates => shelf.MicroVm
         .Select(t => new TemplateOnHost(t.Name, t.Version, t.Image is null ? "microvm" : ImageTemplate.Kind, t.Sha256,
-            _snapshots.Keys.Where(k => k.Version == t.Version).Select(k => new MachineShape(k.Vcpus, k.MemoryMiB, 0)).OrderBy(s => s.MemoryMiB).ToList()))
+            _snapshots.Keys.Where(k => k.Version == t.Version).Select(k => new MachineShape(k.Vcpus, k.MemoryMiB, 0)).OrderBy(s => s.MemoryMiB).ToList(),
+            t.Image?.RootImageMiB ?? 0))
         .ToList();
 
     private string SnapshotRoot => Path.Combine(runPath, "snapshots");

@@ -53,7 +53,7 @@ public sealed class SandboxDriver : IMachineDriver
 
     public string? Accelerator => null;
 
-    public IReadOnlyList<TemplateOnHost> Templates => [_hostTemplate, .. _images().Select(i => new TemplateOnHost(i.Name, i.Version, ImageTemplate.Kind, i.Sha256, []))];
+    public IReadOnlyList<TemplateOnHost> Templates => [_hostTemplate, .. _images().Select(i => new TemplateOnHost(i.Name, i.Version, ImageTemplate.Kind, i.Sha256, [], i.RootImageMiB))];
 
     public static string SandboxId(Guid machineId) => $"m-{machineId:N}";
 

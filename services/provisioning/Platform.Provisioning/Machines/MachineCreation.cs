@@ -103,6 +103,10 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
         var shape = MachineRequestRules.ShapeOf(request);
         // A snapshot keeps what its machine was made from, whatever the hosts offer now.
         var template = snapshot?.Template ?? await ResolveTemplateAsync(request.Template ?? MachineKinds.DefaultTemplate(kind), kind, cancellationToken);
+        if (snapshot is null && kind == MachineKinds.MicroVm && await RootDiskMiBAsync(template, cancellationToken) is var root && shape.DiskMiB < root)
+        {
+            throw Problems.Invalid("diskMiB", $"must be at least {root} for template {template.Name}@{template.Version}: its micro-VMs run on a copy of its image's root");
+        }
         var operationId = Guid.CreateVersion7();
         var name = request.Name ?? $"{kind}-{machineId.ToString("N")[^8..]}";
         using var turn = await turns.TakeAsync(cancellationToken);
@@ -169,6 +173,11 @@ public sealed class MachineCreation(EventStore store, HostDirectory hosts, Machi
 
         return new TemplateRef(known[0].Name, known[0].Version);
     }
+
+    /// <summary>The smallest disk a micro-VM of <paramref name="template"/> can have, as the hosts holding it say (0: none needed).</summary>
+    private async Task<int> RootDiskMiBAsync(TemplateRef template, CancellationToken cancellationToken) =>
+        (await hosts.HostsAsync(cancellationToken)).SelectMany(h => h.Templates)
+            .Where(t => t.Name == template.Name && t.Version == template.Version).Select(t => t.RootDiskMiB).DefaultIfEmpty(0).Max();
 
     /// <summary>The host the machine goes on: of those offering its driver (only <paramref name="snapshotHost"/>, for a machine made from a snapshot there), one it fits.</summary>
     private async Task<(HostView Host, string? Region, string? InstanceType)> PlaceAsync(
