@@ -22,13 +22,6 @@ public sealed record ImageTemplate(
 {
     public const string Kind = "image";
 
-    /// <summary>Whether <paramref name="directory"/> (a <c>current</c> link, or a version's folder) holds an image template.</summary>
-    public static bool IsIn(string directory)
-    {
-        var file = Path.Combine(directory, "template.json");
-        return File.Exists(file) && JsonSerializer.Deserialize<Manifest>(File.ReadAllText(file), JsonOptions)?.Kind == Kind;
-    }
-
     /// <summary>Reads <c>template.json</c> in <paramref name="directory"/> (a <c>current</c> link is resolved to its version).</summary>
     public static ImageTemplate Load(string directory)
     {
